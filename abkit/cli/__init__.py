@@ -1,0 +1,1 @@
+"""The ``abkit`` command line: one module per command group, registered in ``main``."""

@@ -1,0 +1,1 @@
+"""Statistics on sufficient statistics: planning, readouts, checks. Knows nothing of SQL."""
