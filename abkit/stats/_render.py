@@ -51,7 +51,9 @@ def html_table(rows: Sequence[dict[str, Any]], caption: str | None = None) -> st
     columns = list(rows[0])
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(_format_cell(r.get(c)))}</td>" for c in columns) + "</tr>"
+        "<tr>"
+        + "".join(f"<td>{html.escape(_format_cell(r.get(c)))}</td>" for c in columns)
+        + "</tr>"
         for r in rows
     )
     cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""

@@ -25,7 +25,9 @@ from sqlalchemy import (
     Text,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""Version 1: the initial schema. Version 2: ingest batches gained ``params_hash``, ``owner``,
+``heartbeat_at_us`` and ``message`` (resumable, claimable batches; see ``abkit.store.migrations``)."""
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 MICROS_PER_DAY = 86_400_000_000
@@ -132,6 +134,7 @@ def build_tables() -> Tables:
         Column("quarantined_at_us", BigInteger, nullable=False),
         Index("ix_abkit_quarantine_batch", "batch_id"),
         Index("ix_abkit_quarantine_reason", "reason_code"),
+        Index("ix_abkit_quarantine_source", "source", "batch_id"),
     )
     ingest_batches = Table(
         "abkit_ingest_batches",
@@ -149,7 +152,15 @@ def build_tables() -> Tables:
         Column("columns", Text, nullable=True),  # JSON {column: type} for drift reports
         Column("started_at_us", BigInteger, nullable=False),
         Column("finished_at_us", BigInteger, nullable=True),
+        # v2: what makes a run resumable. params_hash fingerprints the options that change
+        # the result (kind, mapping, timezone...), so a resumed run continues the same
+        # work; owner ("host:pid:nonce") and heartbeat tell a dead run from a live one.
+        Column("params_hash", String(64), nullable=True),
+        Column("owner", String(255), nullable=True),
+        Column("heartbeat_at_us", BigInteger, nullable=True),
+        Column("message", Text, nullable=True),  # why a batch failed, or a note
         Index("ix_abkit_ingest_batches_source", "source", "id"),
+        Index("ix_abkit_ingest_batches_content", "content_hash", "status"),
     )
     return Tables(
         metadata=metadata,

@@ -1,0 +1,1 @@
+"""Warehouse-native analysis: SQL aggregates -> sufficient statistics -> readouts and decisions."""

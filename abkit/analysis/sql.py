@@ -1,0 +1,527 @@
+"""The analysis query: per-unit aggregates, then per-arm sufficient statistics, in the database.
+
+One SQLAlchemy Core construction serves every dialect (SQLite, PostgreSQL, DuckDB and the
+warehouses reachable through SQLAlchemy). Every value that comes from a user (experiment
+key, event types, windows, caps) is a **bound parameter**, so a name such as
+``x'; DROP TABLE abkit_events; --`` is compared as text, never executed.
+
+The query, stage by stage (all timestamps are BIGINT epoch microseconds):
+
+1. ``abkit_first`` - per unit of the experiment: first exposure time, smallest and largest
+   variant seen, number of exposure rows. Exposures at or after the experiment's end are
+   ignored.
+2. ``abkit_units`` - units whose smallest and largest variant agree, i.e. units exposed to
+   exactly one variant; units seen in two or more variants are **excluded** (they are
+   contaminated: no arm's effect can be attributed to them) and counted by the quality
+   checks. ``day = first_us // 86_400_000_000`` is the UTC day of first exposure.
+3. ``abkit_unit_values`` - a LEFT JOIN of units to their events of the metrics' event types;
+   for each metric measure, conditional aggregates over the events in the unit's window
+   ``first <= ts < first + window`` (and ``ts < end``), over the pre-period
+   ``first - lookback <= ts < first`` (CUPED covariate), and counts of the events outside
+   the window (before first exposure; after the window or the end). Units without events
+   get zeros.
+4. ``abkit_unit_metrics`` - the per-unit metric value ``y`` (0/1 for proportions, capped
+   sums and counts for means, numerator and denominator ``d`` for ratios) and covariate
+   ``x``, cast to double precision so every engine does the same float arithmetic.
+5. The final ``GROUP BY variant, day [, segment]``: ``n, Σy, Σy², Σx, Σx², Σxy, Σd, Σd²,
+   Σyd`` and the outside-window counts. Python receives only these rows (a few per day and
+   arm) and adds the days up into totals and a cumulative daily series.
+
+Percentile caps are computed by a first pass over stage 3: the nearest-rank percentile
+(the smallest value whose rank ``r`` satisfies ``100·r >= p·N``) of the non-zero per-unit
+values pooled across arms, with ``ROW_NUMBER() OVER (ORDER BY v)``; nearest-rank rather than
+interpolation so every engine returns the same stored value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Double,
+    Integer,
+    String,
+    and_,
+    case,
+    cast,
+    func,
+    literal,
+    or_,
+    select,
+)
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
+
+from abkit.metrics.definitions import MICROS_PER_HOUR, Measure, Metric
+from abkit.stats.sufficient import MeanStats, RatioStats
+from abkit.store.schema import MICROS_PER_DAY, Tables
+
+MISSING_SEGMENT = "(missing)"
+
+
+def _p(value: Any, type_: Any) -> ColumnElement[Any]:
+    """A bound parameter with an explicit type (PostgreSQL needs it for arithmetic)."""
+    return literal(value, type_)
+
+
+def _dbl(expr: Any) -> ColumnElement[Any]:
+    return cast(expr, Double())
+
+
+def _one() -> ColumnElement[Any]:
+    # typed literals: an untyped 1.0 is NUMERIC on PostgreSQL, whose SUM is exact but slow
+    return _p(1.0, Double())
+
+
+def _zero() -> ColumnElement[Any]:
+    return _p(0.0, Double())
+
+
+@dataclass(frozen=True)
+class QueryPlan:
+    """Column names of the per-unit stage for each metric (``m{i}_...``)."""
+
+    metrics: tuple[Metric, ...]
+
+    @staticmethod
+    def col(i: int, what: str) -> str:
+        return f"m{i}_{what}"
+
+
+def _in_types(events: Any, measure: Measure) -> ColumnElement[bool]:
+    return events.c.event_type.in_([_p(t, String()) for t in measure.event_types])
+
+
+def _measure_aggregate(
+    events: Any, measure: Measure, in_period: ColumnElement[bool], first_us: Any
+) -> ColumnElement[Any]:
+    """Per-unit aggregate of one measure over the events where ``in_period`` holds."""
+    cond = and_(_in_types(events, measure), in_period)
+    if measure.aggregate == "sum":
+        return func.sum(
+            case((cond, _dbl(func.coalesce(events.c.value, _zero()))), else_=_zero())
+        )
+    if measure.aggregate in ("count", "converted"):
+        return func.sum(case((cond, 1), else_=0))
+    # hours_to_first: the earliest qualifying event; NULL when the unit has none
+    return func.min(case((cond, events.c.ts_us - first_us), else_=None))
+
+
+def _measure_value(measure: Measure, raw: Any, *, min_count: int | None = None) -> Any:
+    """Stage 4: per-unit value of a measure from its stage-3 aggregate, as a double."""
+    if min_count is not None:  # proportion
+        return case((raw >= _p(min_count, Integer()), _one()), else_=_zero())
+    if measure.aggregate == "converted":
+        return case((raw > 0, _one()), else_=_zero())
+    if measure.aggregate == "hours_to_first":
+        return _dbl(func.coalesce(raw, 0)) / _p(float(MICROS_PER_HOUR), Double())
+    return _dbl(raw)
+
+
+def _capped(value: Any, cap: float | None) -> Any:
+    if cap is None:
+        return value
+    bound = _p(float(cap), Double())
+    return case((value > bound, bound), else_=value)
+
+
+def _base_ctes(
+    tables: Tables,
+    experiment: str,
+    metrics: Sequence[Metric],
+    *,
+    end_us: int | None,
+    segment: str | None,
+) -> Any:
+    """Stages 1-3; returns the ``abkit_unit_values`` CTE."""
+    exposures, events = tables.exposures, tables.events
+    exp_filter = [exposures.c.experiment == _p(experiment, String())]
+    if end_us is not None:
+        exp_filter.append(exposures.c.ts_us < _p(end_us, BigInteger()))
+    first = (
+        select(
+            exposures.c.unit_id,
+            func.min(exposures.c.ts_us).label("first_us"),
+            func.min(exposures.c.variant).label("variant"),
+            func.max(exposures.c.variant).label("variant_max"),
+        )
+        .where(*exp_filter)
+        .group_by(exposures.c.unit_id)
+        .cte("abkit_first")
+    )
+    unit_cols = [
+        first.c.unit_id,
+        first.c.first_us,
+        first.c.variant,
+        (first.c.first_us // _p(MICROS_PER_DAY, BigInteger())).label("day"),
+    ]
+    units_q = select(*unit_cols).where(first.c.variant == first.c.variant_max)
+    if segment is not None:
+        seg = _segment_cte(tables, experiment, first, segment, end_us)
+        units_q = units_q.add_columns(
+            func.coalesce(seg.c.segment, _p(MISSING_SEGMENT, String())).label("segment")
+        ).outerjoin(seg, seg.c.unit_id == first.c.unit_id)
+    units = units_q.cte("abkit_units")
+
+    all_types: list[str] = []
+    for metric in metrics:
+        all_types += [t for t in metric.event_types if t not in all_types]
+    join_on = [
+        events.c.unit_id == units.c.unit_id,
+        events.c.event_type.in_([_p(t, String()) for t in all_types]),
+    ]
+    first_us = units.c.first_us
+    end = _p(end_us, BigInteger()) if end_us is not None else None
+    columns: list[Any] = [units.c.unit_id, units.c.variant, units.c.day]
+    if segment is not None:
+        columns.append(units.c.segment)
+    for i, metric in enumerate(metrics):
+        after_first = events.c.ts_us >= first_us
+        window = [after_first]
+        if metric.window_us is not None:
+            window.append(events.c.ts_us < first_us + _p(metric.window_us, BigInteger()))
+        if end is not None:
+            window.append(events.c.ts_us < end)
+        in_window = and_(*window)
+        pre = and_(
+            events.c.ts_us < first_us,
+            events.c.ts_us >= first_us - _p(metric.pre_period_us, BigInteger()),
+        )
+        measures = [("num", metric.numerator)]
+        if metric.denominator is not None:
+            measures.append(("den", metric.denominator))
+        for tag, measure in measures:
+            columns.append(
+                _measure_aggregate(events, measure, in_window, first_us).label(
+                    QueryPlan.col(i, tag)
+                )
+            )
+            if metric.supports_cuped:
+                columns.append(
+                    _measure_aggregate(events, measure, pre, first_us).label(
+                        QueryPlan.col(i, f"pre_{tag}")
+                    )
+                )
+        any_type = or_(
+            *[_in_types(events, m) for _, m in measures]
+        )
+        columns.append(
+            func.sum(case((and_(any_type, events.c.ts_us < first_us), 1), else_=0)).label(
+                QueryPlan.col(i, "before")
+            )
+        )
+        columns.append(
+            func.sum(
+                case((and_(any_type, after_first, ~in_window), 1), else_=0)
+            ).label(QueryPlan.col(i, "after"))
+        )
+    group = [units.c.unit_id, units.c.variant, units.c.day]
+    if segment is not None:
+        group.append(units.c.segment)
+    return (
+        select(*columns)
+        .select_from(units.outerjoin(events, and_(*join_on)))
+        .group_by(*group)
+        .cte("abkit_unit_values")
+    )
+
+
+def _segment_cte(
+    tables: Tables, experiment: str, first: Any, segment: str, end_us: int | None
+) -> Any:
+    """Per unit, the value of attribute ``segment`` on its first exposure (MIN on ties)."""
+    exposures, attrs = tables.exposures, tables.exposure_attributes
+    cond = [
+        exposures.c.experiment == _p(experiment, String()),
+        exposures.c.unit_id == first.c.unit_id,
+        exposures.c.ts_us == first.c.first_us,
+    ]
+    if end_us is not None:
+        cond.append(exposures.c.ts_us < _p(end_us, BigInteger()))
+    return (
+        select(exposures.c.unit_id, func.min(attrs.c.value).label("segment"))
+        .select_from(
+            first.join(exposures, and_(*cond)).join(
+                attrs,
+                and_(
+                    attrs.c.event_id == exposures.c.event_id,
+                    attrs.c.name == _p(segment, String()),
+                ),
+            )
+        )
+        .group_by(exposures.c.unit_id)
+        .cte("abkit_segment")
+    )
+
+
+def _raw_numerator(metric: Metric, values: Any, i: int) -> Any:
+    col = values.c[QueryPlan.col(i, "num")]
+    if metric.kind == "proportion":
+        return _measure_value(metric.numerator, col, min_count=metric.min_count)
+    return _measure_value(metric.numerator, col)
+
+
+def percentile_caps_query(
+    tables: Tables,
+    experiment: str,
+    metrics: Sequence[Metric],
+    index: int,
+    *,
+    end_us: int | None = None,
+) -> Any:
+    """First pass: the nearest-rank ``cap_percentile`` of metric ``index``'s non-zero values."""
+    metric = metrics[index]
+    assert metric.cap_percentile is not None
+    values = _base_ctes(tables, experiment, [metric], end_us=end_us, segment=None)
+    v = _raw_numerator(metric, values, 0)
+    nonzero = select(v.label("v")).where(v != _zero()).subquery("abkit_nonzero")
+    ranked = select(
+        nonzero.c.v,
+        func.row_number().over(order_by=nonzero.c.v).label("rn"),
+        func.count().over().label("cnt"),
+    ).subquery("abkit_ranked")
+    return select(func.min(ranked.c.v)).where(
+        ranked.c.rn * 100 >= _dbl(ranked.c.cnt) * _p(float(metric.cap_percentile), Double())
+    )
+
+
+def aggregates_query(
+    tables: Tables,
+    experiment: str,
+    metrics: Sequence[Metric],
+    *,
+    caps: dict[str, float] | None = None,
+    end_us: int | None = None,
+    segment: str | None = None,
+) -> Any:
+    """Stages 1-5: one row per (variant, day[, segment]) with every metric's sums."""
+    caps = caps or {}
+    values = _base_ctes(tables, experiment, metrics, end_us=end_us, segment=segment)
+    stage4: list[Any] = [values.c.variant, values.c.day]
+    if segment is not None:
+        stage4.append(values.c.segment)
+    for i, metric in enumerate(metrics):
+        cap = metric.cap if metric.cap is not None else caps.get(metric.name)
+        y = _capped(_raw_numerator(metric, values, i), cap)
+        stage4.append(y.label(QueryPlan.col(i, "y")))
+        if metric.supports_cuped:
+            pre = values.c[QueryPlan.col(i, "pre_num")]
+            if metric.kind == "proportion":
+                x = _measure_value(metric.numerator, pre, min_count=metric.min_count)
+            else:
+                x = _capped(_measure_value(metric.numerator, pre), cap)
+            stage4.append(x.label(QueryPlan.col(i, "x")))
+        if metric.denominator is not None:
+            d = _measure_value(metric.denominator, values.c[QueryPlan.col(i, "den")])
+            stage4.append(d.label(QueryPlan.col(i, "d")))
+        stage4.append(values.c[QueryPlan.col(i, "before")])
+        stage4.append(values.c[QueryPlan.col(i, "after")])
+    per_unit = select(*stage4).cte("abkit_unit_metrics")
+
+    keys = [per_unit.c.variant, per_unit.c.day]
+    if segment is not None:
+        keys.append(per_unit.c.segment)
+    out: list[Any] = [*keys, func.count().label("n")]
+    for i, metric in enumerate(metrics):
+        y = per_unit.c[QueryPlan.col(i, "y")]
+        out += [func.sum(y).label(f"m{i}_sy"), func.sum(y * y).label(f"m{i}_syy")]
+        if metric.supports_cuped:
+            x = per_unit.c[QueryPlan.col(i, "x")]
+            out += [
+                func.sum(x).label(f"m{i}_sx"),
+                func.sum(x * x).label(f"m{i}_sxx"),
+                func.sum(x * y).label(f"m{i}_sxy"),
+            ]
+        if metric.denominator is not None:
+            d = per_unit.c[QueryPlan.col(i, "d")]
+            out += [
+                func.sum(d).label(f"m{i}_sd"),
+                func.sum(d * d).label(f"m{i}_sdd"),
+                func.sum(y * d).label(f"m{i}_syd"),
+            ]
+        out += [
+            func.sum(_dbl(per_unit.c[QueryPlan.col(i, "before")])).label(f"m{i}_before"),
+            func.sum(_dbl(per_unit.c[QueryPlan.col(i, "after")])).label(f"m{i}_after"),
+        ]
+    return select(*out).group_by(*keys).order_by(*keys)
+
+
+def exposure_counts_query(tables: Tables, experiment: str, *, end_us: int | None = None) -> Any:
+    """Per variant of first exposure: units, contaminated units, exposure rows."""
+    exposures = tables.exposures
+    cond = [exposures.c.experiment == _p(experiment, String())]
+    if end_us is not None:
+        cond.append(exposures.c.ts_us < _p(end_us, BigInteger()))
+    first = (
+        select(
+            exposures.c.unit_id,
+            func.min(exposures.c.variant).label("variant"),
+            func.max(exposures.c.variant).label("variant_max"),
+            func.count().label("rows"),
+            func.min(exposures.c.ts_us).label("first_us"),
+        )
+        .where(*cond)
+        .group_by(exposures.c.unit_id)
+        .subquery("abkit_first")
+    )
+    multi = case((first.c.variant != first.c.variant_max, 1), else_=0)
+    return (
+        select(
+            first.c.variant,
+            func.count().label("units"),
+            func.sum(multi).label("multi"),
+            func.sum(_dbl(first.c.rows)).label("rows"),
+            func.min(first.c.first_us).label("first_us"),
+            func.max(first.c.first_us).label("last_us"),
+        )
+        .group_by(first.c.variant)
+        .order_by(first.c.variant)
+    )
+
+
+# ------------------------------------------------------------------------- results
+@dataclass(frozen=True)
+class MetricSums:
+    """One metric's statistics for one arm, plus the events excluded as outside the window."""
+
+    stats: MeanStats | RatioStats
+    events_before_exposure: int
+    events_after_window: int
+
+
+@dataclass(frozen=True)
+class DailyPoint:
+    """Cumulative statistics of one metric and arm up to and including ``day``."""
+
+    day: int  # UTC days since 1970-01-01 of first exposure
+    variant: str
+    metric: str
+    stats: MeanStats | RatioStats
+
+
+@dataclass(frozen=True)
+class Aggregates:
+    """Everything the database returns for one analysis (one segment value at most)."""
+
+    units: dict[str, int]
+    metrics: dict[str, dict[str, MetricSums]]  # metric -> variant -> sums
+    daily: tuple[DailyPoint, ...] = ()
+    caps: dict[str, float] = field(default_factory=dict)
+
+
+def _num(value: Any) -> float:
+    return 0.0 if value is None else float(value)
+
+
+def _stats_from_row(metric: Metric, i: int, row: Any, *, n: int) -> MeanStats | RatioStats:
+    m = row._mapping
+    if metric.kind == "ratio":
+        return RatioStats(
+            n=n,
+            num_sum=_num(m[f"m{i}_sy"]),
+            num_sum_sq=_num(m[f"m{i}_syy"]),
+            den_sum=_num(m[f"m{i}_sd"]),
+            den_sum_sq=_num(m[f"m{i}_sdd"]),
+            num_den_sum=_num(m[f"m{i}_syd"]),
+        )
+    return MeanStats(
+        n=n,
+        sum=_num(m[f"m{i}_sy"]),
+        sum_sq=_num(m[f"m{i}_syy"]),
+        cov_sum=_num(m[f"m{i}_sx"]),
+        cov_sum_sq=_num(m[f"m{i}_sxx"]),
+        cross_sum=_num(m[f"m{i}_sxy"]),
+    )
+
+
+def compute_caps(
+    conn: Connection,
+    tables: Tables,
+    experiment: str,
+    metrics: Sequence[Metric],
+    *,
+    end_us: int | None = None,
+) -> dict[str, float]:
+    """Run the first pass for every metric with a percentile cap."""
+    caps: dict[str, float] = {}
+    for i, metric in enumerate(metrics):
+        if metric.cap_percentile is None:
+            continue
+        value = conn.execute(
+            percentile_caps_query(tables, experiment, metrics, i, end_us=end_us)
+        ).scalar()
+        if value is not None:  # no non-zero value: nothing to cap
+            caps[metric.name] = float(value)
+    return caps
+
+
+def fetch_aggregates(
+    conn: Connection,
+    tables: Tables,
+    experiment: str,
+    metrics: Sequence[Metric],
+    *,
+    end_us: int | None = None,
+    segment: str | None = None,
+    caps: dict[str, float] | None = None,
+    daily: bool = True,
+) -> dict[str | None, Aggregates]:
+    """Run the analysis query; one :class:`Aggregates` per segment value (key ``None``
+    when not segmented). Days are added up in ascending order, which also yields the
+    cumulative daily series."""
+    metrics = tuple(metrics)
+    if caps is None:
+        caps = compute_caps(conn, tables, experiment, metrics, end_us=end_us)
+    rows = conn.execute(
+        aggregates_query(tables, experiment, metrics, caps=caps, end_us=end_us, segment=segment)
+    ).all()
+
+    # (segment, variant) -> running totals, in day order
+    running: dict[tuple[str | None, str], dict[str, Any]] = {}
+    daily_points: dict[str | None, list[DailyPoint]] = {}
+    for row in rows:
+        m = row._mapping
+        seg = m["segment"] if segment is not None else None
+        variant = str(m["variant"])
+        key = (seg, variant)
+        n = int(m["n"])
+        state = running.setdefault(
+            key, {"n": 0, "stats": {}, "before": {}, "after": {}}
+        )
+        state["n"] += n
+        for i, metric in enumerate(metrics):
+            piece = _stats_from_row(metric, i, row, n=n)
+            prev = state["stats"].get(metric.name)
+            state["stats"][metric.name] = piece if prev is None else prev + piece
+            state["before"][metric.name] = state["before"].get(metric.name, 0) + int(
+                _num(m[f"m{i}_before"])
+            )
+            state["after"][metric.name] = state["after"].get(metric.name, 0) + int(
+                _num(m[f"m{i}_after"])
+            )
+            if daily:
+                daily_points.setdefault(seg, []).append(
+                    DailyPoint(
+                        day=int(m["day"]),
+                        variant=variant,
+                        metric=metric.name,
+                        stats=state["stats"][metric.name],
+                    )
+                )
+
+    out: dict[str | None, Aggregates] = {}
+    for (seg, variant), state in sorted(running.items(), key=lambda kv: (str(kv[0][0]), kv[0][1])):
+        agg = out.setdefault(
+            seg, Aggregates(units={}, metrics={}, daily=tuple(daily_points.get(seg, ())), caps=caps)
+        )
+        agg.units[variant] = state["n"]
+        for metric in metrics:
+            agg.metrics.setdefault(metric.name, {})[variant] = MetricSums(
+                stats=state["stats"][metric.name],
+                events_before_exposure=state["before"][metric.name],
+                events_after_window=state["after"][metric.name],
+            )
+    return out

@@ -1,0 +1,324 @@
+"""``assign`` (one unit, on the request path) and ``assign_many`` (bulk, same answers).
+
+Decision order for a unit (the first that applies wins; ``docs/assignment-spec.md``):
+
+1. invalid id (not a non-empty ``str``/``int``, or not encodable as UTF-8) -> ``invalid_unit``
+2. forced variant (QA), unless stopped                    -> forced variant, ``forced``
+3. status ``stopped`` / ``draft`` / ``paused``             -> fallback, reason = status
+4. before ``start`` / at or after ``end``                  -> ``not_started`` / ``ended``
+5. in the global holdout                                   -> ``holdout``
+6. targeting rule false                                    -> ``not_targeted``
+7. outside the experiment's namespace slice                -> ``namespace``
+8. traffic hash >= traffic threshold                       -> ``outside_traffic``
+9. enrolled: variant from the variant hash                 -> ``in_experiment=True``
+
+"Fallback" is the control, or the declared winner once stopped or ended, so a service
+always has a variant to serve. Only step 9 sets ``in_experiment`` (and fires hooks).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from itertools import repeat
+from time import time_ns
+from typing import Any, NamedTuple
+
+from mmh3 import hash as _h
+
+from abkit.assignment import exposure as _exposure
+from abkit.assignment.config import Experiment, _Plan, to_us
+from abkit.assignment.hashing import SEED_HOLDOUT, SEED_NAMESPACE, SEED_TRAFFIC, SEED_VARIANT
+
+_HOOKS = _exposure._HOOKS  # the same list object; truthiness is checked per call
+_emit = _exposure.emit
+_new = tuple.__new__
+
+
+class Reason:
+    """Why a unit is not enrolled (``Assignment.reason``); None when enrolled."""
+
+    INVALID_UNIT = "invalid_unit"
+    FORCED = "forced"
+    STOPPED = "stopped"
+    DRAFT = "draft"
+    PAUSED = "paused"
+    NOT_STARTED = "not_started"
+    ENDED = "ended"
+    HOLDOUT = "holdout"
+    NOT_TARGETED = "not_targeted"
+    NAMESPACE = "namespace"
+    OUTSIDE_TRAFFIC = "outside_traffic"
+
+    ALL = (
+        "invalid_unit",
+        "forced",
+        "stopped",
+        "draft",
+        "paused",
+        "not_started",
+        "ended",
+        "holdout",
+        "not_targeted",
+        "namespace",
+        "outside_traffic",
+    )
+
+
+class Assignment(NamedTuple):
+    """The answer for one unit. Immutable; a named tuple because ``assign`` builds one per
+    request and a tuple costs a fifth of a frozen dataclass to construct.
+
+    ``bucket`` is the unit's 32-bit variant hash when enrolled (None otherwise).
+    """
+
+    experiment: str
+    unit_id: str
+    variant: str
+    payload: Mapping[str, Any]
+    in_experiment: bool
+    bucket: int | None
+    reason: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict (what ``abkit assign`` prints)."""
+        d = self._asdict()
+        d["payload"] = dict(self.payload)
+        return d
+
+
+def assign(
+    experiment: Experiment,
+    unit_id: str,
+    attributes: Mapping[str, Any] | None = None,
+    *,
+    now: datetime | None = None,
+    expose: bool = True,
+) -> Assignment:
+    """Assign ``unit_id`` to a variant of ``experiment``; never raises for a bad unit id.
+
+    ``attributes`` feed targeting and the exposure record; ``now`` (timezone-aware) is
+    the evaluation time for start/end and the exposure timestamp (default: the clock).
+    ``expose=False`` skips the exposure hooks (e.g. when only peeking at the variant).
+    """
+    plan = experiment._plan
+    # Fast path: a plain running experiment and an ASCII id (ASCII also rules out lone
+    # surrogates, on which mmh3 5.x crashes the interpreter).
+    if plan.simple and type(unit_id) is str and unit_id.isascii() and unit_id:
+        key = plan.prefix + unit_id
+        if plan.full_traffic or _h(key, SEED_TRAFFIC, False) < plan.traffic_t:
+            h = _h(key, SEED_VARIANT, False)
+            # two variants (the common case): one comparison instead of a bisect call
+            i = (h >= plan.split) if plan.split else bisect_right(plan.bounds, h)
+            name = plan.names[i]
+            if _HOOKS and expose:
+                _emit(plan.key, unit_id, name, now, attributes)
+            return _new(Assignment, (plan.key, unit_id, name, plan.payloads[i], True, h, None))
+        return _new(
+            Assignment,
+            (plan.key, unit_id, plan.names[0], plan.payloads[0], False, None, "outside_traffic"),
+        )
+    now_us = None if now is None else _now_us(now)
+    uid, i, bucket, reason = _decide(plan, unit_id, attributes, now_us, True)
+    if reason is None and _HOOKS and expose:
+        _emit(plan.key, uid, plan.names[i], now, attributes)
+    return _new(Assignment, (plan.key, uid, plan.names[i], plan.payloads[i], reason is None, bucket, reason))
+
+
+def _now_us(now: datetime) -> int:
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("now must be a timezone-aware datetime (e.g. datetime.now(timezone.utc))")
+    return to_us(now)
+
+
+def _normalise(unit_id: Any) -> tuple[str, bytes | None]:
+    """(display id, UTF-8 bytes) of a unit id; bytes None when the id is invalid."""
+    if type(unit_id) is not str:
+        if isinstance(unit_id, int) and not isinstance(unit_id, bool):
+            unit_id = str(unit_id)  # integer ids hash as their decimal string
+        elif isinstance(unit_id, str):
+            unit_id = str(unit_id)
+        else:
+            return ("" if unit_id is None else repr(unit_id)), None
+    if not unit_id:
+        return unit_id, None
+    try:
+        return unit_id, unit_id.encode("utf-8")
+    except UnicodeEncodeError:
+        return unit_id.encode("utf-8", "backslashreplace").decode("ascii"), None
+
+
+def _decide(
+    plan: _Plan,
+    unit_id: Any,
+    attributes: Mapping[str, Any] | None,
+    now_us: int | None,
+    check_targeting: bool,
+) -> tuple[str, int, int | None, str | None]:
+    """The general decision procedure: (unit id, variant index, bucket, reason)."""
+    uid, ub = _normalise(unit_id)
+    if ub is None:
+        return uid, (plan.fallback if plan.status == "stopped" else 0), None, Reason.INVALID_UNIT
+    status = plan.status
+    if status == "stopped":
+        return uid, plan.fallback, None, Reason.STOPPED
+    forced = plan.forced
+    if forced is not None and uid in forced:
+        return uid, plan.index[forced[uid]], None, Reason.FORCED
+    if status != "running":
+        return uid, 0, None, status  # "draft" or "paused"
+    if plan.start_us is not None or plan.end_us is not None:
+        t = time_ns() // 1000 if now_us is None else now_us
+        if plan.start_us is not None and t < plan.start_us:
+            return uid, 0, None, Reason.NOT_STARTED
+        if plan.end_us is not None and t >= plan.end_us:
+            return uid, plan.fallback, None, Reason.ENDED
+    if plan.holdout_t and _h(plan.holdout_prefix + ub, SEED_HOLDOUT, False) < plan.holdout_t:
+        return uid, 0, None, Reason.HOLDOUT
+    if check_targeting and plan.predicate is not None and not plan.predicate(attributes or {}):
+        return uid, 0, None, Reason.NOT_TARGETED
+    if plan.ns_prefix is not None:
+        hn = _h(plan.ns_prefix + ub, SEED_NAMESPACE, False)
+        if not plan.ns_lo <= hn < plan.ns_hi:
+            return uid, 0, None, Reason.NAMESPACE
+    key = plan.prefix.encode() + ub
+    if not plan.full_traffic and _h(key, SEED_TRAFFIC, False) >= plan.traffic_t:
+        return uid, 0, None, Reason.OUTSIDE_TRAFFIC
+    h = _h(key, SEED_VARIANT, False)
+    return uid, bisect_right(plan.bounds, h), h, None
+
+
+@dataclass(frozen=True)
+class BulkAssignment:
+    """Column-wise answers of :func:`assign_many` (row ``i`` equals ``assign(unit_ids[i])``).
+
+    Columns are tuples, so a million answers cost five tuples, not a million objects.
+    Indexing or iterating yields :class:`Assignment` rows built on demand.
+    """
+
+    experiment: Experiment
+    unit_ids: tuple[str, ...]
+    variants: tuple[str, ...]
+    in_experiment: tuple[bool, ...]
+    buckets: tuple[int | None, ...]
+    reasons: tuple[str | None, ...]
+
+    def __len__(self) -> int:
+        return len(self.unit_ids)
+
+    def __getitem__(self, i: int) -> Assignment:
+        exp = self.experiment
+        variant = self.variants[i]
+        return Assignment(
+            exp.key,
+            self.unit_ids[i],
+            variant,
+            exp.variant(variant).payload,
+            self.in_experiment[i],
+            self.buckets[i],
+            self.reasons[i],
+        )
+
+    def __iter__(self) -> Iterator[Assignment]:
+        return (self[i] for i in range(len(self)))
+
+    def counts(self, enrolled_only: bool = True) -> dict[str, int]:
+        """Units per variant (enrolled units only by default), in variant order."""
+        out = dict.fromkeys(self.experiment.variant_names, 0)
+        for v, e in zip(self.variants, self.in_experiment):
+            if e or not enrolled_only:
+                out[v] += 1
+        return out
+
+    def reason_counts(self) -> dict[str | None, int]:
+        out: dict[str | None, int] = {}
+        for r in self.reasons:
+            out[r] = out.get(r, 0) + 1
+        return out
+
+    def to_dicts(self) -> list[dict[str, Any]]:
+        return [a.to_dict() for a in self]
+
+
+def assign_many(
+    experiment: Experiment,
+    unit_ids: Iterable[Any],
+    attributes: Mapping[str, Any] | Sequence[Mapping[str, Any] | None] | None = None,
+    *,
+    now: datetime | None = None,
+    expose: bool = False,
+    check_targeting: bool = True,
+) -> BulkAssignment:
+    """Assign many units at once with exactly :func:`assign`'s answers.
+
+    ``attributes`` is one mapping for every unit or a sequence parallel to ``unit_ids``.
+    Exposure hooks are not called unless ``expose=True`` (a backfill is not an exposure).
+    ``check_targeting=False`` treats every unit as targeted (used by the config diff when
+    no attributes are available).
+    """
+    plan = experiment._plan
+    ids = unit_ids if isinstance(unit_ids, list) else list(unit_ids)
+    now_us = None if now is None else _now_us(now)
+    per_unit = attributes is not None and not isinstance(attributes, Mapping)
+    if per_unit:
+        attributes = list(attributes)  # type: ignore[arg-type]
+        if len(attributes) != len(ids):
+            raise ValueError(
+                f"attributes has {len(attributes)} entries for {len(ids)} unit ids"
+            )
+    result = None
+    if plan.simple and _all_plain_ascii(ids):
+        result = _many_fast(plan, ids)
+    if result is None:
+        cols: tuple[list, list, list, list] = ([], [], [], [])
+        a_uid, a_idx, a_bucket, a_reason = (c.append for c in cols)
+        decide = _decide
+        attrs_iter = attributes if per_unit else repeat(attributes)
+        for uid, attrs in zip(ids, attrs_iter):
+            u, i, b, r = decide(plan, uid, attrs, now_us, check_targeting)
+            a_uid(u)
+            a_idx(i)
+            a_bucket(b)
+            a_reason(r)
+        result = cols
+    uids, idx, buckets, reasons = result
+    names = plan.names
+    variants = tuple(map(names.__getitem__, idx))
+    enrolled = tuple(r is None for r in reasons)
+    bulk = BulkAssignment(
+        experiment, tuple(uids), variants, enrolled, tuple(buckets), tuple(reasons)
+    )
+    if expose and _HOOKS:
+        attrs_iter = attributes if per_unit else repeat(attributes)
+        for uid, v, e, attrs in zip(bulk.unit_ids, variants, enrolled, attrs_iter):
+            if e:
+                _emit(plan.key, uid, v, now, attrs)
+    return bulk
+
+
+def _all_plain_ascii(ids: list) -> bool:
+    try:
+        # str.isascii raises TypeError on a non-str, which sends us to the general path
+        return all(map(str.isascii, ids)) and "" not in ids
+    except TypeError:
+        return False
+
+
+def _many_fast(plan: _Plan, ids: list[str]) -> tuple[list, list, list, list]:
+    """Vectorised-in-spirit path: list comprehensions over C calls, no per-unit objects."""
+    prefix = plan.prefix
+    h = _h
+    keys = [prefix + u for u in ids]
+    hv = [h(k, SEED_VARIANT, False) for k in keys]
+    idx = list(map(bisect_right, repeat(plan.bounds, len(hv)), hv))
+    if plan.full_traffic:
+        return ids, idx, hv, [None] * len(ids)
+    t = plan.traffic_t
+    inside = [h(k, SEED_TRAFFIC, False) < t for k in keys]
+    out = Reason.OUTSIDE_TRAFFIC
+    idx = [i if ok else 0 for i, ok in zip(idx, inside)]
+    buckets = [b if ok else None for b, ok in zip(hv, inside)]
+    reasons = [None if ok else out for ok in inside]
+    return ids, idx, buckets, reasons

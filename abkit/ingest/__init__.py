@@ -1,0 +1,1 @@
+"""Ingest exposures and events into the store: readers, validation, quarantine, Tracker."""

@@ -1,0 +1,539 @@
+"""Streaming readers: every source yields chunks of raw rows with their row numbers.
+
+A reader never holds more than one chunk of rows, so memory stays flat whatever the
+file size. Row numbers are what a person would look for: the physical line where the
+record starts for CSV and JSON Lines (the CSV header is line 1; blank lines are skipped
+and not counted as rows), and the 1-based record position for Parquet, DataFrames and
+Python iterables. Columns whose name starts with ``_abkit_`` (added by
+``abkit quarantine --export``) are dropped, so an exported file re-ingests cleanly.
+
+Compressed files (``.gz`` or gzip magic bytes) are verified end to end before the first
+row is handed out: a truncated or corrupt gzip stream is reported with the last complete
+line, and nothing of that file is written (partial rows at a cut are indistinguishable
+from real ones, so loading "what was readable" could store a silently clipped value).
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import json
+import os
+import zlib
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from abkit.errors import DataError
+
+EXPORT_PREFIX = "_abkit_"
+_GZIP_MAGIC = b"\x1f\x8b"
+_DELIMITERS = (",", "\t", ";", "|")
+csv.field_size_limit(64 * 1024 * 1024)  # long JSON cells are legitimate
+
+
+@dataclass
+class Chunk:
+    """Raw rows (original column names) and where each came from.
+
+    ``malformed`` holds rows that could not even be split into columns (wrong number of
+    fields, invalid JSON): ``(row_number, raw_text_or_value, message)``.
+    """
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    row_numbers: list[int] = field(default_factory=list)
+    malformed: list[tuple[int, Any, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.rows) + len(self.malformed)
+
+
+def _is_gzip(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(2) == _GZIP_MAGIC
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of the file's bytes (what makes two runs "the same file")."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_gzip(path: Path, display: str) -> None:
+    """Decompress the whole stream once; raise a located DataError if it is cut or corrupt."""
+    lines = 0
+    try:
+        with gzip.open(path, "rb") as fh:
+            # Small reads so the data before a cut is counted before the EOFError.
+            for block in iter(lambda: fh.read(1 << 16), b""):
+                lines += block.count(b"\n")
+    except (EOFError, OSError, zlib.error) as exc:
+        raise DataError(
+            f"the gzip stream is truncated or corrupt after line {lines} ({exc}); "
+            "nothing from this file was written - re-send the complete file",
+            file=display,
+            row=lines + 1,
+        ) from exc
+
+
+class Reader:
+    """Base class: ``columns`` (after peeking), ``chunks(size, skip)``, progress."""
+
+    display: str = "records"
+    path: Path | None = None
+    format: str = "records"
+    empty: bool = False
+
+    def columns(self) -> list[str]:
+        raise NotImplementedError
+
+    def content_hash(self) -> str | None:
+        return None
+
+    def chunks(self, size: int, skip: int = 0) -> Iterator[Chunk]:
+        raise NotImplementedError
+
+    def fraction_done(self) -> float | None:
+        return None
+
+    def sample_rows(self, limit: int = 500) -> list[dict[str, Any]]:
+        """The first rows (for column types); re-opens the source, consumes nothing."""
+        for chunk in self.chunks(limit):
+            return chunk.rows[:limit]
+        return []
+
+    def close(self) -> None:
+        pass
+
+
+def _clean_columns(names: list[str], display: str) -> list[str]:
+    cleaned = []
+    seen: set[str] = set()
+    for position, name in enumerate(names, start=1):
+        name = (name or "").strip()
+        if not name:
+            name = f"column_{position}"
+        if name in seen:
+            raise DataError(
+                f"column {name!r} appears twice in the header", file=display, row=1, field=name
+            )
+        seen.add(name)
+        cleaned.append(name)
+    return cleaned
+
+
+class _FileReader(Reader):
+    def __init__(self, path: Path, display: str | None = None) -> None:
+        self.path = path
+        self.display = display or str(path)
+        if not path.exists():
+            raise DataError("no such file", file=self.display)
+        self.size = path.stat().st_size
+        self.gzip = self.size >= 2 and _is_gzip(path)
+        self.empty = self.size == 0
+        self._raw: Any = None
+        self._hash: str | None = None
+
+    def content_hash(self) -> str:
+        if self._hash is None:
+            self._hash = file_digest(self.path)  # type: ignore[arg-type]
+        return self._hash
+
+    def verify(self) -> None:
+        if self.gzip:
+            verify_gzip(self.path, self.display)  # type: ignore[arg-type]
+
+    def _open_text(self) -> TextIO:
+        self._raw = open(self.path, "rb")  # noqa: SIM115 - closed in close()
+        stream: Any = gzip.GzipFile(fileobj=self._raw, mode="rb") if self.gzip else self._raw
+        # utf-8-sig drops a byte-order mark; newline="" is what the csv module needs.
+        return io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
+
+    def fraction_done(self) -> float | None:
+        if self._raw is None or self._raw.closed or not self.size:
+            return None
+        return min(1.0, self._raw.tell() / self.size)
+
+    def close(self) -> None:
+        if self._raw is not None:
+            self._raw.close()
+
+
+class CsvReader(_FileReader):
+    format = "csv"
+
+    def __init__(self, path: Path, display: str | None = None, delimiter: str | None = None):
+        super().__init__(path, display)
+        self.delimiter = delimiter
+        self._header: list[str] | None = None
+
+    def _sniff(self, first_line: str) -> str:
+        # The candidate that splits the header into the most fields; a header with none
+        # of them is a one-column file, read with commas.
+        counts = {d: first_line.count(d) for d in _DELIMITERS}
+        best = max(counts, key=lambda d: counts[d])
+        return best if counts[best] > 0 else ","
+
+    def columns(self) -> list[str]:
+        if self._header is None:
+            if self.empty:
+                self._header = []
+                return self._header
+            with self._open_text() as text:
+                try:
+                    first = text.readline()
+                except UnicodeDecodeError as exc:
+                    raise DataError(f"not UTF-8 text ({exc})", file=self.display, row=1) from exc
+            self.close()
+            if not first.strip():
+                self.empty = True
+                self._header = []
+                return self._header
+            if self.delimiter is None:
+                self.delimiter = self._sniff(first)
+            names = next(csv.reader([first], delimiter=self.delimiter))
+            self._header = _clean_columns(names, self.display)
+        return self._header
+
+    def chunks(self, size: int, skip: int = 0) -> Iterator[Chunk]:
+        header = self.columns()
+        if not header:
+            return
+        keep = [i for i, name in enumerate(header) if not name.startswith(EXPORT_PREFIX)]
+        names = [header[i] for i in keep]
+        width = len(header)
+        text = self._open_text()
+        try:
+            reader = csv.reader(text, delimiter=self.delimiter or ",")
+            next(reader)  # header
+            chunk = Chunk()
+            last_line = reader.line_num
+            seen = 0
+            try:
+                for record in reader:
+                    line = last_line + 1
+                    last_line = reader.line_num
+                    if not record or (len(record) == 1 and not record[0].strip() and width > 1):
+                        continue  # blank line: not a record
+                    seen += 1
+                    if seen <= skip:
+                        continue
+                    if len(record) != width:
+                        chunk.malformed.append(
+                            (
+                                line,
+                                self.delimiter.join(record) if self.delimiter else record,
+                                f"has {len(record)} fields but the header has {width} "
+                                f"(delimiter {self.delimiter!r})",
+                            )
+                        )
+                    elif len(keep) == width:
+                        chunk.rows.append(dict(zip(names, record)))
+                        chunk.row_numbers.append(line)
+                    else:
+                        chunk.rows.append({names[j]: record[i] for j, i in enumerate(keep)})
+                        chunk.row_numbers.append(line)
+                    if len(chunk) >= size:
+                        yield chunk
+                        chunk = Chunk()
+            except UnicodeDecodeError as exc:
+                raise DataError(f"not UTF-8 text ({exc})", file=self.display, row=last_line + 1) from exc
+            except csv.Error as exc:
+                raise DataError(f"unreadable CSV ({exc})", file=self.display, row=last_line + 1) from exc
+            if len(chunk):
+                yield chunk
+        finally:
+            text.close()
+            self.close()
+
+
+class JsonLinesReader(_FileReader):
+    format = "jsonl"
+
+    def __init__(self, path: Path, display: str | None = None, peek_rows: int = 1000):
+        super().__init__(path, display)
+        self._columns: list[str] | None = None
+        self.peek_rows = peek_rows
+
+    def columns(self) -> list[str]:
+        # JSON Lines has no header: the union of keys of the first rows stands in for it.
+        if self._columns is None:
+            names: dict[str, None] = {}
+            seen = 0
+            if not self.empty:
+                with self._open_text() as text:
+                    for raw_line in text:
+                        if not raw_line.strip():
+                            continue
+                        try:
+                            value = json.loads(raw_line)
+                        except ValueError:
+                            value = None
+                        if isinstance(value, dict):
+                            names.update(dict.fromkeys(value))
+                        seen += 1
+                        if seen >= self.peek_rows:
+                            break
+                self.close()
+            self.empty = self.empty or seen == 0
+            self._columns = [n for n in names if not n.startswith(EXPORT_PREFIX)]
+        return self._columns
+
+    def chunks(self, size: int, skip: int = 0) -> Iterator[Chunk]:
+        text = self._open_text()
+        try:
+            chunk = Chunk()
+            seen = 0
+            line = 0
+            try:
+                for line, raw_line in enumerate(text, start=1):  # noqa: B007
+                    if not raw_line.strip():
+                        continue
+                    seen += 1
+                    if seen <= skip:
+                        continue
+                    try:
+                        value = json.loads(raw_line)
+                    except ValueError as exc:
+                        chunk.malformed.append((line, raw_line.rstrip("\r\n"), f"is not valid JSON ({exc})"))
+                    else:
+                        if isinstance(value, dict):
+                            if any(k.startswith(EXPORT_PREFIX) for k in value):
+                                value = {k: v for k, v in value.items() if not k.startswith(EXPORT_PREFIX)}
+                            chunk.rows.append(value)
+                            chunk.row_numbers.append(line)
+                        else:
+                            chunk.malformed.append(
+                                (line, value, f"is a JSON {type(value).__name__}, not an object")
+                            )
+                    if len(chunk) >= size:
+                        yield chunk
+                        chunk = Chunk()
+            except UnicodeDecodeError as exc:
+                raise DataError(f"not UTF-8 text ({exc})", file=self.display, row=line + 1) from exc
+            if len(chunk):
+                yield chunk
+        finally:
+            text.close()
+            self.close()
+
+
+class ParquetReader(_FileReader):
+    format = "parquet"
+
+    def _file(self) -> Any:
+        import pyarrow.parquet as pq
+
+        self._raw = open(self.path, "rb")  # noqa: SIM115 - closed in close()
+        handle: Any = gzip.GzipFile(fileobj=self._raw, mode="rb") if self.gzip else self._raw
+        try:
+            return pq.ParquetFile(handle)
+        except Exception as exc:  # pyarrow raises ArrowInvalid and friends
+            self.close()
+            raise DataError(f"not a readable Parquet file ({exc})", file=self.display) from exc
+
+    def columns(self) -> list[str]:
+        if self.empty:
+            return []
+        parquet = self._file()
+        try:
+            names = list(parquet.schema_arrow.names)
+            self.empty = parquet.metadata.num_rows == 0
+        finally:
+            self.close()
+        return [n for n in names if not n.startswith(EXPORT_PREFIX)]
+
+    def chunks(self, size: int, skip: int = 0) -> Iterator[Chunk]:
+        if self.empty:
+            return
+        names = self.columns()
+        parquet = self._file()
+        position = 0
+        try:
+            for batch in parquet.iter_batches(batch_size=size, columns=names):
+                rows = batch.to_pylist()
+                start = position
+                position += len(rows)
+                if position <= skip:
+                    continue
+                if start < skip:
+                    rows = rows[skip - start :]
+                    start = skip
+                yield Chunk(rows=rows, row_numbers=list(range(start + 1, start + 1 + len(rows))))
+        finally:
+            self.close()
+
+
+class FrameReader(Reader):
+    """A pandas DataFrame, sliced into chunks (pandas' NaN/NaT/NA mean "missing")."""
+
+    format = "dataframe"
+
+    def __init__(self, frame: Any, display: str = "dataframe") -> None:
+        self.frame = frame
+        self.display = display
+        self.empty = len(frame.columns) == 0
+        self._position = 0
+
+    def columns(self) -> list[str]:
+        return [str(c) for c in self.frame.columns if not str(c).startswith(EXPORT_PREFIX)]
+
+    def chunks(self, size: int, skip: int = 0) -> Iterator[Chunk]:
+        import pandas as pd
+
+        names = self.columns()
+        frame = self.frame.rename(columns=str)[names]
+        for start in range(skip, len(frame), size):
+            part = frame.iloc[start : start + size]
+            # astype(object) + where(notna) turns NaN/NaT/NA into None in one pass.
+            part = part.astype(object).where(pd.notna(part), None)
+            rows = part.to_dict("records")
+            self._position = start + len(rows)
+            yield Chunk(rows=rows, row_numbers=list(range(start + 1, start + 1 + len(rows))))
+
+    def fraction_done(self) -> float | None:
+        return self._position / len(self.frame) if len(self.frame) else None
+
+
+class RecordsReader(Reader):
+    """Python records: mappings, ``ExposureRecord`` objects (``to_dict()``) or dataclasses."""
+
+    format = "records"
+
+    def __init__(self, records: Iterable[Any], display: str = "records") -> None:
+        self.display = display
+        self._iterator = iter(records)
+        self._peeked: list[dict[str, Any]] = []
+        self._columns: list[str] | None = None
+
+    @staticmethod
+    def _as_dict(record: Any) -> Any:
+        if isinstance(record, Mapping):
+            return dict(record)
+        if hasattr(record, "to_dict"):
+            return record.to_dict()
+        return record
+
+    def columns(self) -> list[str]:
+        if self._columns is None:
+            names: dict[str, None] = {}
+            for record in self._iterator:
+                row = self._as_dict(record)
+                self._peeked.append(row)
+                if isinstance(row, dict):
+                    names.update(dict.fromkeys(row))
+                if len(self._peeked) >= 1000:
+                    break
+            self.empty = not self._peeked
+            self._columns = [n for n in names if not str(n).startswith(EXPORT_PREFIX)]
+        return self._columns
+
+    def sample_rows(self, limit: int = 500) -> list[dict[str, Any]]:
+        self.columns()
+        return [row for row in self._peeked[:limit] if isinstance(row, dict)]
+
+    def chunks(self, size: int, skip: int = 0) -> Iterator[Chunk]:
+        self.columns()
+        chunk = Chunk()
+        position = 0
+
+        def all_rows() -> Iterator[Any]:
+            yield from self._peeked
+            for record in self._iterator:
+                yield self._as_dict(record)
+
+        for row in all_rows():
+            position += 1
+            if isinstance(row, dict):
+                chunk.rows.append(row)
+                chunk.row_numbers.append(position)
+            else:
+                chunk.malformed.append((position, repr(row), f"is a {type(row).__name__}, not a mapping"))
+            if len(chunk) >= size:
+                yield chunk
+                chunk = Chunk()
+        if len(chunk):
+            yield chunk
+
+
+def _format_of(path: Path) -> str:
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes = suffixes[:-1]
+    last = suffixes[-1] if suffixes else ""
+    if last in {".jsonl", ".ndjson", ".json"}:
+        return "jsonl"
+    if last in {".parquet", ".pq"}:
+        return "parquet"
+    return "csv"  # .csv, .tsv, .txt and anything else
+
+
+def open_reader(source: Any, *, delimiter: str | None = None, display: str | None = None) -> Reader:
+    """A reader for a path, a DataFrame or an iterable of records."""
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        fmt = _format_of(path)
+        if fmt == "jsonl":
+            return JsonLinesReader(path, display)
+        if fmt == "parquet":
+            return ParquetReader(path, display)
+        if delimiter is None and path.suffix.lower() == ".tsv":
+            delimiter = "\t"
+        return CsvReader(path, display, delimiter)
+    if type(source).__name__ == "DataFrame" and hasattr(source, "iloc"):
+        return FrameReader(source, display or "dataframe")
+    if isinstance(source, Iterable) and not isinstance(source, (bytes, Mapping)):
+        return RecordsReader(source, display or "records")
+    raise DataError(f"cannot ingest a {type(source).__name__}: give a path, a DataFrame or records")
+
+
+def describe_type(values: list[Any]) -> str:
+    """A coarse type for drift reports: integer, number, timestamp, boolean, object, string."""
+    kinds: set[str] = set()
+    for value in values:
+        if value is None or value == "":
+            continue
+        if isinstance(value, bool):
+            kinds.add("boolean")
+        elif isinstance(value, int):
+            kinds.add("integer")
+        elif isinstance(value, float):
+            kinds.add("number")
+        elif isinstance(value, (datetime, date)):
+            kinds.add("timestamp")
+        elif isinstance(value, (dict, list)):
+            kinds.add("object")
+        else:
+            text = str(value).strip()
+            lowered = text.lower()
+            if lowered in {"true", "false"}:
+                kinds.add("boolean")
+                continue
+            try:
+                int(text)
+                kinds.add("integer")
+                continue
+            except ValueError:
+                pass
+            try:
+                float(text)
+                kinds.add("number")
+                continue
+            except ValueError:
+                pass
+            if len(text) >= 10 and text[4:5] == "-" and text[7:8] == "-":
+                kinds.add("timestamp")
+            else:
+                kinds.add("string")
+    if not kinds:
+        return "empty"
+    if kinds <= {"integer", "number"}:
+        return "number" if "number" in kinds else "integer"
+    return kinds.pop() if len(kinds) == 1 else "string"

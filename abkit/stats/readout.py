@@ -1,0 +1,835 @@
+"""Fixed-horizon readouts: absolute and relative lift, confidence intervals, p-values.
+
+:func:`compare` turns two arms of sufficient statistics into a :class:`LiftResult`.
+
+Tests (the estimator and its variance come from :mod:`abkit.stats.estimators`):
+
+* proportion: unpooled two-proportion z-test, ``z = (p_t - p_c) / sqrt(p_c(1-p_c)/n_c +
+  p_t(1-p_t)/n_t)``, the statistic of statsmodels' ``test_proportions_2indep(method="wald")``;
+* mean: Welch's t-test with Welch–Satterthwaite degrees of freedom (Welch 1947);
+* ratio: delta-method z-test (Deng, Knoblich & Lu 2018).
+
+Tail probabilities use survival functions (``norm.sf``, ``t.sf``), never ``1 - cdf``, so a
+p-value of 1e-300 is reported as such instead of 0.
+
+Relative lift and Fieller's interval
+------------------------------------
+The relative lift is ``ρ - 1`` with ``ρ = μ_t / μ_c``. Its interval is Fieller's (Fieller
+1954; see also von Luxburg & Franz 2009 for a modern account): the set of ratios ``ρ`` that
+the *same* test used for the p-value does not reject. For a candidate ``ρ`` the statistic
+
+    T(ρ) = (m_t - ρ·m_c) / sqrt(v_t - 2ρ·c + ρ²·v_c)
+
+is z- or t-distributed under ``μ_t = ρ·μ_c`` (``m`` the arm estimates, ``v`` their
+variances, ``c = Cov(m_c, m_t)``: zero for independent arms, non-zero for CUPED-adjusted
+means because the adjustment centres both arms on the pooled covariate mean). At ``ρ = 1``
+``T(1) = Δ / se(Δ)`` is exactly the statistic behind the p-value, so the interval excludes a
+relative lift of 0 exactly when ``p < alpha``. Squaring ``|T(ρ)| <= q`` gives the quadratic
+
+    Q(ρ) = a·ρ² - 2b·ρ + k <= 0,   a = m_c² - q²·v_c,   b = m_t·m_c - q²·c,   k = m_t² - q²·v_t,
+
+with ``q`` the two-sided critical value (``z_{1-α/2}``, or the Welch t quantile with the
+same df as the p-value). With discriminant ``D = b² - a·k``:
+
+* ``a > 0`` (the control mean is significantly away from 0: ``|m_c|/sqrt(v_c) > q``):
+  ``D >= 0`` and the set is the bounded interval ``[(b - √D)/a, (b + √D)/a]``;
+* ``a < 0`` and ``D > 0``: the set is the complement ``(-∞, r₁] ∪ [r₂, ∞)``;
+* ``a < 0`` and ``D <= 0``: every ratio is compatible with the data (the whole line).
+
+In the last two cases no finite interval is honest: :attr:`LiftResult.rel_ci_bounded` is
+``False``, ``rel_ci`` is ``None`` (or half-open) and the note says why. One-sided
+alternatives invert the one-sided test: for ``"larger"`` the set is ``{ρ: T(ρ) <= q}``
+(``q = z_{1-α}``), which is the union of the quadratic's set with the half-line
+``{ρ: m_t - ρ·m_c <= 0}``; ``"smaller"`` mirrors it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from dataclasses import dataclass, fields, replace
+from typing import Any, Literal
+
+from abkit.errors import NotEnoughDataError
+from abkit.stats._render import ResultMixin, ResultTable, html_table
+from abkit.stats.estimators import Difference, MetricType, estimate_difference
+from abkit.stats.sufficient import MeanStats, RatioStats
+
+Alternative = Literal["two-sided", "larger", "smaller"]
+ALTERNATIVES: tuple[str, ...] = ("two-sided", "larger", "smaller")
+METHODS: tuple[str, ...] = ("fixed", "sequential", "bayesian")
+OK = "ok"
+NOT_ENOUGH_DATA = "not enough data"
+
+# Smallest positive double: a p-value that underflows even the survival function is
+# reported as this (with a note), never as 0.
+_P_FLOOR = 5e-324
+
+Interval = tuple[float | None, float | None]
+
+__all__ = [
+    "ALTERNATIVES",
+    "NOT_ENOUGH_DATA",
+    "OK",
+    "LiftResult",
+    "compare",
+    "compare_difference",
+    "critical_value",
+    "fieller_ratio_set",
+    "p_value",
+]
+
+_TEST_NAMES = {
+    "proportion": "two-proportion z-test (unpooled)",
+    "mean": "Welch t-test",
+    "ratio": "delta-method z-test",
+}
+
+
+def _sf(x: Any, df: Any) -> Any:
+    """Upper tail ``P(T > x)`` of N(0, 1) (``df`` None) or Student t(df).
+
+    ``scipy.special.ndtr(-x)`` / ``stdtr(df, -x)`` are what ``scipy.stats.norm.sf`` and
+    ``t.sf`` evaluate, minus the per-call distribution-object overhead (and they
+    vectorise): the upper tail is computed directly, never as ``1 - cdf``, so it keeps
+    full relative precision down to about 1e-308.
+    """
+    from scipy import special
+
+    if df is None:
+        return special.ndtr(-x)
+    return special.stdtr(df, -x)
+
+
+def _isf(p: Any, df: Any) -> Any:
+    """Inverse of :func:`_sf`: the ``q`` with ``P(T > q) = p``."""
+    from scipy import special
+
+    if df is None:
+        return -special.ndtri(p)
+    return -special.stdtrit(df, p)
+
+
+def p_value(statistic: float, df: float | None, alternative: str) -> float:
+    """Tail probability of ``statistic`` under N(0, 1) (``df=None``) or t(df).
+
+    Uses survival functions so tiny p-values keep their magnitude; ``"larger"`` tests
+    treatment > control, ``"smaller"`` treatment < control.
+    """
+    if alternative == "two-sided":
+        p = 2.0 * float(_sf(abs(statistic), df))
+    elif alternative == "larger":
+        p = float(_sf(statistic, df))
+    elif alternative == "smaller":
+        p = float(_sf(-statistic, df))
+    else:
+        raise ValueError(f"alternative must be one of {ALTERNATIVES}, got {alternative!r}")
+    return min(p, 1.0)
+
+
+def critical_value(alpha: float, df: float | None, alternative: str) -> float:
+    """``q`` with ``P(T > q) = alpha/2`` (two-sided) or ``alpha`` (one-sided)."""
+    tail = alpha / 2.0 if alternative == "two-sided" else alpha
+    return float(_isf(tail, df))
+
+
+def _union(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Merge closed intervals (``±inf`` ends allowed) into disjoint sorted ones."""
+    out: list[tuple[float, float]] = []
+    for lo, hi in sorted(i for i in intervals if i[0] <= i[1]):
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out
+
+
+def _quadratic_set(a: float, b: float, k: float) -> list[tuple[float, float]]:
+    """``{ρ : a·ρ² - 2b·ρ + k <= 0}`` as disjoint closed intervals."""
+    inf = math.inf
+    # Treat |a| below rounding noise of its two terms as zero (a linear inequality).
+    if a == 0.0:
+        if b > 0:
+            return [(k / (2 * b), inf)]
+        if b < 0:
+            return [(-inf, k / (2 * b))]
+        return [(-inf, inf)] if k <= 0 else []
+    disc = b * b - a * k
+    if a > 0:
+        # D >= 0 in exact arithmetic (Q(m_t/m_c) <= 0); clamp rounding.
+        root = math.sqrt(max(disc, 0.0))
+        # Numerically stable pair of roots of a·ρ² - 2bρ + k.
+        s = b + math.copysign(root, b) if b != 0 else root
+        if s == 0:
+            return [(0.0, 0.0)]
+        r1, r2 = sorted((s / a, k / s))
+        return [(r1, r2)]
+    if disc <= 0:
+        return [(-inf, inf)]
+    root = math.sqrt(disc)
+    s = b + math.copysign(root, b) if b != 0 else root
+    r1, r2 = sorted((s / a, k / s))
+    return [(-inf, r1), (r2, inf)]
+
+
+def fieller_ratio_set(
+    m_c: float,
+    m_t: float,
+    v_c: float,
+    v_t: float,
+    cov: float,
+    q: float,
+    alternative: str = "two-sided",
+) -> list[tuple[float, float]]:
+    """Fieller confidence set for ``ρ = μ_t/μ_c`` as disjoint intervals (``±inf`` ends).
+
+    ``q`` is the critical value of the test (two-sided or one-sided as ``alternative``);
+    see the module docstring for the derivation.
+    """
+    a = m_c * m_c - q * q * v_c
+    b = m_t * m_c - q * q * cov
+    k = m_t * m_t - q * q * v_t
+    base = _quadratic_set(a, b, k)
+    if alternative == "two-sided":
+        return base
+    inf = math.inf
+    # Half-line where the one-sided statistic is on the non-rejecting side of zero.
+    sign = 1.0 if alternative == "larger" else -1.0  # larger: m_t - ρ m_c <= 0
+    if m_c == 0:
+        half = [(-inf, inf)] if sign * m_t <= 0 else []
+    elif sign * m_c > 0:
+        half = [(m_t / m_c, inf)]
+    else:
+        half = [(-inf, m_t / m_c)]
+    return _union(base + half)
+
+
+def _none_if_inf(x: float) -> float | None:
+    return None if math.isinf(x) else x
+
+
+@dataclass(frozen=True)
+class LiftResult(ResultMixin):
+    """One metric, one treatment arm against control.
+
+    Intervals are ``(lower, upper)`` tuples; ``None`` for an end means unbounded (one-sided
+    intervals, or a Fieller set that does not close). ``rel_ci_set`` lists the exact Fieller
+    set (a union of intervals) on the relative-lift scale. ``status`` is ``"ok"`` or
+    ``"not enough data"`` (then every number is ``None`` and ``note`` says why). No field
+    is ever NaN or infinite.
+    """
+
+    metric_type: str
+    control_mean: float | None
+    treatment_mean: float | None
+    abs_lift: float | None
+    abs_ci: Interval | None
+    rel_lift: float | None
+    rel_ci: Interval | None
+    rel_ci_bounded: bool
+    p_value: float | None
+    significant: bool
+    method: str
+    test: str
+    n_control: int
+    n_treatment: int
+    variance_reduction: float | None
+    status: str
+    note: str
+    alpha: float = 0.05
+    alternative: str = "two-sided"
+    se_abs: float | None = None
+    statistic: float | None = None
+    df: float | None = None
+    rel_ci_set: tuple[Interval, ...] | None = None
+    cuped: bool = False
+    theta: float | None = None
+    metric: str | None = None
+    variant: str | None = None
+    cap: str | None = None
+    correction: str | None = None
+    p_value_adjusted: float | None = None
+    details: Any = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == OK
+
+    def _flat_row(self) -> dict[str, Any]:
+        row: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("abs_ci", "rel_ci"):
+                lo, hi = value if value is not None else (None, None)
+                row[f"{f.name}_lower"] = lo
+                row[f"{f.name}_upper"] = hi
+            elif f.name == "rel_ci_set":
+                row[f.name] = None if value is None else _format_set(value)
+            elif f.name == "details":
+                continue
+            else:
+                row[f.name] = value
+        return row
+
+    def to_frame(self):  # type: ignore[no-untyped-def]
+        import pandas as pd
+
+        return pd.DataFrame([self._flat_row()])
+
+    def _repr_html_(self) -> str:
+        keep = (
+            "metric",
+            "variant",
+            "control_mean",
+            "treatment_mean",
+            "abs_lift",
+            "abs_ci_lower",
+            "abs_ci_upper",
+            "rel_lift",
+            "rel_ci_lower",
+            "rel_ci_upper",
+            "p_value",
+            "p_value_adjusted",
+            "significant",
+            "test",
+            "status",
+            "note",
+        )
+        row = self._flat_row()
+        flat = {k: ("" if row.get(k) is None else row[k]) for k in keep}
+        return html_table([flat], caption=f"LiftResult ({self.method})")
+
+
+def _format_set(intervals: tuple[Interval, ...]) -> str:
+    if not intervals:
+        return "∅"
+    parts = []
+    for lo, hi in intervals:
+        left = "(-∞" if lo is None else f"[{lo:.4g}"
+        right = "∞)" if hi is None else f"{hi:.4g}]"
+        parts.append(f"{left}, {right}")
+    return " ∪ ".join(parts)
+
+
+def _not_enough(
+    metric_type: str,
+    reason: str,
+    *,
+    n_control: int,
+    n_treatment: int,
+    method: str,
+    alpha: float,
+    alternative: str,
+    cuped: bool,
+    metric: str | None,
+    variant: str | None,
+    cap: str | None,
+) -> LiftResult:
+    return LiftResult(
+        metric_type=metric_type,
+        control_mean=None,
+        treatment_mean=None,
+        abs_lift=None,
+        abs_ci=None,
+        rel_lift=None,
+        rel_ci=None,
+        rel_ci_bounded=False,
+        p_value=None,
+        significant=False,
+        method=method,
+        test=_TEST_NAMES.get(metric_type, metric_type),
+        n_control=n_control,
+        n_treatment=n_treatment,
+        variance_reduction=None,
+        status=NOT_ENOUGH_DATA,
+        note=reason,
+        alpha=alpha,
+        alternative=alternative,
+        cuped=cuped,
+        metric=metric,
+        variant=variant,
+        cap=cap,
+    )
+
+
+def _check_options(alpha: float, alternative: str, method: str) -> None:
+    if not (isinstance(alpha, (int, float)) and 0.0 < alpha < 0.5):
+        raise ValueError(f"alpha must be in (0, 0.5), got {alpha!r}")
+    if alternative not in ALTERNATIVES:
+        raise ValueError(f"alternative must be one of {ALTERNATIVES}, got {alternative!r}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+
+
+def compare_difference(
+    diff: Difference,
+    *,
+    alpha: float = 0.05,
+    alternative: Alternative = "two-sided",
+    metric: str | None = None,
+    variant: str | None = None,
+    cap: str | None = None,
+) -> LiftResult:
+    """Fixed-horizon readout of an already estimated :class:`Difference`."""
+    _check_options(alpha, alternative, "fixed")
+    notes: list[str] = []
+    se = diff.se_abs
+    stat = diff.abs_diff / se
+    p = p_value(stat, diff.df, alternative)
+    if p == 0.0:
+        p = _P_FLOOR
+        notes.append("p-value below the smallest representable double")
+    q = critical_value(alpha, diff.df, alternative)
+    d = diff.abs_diff
+    if alternative == "two-sided":
+        abs_ci: Interval = (d - q * se, d + q * se)
+    elif alternative == "larger":
+        abs_ci = (d - q * se, None)
+    else:
+        abs_ci = (None, d + q * se)
+
+    m_c, m_t = diff.control_mean, diff.treatment_mean
+    ratio_set = fieller_ratio_set(
+        m_c,
+        m_t,
+        diff.var_control_mean,
+        diff.var_treatment_mean,
+        diff.cov_means,
+        q,
+        alternative,
+    )
+    rel_set = tuple((_none_if_inf(lo - 1.0), _none_if_inf(hi - 1.0)) for lo, hi in ratio_set)
+    rel_lift = None if m_c == 0 else m_t / m_c - 1.0
+    if m_c == 0:
+        notes.append("control mean is 0: relative lift is undefined")
+    rel_ci: Interval | None = None
+    bounded = False
+    if len(rel_set) == 1 and rel_lift is not None:
+        rel_ci = rel_set[0]
+        n_inf = sum(end is None for end in rel_ci)
+        bounded = n_inf == (0 if alternative == "two-sided" else 1)
+        if n_inf == 2:
+            rel_ci = None
+    if rel_lift is not None and not bounded:
+        notes.append(
+            "relative-lift interval is unbounded (Fieller set "
+            f"{_format_set(rel_set)}): the control mean is not clearly away from 0"
+        )
+    if (
+        diff.metric_type == "proportion"
+        and min(diff.var_control_mean, diff.var_treatment_mean) == 0
+    ):
+        notes.append("one arm has 0% or 100% conversion: the Wald variance rests on the other arm")
+    return LiftResult(
+        metric_type=diff.metric_type,
+        control_mean=m_c,
+        treatment_mean=m_t,
+        abs_lift=d,
+        abs_ci=abs_ci,
+        rel_lift=rel_lift,
+        rel_ci=rel_ci,
+        rel_ci_bounded=bounded,
+        p_value=p,
+        significant=p < alpha,
+        method="fixed",
+        test=_TEST_NAMES[diff.metric_type] + (" with CUPED" if diff.cuped else ""),
+        n_control=diff.n_control,
+        n_treatment=diff.n_treatment,
+        variance_reduction=diff.variance_reduction,
+        status=OK,
+        note="; ".join(notes),
+        alpha=alpha,
+        alternative=alternative,
+        se_abs=se,
+        statistic=stat,
+        df=diff.df,
+        rel_ci_set=rel_set,
+        cuped=diff.cuped,
+        theta=diff.theta,
+        metric=metric,
+        variant=variant,
+        cap=cap,
+    )
+
+
+def _dispatch(
+    method: str,
+    diff: Difference,
+    fixed: LiftResult,
+    alpha: float,
+    alternative: str,
+    options: dict[str, Any],
+) -> LiftResult:
+    """Hand the difference to the sequential or Bayesian engine; keep its result in ``details``.
+
+    Fields the engine reports under the same names (``p_value``, ``abs_ci``, ``rel_ci``,
+    ``significant``, ``note``) replace the fixed-horizon ones, so a sequential readout shows
+    always-valid numbers; anything it does not report is left as ``None`` rather than
+    silently showing the fixed-horizon value.
+    """
+    if method == "sequential":
+        module = importlib.import_module("abkit.stats.sequential")
+        details = module.sequential_readout(diff, alpha=alpha, alternative=alternative, **options)
+    else:
+        module = importlib.import_module("abkit.stats.bayesian")
+        details = module.bayesian_readout(diff, alpha=alpha, **options)
+
+    def get(name: str) -> Any:
+        value = getattr(details, name, None)
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        return value
+
+    def interval(name: str) -> Interval | None:
+        value = get(name)
+        if value is None:
+            return None
+        lo, hi = value
+        fix = lambda x: None if x is None or not math.isfinite(x) else float(x)  # noqa: E731
+        return (fix(lo), fix(hi))
+
+    rel_ci = interval("rel_ci")
+    significant = get("significant")
+    p = get("p_value")
+    if significant is None:
+        significant = p is not None and p < alpha
+    note = get("note") or ""
+    return replace(
+        fixed,
+        method=method,
+        p_value=p,
+        abs_ci=interval("abs_ci"),
+        rel_ci=rel_ci,
+        rel_ci_bounded=bool(
+            get("rel_ci_bounded")
+            if hasattr(details, "rel_ci_bounded")
+            else (rel_ci is not None and None not in rel_ci)
+        ),
+        rel_ci_set=None,
+        significant=bool(significant),
+        # The engine's note replaces the fixed-horizon one (whose interval remarks refer
+        # to the fixed critical value).
+        note=str(note) if hasattr(details, "note") else fixed.note,
+        status=str(get("status") or fixed.status),
+        details=details,
+    )
+
+
+def compare(
+    control: MeanStats | RatioStats | None,
+    treatment: MeanStats | RatioStats | None,
+    *,
+    metric_type: MetricType,
+    alpha: float = 0.05,
+    alternative: Alternative = "two-sided",
+    cuped: bool = False,
+    method: str = "fixed",
+    metric: str | None = None,
+    variant: str | None = None,
+    cap: Any = None,
+    **method_options: Any,
+) -> LiftResult:
+    """Compare a treatment arm with control (see the module docstring for the methods).
+
+    ``control``/``treatment`` are :class:`MeanStats` (proportion, mean) or
+    :class:`RatioStats` (ratio); ``None`` or an empty arm gives a ``"not enough data"``
+    result, as do fewer than two units, zero variance in both arms or a zero ratio
+    denominator. ``method`` ``"sequential"``/``"bayesian"`` hands the estimated
+    :class:`Difference` to :mod:`abkit.stats.sequential` / :mod:`abkit.stats.bayesian`
+    with ``method_options``. ``metric``/``variant`` label the result; ``cap`` records an
+    outlier cap (an :class:`abkit.stats.outliers.AppliedCap`, a ``Cap`` or a string).
+    """
+    _check_options(alpha, alternative, method)
+    if method == "fixed" and method_options:
+        raise TypeError(f"unexpected options for method='fixed': {sorted(method_options)}")
+    cap_text = None if cap is None else (cap.describe() if hasattr(cap, "describe") else str(cap))
+    n_c = 0 if control is None else control.n
+    n_t = 0 if treatment is None else treatment.n
+    common = dict(
+        n_control=n_c,
+        n_treatment=n_t,
+        method=method,
+        alpha=alpha,
+        alternative=alternative,
+        cuped=cuped,
+        metric=metric,
+        variant=variant,
+        cap=cap_text,
+    )
+    for label, arm in (("control", control), ("treatment", treatment)):
+        if arm is None or arm.n == 0:
+            return _not_enough(metric_type, f"the {label} arm has no units", **common)  # type: ignore[arg-type]
+    assert control is not None and treatment is not None
+    try:
+        diff = estimate_difference(control, treatment, metric_type=metric_type, cuped=cuped)
+    except NotEnoughDataError as exc:
+        return _not_enough(metric_type, str(exc), **common)  # type: ignore[arg-type]
+    fixed = compare_difference(
+        diff, alpha=alpha, alternative=alternative, metric=metric, variant=variant, cap=cap_text
+    )
+    if method == "fixed":
+        return fixed
+    return _dispatch(method, diff, fixed, alpha, alternative, method_options)
+
+
+def results_table(results: list[LiftResult], caption: str | None = None) -> ResultTable:
+    """A :class:`ResultTable` (tidy frame + HTML) of several readouts."""
+    return ResultTable(results, caption=caption)
+
+
+# --------------------------------------------------------------------------------------
+# Vectorised path: many comparisons in one call
+# --------------------------------------------------------------------------------------
+
+_ARRAY_FIELDS = (
+    "control_mean",
+    "treatment_mean",
+    "abs_lift",
+    "abs_ci_lower",
+    "abs_ci_upper",
+    "rel_lift",
+    "rel_ci_lower",
+    "rel_ci_upper",
+    "p_value",
+    "se_abs",
+    "statistic",
+    "df",
+)
+
+
+@dataclass(frozen=True)
+class LiftArrays:
+    """The readouts of :func:`compare_many`, one array element per comparison.
+
+    Float arrays hold ``NaN`` only where the element has no value (``status`` is
+    ``"not enough data"``, an open end of a one-sided or unbounded interval, a relative
+    lift with control mean 0, ``df`` of a z-test); :meth:`to_frame` turns those into
+    ``<NA>`` and :meth:`result` into ``None``, so no NaN reaches a report.
+    """
+
+    metric_type: str
+    alpha: float
+    alternative: str
+    control_mean: Any
+    treatment_mean: Any
+    abs_lift: Any
+    abs_ci_lower: Any
+    abs_ci_upper: Any
+    rel_lift: Any
+    rel_ci_lower: Any
+    rel_ci_upper: Any
+    rel_ci_bounded: Any
+    p_value: Any
+    significant: Any
+    se_abs: Any
+    statistic: Any
+    df: Any
+    n_control: Any
+    n_treatment: Any
+    status: Any
+
+    def __len__(self) -> int:
+        return int(self.p_value.shape[0])
+
+    def to_frame(self):  # type: ignore[no-untyped-def]
+        import pandas as pd
+
+        data: dict[str, Any] = {
+            "metric_type": self.metric_type,
+            "n_control": self.n_control,
+            "n_treatment": self.n_treatment,
+        }
+        for name in _ARRAY_FIELDS:
+            data[name] = pd.array(getattr(self, name), dtype="Float64")
+            # pd.array keeps NaN as a value for float input; make it missing.
+            data[name][pd.isna(getattr(self, name))] = pd.NA
+        data["rel_ci_bounded"] = self.rel_ci_bounded
+        data["significant"] = self.significant
+        data["status"] = self.status
+        return pd.DataFrame(data)
+
+    def result(self, i: int) -> LiftResult:
+        """Element ``i`` as a :class:`LiftResult` (``None`` for missing values)."""
+
+        def val(name: str) -> float | None:
+            x = float(getattr(self, name)[i])
+            return None if math.isnan(x) else x
+
+        ok = self.status[i] == OK
+        abs_ci = (val("abs_ci_lower"), val("abs_ci_upper")) if ok else None
+        rel_ci: Interval | None = (val("rel_ci_lower"), val("rel_ci_upper"))
+        if rel_ci == (None, None):
+            rel_ci = None
+        return LiftResult(
+            metric_type=self.metric_type,
+            control_mean=val("control_mean"),
+            treatment_mean=val("treatment_mean"),
+            abs_lift=val("abs_lift"),
+            abs_ci=abs_ci,
+            rel_lift=val("rel_lift"),
+            rel_ci=rel_ci if bool(self.rel_ci_bounded[i]) else None,
+            rel_ci_bounded=bool(self.rel_ci_bounded[i]),
+            p_value=val("p_value"),
+            significant=bool(self.significant[i]),
+            method="fixed",
+            test=_TEST_NAMES[self.metric_type],
+            n_control=int(self.n_control[i]),
+            n_treatment=int(self.n_treatment[i]),
+            variance_reduction=None,
+            status=str(self.status[i]),
+            note=""
+            if ok
+            else "not enough data (vectorised path: n < 2, zero variance or zero denominator)",
+            alpha=self.alpha,
+            alternative=self.alternative,
+            se_abs=val("se_abs"),
+            statistic=val("statistic"),
+            df=val("df"),
+        )
+
+
+def _arm_arrays(arm: Any, metric_type: str) -> tuple[Any, Any, Any]:
+    """``(n, mean, var_of_mean)`` arrays from a mapping of sufficient-statistic arrays."""
+    import numpy as np
+
+    def col(name: str) -> Any:
+        try:
+            return np.asarray(arm[name], dtype=float)
+        except KeyError:
+            raise KeyError(
+                f"compare_many: missing column {name!r} for a {metric_type} metric"
+            ) from None
+
+    n = col("n")
+    safe_n = np.where(n > 0, n, 1.0)
+    safe_n1 = np.where(n > 1, n - 1.0, 1.0)
+    if metric_type == "ratio":
+        ys, yy, ds, dd, yd = (
+            col(c) for c in ("num_sum", "num_sum_sq", "den_sum", "den_sum_sq", "num_den_sum")
+        )
+        safe_ds = np.where(ds != 0, ds, 1.0)
+        r = ys / safe_ds
+        var_y = (yy - ys * ys / safe_n) / safe_n1
+        var_d = (dd - ds * ds / safe_n) / safe_n1
+        cov = (yd - ys * ds / safe_n) / safe_n1
+        d_bar = safe_ds / safe_n
+        v = np.maximum(var_y - 2 * r * cov + r * r * var_d, 0.0) / (safe_n * d_bar * d_bar)
+        v = np.where(ds != 0, v, np.nan)
+        return n, np.where(ds != 0, r, np.nan), v
+    s, ss = col("sum"), col("sum_sq")
+    mean = s / safe_n
+    if metric_type == "proportion":
+        p = np.clip(mean, 0.0, 1.0)
+        v = p * (1 - p) / safe_n
+    else:
+        v = np.maximum((ss - s * s / safe_n) / safe_n1, 0.0) / safe_n
+    return n, mean, v
+
+
+def compare_many(
+    control: Any,
+    treatment: Any,
+    *,
+    metric_type: MetricType,
+    alpha: float = 0.05,
+    alternative: Alternative = "two-sided",
+) -> LiftArrays:
+    """Many fixed-horizon comparisons in one vectorised call (no CUPED).
+
+    ``control`` and ``treatment`` map the :class:`MeanStats` field names (``n``, ``sum``,
+    ``sum_sq``) or the :class:`RatioStats` names to equal-length arrays (a dict of numpy
+    arrays or a DataFrame). Element ``i`` equals ``compare(control_i, treatment_i)`` (same
+    formulas, same Fieller set; tested), so a warehouse aggregate of thousands of
+    metric-by-variant cells is read out in milliseconds.
+    """
+    import numpy as np
+
+    _check_options(alpha, alternative, "fixed")
+    if metric_type not in _TEST_NAMES:
+        raise ValueError(f"metric_type must be one of {tuple(_TEST_NAMES)}, got {metric_type!r}")
+    n_c, m_c, v_c = _arm_arrays(control, metric_type)
+    n_t, m_t, v_t = _arm_arrays(treatment, metric_type)
+    if n_c.shape != n_t.shape:
+        raise ValueError("control and treatment arrays differ in length")
+    var = v_c + v_t
+    ok = (n_c >= 2) & (n_t >= 2) & np.isfinite(var) & (var > 0)
+    with np.errstate(all="ignore"):
+        se = np.sqrt(np.where(ok, var, 1.0))
+        d = m_t - m_c
+        stat = np.where(ok, d, 0.0) / se
+        if metric_type == "mean":
+            df = (
+                var
+                * var
+                / (v_c * v_c / np.maximum(n_c - 1, 1) + v_t * v_t / np.maximum(n_t - 1, 1))
+            )
+            df = np.where(ok, df, 1.0)
+            dist_df: Any = df
+        else:
+            df = np.full(n_c.shape, np.nan)
+            dist_df = None
+        if alternative == "two-sided":
+            p = np.minimum(2.0 * _sf(np.abs(stat), dist_df), 1.0)
+            q = _isf(alpha / 2.0, dist_df)
+            lo, hi = d - q * se, d + q * se
+        elif alternative == "larger":
+            p = _sf(stat, dist_df)
+            q = _isf(alpha, dist_df)
+            lo, hi = d - q * se, np.full(d.shape, np.nan)
+        else:
+            p = _sf(-stat, dist_df)
+            q = _isf(alpha, dist_df)
+            lo, hi = np.full(d.shape, np.nan), d + q * se
+        p = np.where(p == 0.0, _P_FLOOR, p)
+        # Fieller (module docstring): bounded exactly when a = m_c² - q²v_c > 0.
+        q2 = q * q
+        a = m_c * m_c - q2 * v_c
+        b = m_t * m_c - q2 * 0.0
+        k = m_t * m_t - q2 * v_t
+        bounded = ok & (a > 0) & (m_c != 0)
+        root = np.sqrt(np.maximum(b * b - a * k, 0.0))
+        s = b + np.copysign(root, b)
+        # s = 0 only when b = D = 0 (then k = 0 too): a double root at 0.
+        degenerate = s == 0
+        s = np.where(degenerate, 1.0, s)
+        r1 = np.where(degenerate, 0.0, s / a)
+        r2 = np.where(degenerate, 0.0, k / s)
+        rlo, rhi = np.minimum(r1, r2) - 1.0, np.maximum(r1, r2) - 1.0
+        nan = np.full(d.shape, np.nan)
+        if alternative == "two-sided":
+            rel_lo, rel_hi = rlo, rhi
+        else:
+            # One-sided sets are half-lines; which end stays depends on the sign of m_c.
+            keep_lower = (m_c > 0) == (alternative == "larger")
+            rel_lo = np.where(keep_lower, rlo, nan)
+            rel_hi = np.where(keep_lower, nan, rhi)
+        rel_lo = np.where(bounded, rel_lo, np.nan)
+        rel_hi = np.where(bounded, rel_hi, np.nan)
+        rel = np.where(ok & (m_c != 0), m_t / np.where(m_c != 0, m_c, 1.0) - 1.0, np.nan)
+
+    def mask(x: Any) -> Any:
+        return np.where(ok, x, np.nan)
+
+    status = np.where(ok, OK, NOT_ENOUGH_DATA)
+    return LiftArrays(
+        metric_type=metric_type,
+        alpha=alpha,
+        alternative=alternative,
+        control_mean=mask(m_c),
+        treatment_mean=mask(m_t),
+        abs_lift=mask(d),
+        abs_ci_lower=mask(lo),
+        abs_ci_upper=mask(hi),
+        rel_lift=rel,
+        rel_ci_lower=rel_lo,
+        rel_ci_upper=rel_hi,
+        rel_ci_bounded=bounded,
+        p_value=mask(p),
+        significant=ok & (mask(p) < alpha),
+        se_abs=mask(se),
+        statistic=mask(stat),
+        df=np.where(ok, df, np.nan),
+        n_control=n_c.astype(np.int64),
+        n_treatment=n_t.astype(np.int64),
+        status=status,
+    )

@@ -1,0 +1,245 @@
+"""End-to-end: simulated experiments with known effects through the store and ``analyze``."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from abkit.analysis.analyze import AnalysisResult, analyze
+from abkit.analysis.simulate import TrueEffect, load_simulation, simulate_experiment
+from abkit.errors import ConfigError, NotEnoughDataError
+from abkit.metrics.definitions import MICROS_PER_HOUR
+
+WINDOW_US = 7 * 24 * MICROS_PER_HOUR
+
+
+def _load(tmp_path_factory, name, via="bulk", **kwargs):
+    sim = simulate_experiment(**kwargs)
+    url = f"sqlite:///{tmp_path_factory.mktemp(name) / 'abkit.db'}"
+    load_simulation(sim, url, via=via)
+    return sim, url
+
+
+@pytest.fixture(scope="module")
+def effect(tmp_path_factory):
+    """A real improvement, loaded through the production ingest path."""
+    return _load(
+        tmp_path_factory,
+        "effect",
+        via="ingest",
+        n_units=40_000,
+        effects=TrueEffect(conversion_lift=0.15, order_value_lift=0.05),
+        multiple_exposure_rate=0.02,
+        seed=7,
+    )
+
+
+@pytest.fixture(scope="module")
+def effect_result(effect) -> AnalysisResult:
+    sim, url = effect
+    return analyze(url, sim.experiment.key, list(sim.metrics), alpha=0.01, segments=["platform"])
+
+
+def test_intervals_cover_the_truth(effect, effect_result):
+    sim, _ = effect
+    assert len(effect_result.metrics) == len(sim.metrics)
+    for r in effect_result.metrics:
+        assert r.status == "ok", r.note
+        true_lift = sim.true_lift(r.metric, r.variant)
+        lo, hi = r.abs_ci
+        assert lo <= true_lift <= hi, (r.metric, lo, true_lift, hi)
+        # and the estimate is close: within 4 standard errors of the truth
+        assert abs(r.abs_lift - true_lift) < 4 * r.se_abs, r.metric
+
+
+def test_improvement_ships_with_positive_impact(effect_result):
+    d = effect_result.decision
+    assert d.verdict == "ship" and d.winner == "treatment" and d.trustworthy
+    assert d.reasons[0].startswith("Ship treatment")
+    impact = effect_result.impact
+    assert impact is not None and impact.metric == "revenue_per_user"
+    # true revenue lift per unit 7 × (1.15 × 1.05 - 1) = 1.4525; the interval is around it
+    assert impact.interval[0] > 0 and impact.change > 0
+    per_unit = impact.change / impact.eligible_units
+    assert per_unit == pytest.approx(effect_result.metrics[1].abs_lift)
+    # eligible units per year = observed units per day × 365.25 (full traffic)
+    assert impact.eligible_units == pytest.approx(effect_result.experiment.units_per_day * 365.25)
+
+
+def test_quality_counts_what_was_planted(effect, effect_result):
+    sim, _ = effect
+    q = effect_result.quality
+    assert not q.srm_detected and q.srm.p_value > 0.001
+    assert q.multiple_exposure.multiple == sim.planted["multiple_exposure_units"]
+    assert sum(effect_result.experiment.units.values()) == 40_000 - q.multiple_exposure.multiple
+    excluded = {e.metric: e for e in q.excluded_events}
+    # late purchases of analysed units are excluded and counted (contaminated units dropped)
+    assert 0.9 * sim.planted["late_purchases"] < excluded["conversion_rate"].after_window
+    assert excluded["conversion_rate"].after_window <= sim.planted["late_purchases"]
+    assert excluded["revenue_per_user"].before_exposure > 0  # the pre-period purchases
+    assert all(not b.imbalanced for b in q.balance)
+
+
+def test_sums_match_an_independent_pandas_computation(effect, effect_result):
+    """Per-unit values recomputed from the simulated frames with pandas, to 1e-9."""
+    sim, _ = effect
+    ex, ev = sim.exposures, sim.events
+    first = ex.groupby("unit_id").agg(
+        first=("ts_us", "min"), vmin=("variant", "min"), vmax=("variant", "max")
+    )
+    first = first[first.vmin == first.vmax]
+    buy = ev[ev.event_type == "purchase"].join(first, on="unit_id", how="inner")
+    inside = buy[(buy.ts_us >= buy["first"]) & (buy.ts_us < buy["first"] + WINDOW_US)]
+    pre = buy[(buy.ts_us < buy["first"]) & (buy.ts_us >= buy["first"] - WINDOW_US)]
+    y = inside.groupby("unit_id").value.sum().reindex(first.index, fill_value=0.0)
+    x = pre.groupby("unit_id").value.sum().reindex(first.index, fill_value=0.0)
+    orders = inside.groupby("unit_id").size().reindex(first.index, fill_value=0)
+    for variant in ("control", "treatment"):
+        mask = (first.vmin == variant).to_numpy()
+        rev = effect_result.arm_stats["revenue_per_user"][variant]
+        yy, xx = y.to_numpy()[mask], x.to_numpy()[mask]
+        assert rev.n == mask.sum()
+        for got, want in (
+            (rev.sum, yy.sum()),
+            (rev.sum_sq, (yy * yy).sum()),
+            (rev.cov_sum, xx.sum()),
+            (rev.cross_sum, (xx * yy).sum()),
+        ):
+            assert got == pytest.approx(want, rel=1e-9)
+        conv = effect_result.arm_stats["conversion_rate"][variant]
+        assert conv.sum == (orders.to_numpy()[mask] > 0).sum()
+        aov = effect_result.arm_stats["average_order_value"][variant]
+        assert aov.den_sum == orders.to_numpy()[mask].sum()
+
+
+def test_cuped_reduces_variance_with_pre_period_data(effect_result):
+    rev = next(r for r in effect_result.metrics if r.metric == "revenue_per_user")
+    conv = next(r for r in effect_result.metrics if r.metric == "conversion_rate")
+    assert rev.cuped and rev.variance_reduction > 0.02
+    assert conv.cuped and conv.variance_reduction > 0.02
+    aov = next(r for r in effect_result.metrics if r.metric == "average_order_value")
+    assert not aov.cuped  # ratio metrics run without a covariate
+
+
+def test_segments_cover_each_platform_with_correction(effect_result):
+    seg = [s for s in effect_result.segments if s.result.metric == "conversion_rate"]
+    assert {s.value for s in seg} == {"ios", "android", "web"}
+    assert all(s.result.correction == "Holm" or s.result.correction for s in seg)
+    assert all(s.result.p_value_adjusted >= s.result.p_value for s in seg)
+    total = sum(s.result.n_control + s.result.n_treatment for s in seg)
+    assert total == sum(effect_result.experiment.units.values())
+
+
+def test_result_views(effect_result):
+    frame = effect_result.to_frame()
+    assert len(frame) == 8 and {"role", "metric", "rel_lift", "p_value"} <= set(frame.columns)
+    assert set(frame.role) == {"primary", "secondary", "guardrail"}
+    data = effect_result.to_dict()
+    json.dumps(data, allow_nan=False)  # JSON-safe
+    assert data["decision"]["verdict"] == "ship"
+    assert data["quality"]["srm"]["mismatch"] is False
+    html = effect_result._repr_html_()
+    assert "Decision: ship" in html and "conversion_rate" in html
+    text = effect_result.summary()
+    assert "DECISION: SHIP (treatment)" in text
+    days = {d.date for d in effect_result.daily}
+    assert len(days) == 14
+    last = [d for d in effect_result.daily if d.date == max(days) and d.metric == "conversion_rate"]
+    assert sum(d.n for d in last) == sum(effect_result.experiment.units.values())
+
+
+def test_planted_srm_is_caught_and_blocks_the_decision(tmp_path_factory):
+    sim, url = _load(
+        tmp_path_factory,
+        "srm",
+        n_units=20_000,
+        srm=0.08,
+        effects=TrueEffect(conversion_lift=0.15),
+        seed=3,
+    )
+    result = analyze(url, sim.experiment.key, list(sim.metrics))
+    assert result.quality.srm_detected and result.quality.srm.p_value < 1e-4
+    assert result.decision.verdict == "keep running" and not result.decision.trustworthy
+    assert "sample ratio mismatch" in result.decision.reasons[0]
+    # the same experiment without the loss passes the check
+    clean, clean_url = _load(tmp_path_factory, "nosrm", n_units=20_000, seed=3)
+    assert not analyze(clean_url, clean.experiment.key, list(clean.metrics)).quality.srm_detected
+
+
+def test_planted_guardrail_breach_rolls_back(tmp_path_factory):
+    sim, url = _load(
+        tmp_path_factory,
+        "guard",
+        n_units=20_000,
+        effects=TrueEffect(conversion_lift=0.15, guardrail_effect=0.30),
+        seed=5,
+    )
+    result = analyze(url, sim.experiment.key, list(sim.metrics))
+    breach = [g for g in result.guardrails if g.status == "breached"]
+    assert [g.metric for g in breach] == ["errors_per_user"]
+    assert result.decision.verdict == "roll back"
+    assert any("errors_per_user" in r for r in result.decision.reasons)
+    # the primary metric alone would have shipped
+    primary = next(r for r in result.metrics if r.metric == "conversion_rate")
+    assert primary.significant and primary.abs_lift > 0
+
+
+def test_no_effect_keeps_running_then_concludes_no_effect(tmp_path_factory):
+    sim, url = _load(tmp_path_factory, "null", n_units=6_000, seed=11)
+    metrics = list(sim.metrics)
+    result = analyze(url, sim.experiment.key, metrics, traffic_per_day=1000)
+    d = result.decision
+    assert d.verdict == "keep running" and d.sample_needed > 0
+    assert d.days_needed == pytest.approx(math.ceil(d.sample_needed / 1000 * 10) / 10)
+    plan = d.power_plan
+    assert plan.n_total == d.sample_needed + sum(result.experiment.units.values())
+    # asking only for a huge effect (60% relative) makes the same data conclusive
+    metrics[0] = metrics[0].with_(mde=0.6)
+    relaxed = analyze(url, sim.experiment.key, metrics)
+    if not any(r.significant for r in relaxed.metrics if r.metric == "conversion_rate"):
+        assert relaxed.decision.verdict == "no detectable effect"
+        assert relaxed.decision.sample_needed == 0
+
+
+def test_default_metrics_guardrail_names_and_errors(effect):
+    sim, url = effect
+    result = analyze(url, sim.experiment.key, guardrails=["time_to_convert"])
+    assert result.primary == "conversion_rate"
+    assert [g.metric for g in result.guardrails] == ["time_to_convert"]
+    assert result.roles["time_to_convert"] == "guardrail"
+    with pytest.raises(NotEnoughDataError, match="no exposures"):
+        analyze(url, "no-such-experiment")
+    with pytest.raises(ConfigError, match="method"):
+        analyze(url, sim.experiment.key, method="magic")
+    with pytest.raises(ConfigError, match="guardrails"):
+        analyze(url, sim.experiment.key, guardrails=["nope"])
+
+
+def test_simulation_truth_and_service_path():
+    sim = simulate_experiment(2_000, via_service=True, seed=1, pre_period=False)
+    bulk = simulate_experiment(2_000, via_service=False, seed=1, pre_period=False)
+    # the service path and assign_many agree unit by unit
+    a = sim.exposures.drop_duplicates("unit_id").set_index("unit_id").variant.sort_index()
+    b = bulk.exposures.drop_duplicates("unit_id").set_index("unit_id").variant.sort_index()
+    assert (a == b).all()
+    assert sim.truth["revenue_per_user"]["control"] == pytest.approx(0.1 * 1.4 * 50)
+    assert sim.true_lift("conversion_rate", "treatment") == 0
+    with pytest.raises(ValueError):
+        simulate_experiment(10, srm=1.5)
+
+
+def test_simulated_conversion_is_unbiased():
+    """The simulator's truth is exact: 400k units land within 3 standard errors."""
+    sim = simulate_experiment(
+        400_000, effects=TrueEffect(conversion_lift=-0.2), seed=2, pre_period=False,
+        impressions=0.0, errors=0.0, late_event_rate=0.0,
+    )
+    first = sim.exposures.drop_duplicates("unit_id")
+    buyers = set(sim.events.unit_id[sim.events.event_type == "purchase"])
+    for variant, p in (("control", 0.10), ("treatment", 0.08)):
+        units = first.unit_id[first.variant == variant]
+        rate = units.isin(buyers).mean()
+        assert abs(rate - p) < 3 * np.sqrt(p * (1 - p) / len(units))

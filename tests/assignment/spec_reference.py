@@ -1,0 +1,127 @@
+"""An independent implementation of docs/assignment-spec.md, written from the document.
+
+It shares no code with ``abkit.assignment`` (not even mmh3): MurmurHash3 x86_32 is
+implemented here in pure Python, so the golden-vector test checks the library, the C
+extension and the spec against each other. Only plain dict configs (``to_dict()`` form)
+are used, like another language would.
+"""
+
+from __future__ import annotations
+
+import math
+
+MASK = 0xFFFFFFFF
+SEEDS = {"traffic": 0x74726166, "variant": 0x76617269, "namespace": 0x6E616D65, "holdout": 0x686F6C64}
+
+
+def murmur3_x86_32(data: bytes, seed: int) -> int:
+    """MurmurHash3_x86_32 (Appleby), unsigned result."""
+    c1, c2 = 0xCC9E2D51, 0x1B873593
+    h = seed & MASK
+    n = len(data)
+    nblocks = n // 4
+    for i in range(nblocks):
+        k = int.from_bytes(data[4 * i : 4 * i + 4], "little")
+        k = (k * c1) & MASK
+        k = ((k << 15) | (k >> 17)) & MASK
+        k = (k * c2) & MASK
+        h ^= k
+        h = ((h << 13) | (h >> 19)) & MASK
+        h = (h * 5 + 0xE6546B64) & MASK
+    tail = data[4 * nblocks :]
+    k = 0
+    if len(tail) >= 3:
+        k ^= tail[2] << 16
+    if len(tail) >= 2:
+        k ^= tail[1] << 8
+    if len(tail) >= 1:
+        k ^= tail[0]
+        k = (k * c1) & MASK
+        k = ((k << 15) | (k >> 17)) & MASK
+        k = (k * c2) & MASK
+        h ^= k
+    h ^= n
+    h ^= h >> 16
+    h = (h * 0x85EBCA6B) & MASK
+    h ^= h >> 13
+    h = (h * 0xC2B2AE35) & MASK
+    h ^= h >> 16
+    return h
+
+
+def key(prefix: str, unit_id: str) -> bytes:
+    return prefix.encode("utf-8") + b"\x1f" + unit_id.encode("utf-8")
+
+
+def T(p: float) -> int:
+    return math.floor(p * 2**32)
+
+
+def decide(cfg: dict, unit_id, attrs: dict | None, now_us: int | None) -> dict:
+    """Spec §3 on a to_dict() config; targeting limited to the operators the vectors use."""
+    names = [v["name"] for v in cfg["variants"]]
+    winner = cfg.get("winner")
+    fallback = names.index(winner) if winner else 0
+    stopped = cfg["status"] == "stopped"
+
+    def out(i, reason, bucket=None):
+        return {"variant": names[i], "in_experiment": reason is None, "bucket": bucket, "reason": reason}
+
+    if isinstance(unit_id, int) and not isinstance(unit_id, bool):
+        unit_id = str(unit_id)
+    if not isinstance(unit_id, str) or not unit_id:
+        return out(fallback if stopped else 0, "invalid_unit")
+    try:
+        unit_id.encode("utf-8")
+    except UnicodeEncodeError:
+        return out(fallback if stopped else 0, "invalid_unit")
+    if stopped:
+        return out(fallback, "stopped")
+    if unit_id in (cfg.get("forced") or {}):
+        return out(names.index(cfg["forced"][unit_id]), "forced")
+    if cfg["status"] in ("draft", "paused"):
+        return out(0, cfg["status"])
+    assert cfg.get("start") is None and cfg.get("end") is None, "vectors use no time window"
+    ho = cfg.get("holdout")
+    if ho and murmur3_x86_32(key(ho["name"], unit_id), SEEDS["holdout"]) < T(ho["fraction"]):
+        return out(0, "holdout")
+    rule = cfg.get("targeting")
+    if rule is not None and not _eval(rule, attrs or {}):
+        return out(0, "not_targeted")
+    ns = cfg.get("namespace")
+    if ns:
+        hn = murmur3_x86_32(key(ns["name"], unit_id), SEEDS["namespace"])
+        if not T(ns["start"]) <= hn < T(ns["end"]):
+            return out(0, "namespace")
+    salt = cfg["salt"]
+    if murmur3_x86_32(key(salt, unit_id), SEEDS["traffic"]) >= T(cfg["traffic"]):
+        return out(0, "outside_traffic")
+    h = murmur3_x86_32(key(salt, unit_id), SEEDS["variant"])
+    n = len(names)
+    ws = [v["weight"] if v["weight"] is not None else 1.0 / n for v in cfg["variants"]]
+    bounds, acc = [], 0
+    for w in ws[:-1]:
+        acc += T(w)
+        bounds.append(acc)
+    bounds.append(2**32)
+    k = next(i for i, b in enumerate(bounds) if h < b)
+    return out(k, None, h)
+
+
+def _eval(rule: dict, attrs: dict) -> bool:
+    if "all" in rule:
+        return all(_eval(r, attrs) for r in rule["all"])
+    if "any" in rule:
+        return any(_eval(r, attrs) for r in rule["any"])
+    if "not" in rule:
+        return not _eval(rule["not"], attrs)
+    v = attrs.get(rule["attr"])
+    if v is None:
+        return False
+    if "eq" in rule:
+        return v == rule["eq"]
+    if "in" in rule:
+        return v in rule["in"]
+    if "gte" in rule:
+        return isinstance(v, (int, float)) and v >= rule["gte"]
+    raise NotImplementedError(rule)

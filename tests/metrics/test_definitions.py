@@ -1,0 +1,193 @@
+"""Metric definitions: builders, validation, the TOML loader's located errors, the library."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from abkit.errors import ConfigError
+from abkit.metrics.definitions import (
+    MICROS_PER_HOUR,
+    Measure,
+    Metric,
+    load_metrics,
+    mean,
+    parse_duration_us,
+    proportion,
+    ratio,
+)
+from abkit.metrics.library import BUILTIN_METRICS, builtin_metric, builtin_metrics
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("7d", 7 * 24 * MICROS_PER_HOUR),
+        ("24h", 24 * MICROS_PER_HOUR),
+        ("30min", 30 * 60_000_000),
+        ("1.5h", 90 * 60_000_000),
+        (48, 48 * MICROS_PER_HOUR),
+        (timedelta(days=2, microseconds=3), 2 * 24 * MICROS_PER_HOUR + 3),
+        (None, None),
+        ("none", None),
+    ],
+)
+def test_durations(value, expected):
+    assert parse_duration_us(value) == expected
+
+
+@pytest.mark.parametrize("value", ["7 parsecs", "-1d", 0, True, float("nan"), [1]])
+def test_bad_durations_are_config_errors(value):
+    with pytest.raises(ConfigError) as info:
+        parse_duration_us(value, field_name="window")
+    assert info.value.location.field == "window"
+
+
+def test_builders_set_kind_and_measures():
+    conv = proportion("conv", "purchase", window="7d", min_count=2)
+    assert conv.kind == "proportion" and conv.numerator == Measure(("purchase",), "count")
+    assert conv.min_count == 2 and conv.window_us == 7 * 24 * MICROS_PER_HOUR
+    rev = mean("rev", ["purchase", "renewal"], cap_percentile=99)
+    assert rev.event_types == ("purchase", "renewal") and rev.window_us is None
+    aov = ratio("aov", ("purchase", "sum"), ("purchase", "count"))
+    assert aov.event_types == ("purchase",) and not aov.supports_cuped
+    ctr = ratio("ctr", ("click", "count"), ("impression", "count"))
+    assert ctr.event_types == ("click", "impression")
+    # CUPED pre-period has the window's length, 14 days without a window
+    assert conv.pre_period_us == conv.window_us
+    assert rev.pre_period_us == 14 * 24 * MICROS_PER_HOUR
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"name": "", "kind": "mean"}, "name"),
+        ({"name": "m", "kind": "median"}, "type"),
+        ({"name": "m", "kind": "mean", "direction": "up"}, "direction"),
+        ({"name": "m", "kind": "ratio"}, "denominator"),
+        ({"name": "m", "kind": "mean", "cap": 1.0, "cap_percentile": 99.0}, "cap"),
+        ({"name": "m", "kind": "mean", "cap_percentile": 100.0}, "cap_percentile"),
+        ({"name": "m", "kind": "proportion", "cap": 1.0}, "cap"),
+        ({"name": "m", "kind": "proportion", "min_count": 0}, "min_count"),
+        ({"name": "m", "kind": "mean", "mde": -0.1}, "mde"),
+        ({"name": "m", "kind": "mean", "role": "boss"}, "role"),
+    ],
+)
+def test_invalid_metrics_name_the_field(kwargs, field):
+    kwargs.setdefault("numerator", Measure(("purchase",), "sum"))
+    with pytest.raises(ConfigError) as info:
+        Metric(**kwargs)
+    assert info.value.location.field == field
+
+
+def test_unknown_aggregate_is_rejected():
+    with pytest.raises(ConfigError, match="unknown aggregate"):
+        Measure(("purchase",), "median")  # type: ignore[arg-type]
+
+
+def test_library_covers_the_business_metrics():
+    assert set(BUILTIN_METRICS) == {
+        "conversion_rate",
+        "revenue_per_user",
+        "orders_per_user",
+        "average_order_value",
+        "repeat_purchase_rate",
+        "click_through_rate",
+        "time_to_convert",
+    }
+    ttc = builtin_metric("time_to_convert")
+    assert ttc.kind == "ratio" and ttc.direction == "lower"
+    assert ttc.numerator.aggregate == "hours_to_first"
+    assert ttc.denominator is not None and ttc.denominator.aggregate == "converted"
+    assert builtin_metric("repeat_purchase_rate").min_count == 2
+    assert builtin_metric("revenue_per_user").cap_percentile == 99.0
+    assert [m.name for m in builtin_metrics("orders_per_user")] == ["orders_per_user"]
+    with pytest.raises(KeyError, match="choose one of"):
+        builtin_metric("nope")
+
+
+GOOD = """
+[[metric]]
+name = "conversion"
+type = "proportion"
+event = "purchase"
+window = "3d"
+role = "primary"
+mde = 0.02
+
+[[metric]]
+builtin = "revenue_per_user"
+cap_percentile = 95
+
+[[metric]]
+name = "aov"
+type = "ratio"
+numerator = { event = "purchase", aggregate = "sum" }
+denominator = { event = "purchase", aggregate = "count" }
+
+[[metric]]
+name = "errors"
+type = "mean"
+event = ["error", "crash"]
+aggregate = "count"
+direction = "lower"
+role = "guardrail"
+window_hours = 12
+"""
+
+
+def test_toml_loads_every_kind(tmp_path):
+    path = tmp_path / "metrics.toml"
+    path.write_text(GOOD)
+    metrics = load_metrics(path)
+    assert [m.name for m in metrics] == ["conversion", "revenue_per_user", "aov", "errors"]
+    conv, rev, aov, err = metrics
+    assert conv.role == "primary" and conv.mde == 0.02 and conv.window_us == 72 * MICROS_PER_HOUR
+    assert rev.cap_percentile == 95 and rev.numerator.aggregate == "sum"
+    assert aov.denominator == Measure(("purchase",), "count")
+    assert err.event_types == ("error", "crash") and err.window_us == 12 * MICROS_PER_HOUR
+
+
+@pytest.mark.parametrize(
+    ("text", "row", "field", "message"),
+    [
+        ('[[metric]]\nname = "a"\ntype = "mean"\nevent = "x"\nwindoww = "7d"\n', 1, "windoww", "unknown key"),
+        ('[[metric]]\nname = "a"\ntype = "mean"\nevent = "x"\n\n[[metric]]\nname = "b"\ntype = "mean"\n', 6, "event", "needs an event"),
+        ('[[metric]]\nname = "a"\ntype = "mean"\nevent = "x"\ncap = "big"\n', 1, "cap", "must be a number"),
+        ('[[metric]]\nname = "a"\ntype = "ratio"\nnumerator = { event = "x" }\n', 1, "denominator", "needs a denominator"),
+        ('[[metric]]\nname = "a"\ntype = "ratio"\nnumerator = { event = "x", agg = "sum" }\ndenominator = { event = "y" }\n', 1, "numerator.agg", "unknown key"),
+        ('[[metric]]\nname = "a"\ntype = "mean"\nevent = "x"\n[[metric]]\nname = "a"\ntype = "mean"\nevent = "y"\n', 5, "name", "defined twice"),
+        ('[[metric]]\nbuiltin = "nope"\n', 1, "builtin", "no builtin metric"),
+        ('[[metric]]\nbuiltin = "conversion_rate"\nevent = "signup"\n', 1, "event", "cannot be overridden"),
+        ('[[metric]]\nname = "a"\ntype = "proportion"\nevent = "x"\nwindow = "soon"\n', 1, "window", "cannot read duration"),
+        ('[[metric]]\nname = "a"\ntype = "mean"\nevent = "x"\nmin_count = 1.5\n', 1, "min_count", "integer"),
+    ],
+)
+def test_toml_errors_are_located(text, row, field, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        load_metrics("m.toml", text=text)
+    loc = info.value.location
+    assert (loc.file, loc.row, loc.field) == ("m.toml", row, field)
+
+
+def test_toml_syntax_error_names_the_line():
+    with pytest.raises(ConfigError) as info:
+        load_metrics("bad.toml", text='[[metric]]\nname = "a"\ntype = \n')
+    assert info.value.location.file == "bad.toml" and info.value.location.row == 3
+
+
+def test_missing_file_and_empty_file(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_metrics(tmp_path / "nope.toml")
+    with pytest.raises(ConfigError, match=r"no \[\[metric\]\]"):
+        load_metrics("x.toml", text="")
+    with pytest.raises(ConfigError, match="top-level"):
+        load_metrics("x.toml", text='primary = "a"\n')
+
+
+def test_to_dict_roundtrips_through_toml_keys():
+    m = builtin_metric("time_to_convert")
+    d = m.to_dict()
+    assert d["numerator"] == {"event": ["purchase"], "aggregate": "hours_to_first"}
+    assert d["window_hours"] == 168 and d["direction"] == "lower"
