@@ -151,6 +151,40 @@ def _demo_experiment(scenario: Scenario, start: datetime, days: int) -> Any:
     )
 
 
+def _remove_demo_database(path: Path) -> None:
+    """Delete a previous demo database; never a file holding anything else."""
+    if path.exists():
+        from sqlalchemy import column, create_engine, inspect, select, table
+        from sqlalchemy.exc import SQLAlchemyError
+
+        demo_keys = {s.key for s in SCENARIOS.values()}
+        engine = create_engine(f"sqlite:///file:{path}?mode=ro&uri=true")
+        try:
+            with engine.connect() as conn:
+                names = inspect(conn).get_table_names()
+                keys: set[str] = set()
+                if "abkit_experiments" in names:
+                    experiments = table("abkit_experiments", column("key"))
+                    keys = {str(k) for (k,) in conn.execute(select(experiments.c.key))}
+        except SQLAlchemyError as exc:
+            raise ConfigError(
+                f"refusing to replace {path}: it is not an abkit demo database ({exc.__class__.__name__})",
+                file=str(path),
+            ) from None
+        finally:
+            engine.dispose()
+        foreign = [n for n in names if not n.startswith("abkit_")]
+        if foreign or not keys <= demo_keys:
+            what = foreign or sorted(keys - demo_keys)
+            raise ConfigError(
+                f"refusing to replace a database that holds other data ({', '.join(what)}); "
+                "give the demo its own --db",
+                file=str(path),
+            )
+    for stale in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        stale.unlink(missing_ok=True)
+
+
 def run_demo(
     scenario: str = "ship",
     *,
@@ -160,12 +194,13 @@ def run_demo(
     days: int = 14,
     seed: int = 7,
     render: bool = True,
+    fresh: bool = True,
     log: Any = None,
 ) -> DemoResult:
     """Run one demo scenario end to end and return where the report is.
 
-    ``db`` is a SQLite file path (deleted and rebuilt) or a SQLAlchemy URL (used as is: the
-    experiment's rows are added to it). ``log`` is called with progress lines.
+    ``db`` is a SQLite file path, rebuilt when ``fresh`` (refused if it holds experiments
+    other than the demo's), or a SQLAlchemy URL used as is. ``log`` receives progress lines.
     """
     from abkit.analysis.simulate import TrueEffect, simulate_experiment
     from abkit.assignment.exposure import add_exposure_hook, remove_exposure_hook
@@ -188,8 +223,8 @@ def run_demo(
     else:
         path = Path(db_text).resolve()
         path.parent.mkdir(parents=True, exist_ok=True)
-        for stale in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-            stale.unlink(missing_ok=True)  # a fresh database: re-running gives the same report
+        if fresh:
+            _remove_demo_database(path)  # re-running gives the same report
         db_url = f"sqlite:///{path}"
 
     # Start three weeks ago (midnight UTC) so every event is in the past when ingested.
@@ -222,6 +257,9 @@ def run_demo(
                 days=days,
                 start=start,
                 via_service=True,
+                # Users of different demo experiments must not share ids: events are not
+                # tied to an experiment, so shared ids would mix the two experiments' data.
+                unit_prefix=f"{spec.key}/user-",
                 seed=seed,
             )
         finally:

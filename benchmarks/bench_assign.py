@@ -21,21 +21,32 @@ Latency method: the ids are split in chunks of ``CHUNK`` calls; each chunk is ti
 from __future__ import annotations
 
 import json
+import os
 import platform
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from importlib.metadata import version
 
 import mmh3
 
-from abkit.assignment import Experiment, add_exposure_hook, assign, assign_many, hashing, remove_exposure_hook
+from abkit.assignment import (
+    Experiment,
+    add_exposure_hook,
+    assign,
+    assign_many,
+    hashing,
+    remove_exposure_hook,
+)
 
 CHUNK = 1000
 
 
-def per_call_ns(fn: Callable[[str], object], ids: list[str], chunk: int = CHUNK, rounds: int = 3) -> float:
+def per_call_ns(
+    fn: Callable[[str], object], ids: list[str], chunk: int = CHUNK, rounds: int = 3
+) -> float:
     """Median over chunks of (chunk time / chunk size), best of ``rounds`` passes."""
     best = []
     for _ in range(rounds):
@@ -50,7 +61,7 @@ def per_call_ns(fn: Callable[[str], object], ids: list[str], chunk: int = CHUNK,
     return min(best)
 
 
-def import_ms(statement: str, runs: int) -> float | None:
+def import_ms(statement: str, runs: int) -> tuple[float, float] | None:
     code = (
         "import time; t = time.perf_counter()\n"
         f"{statement}\n"
@@ -62,7 +73,7 @@ def import_ms(statement: str, runs: int) -> float | None:
         if res.returncode != 0:
             return None
         times.append(float(res.stdout.strip().splitlines()[-1]))
-    return statistics.median(times)
+    return statistics.median(times), min(times)
 
 
 def growthbook_runner():
@@ -155,11 +166,11 @@ def main() -> None:
     )
     attrs = {"ua": "Mozilla/5.0"}
     prefix = "ranker" + hashing.SEPARATOR
-    keys = {u: prefix + u for u in ids}
+    key_list = [prefix + u for u in ids]
     h = mmh3.hash
     seed = hashing.SEED_VARIANT
 
-    raw_prebuilt = per_call_ns(lambda u: h(keys[u], seed, False), ids)
+    raw_prebuilt = per_call_ns(lambda k: h(k, seed, False), key_list)
     raw_built = per_call_ns(lambda u: h(prefix + u, seed, False), ids)
     # the loop calls through a lambda, so subtract the same empty-call overhead everywhere
     empty = per_call_ns(lambda u: None, ids)
@@ -181,28 +192,42 @@ def main() -> None:
     opt_ns = per_call_ns(opt, peer_ids, chunk=200, rounds=1) if opt else None
 
     bulk_ids = [f"user-{i}" for i in range(n_bulk)]
-    t = time.perf_counter()
-    [h(prefix + u, seed, False) for u in bulk_ids]
-    raw_bulk = time.perf_counter() - t
-    t = time.perf_counter()
-    assign_many(exp, bulk_ids)
-    many_full = time.perf_counter() - t
-    t = time.perf_counter()
-    assign_many(exp_half, bulk_ids)
-    many_half = time.perf_counter() - t
-    t = time.perf_counter()
-    for u in bulk_ids:
-        assign(exp, u)
-    loop = time.perf_counter() - t
+
+    def best_of(fn: Callable[[], object], runs: int = 3) -> float:
+        times = []
+        for _ in range(runs):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        return min(times)
+
+    raw_bulk = best_of(lambda: [h(prefix + u, seed, False) for u in bulk_ids])
+    many_full = best_of(lambda: assign_many(exp, bulk_ids))
+    many_half = best_of(lambda: assign_many(exp_half, bulk_ids))
+
+    def loop_assign() -> None:
+        for u in bulk_ids:
+            assign(exp, u)
+
+    loop = best_of(loop_assign, 1)
 
     imp_abkit = import_ms("from abkit import assign", import_runs)
     imp_gb = import_ms("from growthbook import GrowthBook", import_runs)
     imp_opt = import_ms("from optimizely import optimizely", import_runs)
-    imp_none = import_ms("pass", import_runs)
+    try:
+        load = (
+            "load average "
+            + " / ".join(f"{x:.1f}" for x in os.getloadavg())
+            + f" on {os.cpu_count()} CPUs"
+        )
+    except OSError:
+        load = "unknown"
 
-    print(f"abkit assignment benchmark: Python {platform.python_version()}, {platform.machine()}, "
-          f"mmh3 {getattr(mmh3, '__version__', '?')}; per-call figures are medians over chunks "
-          f"of {CHUNK} calls with the loop overhead ({fmt_ns(empty)}) subtracted.\n")
+    print(
+        f"abkit assignment benchmark: Python {platform.python_version()}, {platform.machine()}, "
+        f"mmh3 {version('mmh3')}; per-call figures are medians over chunks "
+        f"of {CHUNK} calls with the loop overhead ({fmt_ns(empty)}) subtracted.\n"
+    )
     print("| measurement | time | baseline | ratio | goal |")
     print("|---|---:|---:|---:|---|")
     print(f"| raw `mmh3.hash(key)`, key prebuilt | {fmt_ns(net(raw_prebuilt))} | | | |")
@@ -220,31 +245,51 @@ def main() -> None:
             f"< 2 µs {ok}, ≤ 5× |"
         )
     if gb_ns is not None:
-        print(f"| GrowthBook SDK `set_attributes` + `run`, same experiment | {fmt_ns(net(gb_ns))} | abkit `assign` | "
-              f"{net(gb_ns) / net(a_simple):.0f}× slower than abkit | peer |")
+        print(
+            f"| GrowthBook SDK `set_attributes` + `run`, same experiment | {fmt_ns(net(gb_ns))} | abkit `assign` | "
+            f"{net(gb_ns) / net(a_simple):.0f}× slower than abkit | peer |"
+        )
     if opt_ns is not None:
-        print(f"| Optimizely SDK `get_variation`, same experiment | {fmt_ns(net(opt_ns))} | abkit `assign` | "
-              f"{net(opt_ns) / net(a_simple):.0f}× slower than abkit | peer |")
-    print(f"| `assign_many`, {n_bulk:,} ids, all traffic | {many_full * 1000:.0f} ms "
-          f"({many_full / n_bulk * 1e9:.0f} ns/id) | raw-hash list comprehension {raw_bulk * 1000:.0f} ms | "
-          f"{many_full / raw_bulk:.1f}× | identical to `assign` |")
-    print(f"| `assign_many`, {n_bulk:,} ids, 50% traffic | {many_half * 1000:.0f} ms "
-          f"({many_half / n_bulk * 1e9:.0f} ns/id) | raw-hash list comprehension | {many_half / raw_bulk:.1f}× | |")
-    print(f"| `assign` in a Python loop, {n_bulk:,} ids | {loop * 1000:.0f} ms | `assign_many` | "
-          f"{loop / many_full:.1f}× slower than bulk | |")
+        print(
+            f"| Optimizely SDK `get_variation`, same experiment | {fmt_ns(net(opt_ns))} | abkit `assign` | "
+            f"{net(opt_ns) / net(a_simple):.0f}× slower than abkit | peer |"
+        )
+    print(
+        f"| `assign_many`, {n_bulk:,} ids, all traffic | {many_full * 1000:.0f} ms "
+        f"({many_full / n_bulk * 1e9:.0f} ns/id) | raw-hash list comprehension {raw_bulk * 1000:.0f} ms | "
+        f"{many_full / raw_bulk:.1f}× | identical to `assign` |"
+    )
+    print(
+        f"| `assign_many`, {n_bulk:,} ids, 50% traffic | {many_half * 1000:.0f} ms "
+        f"({many_half / n_bulk * 1e9:.0f} ns/id) | raw-hash list comprehension | {many_half / raw_bulk:.1f}× | |"
+    )
+    print(
+        f"| `assign` in a Python loop, {n_bulk:,} ids | {loop * 1000:.0f} ms | `assign_many` | "
+        f"{loop / many_full:.1f}× slower than bulk | |"
+    )
 
-    def imp(label: str, ms: float | None, goal: str = "") -> None:
-        if ms is None:
+    def imp(label: str, ms: tuple[float, float] | None, goal: str = "") -> None:
+        if ms is None or imp_abkit is None:
             print(f"| {label} | not installed | | | |")
         else:
-            print(f"| {label} | {ms:.1f} ms | abkit | {ms / imp_abkit:.1f}× | {goal} |")
+            print(
+                f"| {label} | {ms[0]:.1f} ms (min {ms[1]:.1f}) | abkit | "
+                f"{ms[0] / imp_abkit[0]:.1f}× | {goal} |"
+            )
 
-    imp("import `from abkit import assign` (fresh process)", imp_abkit,
-        "< 30 ms " + ("✅" if imp_abkit < 30 else "❌"))
+    ok = imp_abkit is not None and imp_abkit[0] < 30
+    imp(
+        "import `from abkit import assign` (fresh process)",
+        imp_abkit,
+        "< 30 ms " + ("✅" if ok else "❌"),
+    )
     imp("import `from growthbook import GrowthBook`", imp_gb)
     imp("import `from optimizely import optimizely`", imp_opt)
-    print(f"\nImport times are measured inside a fresh interpreter (median of {import_runs}); "
-          f"interpreter start-up itself ({imp_none:.2f} ms for `pass`) is excluded.")
+    print(
+        f"\nImport times are measured inside a fresh interpreter (median of {import_runs}, "
+        f"min in brackets); interpreter start-up itself is excluded. Machine load during the "
+        f"run: {load}."
+    )
 
 
 if __name__ == "__main__":

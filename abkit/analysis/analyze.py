@@ -182,10 +182,22 @@ class AnalysisResult(ResultMixin):
         else:
             lines.append("  all checks passed")
         srm = self.quality.srm
-        lines.append(f"  SRM p = {_fmt(getattr(srm, 'p_value', None))}; "
-                     f"multiple-exposure units excluded: {self.quality.multiple_exposure.multiple}")
+        lines.append(
+            f"  SRM p = {_fmt(getattr(srm, 'p_value', None))}; "
+            f"multiple-exposure units excluded: {self.quality.multiple_exposure.multiple}"
+        )
         lines += ["", "Metrics:"]
-        header = ("metric", "role", "variant", "control", "treatment", "rel lift", "CI", "p", "p adj")
+        header = (
+            "metric",
+            "role",
+            "variant",
+            "control",
+            "treatment",
+            "rel lift",
+            "CI",
+            "p",
+            "p adj",
+        )
         table = [header]
         for r in self.metrics:
             ci = r.rel_ci
@@ -204,7 +216,9 @@ class AnalysisResult(ResultMixin):
             )
         widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
         for row in table:
-            lines.append("  " + "  ".join(str(c).ljust(w) for c, w in zip(row, widths)))
+            lines.append(
+                "  " + "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True))
+            )
         if self.impact is not None:
             lines += ["", "Business impact:", "  " + self.impact.sentence()]
         return "\n".join(lines)
@@ -227,8 +241,18 @@ class AnalysisResult(ResultMixin):
                 + "</ul>"
             )
         parts.append(html_table(self.quality.rows(), caption="Data quality"))
-        keep = ("metric", "variant", "control_mean", "treatment_mean", "rel_lift",
-                "rel_ci_lower", "rel_ci_upper", "p_value", "p_value_adjusted", "significant")
+        keep = (
+            "metric",
+            "variant",
+            "control_mean",
+            "treatment_mean",
+            "rel_lift",
+            "rel_ci_lower",
+            "rel_ci_upper",
+            "p_value",
+            "p_value_adjusted",
+            "significant",
+        )
         rows = []
         for r in self.metrics:
             flat = r._flat_row()
@@ -240,8 +264,9 @@ class AnalysisResult(ResultMixin):
             seg_rows = []
             for s in self.segments:
                 flat = s.result._flat_row()
-                seg_rows.append({"segment": s.segment, "value": s.value,
-                                 **{k: flat.get(k) for k in keep}})
+                seg_rows.append(
+                    {"segment": s.segment, "value": s.value, **{k: flat.get(k) for k in keep}}
+                )
             parts.append(html_table(seg_rows, caption="Segments"))
         return "<div class='abkit-analysis'>" + "".join(parts) + "</div>"
 
@@ -425,7 +450,9 @@ def analyze(
     from abkit.store.store import open_store
 
     if method not in METHODS:
-        raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {method!r}", field="method")
+        raise ConfigError(
+            f"method must be one of {', '.join(METHODS)}, got {method!r}", field="method"
+        )
     if not 0 < alpha < 0.5:
         raise ConfigError(f"alpha must be in (0, 0.5), got {alpha!r}", field="alpha")
     try:
@@ -457,7 +484,13 @@ def analyze(
             ).get(None)
             by_segment = {
                 name: sql.fetch_aggregates(
-                    conn, tables, key, all_metrics, end_us=end_us, caps=caps, segment=name,
+                    conn,
+                    tables,
+                    key,
+                    all_metrics,
+                    end_us=end_us,
+                    caps=caps,
+                    segment=name,
                     daily=False,
                 )
                 for name in segments
@@ -468,7 +501,7 @@ def analyze(
     seen_variants = sorted({str(r.variant) for r in counts})
     if exp is not None:
         variants = tuple(exp.variant_names)
-        weights = dict(zip(variants, exp.effective_weights))
+        weights = dict(zip(variants, exp.effective_weights, strict=True))
         traffic = float(exp.traffic)
     else:  # not registered: equal split, control named "control" or else the first name
         control_name = "control" if "control" in seen_variants else seen_variants[0]
@@ -527,8 +560,14 @@ def analyze(
         stats = arm_stats[m.name]
         readouts[m.name] = [
             _compare(
-                m, stats.get(control), stats.get(v), variant=v, alpha=alpha, cuped=cuped,
-                method=method, cap=cap,
+                m,
+                stats.get(control),
+                stats.get(v),
+                variant=v,
+                alpha=alpha,
+                cuped=cuped,
+                method=method,
+                cap=cap,
             )
             for v in treatments
         ]
@@ -598,15 +637,21 @@ def analyze(
                         (
                             str(value),
                             _compare(
-                                m, st.get(control), st.get(v), variant=v, alpha=alpha,
-                                cuped=cuped, method="fixed", cap=_cap_text(m, caps),
+                                m,
+                                st.get(control),
+                                st.get(v),
+                                variant=v,
+                                alpha=alpha,
+                                cuped=cuped,
+                                method="fixed",
+                                cap=_cap_text(m, caps),
                             ),
                         )
                     )
             adjusted = apply_correction([r for _, r in family_rows], correction)
             segment_results += [
                 SegmentResult(segment=name, value=val, result=r)
-                for (val, _), r in zip(family_rows, adjusted)
+                for (val, _), r in zip(family_rows, adjusted, strict=True)
             ]
 
     facts = ExperimentFacts(
@@ -653,7 +698,9 @@ def _best_arm(results: Sequence[Any], metric: Metric) -> str | None:
     return max(ok, key=lambda r: sign * r.rel_lift).variant
 
 
-def _daily_rows(overall: Any, metrics: Sequence[Metric], control: str, alpha: float) -> tuple[DailyRow, ...]:
+def _daily_rows(
+    overall: Any, metrics: Sequence[Metric], control: str, alpha: float
+) -> tuple[DailyRow, ...]:
     """Cumulative mean per arm and day; treatment rows carry the cumulative relative lift."""
     from abkit.stats.estimators import arm_mean
     from abkit.stats.readout import compare

@@ -113,10 +113,12 @@ def guardrail_check(result: object, metric: Metric, variant: str, alpha: float) 
         direction=metric.direction,
     )
     if status != "ok" or abs_ci is None:
-        return GuardrailCheck(status="not enough data", reason=getattr(result, "note", ""), **common)
+        return GuardrailCheck(
+            status="not enough data", reason=getattr(result, "note", ""), **common
+        )
     lo, hi = abs_ci
-    harmful = (lo is not None and lo > 0) if not metric.higher_is_better else (
-        hi is not None and hi < 0
+    harmful = (
+        (lo is not None and lo > 0) if not metric.higher_is_better else (hi is not None and hi < 0)
     )
     rel = common["rel_lift"]
     rel_text = "" if rel is None else f" ({rel:+.1%})"
@@ -224,7 +226,9 @@ def decide(
             shippable,
             key=lambda v: (shippable[v].rel_lift or 0.0) * (1 if primary.higher_is_better else -1),  # type: ignore[attr-defined]
         )
-        reasons.insert(0, f"Ship {winner}: it improves the primary metric and no guardrail is breached.")
+        reasons.insert(
+            0, f"Ship {winner}: it improves the primary metric and no guardrail is breached."
+        )
         return Decision(verdict="ship", winner=winner, reasons=tuple(reasons))
     if breached:
         reasons.insert(0, "Roll back: a guardrail is significantly harmed.")

@@ -132,7 +132,12 @@ def project_impact(
     if getattr(result, "status", "ok") != "ok" or result.abs_lift is None or not per_day:
         note = "not enough data" if per_day else "no traffic figure to scale by"
         return Impact(
-            change=None, interval=None, per_unit_change=None, baseline_total=None, note=note, **common
+            change=None,
+            interval=None,
+            per_unit_change=None,
+            baseline_total=None,
+            note=note,
+            **common,
         )
     scale = eligible * assumptions.value_per_unit
     per_unit = 1.0

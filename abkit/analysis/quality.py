@@ -87,8 +87,8 @@ class QualityReport(ResultMixin):
                 "check": "sample ratio mismatch",
                 "value": getattr(srm, "p_value", None),
                 "flag": self.srm_detected,
-                "detail": f"observed {dict(zip(srm.variants, srm.observed))}, "  # type: ignore[attr-defined]
-                f"expected {dict(zip(srm.variants, (round(e, 1) for e in srm.expected)))}",  # type: ignore[attr-defined]
+                "detail": f"observed {dict(zip(srm.variants, srm.observed, strict=True))}, "  # type: ignore[attr-defined]
+                f"expected {dict(zip(srm.variants, (round(e, 1) for e in srm.expected), strict=True))}",  # type: ignore[attr-defined]
             },
             {
                 "check": "multiple exposure",
@@ -178,8 +178,8 @@ def build_quality(
     """Assemble the report and phrase its warnings."""
     warnings: list[str] = []
     if getattr(srm, "mismatch", False):
-        observed = dict(zip(srm.variants, srm.observed))  # type: ignore[attr-defined]
-        expected = {v: round(e) for v, e in zip(srm.variants, srm.expected)}  # type: ignore[attr-defined]
+        observed = dict(zip(srm.variants, srm.observed, strict=True))  # type: ignore[attr-defined]
+        expected = {v: round(e) for v, e in zip(srm.variants, srm.expected, strict=True)}  # type: ignore[attr-defined]
         warnings.append(
             f"sample ratio mismatch (p = {srm.p_value:.2g}): observed {observed}, "  # type: ignore[attr-defined]
             f"expected about {expected}; units are being lost or added unevenly, so the "

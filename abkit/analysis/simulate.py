@@ -81,6 +81,7 @@ class SimulatedExperiment:
     truth: dict[str, dict[str, float]]  # metric -> {variant: true value}
     planted: dict[str, Any] = field(default_factory=dict)
     metrics: tuple[Metric, ...] = ()
+    unit_prefix: str = "u"
 
     def true_lift(self, metric: str, variant: str, *, relative: bool = False) -> float:
         control = self.experiment.variant_names[0]
@@ -177,7 +178,7 @@ def simulate_experiment(
         key=key,
         variants=tuple(
             Variant(n, None if weights is None else float(w))
-            for n, w in zip(names, weights or [None] * len(names))
+            for n, w in zip(names, weights or [None] * len(names), strict=True)
         ),
         description="simulated experiment with known true effects",
         hypothesis="the treatment changes conversion and order value",
@@ -244,7 +245,9 @@ def simulate_experiment(
         is_first = np.ones(idx.size, dtype=bool)
         is_first[1:] = idx[1:] != idx[:-1]
         room = (t0 + int(span))[idx] - first[idx]
-        ts = np.where(is_first, first[idx], first[idx] + (rng.random(idx.size) * room).astype(np.int64))
+        ts = np.where(
+            is_first, first[idx], first[idx] + (rng.random(idx.size) * room).astype(np.int64)
+        )
         noise = rng.lognormal(-(order_value_sigma**2) / 2, order_value_sigma, size=idx.size)
         values = np.round(order_value * mult[idx] * v[units[idx]] * noise, 2)
         parts.append((units[idx], ts, "purchase", values))
@@ -271,14 +274,12 @@ def simulate_experiment(
 
     if pre_period:
         pre_buyers = np.flatnonzero(rng.random(n_units) < q)
-        purchases(
-            pre_buyers, first_us[pre_buyers] - window_us, span, np.ones(pre_buyers.size)
-        )
+        purchases(pre_buyers, first_us[pre_buyers] - window_us, span, np.ones(pre_buyers.size))
         n_err_pre = rng.poisson(errors * g)
         pre_err_units = np.repeat(np.arange(n_units), n_err_pre)
-        pre_err_ts = first_us[pre_err_units] - 1 - (
-            rng.random(pre_err_units.size) * span
-        ).astype(np.int64)
+        pre_err_ts = (
+            first_us[pre_err_units] - 1 - (rng.random(pre_err_units.size) * span).astype(np.int64)
+        )
         parts.append((pre_err_units, pre_err_ts, "error", None))
 
     ev_unit = np.concatenate([p[0] for p in parts])
@@ -362,8 +363,8 @@ def simulate_experiment(
         truth=truth,
         planted=planted,
         metrics=simulation_metrics(f"{window_days}d"),
+        unit_prefix=unit_prefix,
     )
-
 
 
 def load_simulation(
@@ -378,9 +379,11 @@ def load_simulation(
     ``via="ingest"`` goes through :func:`abkit.ingest.ingestor.ingest` (validation,
     deduplication, accounting: the production path); ``via="bulk"`` writes the rows
     straight through :meth:`abkit.store.store.Store.insert_new` (the store's dialect fast
-    path: SQLite executemany, PostgreSQL COPY) for benchmark-sized data; ``"auto"`` uses
-    ingest when it is installed. Exposure ``event_id`` follows Contract 1; event ids are
-    ``<experiment>/<row>``. Returns the rows written per table.
+    path: SQLite executemany, PostgreSQL COPY; on DuckDB the frame is registered with the
+    connection and copied with one ``INSERT ... SELECT``) for benchmark-sized data;
+    ``"auto"`` uses ingest when it is installed. Exposure ``event_id`` follows Contract 1;
+    event ids are ``<experiment>/<unit prefix>/<row>`` (unique across chunks simulated with
+    different ``unit_prefix``). Returns the rows written per table.
     """
     from abkit.store.store import open_store
 
@@ -417,6 +420,8 @@ def _bulk_load(store: Any, sim: SimulatedExperiment, chunk_size: int) -> dict[st
         for u, v, ts in zip(ex["unit_id"], ex["variant"], ex["ts_us"], strict=True)
     ]
     content = "0" * 32  # simulated rows: no source content to hash
+    if store.dialect_name == "duckdb":
+        return _duckdb_load(store, sim, ids, content)
     written = {"exposures": 0, "exposure_attributes": 0, "events": 0}
     for lo in range(0, len(ex), chunk_size):
         hi = min(lo + chunk_size, len(ex))
@@ -441,11 +446,22 @@ def _bulk_load(store: Any, sim: SimulatedExperiment, chunk_size: int) -> dict[st
             r = store.insert_new(
                 conn,
                 t.exposures,
-                ("event_id", "experiment", "unit_id", "variant", "ts_us", "content_hash", "batch_id"),
+                (
+                    "event_id",
+                    "experiment",
+                    "unit_id",
+                    "variant",
+                    "ts_us",
+                    "content_hash",
+                    "batch_id",
+                ),
                 rows,
             )
             a = store.insert_new(
-                conn, t.exposure_attributes, ("event_id", "name", "value"), attrs,
+                conn,
+                t.exposure_attributes,
+                ("event_id", "name", "value"),
+                attrs,
                 key=("event_id", "name"),
             )
         written["exposures"] += r.inserted
@@ -456,7 +472,7 @@ def _bulk_load(store: Any, sim: SimulatedExperiment, chunk_size: int) -> dict[st
         values = ev["value"].iloc[lo:hi].tolist()
         rows = list(
             zip(
-                [f"{key}/{i}" for i in range(lo, hi)],
+                [f"{key}/{sim.unit_prefix}/{i}" for i in range(lo, hi)],
                 ev["unit_id"].iloc[lo:hi].tolist(),
                 ev["event_type"].iloc[lo:hi].tolist(),
                 [None if v != v else v for v in values],  # NaN -> NULL
@@ -474,4 +490,70 @@ def _bulk_load(store: Any, sim: SimulatedExperiment, chunk_size: int) -> dict[st
                 rows,
             )
         written["events"] += r.inserted
+    return written
+
+
+def _duckdb_load(
+    store: Any, sim: SimulatedExperiment, ids: list[str], content: str
+) -> dict[str, int]:
+    """DuckDB: register each frame with the connection and ``INSERT ... SELECT`` it.
+
+    DuckDB's row-by-row executemany is slow; reading a registered pandas frame is its
+    native bulk path. The statement is Core (``insert().from_select()`` over a named
+    relation), so no SQL text is formatted. Rows are appended (fresh simulated ids).
+    """
+    import pandas as pd
+    from sqlalchemy import column, insert, select, table
+
+    t = store.tables
+    ex = sim.exposures
+    key = sim.experiment.key
+    n_ev = len(sim.events)
+    frames = {
+        t.exposures: pd.DataFrame(
+            {
+                "event_id": ids,
+                "experiment": key,
+                "unit_id": ex["unit_id"].to_numpy(),
+                "variant": ex["variant"].to_numpy(),
+                "ts_us": ex["ts_us"].to_numpy(),
+                "content_hash": content,
+                "batch_id": 0,
+            }
+        ),
+        t.exposure_attributes: pd.DataFrame(
+            {
+                "event_id": ids * 2,
+                "name": ["platform"] * len(ex) + ["country"] * len(ex),
+                "value": list(ex["platform"]) + list(ex["country"]),
+            }
+        ),
+        t.events: pd.DataFrame(
+            {
+                "event_id": [f"{key}/{sim.unit_prefix}/{i}" for i in range(n_ev)],
+                "unit_id": sim.events["unit_id"].to_numpy(),
+                "event_type": sim.events["event_type"].to_numpy(),
+                "value": sim.events["value"].to_numpy(),
+                "ts_us": sim.events["ts_us"].to_numpy(),
+                "content_hash": content,
+                "batch_id": 0,
+            }
+        ),
+    }
+    written = {}
+    with store.engine.begin() as conn:
+        raw = conn.connection.driver_connection
+        for target, frame in frames.items():
+            name = "abkit_sim_frame"
+            raw.register(name, frame)
+            try:
+                source = table(name, *[column(c) for c in frame.columns])
+                conn.execute(
+                    insert(target).from_select(
+                        list(frame.columns), select(*[source.c[c] for c in frame.columns])
+                    )
+                )
+            finally:
+                raw.unregister(name)
+            written[target.name.removeprefix("abkit_")] = len(frame)
     return written

@@ -101,9 +101,7 @@ def _measure_aggregate(
     """Per-unit aggregate of one measure over the events where ``in_period`` holds."""
     cond = and_(_in_types(events, measure), in_period)
     if measure.aggregate == "sum":
-        return func.sum(
-            case((cond, _dbl(func.coalesce(events.c.value, _zero()))), else_=_zero())
-        )
+        return func.sum(case((cond, _dbl(func.coalesce(events.c.value, _zero()))), else_=_zero()))
     if measure.aggregate in ("count", "converted"):
         return func.sum(case((cond, 1), else_=0))
     # hours_to_first: the earliest qualifying event; NULL when the unit has none
@@ -205,18 +203,16 @@ def _base_ctes(
                         QueryPlan.col(i, f"pre_{tag}")
                     )
                 )
-        any_type = or_(
-            *[_in_types(events, m) for _, m in measures]
-        )
+        any_type = or_(*[_in_types(events, m) for _, m in measures])
         columns.append(
             func.sum(case((and_(any_type, events.c.ts_us < first_us), 1), else_=0)).label(
                 QueryPlan.col(i, "before")
             )
         )
         columns.append(
-            func.sum(
-                case((and_(any_type, after_first, ~in_window), 1), else_=0)
-            ).label(QueryPlan.col(i, "after"))
+            func.sum(case((and_(any_type, after_first, ~in_window), 1), else_=0)).label(
+                QueryPlan.col(i, "after")
+            )
         )
     group = [units.c.unit_id, units.c.variant, units.c.day]
     if segment is not None:
@@ -488,9 +484,7 @@ def fetch_aggregates(
         variant = str(m["variant"])
         key = (seg, variant)
         n = int(m["n"])
-        state = running.setdefault(
-            key, {"n": 0, "stats": {}, "before": {}, "after": {}}
-        )
+        state = running.setdefault(key, {"n": 0, "stats": {}, "before": {}, "after": {}})
         state["n"] += n
         for i, metric in enumerate(metrics):
             piece = _stats_from_row(metric, i, row, n=n)

@@ -37,6 +37,7 @@ def __getattr__(name: str):
     globals()[name] = value
     return value
 
+
 __all__ = [
     "Assignment",
     "BulkAssignment",

@@ -3,17 +3,18 @@
 Decision order for a unit (the first that applies wins; ``docs/assignment-spec.md``):
 
 1. invalid id (not a non-empty ``str``/``int``, or not encodable as UTF-8) -> ``invalid_unit``
-2. forced variant (QA), unless stopped                    -> forced variant, ``forced``
-3. status ``stopped`` / ``draft`` / ``paused``             -> fallback, reason = status
-4. before ``start`` / at or after ``end``                  -> ``not_started`` / ``ended``
-5. in the global holdout                                   -> ``holdout``
-6. targeting rule false                                    -> ``not_targeted``
-7. outside the experiment's namespace slice                -> ``namespace``
-8. traffic hash >= traffic threshold                       -> ``outside_traffic``
-9. enrolled: variant from the variant hash                 -> ``in_experiment=True``
+2. status ``stopped``                                      -> fallback, ``stopped``
+3. forced variant (QA overrides)                           -> forced variant, ``forced``
+4. status ``draft`` / ``paused``                           -> control, ``draft`` / ``paused``
+5. before ``start`` / at or after ``end``                  -> ``not_started`` / ``ended``
+6. in the global holdout                                   -> ``holdout``
+7. targeting rule false                                    -> ``not_targeted``
+8. outside the experiment's namespace slice                -> ``namespace``
+9. traffic hash >= traffic threshold                       -> ``outside_traffic``
+10. otherwise enrolled: variant from the variant hash       -> ``in_experiment=True``
 
 "Fallback" is the control, or the declared winner once stopped or ended, so a service
-always has a variant to serve. Only step 9 sets ``in_experiment`` (and fires hooks).
+always has a variant to serve. Only step 10 sets ``in_experiment`` (and fires hooks).
 """
 
 from __future__ import annotations
@@ -104,9 +105,9 @@ def assign(
     ``expose=False`` skips the exposure hooks (e.g. when only peeking at the variant).
     """
     plan = experiment._plan
-    # Fast path: a plain running experiment and an ASCII id (ASCII also rules out lone
-    # surrogates, on which mmh3 5.x crashes the interpreter).
-    if plan.simple and type(unit_id) is str and unit_id.isascii() and unit_id:
+    # Fast path: a plain running experiment, the clock's time and an ASCII id (ASCII also
+    # rules out lone surrogates, on which mmh3 5.3 crashes the interpreter).
+    if plan.simple and now is None and type(unit_id) is str and unit_id.isascii() and unit_id:
         key = plan.prefix + unit_id
         if plan.full_traffic or _h(key, SEED_TRAFFIC, False) < plan.traffic_t:
             h = _h(key, SEED_VARIANT, False)
@@ -124,7 +125,9 @@ def assign(
     uid, i, bucket, reason = _decide(plan, unit_id, attributes, now_us, True)
     if reason is None and _HOOKS and expose:
         _emit(plan.key, uid, plan.names[i], now, attributes)
-    return _new(Assignment, (plan.key, uid, plan.names[i], plan.payloads[i], reason is None, bucket, reason))
+    return _new(
+        Assignment, (plan.key, uid, plan.names[i], plan.payloads[i], reason is None, bucket, reason)
+    )
 
 
 def _now_us(now: datetime) -> int:
@@ -227,7 +230,7 @@ class BulkAssignment:
     def counts(self, enrolled_only: bool = True) -> dict[str, int]:
         """Units per variant (enrolled units only by default), in variant order."""
         out = dict.fromkeys(self.experiment.variant_names, 0)
-        for v, e in zip(self.variants, self.in_experiment):
+        for v, e in zip(self.variants, self.in_experiment, strict=False):
             if e or not enrolled_only:
                 out[v] += 1
         return out
@@ -265,60 +268,65 @@ def assign_many(
     if per_unit:
         attributes = list(attributes)  # type: ignore[arg-type]
         if len(attributes) != len(ids):
-            raise ValueError(
-                f"attributes has {len(attributes)} entries for {len(ids)} unit ids"
-            )
-    result = None
-    if plan.simple and _all_plain_ascii(ids):
-        result = _many_fast(plan, ids)
-    if result is None:
+            raise ValueError(f"attributes has {len(attributes)} entries for {len(ids)} unit ids")
+    names = plan.names
+    if plan.simple and _all_plain_strings(ids):
+        uids, variants, enrolled, buckets, reasons = _many_fast(plan, ids)
+    else:
         cols: tuple[list, list, list, list] = ([], [], [], [])
         a_uid, a_idx, a_bucket, a_reason = (c.append for c in cols)
         decide = _decide
         attrs_iter = attributes if per_unit else repeat(attributes)
-        for uid, attrs in zip(ids, attrs_iter):
+        for uid, attrs in zip(ids, attrs_iter, strict=False):
             u, i, b, r = decide(plan, uid, attrs, now_us, check_targeting)
             a_uid(u)
             a_idx(i)
             a_bucket(b)
             a_reason(r)
-        result = cols
-    uids, idx, buckets, reasons = result
-    names = plan.names
-    variants = tuple(map(names.__getitem__, idx))
-    enrolled = tuple(r is None for r in reasons)
-    bulk = BulkAssignment(
-        experiment, tuple(uids), variants, enrolled, tuple(buckets), tuple(reasons)
-    )
+        uids, idx, bucket_list, reason_list = cols
+        variants = tuple(map(names.__getitem__, idx))
+        enrolled = tuple(r is None for r in reason_list)
+        buckets, reasons = tuple(bucket_list), tuple(reason_list)
+    bulk = BulkAssignment(experiment, tuple(uids), variants, enrolled, buckets, reasons)
     if expose and _HOOKS:
         attrs_iter = attributes if per_unit else repeat(attributes)
-        for uid, v, e, attrs in zip(bulk.unit_ids, variants, enrolled, attrs_iter):
+        for uid, v, e, attrs in zip(bulk.unit_ids, variants, enrolled, attrs_iter, strict=False):
             if e:
                 _emit(plan.key, uid, v, now, attrs)
     return bulk
 
 
-def _all_plain_ascii(ids: list) -> bool:
+def _all_plain_strings(ids: list) -> bool:
+    """True when every id is a non-empty str without lone surrogates (checked in bulk)."""
     try:
-        # str.isascii raises TypeError on a non-str, which sends us to the general path
-        return all(map(str.isascii, ids)) and "" not in ids
-    except TypeError:
+        # join raises TypeError on a non-str; strict UTF-8 rejects any surrogate code point
+        "".join(ids).encode("utf-8")
+    except (TypeError, UnicodeEncodeError):
         return False
+    return "" not in ids
 
 
-def _many_fast(plan: _Plan, ids: list[str]) -> tuple[list, list, list, list]:
-    """Vectorised-in-spirit path: list comprehensions over C calls, no per-unit objects."""
+def _many_fast(plan: _Plan, ids: list[str]) -> tuple:
+    """Bulk path for plain running experiments: list comprehensions over C calls and no
+    per-unit objects. Same arithmetic as the spec (and as ``assign``'s fast path)."""
     prefix = plan.prefix
     h = _h
-    keys = [prefix + u for u in ids]
-    hv = [h(k, SEED_VARIANT, False) for k in keys]
-    idx = list(map(bisect_right, repeat(plan.bounds, len(hv)), hv))
+    n = len(ids)
+    hv = [h(prefix + u, SEED_VARIANT, False) for u in ids]
+    names = plan.names
+    if plan.split:
+        c, t = names
+        split = plan.split
+        chosen = [t if x >= split else c for x in hv]
+    else:
+        chosen = list(map(names.__getitem__, map(bisect_right, repeat(plan.bounds, n), hv)))
     if plan.full_traffic:
-        return ids, idx, hv, [None] * len(ids)
-    t = plan.traffic_t
-    inside = [h(k, SEED_TRAFFIC, False) < t for k in keys]
+        return ids, tuple(chosen), (True,) * n, tuple(hv), (None,) * n
+    thr = plan.traffic_t
+    inside = [h(prefix + u, SEED_TRAFFIC, False) < thr for u in ids]
+    control = names[0]
     out = Reason.OUTSIDE_TRAFFIC
-    idx = [i if ok else 0 for i, ok in zip(idx, inside)]
-    buckets = [b if ok else None for b, ok in zip(hv, inside)]
-    reasons = [None if ok else out for ok in inside]
-    return ids, idx, buckets, reasons
+    variants = tuple([v if ok else control for v, ok in zip(chosen, inside, strict=False)])
+    buckets = tuple([b if ok else None for b, ok in zip(hv, inside, strict=False)])
+    reasons = tuple([None if ok else out for ok in inside])
+    return ids, variants, tuple(inside), buckets, reasons

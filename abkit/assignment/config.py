@@ -64,8 +64,7 @@ def parse_time(value: Any, field_name: str, key: str | None = None) -> datetime 
             value = datetime.fromisoformat(text)
         except ValueError:
             raise _err(
-                f"{field_name} {value!r} is not an ISO-8601 date-time "
-                "(e.g. 2026-01-31T09:00:00Z)",
+                f"{field_name} {value!r} is not an ISO-8601 date-time (e.g. 2026-01-31T09:00:00Z)",
                 field_name,
                 key,
             ) from None
@@ -120,11 +119,17 @@ class Variant:
             # A payload is served to services and stored as JSON: it must survive JSON.
             json.dumps(dict(payload), allow_nan=False)
         except (TypeError, ValueError) as exc:
-            raise _err(f"variant {self.name!r}: payload is not JSON-safe: {exc}", "payload") from None
+            raise _err(
+                f"variant {self.name!r}: payload is not JSON-safe: {exc}", "payload"
+            ) from None
         object.__setattr__(self, "payload", MappingProxyType(copy.deepcopy(dict(payload))))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "weight": self.weight, "payload": copy.deepcopy(dict(self.payload))}
+        return {
+            "name": self.name,
+            "weight": self.weight,
+            "payload": copy.deepcopy(dict(self.payload)),
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | str, key: str | None = None) -> Variant:
@@ -271,7 +276,9 @@ class Experiment:
         if self.status not in STATUSES:
             raise _err(f"status {self.status!r} is not one of {', '.join(STATUSES)}", "status", key)
         if self.winner is not None and self.winner not in names:
-            raise _err(f"winner {self.winner!r} is not a variant ({', '.join(names)})", "winner", key)
+            raise _err(
+                f"winner {self.winner!r} is not a variant ({', '.join(names)})", "winner", key
+            )
         start = parse_time(self.start, "start", key)
         end = parse_time(self.end, "end", key)
         if start is not None and end is not None and not start < end:
@@ -367,7 +374,10 @@ class Experiment:
         if "variants" not in data:
             raise _err("needs 'variants'", "variants", key)
         kwargs = dict(data)
-        kwargs["tags"] = tuple(kwargs.get("tags") or ())
+        tags = kwargs.get("tags") or ()
+        if isinstance(tags, str) or not isinstance(tags, (list, tuple)):
+            raise _err("tags must be a list of strings", "tags", key)
+        kwargs["tags"] = tuple(tags)
         kwargs["forced"] = kwargs.get("forced") or {}
         for text in ("description", "hypothesis", "owner"):
             kwargs[text] = kwargs.get(text) or ""

@@ -128,9 +128,7 @@ class ConfigDiff:
                 f"{_pct(d.share('left'))} | {_pct(d.share('joined'))} | "
                 f"{_pct(d.share('served_changed'))} |"
             )
-        notes = [
-            f"- {d.key}: {w}" for d in self.experiments for w in d.warnings
-        ] + [
+        notes = [f"- {d.key}: {w}" for d in self.experiments for w in d.warnings] + [
             f"- {d.key}: changed fields: {', '.join(d.changed_fields)}"
             for d in self.experiments
             if d.changed_fields
@@ -215,7 +213,9 @@ def _diff_one(key, old, new, ids, attributes, now) -> ExperimentDiff:
     b = assign_many(new, ids, attributes, now=now, check_targeting=targeted)
     stayed = switched = left = joined = outside = served = 0
     transitions: dict[str, int] = {}
-    for va, ea, vb, eb in zip(a.variants, a.in_experiment, b.variants, b.in_experiment):
+    for va, ea, vb, eb in zip(
+        a.variants, a.in_experiment, b.variants, b.in_experiment, strict=False
+    ):
         served += va != vb
         if ea and eb:
             if va == vb:

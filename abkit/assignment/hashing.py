@@ -23,7 +23,7 @@ from bisect import bisect_right
 from collections.abc import Sequence
 
 from mmh3 import hash as _mmh3_32
-from mmh3 import hash128 as _mmh3_128
+from mmh3 import hash_bytes as _mmh3_bytes
 
 SPEC_VERSION = 1
 
@@ -95,5 +95,7 @@ def event_id(experiment: str, unit_id: str, variant: str, timestamp_us: int) -> 
     ``utf8(experiment 0x1F unit_id 0x1F variant 0x1F decimal(timestamp_us))``.
     """
     data = SEPARATOR.join((experiment, unit_id, variant, str(int(timestamp_us))))
-    # keywords on purpose: mmh3 5.3 ignores a positional `signed` in hash128
-    return format(_mmh3_128(data.encode("utf-8"), seed=0, x64arch=True, signed=False), "032x")
+    # hash_bytes gives the 128-bit value little-endian; reversed, its hex is the
+    # zero-padded big-endian hex of the unsigned integer (same as format(h, "032x")).
+    # (mmh3 5.3's hash128 also ignores a positional `signed`, another reason to avoid it.)
+    return _mmh3_bytes(data.encode("utf-8"))[::-1].hex()

@@ -37,7 +37,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from abkit.assignment.config import Experiment, Holdout, _holdout_from, check_fields
+from abkit.assignment.config import Experiment, Holdout, _holdout_from
 from abkit.errors import ConfigError
 
 _TOP_FIELDS = ("holdout", "experiments")
@@ -178,7 +178,9 @@ def registry_from_dict(
         if holdout is not None:
             own = entry.get("holdout")
             if own is not None and _holdout_from(own, key) != holdout:
-                raise fail("sets a holdout different from the registry's global holdout", key, "holdout")
+                raise fail(
+                    "sets a holdout different from the registry's global holdout", key, "holdout"
+                )
             entry["holdout"] = holdout.to_dict()
         try:
             exp = Experiment.from_dict(entry)

@@ -116,9 +116,7 @@ def compile_rule(rule: Any, path: str = "targeting") -> Predicate:
             items = rule[combinator]
             if not isinstance(items, (list, tuple)) or not items:
                 raise _fail(path, f"'{combinator}' needs a non-empty list of rules")
-            preds = tuple(
-                compile_rule(r, f"{path}.{combinator}[{i}]") for i, r in enumerate(items)
-            )
+            preds = tuple(compile_rule(r, f"{path}.{combinator}[{i}]") for i, r in enumerate(items))
             if combinator == "all":
                 return lambda attrs: all(p(attrs) for p in preds)
             return lambda attrs: any(p(attrs) for p in preds)

@@ -60,19 +60,57 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
             "the projected business impact."
         ),
     )
-    parser.add_argument("--db", default=None, help="SQLAlchemy URL (default $ABKIT_DATABASE_URL or sqlite:///abkit.db)")
+    parser.add_argument(
+        "--db",
+        default=None,
+        help="SQLAlchemy URL (default $ABKIT_DATABASE_URL or sqlite:///abkit.db)",
+    )
     parser.add_argument("--experiment", required=True, help="experiment key")
-    parser.add_argument("--metrics", default=None, help="TOML file of [[metric]] tables (default: conversion, revenue, orders, AOV)")
-    parser.add_argument("--guardrail", action="append", help="guardrail metric name (repeatable; library or --metrics names)")
-    parser.add_argument("--segment", action="append", help="exposure attribute to break results down by (repeatable)")
+    parser.add_argument(
+        "--metrics",
+        default=None,
+        help="TOML file of [[metric]] tables (default: conversion, revenue, orders, AOV)",
+    )
+    parser.add_argument(
+        "--guardrail",
+        action="append",
+        help="guardrail metric name (repeatable; library or --metrics names)",
+    )
+    parser.add_argument(
+        "--segment",
+        action="append",
+        help="exposure attribute to break results down by (repeatable)",
+    )
     parser.add_argument("--method", choices=("fixed", "sequential", "bayesian"), default="fixed")
     parser.add_argument("--alpha", type=float, default=0.05)
-    parser.add_argument("--correction", default="holm", help="holm (default), bh, bonferroni or none")
-    parser.add_argument("--no-cuped", action="store_true", help="do not use the pre-period covariate")
-    parser.add_argument("--traffic-per-day", type=float, default=None, help="exposed units per day (default: observed)")
-    parser.add_argument("--impact-metric", default=None, help="metric projected onto the business (default revenue_per_user or the primary)")
-    parser.add_argument("--period", default="year", choices=("day", "week", "month", "quarter", "year"))
-    parser.add_argument("--eligible-per-day", type=float, default=None, help="eligible units per day if the winner ships to everyone")
-    parser.add_argument("--value-per-unit", type=float, default=1.0, help="money per unit of the impact metric")
+    parser.add_argument(
+        "--correction", default="holm", help="holm (default), bh, bonferroni or none"
+    )
+    parser.add_argument(
+        "--no-cuped", action="store_true", help="do not use the pre-period covariate"
+    )
+    parser.add_argument(
+        "--traffic-per-day",
+        type=float,
+        default=None,
+        help="exposed units per day (default: observed)",
+    )
+    parser.add_argument(
+        "--impact-metric",
+        default=None,
+        help="metric projected onto the business (default revenue_per_user or the primary)",
+    )
+    parser.add_argument(
+        "--period", default="year", choices=("day", "week", "month", "quarter", "year")
+    )
+    parser.add_argument(
+        "--eligible-per-day",
+        type=float,
+        default=None,
+        help="eligible units per day if the winner ships to everyone",
+    )
+    parser.add_argument(
+        "--value-per-unit", type=float, default=1.0, help="money per unit of the impact metric"
+    )
     parser.add_argument("--format", choices=("table", "json", "csv"), default="table")
     parser.set_defaults(handler=_handler)

@@ -25,6 +25,12 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "assign",
         help="assign units to variants (JSON lines); 'assign diff OLD NEW' checks a config change",
+        usage=(
+            "abkit assign [--experiments FILE] [--experiment KEY] [--attr NAME=VALUE]... "
+            "[--now ISO8601] [--exposures FILE] UNIT_ID... | -\n"
+            "       abkit assign diff OLD NEW [--experiment KEY] [--ids FILE] [--sample N] "
+            "[--json] [--fail-on-reshuffle]"
+        ),
         description=(
             "Assign unit ids to experiment variants and print one JSON line each. "
             "Options go before the unit ids; '-' reads ids from stdin, one per line. "
@@ -52,9 +58,15 @@ def register(subparsers: Any) -> None:
         metavar="NAME=VALUE",
         help="unit attribute for targeting (repeatable); VALUE is parsed as JSON when it can be",
     )
-    p.add_argument("--now", metavar="ISO8601", help="evaluation time (default: now), e.g. 2026-03-01T12:00:00Z")
-    p.add_argument("--exposures", metavar="FILE", help="append an exposure row (JSON line) per enrolled unit")
-    p.add_argument("units", nargs=argparse.REMAINDER, metavar="UNIT_ID", help="unit ids, or '-' for stdin")
+    p.add_argument(
+        "--now", metavar="ISO8601", help="evaluation time (default: now), e.g. 2026-03-01T12:00:00Z"
+    )
+    p.add_argument(
+        "--exposures", metavar="FILE", help="append an exposure row (JSON line) per enrolled unit"
+    )
+    p.add_argument(
+        "units", nargs=argparse.REMAINDER, metavar="UNIT_ID", help="unit ids, or '-' for stdin"
+    )
     p.set_defaults(handler=_handle)
 
 
@@ -67,8 +79,18 @@ def _diff_parser() -> argparse.ArgumentParser:
     d.add_argument("old", metavar="OLD", help="current registry file")
     d.add_argument("new", metavar="NEW", help="proposed registry file")
     d.add_argument("--experiment", metavar="KEY", help="only this experiment")
-    d.add_argument("--ids", metavar="FILE", help="unit ids to evaluate, one per line (default: a synthetic sample)")
-    d.add_argument("--sample", type=int, default=100_000, metavar="N", help="synthetic sample size (default 100000)")
+    d.add_argument(
+        "--ids",
+        metavar="FILE",
+        help="unit ids to evaluate, one per line (default: a synthetic sample)",
+    )
+    d.add_argument(
+        "--sample",
+        type=int,
+        default=100_000,
+        metavar="N",
+        help="synthetic sample size (default 100000)",
+    )
     d.add_argument("--json", action="store_true", help="print JSON instead of a table")
     d.add_argument(
         "--fail-on-reshuffle",
@@ -92,7 +114,11 @@ def _handle_assign(args: argparse.Namespace, units: list[str]) -> int:
 
     if not args.experiments:
         raise ConfigError("--experiments FILE is required (or set ABKIT_EXPERIMENTS)")
-    misplaced = [u for u in units if u.split("=", 1)[0] in ("--experiments", "--experiment", "--attr", "--now", "--exposures")]
+    misplaced = [
+        u
+        for u in units
+        if u.split("=", 1)[0] in ("--experiments", "--experiment", "--attr", "--now", "--exposures")
+    ]
     if misplaced:
         raise ConfigError(f"option {misplaced[0]!r} must come before the unit ids")
     if units == ["-"]:
@@ -151,7 +177,9 @@ def _handle_diff(args: argparse.Namespace) -> int:
     old, new = load_experiments(args.old), load_experiments(args.new)
     if args.experiment:
         if args.experiment not in old and args.experiment not in new:
-            raise ConfigError(f"experiment {args.experiment!r} is in neither registry", field="--experiment")
+            raise ConfigError(
+                f"experiment {args.experiment!r} is in neither registry", field="--experiment"
+            )
         old = {k: v for k, v in old.items() if k == args.experiment}
         new = {k: v for k, v in new.items() if k == args.experiment}
     ids = None

@@ -16,9 +16,10 @@ def _handler(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     scenarios = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
-    for name in scenarios:
+    for index, name in enumerate(scenarios):
         result = run_demo(
             name,
+            fresh=index == 0,  # "all" puts both experiments in one database
             db=args.db,
             reports_dir=args.reports_dir,
             n_units=args.units,

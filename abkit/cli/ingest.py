@@ -46,7 +46,8 @@ def _ingest(args: argparse.Namespace) -> int:
             from abkit.assignment.registry import load_experiments
 
             loaded: Any = load_experiments(args.experiments)
-            experiments = list(loaded.values()) if isinstance(loaded, dict) else list(loaded)
+            # A Registry keeps its Experiment objects in .experiments (key -> Experiment).
+            experiments = list(getattr(loaded, "experiments", loaded).values())
             count = store.register_experiments(experiments)
             print(f"registered {count} experiment(s) from {args.experiments}", file=sys.stderr)
         progress = args.progress if args.progress is not None else sys.stderr.isatty()

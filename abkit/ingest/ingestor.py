@@ -25,13 +25,15 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import socket
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -42,7 +44,7 @@ from sqlalchemy.exc import DBAPIError
 
 from abkit.errors import ConfigError, DataError, StoreError
 from abkit.ingest import validate as v
-from abkit.ingest.readers import Reader, describe_type, open_reader
+from abkit.ingest.readers import Chunk, Reader, describe_type, open_reader
 from abkit.stats._render import ResultMixin, json_safe
 from abkit.store.store import Store, open_store, to_us_now
 
@@ -463,9 +465,8 @@ class _Run:
         )
         try:
             chunks_done = 0
-            for chunk in reader.chunks(self.chunk_size, skip=skip):
-                checked = validator.validate(chunk)
-                counts = self._write(batch_id, len(chunk), checked, chunks_done)
+            for rows_in_chunk, checked in _pipelined(reader.chunks(self.chunk_size, skip=skip), validator):
+                counts = self._write(batch_id, rows_in_chunk, checked, chunks_done)
                 chunks_done += 1
                 for key in ("rows_read", "accepted", "duplicates", "quarantined"):
                     totals[key] += counts[key]
@@ -599,6 +600,60 @@ class _Run:
             "quarantined": len(rejected),
             "by_reason": Counter(q.code for q in rejected),
         }
+
+
+_DONE = object()
+
+
+def _pipelined(chunks: Iterator[Chunk], validator: v.Validator) -> Iterator[tuple[int, v.Validated]]:
+    """Read and validate the next chunk in a thread while the caller writes this one.
+
+    The database drivers release the GIL while SQLite works on its B-trees and while
+    PostgreSQL receives COPY data, so parsing overlaps writing. At most two validated
+    chunks wait in the queue: memory stays bounded. Commits still happen in order, on
+    the caller's thread, so batching, resumption and accounting are unchanged.
+    """
+    handoff: queue.Queue[Any] = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for chunk in chunks:
+                item = (len(chunk), validator.validate(chunk))
+                while not stop.is_set():
+                    try:
+                        handoff.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            handoff.put(_DONE)
+        except BaseException as exc:  # handed to the consumer, re-raised there
+            handoff.put(exc)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None and stop.is_set():
+                close()
+
+    worker = threading.Thread(target=produce, name="abkit-ingest-reader", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = handoff.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():
+            try:  # unblock a producer waiting on a full queue
+                handoff.get_nowait()
+            except queue.Empty:
+                pass
+            worker.join(timeout=0.05)
 
 
 def _sources(source: Any) -> list[Any]:

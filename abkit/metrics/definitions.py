@@ -117,9 +117,7 @@ class Measure:
             object.__setattr__(self, "event_types", (self.event_types,))
         else:
             object.__setattr__(self, "event_types", tuple(self.event_types))
-        if not self.event_types or not all(
-            isinstance(t, str) and t for t in self.event_types
-        ):
+        if not self.event_types or not all(isinstance(t, str) and t for t in self.event_types):
             raise ConfigError("a measure needs at least one non-empty event type", field="event")
         if self.aggregate not in AGGREGATES:
             raise ConfigError(
@@ -171,7 +169,9 @@ class Metric:
                 field="role",
             )
         if self.kind == "ratio" and self.denominator is None:
-            raise ConfigError(f"ratio metric {self.name!r} needs a denominator", field="denominator")
+            raise ConfigError(
+                f"ratio metric {self.name!r} needs a denominator", field="denominator"
+            )
         if self.kind != "ratio" and self.denominator is not None:
             raise ConfigError(
                 f"metric {self.name!r}: only ratio metrics have a denominator", field="denominator"
@@ -480,9 +480,7 @@ def metric_from_dict(
         )
     except ConfigError as exc:
         if exc.location.file is None:
-            raise ConfigError(
-                exc.message, file=file, row=row, field=exc.location.field
-            ) from None
+            raise ConfigError(exc.message, file=file, row=row, field=exc.location.field) from None
         raise
     except TypeError as exc:  # a value of the wrong type deep in a constructor
         raise ConfigError(str(exc), **where) from None

@@ -30,6 +30,8 @@ _LAZY: dict[str, str] = {
     "fieller_ratio_set": "abkit.stats.readout",
     "results_table": "abkit.stats.readout",
     "compare_many": "abkit.stats.readout",
+    "compare_variants": "abkit.stats.readout",
+    "LiftArrays": "abkit.stats.readout",
     # CUPED helpers
     "CupedSummary": "abkit.stats.cuped",
     "cuped_summary": "abkit.stats.cuped",
@@ -41,6 +43,7 @@ _LAZY: dict[str, str] = {
     "Cap": "abkit.stats.outliers",
     "AppliedCap": "abkit.stats.outliers",
     "cap_values": "abkit.stats.outliers",
+    "resolve_cap": "abkit.stats.outliers",
     # owned by the planning / sequential / Bayesian / guardrails modules
     "noninferiority": "abkit.stats.guardrails",
     "sequential_readout": "abkit.stats.sequential",

@@ -85,12 +85,16 @@ __all__ = [
 class PowerPlan(ResultMixin):
     """A solved power analysis (all three of n, MDE and power are filled in).
 
-    ``mde_abs`` is signed (negative for ``alternative="smaller"``); ``mde_rel`` is
+    ``baseline_sd``/``treatment_sd`` are the per-unit sds of the two arms under the
+    alternative, on the metric's scale. ``mde_abs`` is signed (negative for
+    ``alternative="smaller"``); ``mde_rel`` is
     ``mde_abs / baseline`` (``None`` when the baseline is 0). ``n_per_arm`` lists the units
     per arm, control first; ``power`` is the target (or the solved power) and
     ``achieved_power`` the power at the rounded arm sizes (>= target when solving for n).
     ``alpha_per_comparison`` is the level each treatment-vs-control test uses after the
-    multiplicity ``correction``. ``duration_days`` is ``None`` without traffic figures.
+    multiplicity ``correction``. ``effect_size`` is the standardised effect ``δ/σ_c``
+    (Cohen's ``h`` for ``method="cohen_h"``). ``duration_days`` is ``None`` without
+    traffic figures.
     """
 
     metric_type: str
@@ -107,6 +111,7 @@ class PowerPlan(ResultMixin):
     baseline: float
     baseline_sd: float
     treatment_mean: float
+    treatment_sd: float
     mde_abs: float
     mde_rel: float | None
     effect_size: float
@@ -117,6 +122,26 @@ class PowerPlan(ResultMixin):
     traffic_fraction: float
     duration_days: int | None
     note: str
+
+    def describe(self) -> str:
+        """One sentence for reports, e.g. "14,749 units per arm (29,498 total) detect ..."."""
+        rel = "" if self.mde_rel is None else f" ({self.mde_rel:+.1%})"
+        sides = {
+            "two-sided": "two-sided",
+            "larger": "one-sided, increase",
+            "smaller": "one-sided, decrease",
+        }
+        arms = (
+            f"{self.n_control:,} units per arm"
+            if len(set(self.n_per_arm)) == 1
+            else "arms of " + "/".join(f"{n:,}" for n in self.n_per_arm) + " units"
+        )
+        days = "" if self.duration_days is None else f", about {self.duration_days} days"
+        return (
+            f"{arms} ({self.n_total:,} total{days}) detect a change of {self.mde_abs:+.4g}{rel} "
+            f"from {self.baseline:.4g} with {self.power:.0%} power at alpha "
+            f"{self.alpha_per_comparison:.3g} ({sides[self.alternative]})"
+        )
 
 
 # --------------------------------------------------------------------------- helpers
@@ -241,6 +266,15 @@ class _Model:
                 df = (vc + vt) ** 2 / (vc * vc / (n_c - 1) + vt * vt / (n_t - 1))
             return _t_power(eff, se1, df, alpha, alt)
         return _normal_power(eff, se0, se1, alpha, alt)
+
+
+def _raw_sds(model: _Model, delta: float) -> tuple[float, float]:
+    """Per-unit sds of control and treatment on the metric's own scale (not arcsine)."""
+    if model.metric_type == "proportion":
+        q = model.baseline + delta
+        return model.baseline_sd, math.sqrt(q * (1.0 - q))
+    sd_t = model.treatment_sd if model.treatment_sd is not None else model.baseline_sd
+    return model.baseline_sd, sd_t
 
 
 def _min_power(
@@ -450,6 +484,7 @@ def _solve(
         baseline=model.baseline,
         baseline_sd=model.baseline_sd,
         treatment_mean=model.baseline + delta,
+        treatment_sd=_raw_sds(model, delta)[1],
         mde_abs=delta,
         mde_rel=delta / abs(model.baseline) if model.baseline != 0 else None,
         effect_size=float(effect_size),

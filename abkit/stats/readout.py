@@ -71,12 +71,16 @@ __all__ = [
     "ALTERNATIVES",
     "NOT_ENOUGH_DATA",
     "OK",
+    "LiftArrays",
     "LiftResult",
     "compare",
     "compare_difference",
+    "compare_many",
+    "compare_variants",
     "critical_value",
     "fieller_ratio_set",
     "p_value",
+    "results_table",
 ]
 
 _TEST_NAMES = {
@@ -254,6 +258,30 @@ class LiftResult(ResultMixin):
     @property
     def ok(self) -> bool:
         return self.status == OK
+
+    def summary(self) -> str:
+        """One line for logs and the CLI, e.g. ``B vs control: +12.3% [+0.2%, +24.5%] …``."""
+        label = f"{self.variant or 'treatment'} vs control"
+        if self.metric:
+            label = f"{self.metric}: {label}"
+        if self.status != OK:
+            return f"{label}: {self.status} ({self.note})"
+
+        def pct(x: float | None) -> str:
+            return "∞" if x is None else f"{x:+.2%}"
+
+        if self.rel_lift is None:
+            lift = f"{self.abs_lift:+.4g} (absolute)"
+        elif self.rel_ci_bounded and self.rel_ci is not None:
+            lo, hi = self.rel_ci
+            lift = f"{pct(self.rel_lift)} [{'-∞' if lo is None else pct(lo)}, {pct(hi)}]"
+        else:
+            lift = f"{pct(self.rel_lift)} [interval unbounded]"
+        p = "n/a" if self.p_value is None else f"{self.p_value:.3g}"
+        if self.p_value_adjusted is not None:
+            p += f" ({self.correction}-adjusted {self.p_value_adjusted:.3g})"
+        verdict = "significant" if self.significant else "not significant"
+        return f"{label}: {lift}, p = {p}, {verdict} at alpha {self.alpha:g} ({self.test})"
 
     def _flat_row(self) -> dict[str, Any]:
         row: dict[str, Any] = {}
@@ -494,9 +522,12 @@ def _dispatch(
     if significant is None:
         significant = p is not None and p < alpha
     note = get("note") or ""
+    engine = {"sequential": "always-valid", "bayesian": "Bayesian"}[method]
+    kind = get("method")
     return replace(
         fixed,
         method=method,
+        test=f"{engine} ({kind}) on {fixed.test}" if kind else f"{engine} on {fixed.test}",
         p_value=p,
         abs_ci=interval("abs_ci"),
         rel_ci=rel_ci,
@@ -560,16 +591,77 @@ def compare(
         if arm is None or arm.n == 0:
             return _not_enough(metric_type, f"the {label} arm has no units", **common)  # type: ignore[arg-type]
     assert control is not None and treatment is not None
+    # cuped=True is a request, not a demand: without a covariate (or for a ratio metric)
+    # the readout runs unadjusted and says so. A covariate in one arm only is a data bug.
+    skipped = ""
+    if cuped:
+        has = [getattr(arm, "has_covariate", False) for arm in (control, treatment)]
+        if metric_type == "ratio":
+            skipped = "CUPED not applied: not supported for ratio metrics"
+        elif not any(has):
+            skipped = "CUPED not applied: no pre-period covariate"
+        elif not all(has):
+            raise ValueError("CUPED covariate present in one arm only")
+    use_cuped = cuped and not skipped
+    common["cuped"] = use_cuped
     try:
-        diff = estimate_difference(control, treatment, metric_type=metric_type, cuped=cuped)
+        diff = estimate_difference(control, treatment, metric_type=metric_type, cuped=use_cuped)
     except NotEnoughDataError as exc:
         return _not_enough(metric_type, str(exc), **common)  # type: ignore[arg-type]
     fixed = compare_difference(
         diff, alpha=alpha, alternative=alternative, metric=metric, variant=variant, cap=cap_text
     )
+    if skipped:
+        fixed = replace(fixed, note="; ".join(x for x in (skipped, fixed.note) if x))
     if method == "fixed":
         return fixed
-    return _dispatch(method, diff, fixed, alpha, alternative, method_options)
+    result = _dispatch(method, diff, fixed, alpha, alternative, method_options)
+    if skipped:
+        result = replace(result, note="; ".join(x for x in (skipped, result.note) if x))
+    return result
+
+
+def compare_variants(
+    arms: Any,
+    *,
+    metric_type: MetricType,
+    control: str | None = None,
+    correction: str | None = "holm",
+    metric: str | None = None,
+    **options: Any,
+) -> ResultTable:
+    """Every treatment arm against control for one metric, corrected for multiplicity.
+
+    ``arms`` maps variant name to :class:`MeanStats`/:class:`RatioStats` (``None`` for a
+    variant without data); ``control`` defaults to the first key. ``correction`` is applied
+    across the treatment arms (``"holm"``, ``"bh"``, ``"bonferroni"`` or ``None``); to
+    correct across metrics and segments as well, collect the results and call
+    :func:`abkit.stats.multiple.apply_correction` once on the whole family.
+    """
+    from abkit.stats.multiple import apply_correction
+
+    names = list(arms)
+    if len(names) < 2:
+        raise ValueError("compare_variants needs a control and at least one treatment arm")
+    control_name = names[0] if control is None else control
+    if control_name not in arms:
+        raise ValueError(f"control {control_name!r} is not one of {names}")
+    results = [
+        compare(
+            arms[control_name],
+            arms[name],
+            metric_type=metric_type,
+            metric=metric,
+            variant=name,
+            **options,
+        )
+        for name in names
+        if name != control_name
+    ]
+    if correction is not None and len(results) > 1:
+        results = apply_correction(results, correction)
+    caption = f"{metric or 'metric'}: treatment arms vs {control_name}"
+    return ResultTable(results, caption=caption)
 
 
 def results_table(results: list[LiftResult], caption: str | None = None) -> ResultTable:
@@ -627,6 +719,8 @@ class LiftArrays:
     n_control: Any
     n_treatment: Any
     status: Any
+    cuped: bool = False
+    variance_reduction: Any = None
 
     def __len__(self) -> int:
         return int(self.p_value.shape[0])
@@ -645,6 +739,10 @@ class LiftArrays:
             data[name][pd.isna(getattr(self, name))] = pd.NA
         data["rel_ci_bounded"] = self.rel_ci_bounded
         data["significant"] = self.significant
+        if self.variance_reduction is not None:
+            vr = pd.array(self.variance_reduction, dtype="Float64")
+            vr[pd.isna(self.variance_reduction)] = pd.NA
+            data["variance_reduction"] = vr
         data["status"] = self.status
         return pd.DataFrame(data)
 
@@ -672,10 +770,12 @@ class LiftArrays:
             p_value=val("p_value"),
             significant=bool(self.significant[i]),
             method="fixed",
-            test=_TEST_NAMES[self.metric_type],
+            test=_TEST_NAMES[self.metric_type] + (" with CUPED" if self.cuped else ""),
             n_control=int(self.n_control[i]),
             n_treatment=int(self.n_treatment[i]),
-            variance_reduction=None,
+            variance_reduction=None
+            if self.variance_reduction is None
+            else val("variance_reduction"),
             status=str(self.status[i]),
             note=""
             if ok
@@ -685,6 +785,7 @@ class LiftArrays:
             se_abs=val("se_abs"),
             statistic=val("statistic"),
             df=val("df"),
+            cuped=self.cuped,
         )
 
 
@@ -726,6 +827,73 @@ def _arm_arrays(arm: Any, metric_type: str) -> tuple[Any, Any, Any]:
     return n, mean, v
 
 
+def _cuped_arrays(control: Any, treatment: Any) -> dict[str, Any]:
+    """Vectorised twin of ``estimators._cuped_difference`` (same formulas, tested equal)."""
+    import numpy as np
+
+    arms = []
+    for arm in (control, treatment):
+        try:
+            cols = {
+                k: np.asarray(arm[k], dtype=float)
+                for k in ("n", "sum", "sum_sq", "cov_sum", "cov_sum_sq", "cross_sum")
+            }
+        except KeyError as exc:
+            raise KeyError(f"compare_many(cuped=True): missing column {exc.args[0]!r}") from None
+        n = cols["n"]
+        safe_n = np.where(n > 0, n, 1.0)
+        s_yy = np.maximum(cols["sum_sq"] - cols["sum"] ** 2 / safe_n, 0.0)
+        s_xx = np.maximum(cols["cov_sum_sq"] - cols["cov_sum"] ** 2 / safe_n, 0.0)
+        s_xy = cols["cross_sum"] - cols["cov_sum"] * cols["sum"] / safe_n
+        arms.append(
+            (
+                n,
+                safe_n,
+                cols["sum"] / safe_n,
+                cols["cov_sum"] / safe_n,
+                s_yy,
+                s_xx,
+                s_xy,
+                cols["cov_sum_sq"],
+            )
+        )
+    (n_c, sn_c, y_c, x_c, yy_c, xx_c, xy_c, q_c), (n_t, sn_t, y_t, x_t, yy_t, xx_t, xy_t, q_t) = (
+        arms
+    )
+    sxx = xx_c + xx_t
+    scale = np.abs(q_c) + np.abs(q_t)
+    useful = sxx > 1e-12 * np.maximum(scale, 1e-300)
+    theta = np.where(useful, (xy_c + xy_t) / np.where(useful, sxx, 1.0), 0.0)
+    big_n = np.where(n_c + n_t > 0, n_c + n_t, 1.0)
+    w_c, w_t = n_c / big_n, n_t / big_n
+    d_c = np.where(n_c > 1, n_c - 1.0, 1.0)
+    d_t = np.where(n_t > 1, n_t - 1.0, 1.0)
+    # Sample (n - 1) moments per arm.
+    syy_c, sxx_c, sxy_c = yy_c / d_c, xx_c / d_c, xy_c / d_c
+    syy_t, sxx_t, sxy_t = yy_t / d_t, xx_t / d_t, xy_t / d_t
+    m_c = y_c - theta * w_t * (x_c - x_t)
+    m_t = y_t - theta * w_c * (x_t - x_c)
+    v_c = (
+        syy_c - 2 * theta * w_t * sxy_c + theta**2 * w_t**2 * sxx_c
+    ) / sn_c + theta**2 * w_t**2 * sxx_t / sn_t
+    v_t = (
+        syy_t - 2 * theta * w_c * sxy_t + theta**2 * w_c**2 * sxx_t
+    ) / sn_t + theta**2 * w_c**2 * sxx_c / sn_c
+    cov = (
+        theta * w_c * (sxy_c - theta * w_t * sxx_c) / sn_c
+        + theta * w_t * (sxy_t - theta * w_c * sxx_t) / sn_t
+    )
+    res_c = np.maximum(syy_c - 2 * theta * sxy_c + theta**2 * sxx_c, 0.0) / sn_c
+    res_t = np.maximum(syy_t - 2 * theta * sxy_t + theta**2 * sxx_t, 0.0) / sn_t
+    raw = syy_c / sn_c + syy_t / sn_t
+    reduction = np.where(raw > 0, 1.0 - (res_c + res_t) / np.where(raw > 0, raw, 1.0), 0.0)
+    return {
+        "n_c": n_c, "n_t": n_t, "m_c": m_c, "m_t": m_t,
+        "v_c": np.maximum(v_c, 0.0), "v_t": np.maximum(v_t, 0.0), "cov": cov,
+        "df_c": res_c, "df_t": res_t, "reduction": reduction,
+    }  # fmt: skip
+
+
 def compare_many(
     control: Any,
     treatment: Any,
@@ -733,35 +901,50 @@ def compare_many(
     metric_type: MetricType,
     alpha: float = 0.05,
     alternative: Alternative = "two-sided",
+    cuped: bool = False,
 ) -> LiftArrays:
-    """Many fixed-horizon comparisons in one vectorised call (no CUPED).
+    """Many fixed-horizon comparisons in one vectorised call.
 
     ``control`` and ``treatment`` map the :class:`MeanStats` field names (``n``, ``sum``,
-    ``sum_sq``) or the :class:`RatioStats` names to equal-length arrays (a dict of numpy
-    arrays or a DataFrame). Element ``i`` equals ``compare(control_i, treatment_i)`` (same
-    formulas, same Fieller set; tested), so a warehouse aggregate of thousands of
-    metric-by-variant cells is read out in milliseconds.
+    ``sum_sq``, and ``cov_sum``, ``cov_sum_sq``, ``cross_sum`` for ``cuped=True``) or the
+    :class:`RatioStats` names to equal-length arrays (a dict of numpy arrays or a
+    DataFrame). Element ``i`` equals ``compare(control_i, treatment_i)`` (same formulas,
+    same Fieller set; tested), so a warehouse aggregate of thousands of metric-by-variant
+    cells is read out in milliseconds. Inputs are not validated element by element (a
+    proportion's ``sum_sq == sum`` is assumed): use :func:`compare` for untrusted input.
     """
     import numpy as np
 
     _check_options(alpha, alternative, "fixed")
     if metric_type not in _TEST_NAMES:
         raise ValueError(f"metric_type must be one of {tuple(_TEST_NAMES)}, got {metric_type!r}")
-    n_c, m_c, v_c = _arm_arrays(control, metric_type)
-    n_t, m_t, v_t = _arm_arrays(treatment, metric_type)
+    if cuped and metric_type == "ratio":
+        raise ValueError("CUPED is not supported for ratio metrics (RatioStats has no covariate)")
+    reduction: Any = None
+    with np.errstate(all="ignore"):
+        if cuped:
+            arr = _cuped_arrays(control, treatment)
+            n_c, n_t, m_c, m_t = arr["n_c"], arr["n_t"], arr["m_c"], arr["m_t"]
+            v_c, v_t, cov = arr["v_c"], arr["v_t"], arr["cov"]
+            var = arr["df_c"] + arr["df_t"]
+            w_c, w_t = arr["df_c"], arr["df_t"]  # Welch df from the residual variances
+            reduction = arr["reduction"]
+        else:
+            n_c, m_c, v_c = _arm_arrays(control, metric_type)
+            n_t, m_t, v_t = _arm_arrays(treatment, metric_type)
+            cov = np.zeros(n_c.shape)
+            var = v_c + v_t
+            w_c, w_t = v_c, v_t
     if n_c.shape != n_t.shape:
         raise ValueError("control and treatment arrays differ in length")
-    var = v_c + v_t
     ok = (n_c >= 2) & (n_t >= 2) & np.isfinite(var) & (var > 0)
     with np.errstate(all="ignore"):
         se = np.sqrt(np.where(ok, var, 1.0))
         d = m_t - m_c
         stat = np.where(ok, d, 0.0) / se
         if metric_type == "mean":
-            df = (
-                var
-                * var
-                / (v_c * v_c / np.maximum(n_c - 1, 1) + v_t * v_t / np.maximum(n_t - 1, 1))
+            df = (w_c + w_t) ** 2 / (
+                w_c * w_c / np.maximum(n_c - 1, 1) + w_t * w_t / np.maximum(n_t - 1, 1)
             )
             df = np.where(ok, df, 1.0)
             dist_df: Any = df
@@ -784,7 +967,7 @@ def compare_many(
         # Fieller (module docstring): bounded exactly when a = m_c² - q²v_c > 0.
         q2 = q * q
         a = m_c * m_c - q2 * v_c
-        b = m_t * m_c - q2 * 0.0
+        b = m_t * m_c - q2 * cov
         k = m_t * m_t - q2 * v_t
         bounded = ok & (a > 0) & (m_c != 0)
         root = np.sqrt(np.maximum(b * b - a * k, 0.0))
@@ -832,4 +1015,6 @@ def compare_many(
         n_control=n_c.astype(np.int64),
         n_treatment=n_t.astype(np.int64),
         status=status,
+        cuped=cuped,
+        variance_reduction=None if reduction is None else mask(reduction),
     )

@@ -30,7 +30,7 @@ class AddColumn(DDLElement):
 @compiles(AddColumn)
 def _compile_add_column(element: AddColumn, compiler, **kw) -> str:  # type: ignore[no-untyped-def]
     table = compiler.preparer.format_table(element.table)
-    column = compiler.sql_compiler.process(CreateColumn(element.column), **kw)
+    column = compiler.process(CreateColumn(element.column), **kw)
     return "ALTER TABLE " + table + " ADD COLUMN " + column
 
 
@@ -38,14 +38,15 @@ def _v1_to_v2(conn: Connection) -> None:
     """Version 2: resumable, claimable ingest batches."""
     from sqlalchemy import MetaData
 
-    batches = Table("abkit_ingest_batches", MetaData())
     for column in (
         Column("params_hash", String(64), nullable=True),
         Column("owner", String(255), nullable=True),
         Column("heartbeat_at_us", BigInteger, nullable=True),
         Column("message", Text, nullable=True),
     ):
-        conn.execute(AddColumn(batches, column))
+        # Each column belongs to a throw-away Table so the dialect can render its type.
+        table = Table("abkit_ingest_batches", MetaData(), column)
+        conn.execute(AddColumn(table, column))
     # Existing batches are finished business: a v1 "running" batch cannot be resumed
     # because v1 recorded no parameters, so the ingestor starts such files afresh.
     batches = Table(

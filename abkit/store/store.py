@@ -255,17 +255,21 @@ class Store:
             return InsertResult(0, 0)
         columns = tuple(columns)
         key = tuple(key) if key else ()
+        stage: Table | None = None
         if self.dialect_name == "sqlite":
             inserted = self._sqlite_insert(conn, table, columns, rows, bool(key))
         elif self.dialect_name == "postgresql":
-            inserted = self._pg_insert(conn, table, columns, rows, key)
+            inserted, stage = self._pg_insert(conn, table, columns, rows, key)
         else:
             inserted = self._generic_insert(conn, table, columns, rows, key)
         if not 0 <= inserted <= len(rows):
             raise StoreError(f"{table.name}: the driver reported {inserted} new rows out of {len(rows)}")
         conflicts: tuple[int, ...] = ()
         if inserted < len(rows) and key == ("event_id",) and "content_hash" in table.c:
-            conflicts = self._conflicts(conn, table, columns, rows)
+            if stage is not None:
+                conflicts = self._pg_conflicts(conn, table, stage, columns, rows)
+            else:
+                conflicts = self._conflicts(conn, table, columns, rows)
         duplicates = len(rows) - inserted - len(conflicts)
         return InsertResult(inserted, duplicates, conflicts)
 
@@ -304,7 +308,7 @@ class Store:
         columns: tuple[str, ...],
         rows: Sequence[Sequence[Any]],
         key: tuple[str, ...],
-    ) -> int:
+    ) -> tuple[int, Table | None]:
         from psycopg import sql as pgsql
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
@@ -328,7 +332,7 @@ class Store:
             for row in rows:
                 copy.write_row(row)
         if not key:
-            return len(rows)
+            return len(rows), None
         source = select(*[target.c[name] for name in columns]).order_by(
             *[target.c[name] for name in key]
         )
@@ -339,7 +343,27 @@ class Store:
         )
         # SQLAlchemy keeps the row count of an INSERT only when asked to.
         inserted = conn.execute(stmt.execution_options(preserve_rowcount=True)).rowcount
-        return int(inserted)
+        return int(inserted), target
+
+    def _pg_conflicts(
+        self,
+        conn: Connection,
+        table: Table,
+        stage: Table,
+        columns: tuple[str, ...],
+        rows: Sequence[Sequence[Any]],
+    ) -> tuple[int, ...]:
+        """Staged rows whose id is stored with another content hash: one join, server side."""
+        stmt = (
+            select(stage.c.event_id)
+            .join(table, table.c.event_id == stage.c.event_id)
+            .where(table.c.content_hash != stage.c.content_hash)
+        )
+        ids = set(conn.execute(stmt).scalars())
+        if not ids:
+            return ()
+        id_pos = columns.index("event_id")
+        return tuple(i for i, row in enumerate(rows) if row[id_pos] in ids)
 
     def _generic_insert(
         self,
@@ -379,14 +403,24 @@ class Store:
     ) -> tuple[int, ...]:
         id_pos = columns.index("event_id")
         hash_pos = columns.index("content_hash")
-        stmt = select(table.c.event_id, table.c.content_hash).where(
-            table.c.event_id.in_(bindparam("ids", expanding=True))
-        )
         stored: dict[str, str] = {}
         ids = [row[id_pos] for row in rows]
-        for start in range(0, len(ids), _LOOKUP_SLICE):
-            part = ids[start : start + _LOOKUP_SLICE]
-            stored.update({r[0]: r[1] for r in conn.execute(stmt, {"ids": part})})
+        if self.dialect_name == "sqlite":
+            # One statement for the whole chunk: the ids travel as one JSON array and
+            # json_each() turns it into a table (a 50,000-item IN list would cost more to
+            # build than to run).
+            listed = func.json_each(bindparam("ids")).table_valued("value")
+            stmt = select(table.c.event_id, table.c.content_hash).join(
+                listed, table.c.event_id == listed.c.value
+            )
+            stored = {r[0]: r[1] for r in conn.execute(stmt, {"ids": json.dumps(ids)})}
+        else:
+            stmt = select(table.c.event_id, table.c.content_hash).where(
+                table.c.event_id.in_(bindparam("ids", expanding=True))
+            )
+            for start in range(0, len(ids), _LOOKUP_SLICE):
+                part = ids[start : start + _LOOKUP_SLICE]
+                stored.update({r[0]: r[1] for r in conn.execute(stmt, {"ids": part})})
         return tuple(
             i for i, row in enumerate(rows) if stored.get(row[id_pos], row[hash_pos]) != row[hash_pos]
         )

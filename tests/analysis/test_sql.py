@@ -31,7 +31,13 @@ METRICS = (
 
 
 def _ex(eid, unit, variant, ts, experiment="exp"):
-    return {"event_id": eid, "experiment": experiment, "unit_id": unit, "variant": variant, "ts_us": ts}
+    return {
+        "event_id": eid,
+        "experiment": experiment,
+        "unit_id": unit,
+        "variant": variant,
+        "ts_us": ts,
+    }
 
 
 def _ev(eid, unit, kind, ts, value=None):
@@ -169,7 +175,7 @@ def test_experiment_end_cuts_exposures_and_events(loaded):
 def test_hostile_names_are_data_not_sql(any_url):
     store = store_for(any_url)
     key = "x'; DROP TABLE abkit_events; --"
-    kind = "purchase\"); DELETE FROM abkit_exposures; --"
+    kind = 'purchase"); DELETE FROM abkit_exposures; --'
     write_rows(store, *_rows(experiment=key, purchase=kind))
     metric = mean("rev'; DROP TABLE abkit_exposures; --", kind, window=W, cap_percentile=50)
     with store.engine.connect() as conn:

@@ -11,7 +11,12 @@ from __future__ import annotations
 import math
 
 MASK = 0xFFFFFFFF
-SEEDS = {"traffic": 0x74726166, "variant": 0x76617269, "namespace": 0x6E616D65, "holdout": 0x686F6C64}
+SEEDS = {
+    "traffic": 0x74726166,
+    "variant": 0x76617269,
+    "namespace": 0x6E616D65,
+    "holdout": 0x686F6C64,
+}
 
 
 def murmur3_x86_32(data: bytes, seed: int) -> int:
@@ -65,7 +70,12 @@ def decide(cfg: dict, unit_id, attrs: dict | None, now_us: int | None) -> dict:
     stopped = cfg["status"] == "stopped"
 
     def out(i, reason, bucket=None):
-        return {"variant": names[i], "in_experiment": reason is None, "bucket": bucket, "reason": reason}
+        return {
+            "variant": names[i],
+            "in_experiment": reason is None,
+            "bucket": bucket,
+            "reason": reason,
+        }
 
     if isinstance(unit_id, int) and not isinstance(unit_id, bool):
         unit_id = str(unit_id)
@@ -125,3 +135,61 @@ def _eval(rule: dict, attrs: dict) -> bool:
     if "gte" in rule:
         return isinstance(v, (int, float)) and v >= rule["gte"]
     raise NotImplementedError(rule)
+
+
+M64 = (1 << 64) - 1
+
+
+def _fmix64(k: int) -> int:
+    k ^= k >> 33
+    k = (k * 0xFF51AFD7ED558CCD) & M64
+    k ^= k >> 33
+    k = (k * 0xC4CEB9FE1A85EC53) & M64
+    k ^= k >> 33
+    return k
+
+
+def _rotl64(x: int, r: int) -> int:
+    return ((x << r) | (x >> (64 - r))) & M64
+
+
+def murmur3_x64_128(data: bytes, seed: int = 0) -> int:
+    """MurmurHash3_x64_128 (Appleby) as the unsigned integer h1 + 2**64 * h2."""
+    c1, c2 = 0x87C37B91114253D5, 0x4CF5AD432745937F
+    h1 = h2 = seed & M64
+    n = len(data)
+    nblocks = n // 16
+    for i in range(nblocks):
+        k1 = int.from_bytes(data[16 * i : 16 * i + 8], "little")
+        k2 = int.from_bytes(data[16 * i + 8 : 16 * i + 16], "little")
+        k1 = _rotl64((k1 * c1) & M64, 31) * c2 & M64
+        h1 ^= k1
+        h1 = (_rotl64(h1, 27) + h2) & M64
+        h1 = (h1 * 5 + 0x52DCE729) & M64
+        k2 = _rotl64((k2 * c2) & M64, 33) * c1 & M64
+        h2 ^= k2
+        h2 = (_rotl64(h2, 31) + h1) & M64
+        h2 = (h2 * 5 + 0x38495AB5) & M64
+    tail = data[16 * nblocks :]
+    k1 = int.from_bytes(tail[:8], "little") if tail else 0
+    k2 = int.from_bytes(tail[8:16], "little") if len(tail) > 8 else 0
+    if len(tail) > 8:
+        k2 = _rotl64((k2 * c2) & M64, 33) * c1 & M64
+        h2 ^= k2
+    if tail:
+        k1 = _rotl64((k1 * c1) & M64, 31) * c2 & M64
+        h1 ^= k1
+    h1 ^= n
+    h2 ^= n
+    h1 = (h1 + h2) & M64
+    h2 = (h2 + h1) & M64
+    h1, h2 = _fmix64(h1), _fmix64(h2)
+    h1 = (h1 + h2) & M64
+    h2 = (h2 + h1) & M64
+    return h1 | (h2 << 64)
+
+
+def event_id(experiment: str, unit_id: str, variant: str, timestamp_us: int) -> str:
+    """Spec §6."""
+    data = "\x1f".join((experiment, unit_id, variant, str(timestamp_us))).encode("utf-8")
+    return format(murmur3_x64_128(data, 0), "032x")

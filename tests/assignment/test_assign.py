@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
+from itertools import pairwise
 
 import pytest
 from hypothesis import given, settings
@@ -16,7 +17,10 @@ from abkit.assignment import Experiment, Reason, assign, assign_many, hashing
 from abkit.assignment.assign import Assignment
 
 UTC = timezone.utc
-AB = [{"name": "control", "payload": {"model": "v1"}}, {"name": "treatment", "payload": {"model": "v2"}}]
+AB = [
+    {"name": "control", "payload": {"model": "v1"}},
+    {"name": "treatment", "payload": {"model": "v2"}},
+]
 IDS = [f"user-{i}" for i in range(20_000)]
 
 
@@ -36,7 +40,13 @@ def test_enrolled_answer_has_everything_a_service_needs():
 
 
 def test_bucket_and_variant_follow_the_spec():
-    e = exp(variants=[{"name": "a", "weight": 0.2}, {"name": "b", "weight": 0.3}, {"name": "c", "weight": 0.5}])
+    e = exp(
+        variants=[
+            {"name": "a", "weight": 0.2},
+            {"name": "b", "weight": 0.3},
+            {"name": "c", "weight": 0.5},
+        ]
+    )
     bounds = hashing.variant_bounds([0.2, 0.3, 0.5])
     for uid in IDS[:2000]:
         h = hashing.variant_hash("ranker", uid)
@@ -77,7 +87,10 @@ def test_forced_variants_for_qa():
     assert (a.variant, a.in_experiment, a.reason) == ("treatment", False, Reason.FORCED)
     assert assign(e, "qa-bob").variant == "control"
     # forced works before launch too (QA on a draft)
-    assert assign(exp(status="draft", forced={"qa-alice": "treatment"}), "qa-alice").variant == "treatment"
+    assert (
+        assign(exp(status="draft", forced={"qa-alice": "treatment"}), "qa-alice").variant
+        == "treatment"
+    )
     assert assign(e, "someone-else").reason == Reason.OUTSIDE_TRAFFIC
 
 
@@ -119,7 +132,10 @@ def test_namespace_exclusivity_and_coverage():
     assert all(sum(row) == 1 for row in enrolled)  # exactly one: disjoint and covering
     shares = [sum(r[i] for r in enrolled) / len(IDS) for i in range(3)]
     assert shares == pytest.approx([0.3, 0.4, 0.3], abs=0.015)
-    assert assign(a, next(u for u, r in zip(IDS, enrolled) if not r[0])).reason == Reason.NAMESPACE
+    assert (
+        assign(a, next(u for u, r in zip(IDS, enrolled, strict=False) if not r[0])).reason
+        == Reason.NAMESPACE
+    )
 
 
 def test_targeting_excludes_bots_and_missing_attributes():
@@ -158,7 +174,7 @@ def test_salt_defaults_to_key_and_changes_everything():
     assert exp().salt == "ranker"
     a = [assign(exp(), u).variant for u in IDS[:4000]]
     b = [assign(exp(salt="ranker-rerun"), u).variant for u in IDS[:4000]]
-    switched = sum(x != y for x, y in zip(a, b)) / 4000
+    switched = sum(x != y for x, y in zip(a, b, strict=False)) / 4000
     assert abs(switched - 0.5) < 0.03  # re-randomised: 1 - Σw² = 0.5
 
 
@@ -179,13 +195,23 @@ def test_deterministic_across_processes_and_hash_seeds():
     for seed in ("0", "1", "12345", "random"):
         env = {**os.environ, "PYTHONHASHSEED": seed}
         res = subprocess.run(
-            [sys.executable, "-c", DIGEST_SCRIPT], env=env, capture_output=True, text=True, check=True
+            [sys.executable, "-c", DIGEST_SCRIPT],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         digests.add(res.stdout.strip())
-    e = Experiment("determinism", variants=["a", "b", "c"], traffic=0.6,
-                   namespace={"name": "ns", "start": 0.1, "end": 0.9})
+    e = Experiment(
+        "determinism",
+        variants=["a", "b", "c"],
+        traffic=0.6,
+        namespace={"name": "ns", "start": 0.1, "end": 0.9},
+    )
     ids = [f"u{i}" for i in range(3000)] + ["é", "👍", "日本"]
-    here = "|".join(f"{a.variant}:{a.in_experiment}:{a.bucket}:{a.reason}" for a in (assign(e, u) for u in ids))
+    here = "|".join(
+        f"{a.variant}:{a.in_experiment}:{a.bucket}:{a.reason}" for a in (assign(e, u) for u in ids)
+    )
     digests.add(hashlib.sha256(here.encode()).hexdigest())
     assert len(digests) == 1
 
@@ -209,17 +235,23 @@ def test_ramp_up_never_reshuffles(lo, hi, ids):
 def test_ramp_5_to_50_percent_keeps_every_enrolled_unit():
     five = assign_many(exp(traffic=0.05), IDS)
     fifty = assign_many(exp(traffic=0.5), IDS)
-    kept = [(v5, v50) for v5, e5, v50, e50 in zip(five.variants, five.in_experiment, fifty.variants, fifty.in_experiment) if e5]
+    kept = [
+        (v5, v50)
+        for v5, e5, v50, e50 in zip(
+            five.variants, five.in_experiment, fifty.variants, fifty.in_experiment, strict=False
+        )
+        if e5
+    ]
     assert len(kept) > 800
     assert all(a == b for a, b in kept)
-    assert all(e50 for e5, e50 in zip(five.in_experiment, fifty.in_experiment) if e5)
+    assert all(e50 for e5, e50 in zip(five.in_experiment, fifty.in_experiment, strict=False) if e5)
 
 
 def test_weight_change_moves_only_units_between_boundaries():
     old = exp(variants=[{"name": "control", "weight": 0.5}, {"name": "treatment", "weight": 0.5}])
     new = exp(variants=[{"name": "control", "weight": 0.3}, {"name": "treatment", "weight": 0.7}])
     a, b = assign_many(old, IDS), assign_many(new, IDS)
-    moved = [(x, y) for x, y in zip(a.variants, b.variants) if x != y]
+    moved = [(x, y) for x, y in zip(a.variants, b.variants, strict=False) if x != y]
     assert all(m == ("control", "treatment") for m in moved)  # only one direction
     assert abs(len(moved) / len(IDS) - 0.2) < 0.01  # |Δw| = 0.2, the minimum possible
     # exactly the units whose bucket lies in [T(0.3), T(0.5))
@@ -229,11 +261,31 @@ def test_weight_change_moves_only_units_between_boundaries():
 
 def test_adding_traffic_share_to_a_new_variant_is_documented_cost():
     # three variants re-split: units move only across moved boundaries, never elsewhere
-    old = exp(variants=[{"name": "a", "weight": 0.5}, {"name": "b", "weight": 0.5}, {"name": "c", "weight": 0.0}])
-    new = exp(variants=[{"name": "a", "weight": 0.4}, {"name": "b", "weight": 0.4}, {"name": "c", "weight": 0.2}])
+    old = exp(
+        variants=[
+            {"name": "a", "weight": 0.5},
+            {"name": "b", "weight": 0.5},
+            {"name": "c", "weight": 0.0},
+        ]
+    )
+    new = exp(
+        variants=[
+            {"name": "a", "weight": 0.4},
+            {"name": "b", "weight": 0.4},
+            {"name": "c", "weight": 0.2},
+        ]
+    )
     a, b = assign_many(old, IDS), assign_many(new, IDS)
-    bound_moves = (abs(hashing.threshold(0.5) - hashing.threshold(0.4)) + abs(hashing.threshold(0.5) + hashing.threshold(0.5) - hashing.threshold(0.4) - hashing.threshold(0.4))) / 2**32
-    moved = sum(x != y for x, y in zip(a.variants, b.variants)) / len(IDS)
+    bound_moves = (
+        abs(hashing.threshold(0.5) - hashing.threshold(0.4))
+        + abs(
+            hashing.threshold(0.5)
+            + hashing.threshold(0.5)
+            - hashing.threshold(0.4)
+            - hashing.threshold(0.4)
+        )
+    ) / 2**32
+    moved = sum(x != y for x, y in zip(a.variants, b.variants, strict=False)) / len(IDS)
     assert moved <= bound_moves + 0.01
     assert abs(moved - 0.3) < 0.015  # [0.4,0.5) a->b and [0.8,1) b->c
 
@@ -244,3 +296,37 @@ def test_assignment_is_immutable():
         a.variant = "x"  # type: ignore[misc]
     with pytest.raises(TypeError):
         a.payload["model"] = "hacked"  # type: ignore[index]
+
+
+@settings(max_examples=100, deadline=None)
+@given(uid=st.text(max_size=30), key=st.sampled_from(["a", "ranker", "ключ-😀"]))
+def test_assign_is_a_pure_function_of_config_and_id(uid, key):
+    e1 = Experiment(key, variants=["a", "b", "c"], traffic=0.7)
+    e2 = Experiment.from_dict(e1.to_dict())  # a rebuilt config answers the same
+    first = assign(e1, uid)
+    assert assign(e1, uid) == first == assign(e2, uid)
+    assert first.variant in e1.variant_names
+    assert first.in_experiment == (first.reason is None) == (first.bucket is not None)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    cuts=st.lists(st.floats(0.01, 0.99), min_size=1, max_size=4, unique=True),
+    fraction=st.floats(0.0, 0.5),
+    ids=st.lists(st.text(min_size=1, max_size=10), min_size=1, max_size=50),
+)
+def test_namespace_exclusivity_and_holdout_exclusion_properties(cuts, fraction, ids):
+    edges = [0.0, *sorted(cuts), 1.0]
+    holdout = {"name": "ho", "fraction": fraction}
+    exps = [
+        exp(key=f"slice-{i}", namespace={"name": "ns", "start": a, "end": b}, holdout=holdout)
+        for i, (a, b) in enumerate(pairwise(edges))
+        if a < b
+    ]
+    for u in ids:
+        answers = [assign(e, u) for e in exps]
+        held = any(a.reason == Reason.HOLDOUT for a in answers)
+        if held:  # held out of one means held out of all, and enrolled in none
+            assert all(a.reason == Reason.HOLDOUT for a in answers)
+        elif answers[0].reason != Reason.INVALID_UNIT:
+            assert sum(a.in_experiment for a in answers) == 1  # slices partition [0, 1)

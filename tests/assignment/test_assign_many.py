@@ -25,7 +25,9 @@ def experiments(draw):
     variants = [{"name": f"v{i}", "weight": w} for i, w in enumerate(weights)]
     kw = {
         "traffic": draw(st.sampled_from([0.0, 0.05, 0.5, 0.999, 1.0])),
-        "status": draw(st.sampled_from(["running", "running", "running", "paused", "stopped", "draft"])),
+        "status": draw(
+            st.sampled_from(["running", "running", "running", "paused", "stopped", "draft"])
+        ),
         "winner": draw(st.sampled_from([None, "v1"])),
     }
     if draw(st.booleans()):
@@ -47,7 +49,10 @@ unit_ids = st.one_of(
     st.integers(-(10**12), 10**12),
     st.sampled_from(["qa", "user-1", "👍", None]),
 )
-attrs = st.one_of(st.none(), st.fixed_dictionaries({"country": st.sampled_from(["US", "FR"]), "age": st.integers(0, 90)}))
+attrs = st.one_of(
+    st.none(),
+    st.fixed_dictionaries({"country": st.sampled_from(["US", "FR"]), "age": st.integers(0, 90)}),
+)
 
 
 @settings(max_examples=150, deadline=None)
@@ -56,7 +61,9 @@ attrs = st.one_of(st.none(), st.fixed_dictionaries({"country": st.sampled_from([
     ids=st.lists(unit_ids, max_size=40),
     shared=attrs,
     per_unit=st.booleans(),
-    when=st.sampled_from([None, datetime(2025, 12, 1, tzinfo=UTC), datetime(2026, 3, 1, tzinfo=UTC)]),
+    when=st.sampled_from(
+        [None, datetime(2025, 12, 1, tzinfo=UTC), datetime(2026, 3, 1, tzinfo=UTC)]
+    ),
     data=st.data(),
 )
 def test_assign_many_equals_assign(e, ids, shared, per_unit, when, data):
@@ -69,7 +76,11 @@ def test_assign_many_equals_assign(e, ids, shared, per_unit, when, data):
 
 
 @settings(max_examples=50, deadline=None)
-@given(ids=st.lists(st.text(alphabet=st.characters(max_codepoint=127), min_size=1, max_size=16), max_size=200))
+@given(
+    ids=st.lists(
+        st.text(alphabet=st.characters(max_codepoint=127), min_size=1, max_size=16), max_size=200
+    )
+)
 def test_fast_path_equals_assign_on_plain_ascii(ids):
     for e in (
         Experiment("fast", variants=["a", "b"]),

@@ -12,7 +12,9 @@ IDS = [f"user-{i}" for i in range(30_000)]
 
 
 def test_ramp_up_only_joins():
-    d = diff_experiments(Experiment("r", variants=AB, traffic=0.05), Experiment("r", variants=AB, traffic=0.5), IDS)
+    d = diff_experiments(
+        Experiment("r", variants=AB, traffic=0.05), Experiment("r", variants=AB, traffic=0.5), IDS
+    )
     e = d["r"]
     assert (e.switched, e.left) == (0, 0)
     assert e.joined == e.enrolled_after - e.enrolled_before
@@ -22,35 +24,53 @@ def test_ramp_up_only_joins():
 
 
 def test_weight_change_switches_exactly_the_boundary_units():
-    old = Experiment("w", variants=[{"name": "control", "weight": 0.5}, {"name": "treatment", "weight": 0.5}])
-    new = Experiment("w", variants=[{"name": "control", "weight": 0.4}, {"name": "treatment", "weight": 0.6}])
+    old = Experiment(
+        "w", variants=[{"name": "control", "weight": 0.5}, {"name": "treatment", "weight": 0.5}]
+    )
+    new = Experiment(
+        "w", variants=[{"name": "control", "weight": 0.4}, {"name": "treatment", "weight": 0.6}]
+    )
     d = diff_experiments(old, new, IDS)
     lo, hi = hashing.threshold(0.4), hashing.threshold(0.5)
     expected = sum(lo <= hashing.variant_hash("w", u) < hi for u in IDS)
     e = d["w"]
-    assert e.switched == expected and e.transitions == {"control -> treatment": expected, "treatment -> treatment": e.stayed - sum(hashing.variant_hash("w", u) < lo for u in IDS), "control -> control": sum(hashing.variant_hash("w", u) < lo for u in IDS)}
+    assert e.switched == expected and e.transitions == {
+        "control -> treatment": expected,
+        "treatment -> treatment": e.stayed - sum(hashing.variant_hash("w", u) < lo for u in IDS),
+        "control -> control": sum(hashing.variant_hash("w", u) < lo for u in IDS),
+    }
     assert e.reshuffles and not d.ok
     assert any("weights changed" in w for w in e.warnings)
 
 
 def test_salt_change_reshuffles_half():
-    d = diff_experiments(Experiment("s", variants=AB), Experiment("s", variants=AB, salt="s-2"), sample=20_000)
+    d = diff_experiments(
+        Experiment("s", variants=AB), Experiment("s", variants=AB, salt="s-2"), sample=20_000
+    )
     assert d.sampled and d.n_units == 20_000
     assert d["s"].share("switched") == pytest.approx(0.5, abs=0.02)
     assert any("salt changed" in w for w in d["s"].warnings)
 
 
 def test_registries_added_removed_unchanged_and_stopping():
-    old = registry_from_dict({"experiments": [
-        {"key": "keep", "variants": AB},
-        {"key": "drop", "variants": AB, "traffic": 0.5},
-        {"key": "stop", "variants": AB},
-    ]})
-    new = registry_from_dict({"experiments": [
-        {"key": "keep", "variants": AB, "description": "only text changed"},
-        {"key": "stop", "variants": AB, "status": "stopped", "winner": "treatment"},
-        {"key": "fresh", "variants": AB},
-    ]})
+    old = registry_from_dict(
+        {
+            "experiments": [
+                {"key": "keep", "variants": AB},
+                {"key": "drop", "variants": AB, "traffic": 0.5},
+                {"key": "stop", "variants": AB},
+            ]
+        }
+    )
+    new = registry_from_dict(
+        {
+            "experiments": [
+                {"key": "keep", "variants": AB, "description": "only text changed"},
+                {"key": "stop", "variants": AB, "status": "stopped", "winner": "treatment"},
+                {"key": "fresh", "variants": AB},
+            ]
+        }
+    )
     d = diff_experiments(old, new, IDS[:5000])
     assert [x.key for x in d.experiments] == ["keep", "drop", "stop", "fresh"]
     assert d["keep"].change == "changed" and d["keep"].changed_fields == ("description",)
@@ -71,5 +91,7 @@ def test_unchanged_and_targeting_warning():
     d = diff_experiments(e, e, sample=1000)
     assert d["t"].change == "unchanged" and d["t"].stayed == 1000  # targeting skipped
     assert any("targeting not evaluated" in w for w in d["t"].warnings)
-    with_attrs = diff_experiments(e, e, ["a", "b"], attributes=[{"country": "US"}, {"country": "FR"}])
+    with_attrs = diff_experiments(
+        e, e, ["a", "b"], attributes=[{"country": "US"}, {"country": "FR"}]
+    )
     assert (with_attrs["t"].stayed, with_attrs["t"].outside) == (1, 1)

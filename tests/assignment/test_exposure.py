@@ -9,7 +9,15 @@ from datetime import datetime, timedelta, timezone
 import mmh3
 import pytest
 
-from abkit.assignment import Experiment, ExposureRecord, add_exposure_hook, assign, assign_many, exposure_hook_errors, remove_exposure_hook
+from abkit.assignment import (
+    Experiment,
+    ExposureRecord,
+    add_exposure_hook,
+    assign,
+    assign_many,
+    exposure_hook_errors,
+    remove_exposure_hook,
+)
 from abkit.assignment.exposure import exposure_hooks
 
 NOW = datetime(2026, 3, 1, 12, 30, 15, 123456, tzinfo=timezone.utc)
@@ -30,7 +38,13 @@ def test_hook_receives_one_record_per_enrolled_assignment():
 
 
 def test_record_shape_is_the_ingestible_exposure_row():
-    r = ExposureRecord.create("ranker", "ü-1", "treatment", NOW.astimezone(timezone(timedelta(hours=2))), {"a": 1, "skip": None, "obj": [1]})
+    r = ExposureRecord.create(
+        "ranker",
+        "ü-1",
+        "treatment",
+        NOW.astimezone(timezone(timedelta(hours=2))),
+        {"a": 1, "skip": None, "obj": [1]},
+    )
     d = r.to_dict()
     assert list(d) == ["event_id", "experiment", "unit_id", "variant", "timestamp", "attributes"]
     assert d["timestamp"] == "2026-03-01T12:30:15.123456+00:00"
@@ -74,7 +88,13 @@ def test_failing_hook_never_breaks_assign(caplog):
     assert len(seen) == 25
     assert exposure_hook_errors() - before == 25
     # logged, but rate-limited: the first 10 failures of a hook
-    assert 1 <= sum("queue full" in (r.exc_text or "") or "failed" in r.getMessage() for r in caplog.records) <= 10
+    assert (
+        1
+        <= sum(
+            "queue full" in (r.exc_text or "") or "failed" in r.getMessage() for r in caplog.records
+        )
+        <= 10
+    )
 
 
 def test_add_remove_hooks():

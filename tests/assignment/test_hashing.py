@@ -10,7 +10,7 @@ import mmh3
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from spec_reference import SEEDS, T, decide, key, murmur3_x86_32
+from spec_reference import SEEDS, T, decide, event_id, key, murmur3_x64_128, murmur3_x86_32
 
 from abkit.assignment import Experiment, assign, hashing
 
@@ -57,7 +57,12 @@ def test_golden_assignments_library_and_reference():
     for row in GOLDEN["assignments"]:
         exp = Experiment.from_dict(EXPERIMENTS[row["experiment"]])
         a = assign(exp, row["unit_id"], row["attributes"], expose=False)
-        got = {"variant": a.variant, "in_experiment": a.in_experiment, "bucket": a.bucket, "reason": a.reason}
+        got = {
+            "variant": a.variant,
+            "in_experiment": a.in_experiment,
+            "bucket": a.bucket,
+            "reason": a.reason,
+        }
         want = {k: row[k] for k in got}
         assert got == want, row["unit_id"]
         ref = decide(EXPERIMENTS[row["experiment"]], row["unit_id"], row["attributes"], None)
@@ -65,19 +70,32 @@ def test_golden_assignments_library_and_reference():
         checked += 1
     assert checked > 150
     reasons = {r["reason"] for r in GOLDEN["assignments"]}
-    assert {None, "outside_traffic", "namespace", "holdout", "not_targeted", "invalid_unit"} <= reasons
+    assert {
+        None,
+        "outside_traffic",
+        "namespace",
+        "holdout",
+        "not_targeted",
+        "invalid_unit",
+    } <= reasons
 
 
 def test_golden_event_ids():
     for ev in GOLDEN["event_ids"]:
         got = hashing.event_id(ev["experiment"], ev["unit_id"], ev["variant"], ev["timestamp_us"])
         assert got == ev["event_id"]
+        assert event_id(ev["experiment"], ev["unit_id"], ev["variant"], ev["timestamp_us"]) == got
         assert len(got) == 32 and int(got, 16) >= 0
 
 
 @given(st.binary(max_size=64), st.integers(0, 2**32 - 1))
 def test_reference_murmur_matches_mmh3(data, seed):
     assert murmur3_x86_32(data, seed) == mmh3.hash(data, seed, False)
+
+
+@given(st.binary(max_size=80), st.integers(0, 2**32 - 1))
+def test_reference_murmur128_matches_mmh3(data, seed):
+    assert murmur3_x64_128(data, seed) == int.from_bytes(mmh3.hash_bytes(data, seed), "little")
 
 
 @given(st.text(max_size=40))
@@ -102,7 +120,12 @@ def test_threshold_is_exact_floor(p, expected):
 def test_variant_bounds_last_absorbs_remainder():
     b = hashing.variant_bounds([1 / 3, 1 / 3, 1 / 3])
     assert b == (1431655765, 2863311530, 2**32)
-    assert [hashing.variant_index(b, h) for h in (0, 1431655764, 1431655765, 2**32 - 1)] == [0, 0, 1, 2]
+    assert [hashing.variant_index(b, h) for h in (0, 1431655764, 1431655765, 2**32 - 1)] == [
+        0,
+        0,
+        1,
+        2,
+    ]
     # a zero-weight variant owns an empty range
     b0 = hashing.variant_bounds([0.5, 0.0, 0.5])
     assert b0[0] == b0[1]

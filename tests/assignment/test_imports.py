@@ -43,7 +43,14 @@ def test_works_with_only_the_core_installed(tmp_path: Path):
         '[[experiments]]\nkey = "k"\ntraffic = 0.5\n'
         '[[experiments.variants]]\nname = "a"\n[[experiments.variants]]\nname = "b"\n'
     )
-    stdlib = [p for p in sys.path if p and not p.endswith("site-packages") and Path(p).exists() and p.startswith(sys.base_prefix)]
+    stdlib = [
+        p
+        for p in sys.path
+        if p
+        and not p.endswith("site-packages")
+        and Path(p).exists()
+        and p.startswith(sys.base_prefix)
+    ]
     stdlib = stdlib or [sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"]]
     code = (
         "import sys\n"
@@ -65,9 +72,19 @@ def test_works_with_only_the_core_installed(tmp_path: Path):
         "print(a.variant, a.in_experiment, a.bucket)\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    res = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, env=env)
+    res = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, env=env
+    )
     assert res.returncode == 0, res.stderr
     from abkit.assignment import Experiment, assign
 
     here = assign(Experiment("k", variants=["a", "b"], traffic=0.5), "user-1")
     assert res.stdout.split() == [here.variant, str(here.in_experiment), str(here.bucket)]
+
+
+def test_every_public_assignment_name_resolves():
+    names = [n for n, mod in abkit._LAZY.items() if mod.startswith("abkit.assignment")]
+    assert len(names) == 12
+    for name in names:
+        obj = getattr(abkit, name)
+        assert obj.__module__ == abkit._LAZY[name], name

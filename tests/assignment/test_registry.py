@@ -69,7 +69,9 @@ def test_json_equals_toml(tmp_path):
     assert dict(json_reg) == dict(toml_reg)
     assert json_reg.holdout == toml_reg.holdout
     # a bare list is accepted too
-    bare = load_experiments(write(tmp_path, "bare.json", json.dumps([Experiment("x", variants=["a", "b"]).to_dict()])))
+    bare = load_experiments(
+        write(tmp_path, "bare.json", json.dumps([Experiment("x", variants=["a", "b"]).to_dict()]))
+    )
     assert list(bare) == ["x"]
 
 
@@ -80,7 +82,10 @@ def _error(tmp_path, name, text) -> ConfigError:
 
 
 def test_weights_not_summing_to_one_located(tmp_path):
-    text = TOML.replace("weight = 0.5\npayload = { model = \"ranker-v2\"", "weight = 0.4\npayload = { model = \"ranker-v2\"")
+    text = TOML.replace(
+        'weight = 0.5\npayload = { model = "ranker-v2"',
+        'weight = 0.4\npayload = { model = "ranker-v2"',
+    )
     err = _error(tmp_path, "reg.toml", text)
     msg = str(err)
     assert msg.startswith(str(tmp_path / "reg.toml"))
@@ -92,7 +97,9 @@ def test_weights_not_summing_to_one_located(tmp_path):
 def test_duplicate_keys_and_variant_names(tmp_path):
     err = _error(tmp_path, "reg.toml", TOML.replace('key = "banner"', 'key = "ranker-v2"'))
     assert "duplicate experiment key" in str(err) and "(line 28)" in str(err)
-    err = _error(tmp_path, "reg.toml", TOML.replace('variants = ["off", "on"]', 'variants = ["on", "on"]'))
+    err = _error(
+        tmp_path, "reg.toml", TOML.replace('variants = ["off", "on"]', 'variants = ["on", "on"]')
+    )
     assert "duplicate variant names ['on']" in str(err) and "experiment 'banner'" in str(err)
 
 
@@ -105,7 +112,9 @@ def test_unknown_fields_located(tmp_path):
 
 
 def test_overlapping_namespace_ranges(tmp_path):
-    err = _error(tmp_path, "reg.toml", TOML.replace("start = 0.5, end = 1.0", "start = 0.4, end = 1.0"))
+    err = _error(
+        tmp_path, "reg.toml", TOML.replace("start = 0.5, end = 1.0", "start = 0.4, end = 1.0")
+    )
     assert "overlaps experiment 'ranker-v2'" in str(err) and "experiment 'banner'" in str(err)
     # a stopped experiment frees its slice
     ok = TOML.replace("start = 0.5, end = 1.0 }", 'start = 0.4, end = 1.0 }\nstatus = "stopped"')
@@ -113,9 +122,19 @@ def test_overlapping_namespace_ranges(tmp_path):
 
 
 def test_bad_dates(tmp_path):
-    err = _error(tmp_path, "reg.toml", TOML.replace("start = 2026-03-01T00:00:00Z", "start = 2026-03-01T00:00:00"))
+    err = _error(
+        tmp_path,
+        "reg.toml",
+        TOML.replace("start = 2026-03-01T00:00:00Z", "start = 2026-03-01T00:00:00"),
+    )
     assert "no UTC offset" in str(err) and err.location.field == "start" and "(line 12)" in str(err)
-    err = _error(tmp_path, "reg.json", json.dumps({"experiments": [{"key": "k", "variants": ["a", "b"], "end": "next week"}]}, indent=1))
+    err = _error(
+        tmp_path,
+        "reg.json",
+        json.dumps(
+            {"experiments": [{"key": "k", "variants": ["a", "b"], "end": "next week"}]}, indent=1
+        ),
+    )
     assert "'next week' is not an ISO-8601" in str(err) and "(line 9)" in str(err)
 
 
@@ -134,12 +153,30 @@ def test_syntax_errors_and_missing_file(tmp_path):
 
 def test_unknown_experiment_key_lists_known(tmp_path):
     reg = load_experiments(write(tmp_path, "reg.toml", TOML))
-    with pytest.raises(ConfigError, match=r"no experiment 'nope' in the registry \(known: banner, ranker-v2\)"):
+    with pytest.raises(
+        ConfigError, match=r"no experiment 'nope' in the registry \(known: banner, ranker-v2\)"
+    ):
         reg["nope"]
 
 
 def test_holdout_conflict_and_round_trip():
-    reg = registry_from_dict({"holdout": {"name": "h", "fraction": 0.1}, "experiments": [{"key": "k", "variants": ["a", "b"]}]})
+    reg = registry_from_dict(
+        {
+            "holdout": {"name": "h", "fraction": 0.1},
+            "experiments": [{"key": "k", "variants": ["a", "b"]}],
+        }
+    )
     assert registry_from_dict(reg.to_dict()).to_dict() == reg.to_dict()
     with pytest.raises(ConfigError, match="different from the registry's global holdout"):
-        registry_from_dict({"holdout": {"name": "h", "fraction": 0.1}, "experiments": [{"key": "k", "variants": ["a", "b"], "holdout": {"name": "other", "fraction": 0.1}}]})
+        registry_from_dict(
+            {
+                "holdout": {"name": "h", "fraction": 0.1},
+                "experiments": [
+                    {
+                        "key": "k",
+                        "variants": ["a", "b"],
+                        "holdout": {"name": "other", "fraction": 0.1},
+                    }
+                ],
+            }
+        )

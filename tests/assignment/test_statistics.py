@@ -33,7 +33,14 @@ def _independence_p(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def test_variant_shares_uniform_over_1m_sequential_ids():
-    e = Experiment("uniformity", variants=[{"name": "a", "weight": 0.2}, {"name": "b", "weight": 0.3}, {"name": "c", "weight": 0.5}])
+    e = Experiment(
+        "uniformity",
+        variants=[
+            {"name": "a", "weight": 0.2},
+            {"name": "b", "weight": 0.3},
+            {"name": "c", "weight": 0.5},
+        ],
+    )
     bulk = assign_many(e, IDS_1M)
     counts = np.array(list(bulk.counts().values()))
     expected = np.array(e.effective_weights) * len(IDS_1M)
@@ -43,7 +50,10 @@ def test_variant_shares_uniform_over_1m_sequential_ids():
     bins = np.bincount(_deciles(list(bulk.buckets), 100).astype(np.int64), minlength=100)
     assert stats.chisquare(bins).pvalue > P_MIN
     # negative control: a scheme that pushes every 7th unit into the upper half is caught
-    biased = np.bincount(_deciles([h | 1 << 31 if h % 7 == 0 else h for h in bulk.buckets], 100).astype(np.int64), minlength=100)
+    biased = np.bincount(
+        _deciles([h | 1 << 31 if h % 7 == 0 else h for h in bulk.buckets], 100).astype(np.int64),
+        minlength=100,
+    )
     assert stats.chisquare(biased).pvalue < 1e-12
 
 
@@ -73,14 +83,22 @@ def _fnv1a32(text: str) -> int:
     return h
 
 
-@pytest.mark.parametrize(("k1", "k2"), [("exp-a", "exp-b"), ("checkout-1", "checkout-2"), ("ranker-v1", "ranker-v9"), ("x", "y")])
+@pytest.mark.parametrize(
+    ("k1", "k2"),
+    [("exp-a", "exp-b"), ("checkout-1", "checkout-2"), ("ranker-v1", "ranker-v9"), ("x", "y")],
+)
 def test_experiments_whose_keys_differ_in_last_character_are_independent(k1, k2):
     a = assign_many(Experiment(k1, variants=["a", "b"]), IDS)
     b = assign_many(Experiment(k2, variants=["a", "b"]), IDS)
     va = np.array([v == "b" for v in a.variants], dtype=np.int64)
     vb = np.array([v == "b" for v in b.variants], dtype=np.int64)
     assert _independence_p(va, vb) > P_MIN
-    assert _independence_p(_deciles(list(a.buckets)).astype(np.int64), _deciles(list(b.buckets)).astype(np.int64)) > P_MIN
+    assert (
+        _independence_p(
+            _deciles(list(a.buckets)).astype(np.int64), _deciles(list(b.buckets)).astype(np.int64)
+        )
+        > P_MIN
+    )
 
 
 def test_last_character_negative_control_fnv_modulo():
@@ -98,7 +116,10 @@ def test_namespace_membership_independent_of_variant():
     variant = np.array([e.variant_names.index(v) for v in assign_many(e, IDS[:100_000]).variants])
     assert _independence_p(_deciles(hn), variant) > P_MIN
     # holdout membership is independent of both
-    ho = np.array([hashing.holdout_hash("global", u) < hashing.threshold(0.1) for u in IDS[:100_000]], dtype=np.int64)
+    ho = np.array(
+        [hashing.holdout_hash("global", u) < hashing.threshold(0.1) for u in IDS[:100_000]],
+        dtype=np.int64,
+    )
     assert _independence_p(ho, variant) > P_MIN
     assert _independence_p(ho, _deciles(hn)) > P_MIN
     # negative control: a namespace hash that reuses the experiment's variant hash

@@ -28,7 +28,11 @@ from abkit.errors import ConfigError
         ({"attr": "age", "lt": 18}, {"age": "17"}, False),  # strings are not numbers
         ({"attr": "age", "lte": 1}, {"age": True}, False),  # nor are bools
         ({"attr": "score", "lt": 0.5}, {"score": 0.25}, True),
-        ({"attr": "ua", "regex": "(?i)bot|crawler"}, {"ua": "Mozilla (compatible; Googlebot)"}, True),
+        (
+            {"attr": "ua", "regex": "(?i)bot|crawler"},
+            {"ua": "Mozilla (compatible; Googlebot)"},
+            True,
+        ),
         ({"attr": "ua", "regex": "bot"}, {"ua": 42}, False),
         ({"attr": "ua", "exists": True}, {"ua": "x"}, True),
         ({"attr": "ua", "exists": False}, {"ua": None}, True),  # None counts as missing
@@ -54,9 +58,15 @@ def test_rule_semantics(rule, attrs, expected):
         ({"attr": "x"}, r"targeting: a condition needs exactly one operator"),
         ({"attr": "x", "eq": 1, "ne": 2}, r"exactly one operator"),
         ({"attr": "x", "regx": "a"}, r"unknown operator 'regx'"),
-        ({"all": [{"attr": "x", "eq": 1}, {"attr": "y", "gt": "ten"}]}, r"targeting\.all\[1\]\.gt: needs a number"),
+        (
+            {"all": [{"attr": "x", "eq": 1}, {"attr": "y", "gt": "ten"}]},
+            r"targeting\.all\[1\]\.gt: needs a number",
+        ),
         ({"any": []}, r"non-empty list"),
-        ({"not": {"attr": "ua", "regex": "("}}, r"targeting\.not\.regex: invalid regular expression"),
+        (
+            {"not": {"attr": "ua", "regex": "("}},
+            r"targeting\.not\.regex: invalid regular expression",
+        ),
         ({"attr": "v", "version_gte": "two"}, r"not a version"),
         ({"attr": "c", "in": "US"}, r"needs a list"),
         ({"eval": "__import__('os')"}, r"expected 'all', 'any', 'not'"),
@@ -71,13 +81,29 @@ def test_rule_errors_name_the_path(rule, message):
 
 
 def test_semver_precedence_order():
-    ordered = ["1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-alpha.beta", "1.0.0-beta", "1.0.0-beta.2", "1.0.0-beta.11", "1.0.0-rc.1", "1.0.0", "1.0.1", "1.2", "1.10.0", "2"]
+    ordered = [
+        "1.0.0-alpha",
+        "1.0.0-alpha.1",
+        "1.0.0-alpha.beta",
+        "1.0.0-beta",
+        "1.0.0-beta.2",
+        "1.0.0-beta.11",
+        "1.0.0-rc.1",
+        "1.0.0",
+        "1.0.1",
+        "1.2",
+        "1.10.0",
+        "2",
+    ]
     keys = [parse_version(v) for v in ordered]
     assert keys == sorted(keys)
     assert len(set(keys)) == len(keys)
 
 
-@given(st.lists(st.integers(0, 10**6), min_size=1, max_size=5), st.lists(st.integers(0, 10**6), min_size=1, max_size=5))
+@given(
+    st.lists(st.integers(0, 10**6), min_size=1, max_size=5),
+    st.lists(st.integers(0, 10**6), min_size=1, max_size=5),
+)
 def test_version_order_matches_numeric_tuples(a, b):
     va, vb = parse_version(".".join(map(str, a))), parse_version(".".join(map(str, b)))
 

@@ -48,7 +48,15 @@ def test_assign_prints_json_lines_matching_the_library(registry, capsys):
     rows = lines(capsys.readouterr().out)
     exp = load_experiments(registry)["ranker"]
     assert rows == [assign(exp, u, expose=False).to_dict() for u in ids]
-    assert set(rows[0]) == {"experiment", "unit_id", "variant", "payload", "in_experiment", "bucket", "reason"}
+    assert set(rows[0]) == {
+        "experiment",
+        "unit_id",
+        "variant",
+        "payload",
+        "in_experiment",
+        "bucket",
+        "reason",
+    }
 
 
 def test_every_experiment_when_no_key_and_attrs(registry, capsys):
@@ -61,22 +69,43 @@ def test_every_experiment_when_no_key_and_attrs(registry, capsys):
 def test_ids_from_stdin_and_exposure_file(registry, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(sys, "stdin", io.StringIO("a\nb\n\nc\n"))
     exposures = tmp_path / "exposures.jsonl"
-    code = main(["assign", "--experiments", str(registry), "--experiment", "banner", "--now", "2026-03-01T00:00:00Z", "--exposures", str(exposures), "-"])
+    code = main(
+        [
+            "assign",
+            "--experiments",
+            str(registry),
+            "--experiment",
+            "banner",
+            "--now",
+            "2026-03-01T00:00:00Z",
+            "--exposures",
+            str(exposures),
+            "-",
+        ]
+    )
     assert code == 0
     rows = lines(capsys.readouterr().out)
     assert [r["unit_id"] for r in rows] == ["a", "b", "c"]
     written = lines(exposures.read_text())
     assert [w["unit_id"] for w in written] == ["a", "b", "c"]  # banner enrolls everyone
-    assert written[0]["timestamp"] == "2026-03-01T00:00:00+00:00" and len(written[0]["event_id"]) == 32
+    assert (
+        written[0]["timestamp"] == "2026-03-01T00:00:00+00:00" and len(written[0]["event_id"]) == 32
+    )
 
 
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["assign", "--experiments", "{reg}", "--experiment", "nope", "u1"], "no experiment 'nope'"),
+        (
+            ["assign", "--experiments", "{reg}", "--experiment", "nope", "u1"],
+            "no experiment 'nope'",
+        ),
         (["assign", "--experiments", "{tmp}/missing.toml", "u1"], "registry file not found"),
         (["assign", "--experiments", "{reg}"], "at least one UNIT_ID"),
-        (["assign", "--experiments", "{reg}", "u1", "--attr", "a=b"], "must come before the unit ids"),
+        (
+            ["assign", "--experiments", "{reg}", "u1", "--attr", "a=b"],
+            "must come before the unit ids",
+        ),
         (["assign", "--experiments", "{reg}", "--now", "yesterday", "u1"], "not an ISO-8601"),
     ],
 )
@@ -90,25 +119,75 @@ def test_errors_are_one_line_exit_2(registry, tmp_path, capsys, argv, message):
 def test_diff_ok_and_reshuffle_exit_codes(registry, tmp_path, capsys):
     ramped = tmp_path / "ramped.toml"
     ramped.write_text(REGISTRY.replace("traffic = 0.5", "traffic = 0.9"), encoding="utf-8")
-    assert main(["assign", "diff", str(registry), str(ramped), "--sample", "5000", "--fail-on-reshuffle"]) == 0
+    assert (
+        main(
+            [
+                "assign",
+                "diff",
+                str(registry),
+                str(ramped),
+                "--sample",
+                "5000",
+                "--fail-on-reshuffle",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
-    assert "OK: no running experiment moves enrolled units." in out and "| ranker | changed |" in out
+    assert (
+        "OK: no running experiment moves enrolled units." in out and "| ranker | changed |" in out
+    )
     resalted = tmp_path / "resalted.toml"
-    resalted.write_text(REGISTRY.replace('key = "banner"', 'key = "banner"\nsalt = "banner-2"'), encoding="utf-8")
-    assert main(["assign", "diff", str(registry), str(resalted), "--sample", "5000", "--fail-on-reshuffle", "--json"]) == 4
+    resalted.write_text(
+        REGISTRY.replace('key = "banner"', 'key = "banner"\nsalt = "banner-2"'), encoding="utf-8"
+    )
+    assert (
+        main(
+            [
+                "assign",
+                "diff",
+                str(registry),
+                str(resalted),
+                "--sample",
+                "5000",
+                "--fail-on-reshuffle",
+                "--json",
+            ]
+        )
+        == 4
+    )
     data = json.loads(capsys.readouterr().out)
     banner = next(e for e in data["experiments"] if e["key"] == "banner")
     assert banner["reshuffles"] and 0.45 < banner["switched_share"] < 0.55
     ids = tmp_path / "ids.txt"
     ids.write_text("x\ny\n")
-    assert main(["assign", "diff", str(registry), str(resalted), "--ids", str(ids), "--experiment", "banner", "--json"]) == 0
+    assert (
+        main(
+            [
+                "assign",
+                "diff",
+                str(registry),
+                str(resalted),
+                "--ids",
+                str(ids),
+                "--experiment",
+                "banner",
+                "--json",
+            ]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)["n_units"] == 2
 
 
 def test_no_traceback_in_a_real_process(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('[[experiments]]\nkey = "k"\nvariants = ["a", "a"]\n')
-    res = subprocess.run([sys.executable, "-m", "abkit", "assign", "--experiments", str(bad), "u1"], capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, "-m", "abkit", "assign", "--experiments", str(bad), "u1"],
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 2
     assert "Traceback" not in res.stderr
     assert "duplicate variant names" in res.stderr and "(line 3)" in res.stderr

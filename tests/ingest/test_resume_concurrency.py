@@ -72,22 +72,12 @@ def snapshot(url: str) -> dict[str, object]:
     return {"events": events, "quarantine": quarantine, "batches": batches}
 
 
-def test_kill_9_mid_file_then_resume_equals_one_clean_run(db_url, tmp_path, audit, postgres_server=None):
+def test_kill_9_mid_file_then_resume_equals_one_clean_run(db_url, tmp_path, audit, request):
     path = make_file(tmp_path / "big.csv", range(1, 1201))
-    clean_url = db_url.replace("abkit.db", "clean.db") if db_url.startswith("sqlite") else None
-    if clean_url is None:
-        from abkit.testing.postgres import TemporaryPostgres  # noqa: F401 - same server below
-
-        base, _, _ = db_url.rpartition("/")
-        import uuid
-
-        import psycopg
-
-        name = f"clean_{uuid.uuid4().hex[:10]}"
-        dsn = base.replace("postgresql+psycopg://", "postgresql://") + "/postgres"
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        clean_url = f"{base}/{name}"
+    if db_url.startswith("sqlite"):
+        clean_url = f"sqlite:///{tmp_path / 'clean.db'}"
+    else:
+        clean_url = request.getfixturevalue("postgres_server").create_database()
     clean = ingest(path, db=clean_url, chunk_size=100)
     audit(clean_url, clean)
 

@@ -152,16 +152,61 @@ def test_toml_loads_every_kind(tmp_path):
 @pytest.mark.parametrize(
     ("text", "row", "field", "message"),
     [
-        ('[[metric]]\nname = "a"\ntype = "mean"\nevent = "x"\nwindoww = "7d"\n', 1, "windoww", "unknown key"),
-        ('[[metric]]\nname = "a"\ntype = "mean"\nevent = "x"\n\n[[metric]]\nname = "b"\ntype = "mean"\n', 6, "event", "needs an event"),
-        ('[[metric]]\nname = "a"\ntype = "mean"\nevent = "x"\ncap = "big"\n', 1, "cap", "must be a number"),
-        ('[[metric]]\nname = "a"\ntype = "ratio"\nnumerator = { event = "x" }\n', 1, "denominator", "needs a denominator"),
-        ('[[metric]]\nname = "a"\ntype = "ratio"\nnumerator = { event = "x", agg = "sum" }\ndenominator = { event = "y" }\n', 1, "numerator.agg", "unknown key"),
-        ('[[metric]]\nname = "a"\ntype = "mean"\nevent = "x"\n[[metric]]\nname = "a"\ntype = "mean"\nevent = "y"\n', 5, "name", "defined twice"),
+        (
+            '[[metric]]\nname = "a"\ntype = "mean"\nevent = "x"\nwindoww = "7d"\n',
+            1,
+            "windoww",
+            "unknown key",
+        ),
+        (
+            '[[metric]]\nname = "a"\ntype = "mean"\nevent = "x"\n\n[[metric]]\nname = "b"\ntype = "mean"\n',
+            6,
+            "event",
+            "needs an event",
+        ),
+        (
+            '[[metric]]\nname = "a"\ntype = "mean"\nevent = "x"\ncap = "big"\n',
+            1,
+            "cap",
+            "must be a number",
+        ),
+        (
+            '[[metric]]\nname = "a"\ntype = "ratio"\nnumerator = { event = "x" }\n',
+            1,
+            "denominator",
+            "needs a denominator",
+        ),
+        (
+            '[[metric]]\nname = "a"\ntype = "ratio"\nnumerator = { event = "x", agg = "sum" }\ndenominator = { event = "y" }\n',
+            1,
+            "numerator.agg",
+            "unknown key",
+        ),
+        (
+            '[[metric]]\nname = "a"\ntype = "mean"\nevent = "x"\n[[metric]]\nname = "a"\ntype = "mean"\nevent = "y"\n',
+            5,
+            "name",
+            "defined twice",
+        ),
         ('[[metric]]\nbuiltin = "nope"\n', 1, "builtin", "no builtin metric"),
-        ('[[metric]]\nbuiltin = "conversion_rate"\nevent = "signup"\n', 1, "event", "cannot be overridden"),
-        ('[[metric]]\nname = "a"\ntype = "proportion"\nevent = "x"\nwindow = "soon"\n', 1, "window", "cannot read duration"),
-        ('[[metric]]\nname = "a"\ntype = "mean"\nevent = "x"\nmin_count = 1.5\n', 1, "min_count", "integer"),
+        (
+            '[[metric]]\nbuiltin = "conversion_rate"\nevent = "signup"\n',
+            1,
+            "event",
+            "cannot be overridden",
+        ),
+        (
+            '[[metric]]\nname = "a"\ntype = "proportion"\nevent = "x"\nwindow = "soon"\n',
+            1,
+            "window",
+            "cannot read duration",
+        ),
+        (
+            '[[metric]]\nname = "a"\ntype = "mean"\nevent = "x"\nmin_count = 1.5\n',
+            1,
+            "min_count",
+            "integer",
+        ),
     ],
 )
 def test_toml_errors_are_located(text, row, field, message):

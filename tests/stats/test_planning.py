@@ -50,7 +50,10 @@ def test_cohen_h_matches_normal_ind_power(p, q, ratio, alternative):
     # Power for a given n is statsmodels' power, to 1e-9.
     pw = plan_proportion(p, mde=q - p, n_total=3000, method="cohen_h", alternative=alternative)
     sm_power = NormalIndPower().power(
-        h, nobs1=1500, alpha=0.05, alternative="two-sided" if alternative == "two-sided" else "larger"
+        h,
+        nobs1=1500,
+        alpha=0.05,
+        alternative="two-sided" if alternative == "two-sided" else "larger",
     )
     assert pw.power == pytest.approx(sm_power, rel=1e-9)
 
@@ -277,7 +280,9 @@ def test_property_n_is_the_smallest_size_reaching_power(p, rel, power, n_variant
     k = n_variants
     if p * (1 + rel) >= 1:
         return
-    plan = plan_proportion(p, mde=rel, relative=True, power=power, n_variants=k, alternative=alternative)
+    plan = plan_proportion(
+        p, mde=rel, relative=True, power=power, n_variants=k, alternative=alternative
+    )
     assert plan.achieved_power >= power - 1e-9
     if plan.n_control > 2:
         # One unit fewer per arm misses the target.
@@ -287,6 +292,59 @@ def test_property_n_is_the_smallest_size_reaching_power(p, rel, power, n_variant
         )  # fmt: skip
         assert fewer.power < power
     # MDE solved at the planned size is no larger than the one asked for.
-    back = plan_proportion(p, n_total=plan.n_total, power=power, n_variants=k, alternative=alternative)
+    back = plan_proportion(
+        p, n_total=plan.n_total, power=power, n_variants=k, alternative=alternative
+    )
     assert back.n_per_arm == plan.n_per_arm
     assert back.mde_abs <= plan.mde_abs * (1 + 1e-6) + 1e-12
+
+
+def test_simulated_power_with_three_treatments_and_bonferroni():
+    """Each of 3 comparisons against a shared control reaches the planned power at α/3."""
+    rng = np.random.default_rng(31)
+    plan = plan_proportion(0.20, mde=0.03, n_variants=4, power=0.8)
+    n = plan.n_control
+    sims = 4000
+    xc = rng.binomial(n, 0.20, sims) / n
+    crit = sps.norm.isf(plan.alpha_per_comparison / 2)
+    for _ in range(3):
+        xt = rng.binomial(n, 0.23, sims) / n
+        z = (xt - xc) / np.sqrt(xc * (1 - xc) / n + xt * (1 - xt) / n)
+        assert abs(np.mean(np.abs(z) > crit) - 0.8) < 0.03
+
+
+def test_describe_reads_like_a_sentence():
+    text = plan_proportion(0.10, mde=0.01, daily_traffic=5000).describe()
+    assert text.startswith("14,749 units per arm (29,498 total, about 6 days)")
+    assert "+0.01 (+10.0%)" in text and "80% power" in text and "two-sided" in text
+    uneven = plan_mean(25.0, 40.0, mde=-1.0, alternative="smaller", weights=[2, 1, 1]).describe()
+    assert uneven.startswith("arms of ") and "one-sided, decrease" in uneven
+
+
+@pytest.mark.parametrize("method", ["z", "t"])
+@pytest.mark.parametrize("alternative", ["two-sided", "larger"])
+def test_mde_matches_statsmodels_effect_size_solution(method, alternative):
+    solver = NormalIndPower() if method == "z" else TTestIndPower()
+    d = solver.solve_power(
+        None, nobs1=500, alpha=0.05, power=0.9, ratio=2.0, alternative=alternative
+    )
+    plan = plan_mean(
+        50.0, 20.0, n_total=1500, power=0.9, ratio=2.0, method=method, alternative=alternative
+    )
+    assert plan.n_per_arm == (500, 1000)
+    ours = plan.mde_abs / 20.0
+    # statsmodels' own root finder stops at ~1e-5 relative; its power function at our
+    # MDE hits the target to 1e-9, so ours is the more exact root.
+    assert ours == pytest.approx(d, rel=1e-4)
+    power_sm = solver.power(ours, nobs1=500, alpha=0.05, ratio=2.0, alternative=alternative)
+    assert power_sm == pytest.approx(0.9, rel=1e-9)
+    # Cohen's h: the MDE in h units, likewise.
+    h = NormalIndPower().solve_power(
+        None, nobs1=2000, alpha=0.05, power=0.8, alternative=alternative
+    )
+    ph = plan_proportion(0.3, n_total=4000, method="cohen_h", alternative=alternative)
+    assert ph.effect_size == pytest.approx(h, rel=1e-4)
+    power_h = NormalIndPower().power(
+        ph.effect_size, nobs1=2000, alpha=0.05, alternative=alternative
+    )
+    assert power_h == pytest.approx(0.8, rel=1e-9)

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 from scipy import optimize, stats
 
@@ -17,6 +17,7 @@ from abkit.stats.readout import (
     LiftResult,
     compare,
     compare_many,
+    compare_variants,
     critical_value,
     fieller_ratio_set,
     results_table,
@@ -289,6 +290,8 @@ def test_relative_interval_excludes_zero_exactly_when_significant(case):
         assert r.p_value is None and r.rel_ci is None
         return
     assume(abs(r.p_value - alpha) > 1e-9 * alpha)
+    # Make sure the strategy reaches both verdicts and both interval shapes.
+    event(f"{kind}: significant={r.significant}, bounded={r.rel_ci_bounded}")
     assert (not in_set(0.0, r.rel_ci_set)) == (r.p_value < alpha)
     # The absolute interval tells the same story.
     assert (not in_set(0.0, [r.abs_ci])) == (r.p_value < alpha)
@@ -509,3 +512,93 @@ def test_stats_package_is_lazy_and_sql_free():
 
     with pytest.raises(AttributeError):
         _ = s.no_such_name
+
+
+@pytest.mark.parametrize("metric_type", ["mean", "proportion"])
+@pytest.mark.parametrize("alternative", ["two-sided", "larger"])
+def test_compare_many_with_cuped_equals_compare(metric_type, alternative):
+    rng = np.random.default_rng(15)
+    k = 150
+    arms, objs = [], []
+    for _ in range(2):
+        cells = []
+        for _i in range(k):
+            n = int(rng.integers(1, 300))
+            x = rng.normal(2, 1, n)
+            if metric_type == "proportion":
+                x = (x > 2.5).astype(float)
+                y = (rng.random(n) < 0.1 + 0.4 * x).astype(float)
+            else:
+                y = rng.uniform(-1, 1) * x + rng.normal(rng.uniform(-1, 3), 1, n)
+            cells.append(MeanStats.from_values(y, x))
+        objs.append(cells)
+        names = ("n", "sum", "sum_sq", "cov_sum", "cov_sum_sq", "cross_sum")
+        arms.append({f: np.array([getattr(o, f) for o in cells]) for f in names})
+    many = compare_many(
+        arms[0], arms[1], metric_type=metric_type, alternative=alternative, cuped=True
+    )
+    assert "variance_reduction" in many.to_frame().columns
+    checked = 0
+    for i in range(k):
+        one = compare(
+            objs[0][i], objs[1][i], metric_type=metric_type, alternative=alternative, cuped=True
+        )
+        got = many.result(i)
+        assert got.status == one.status
+        if one.status != "ok":
+            continue
+        checked += 1
+        assert got.test == one.test
+        assert got.p_value == pytest.approx(one.p_value, rel=1e-8)
+        assert got.variance_reduction == pytest.approx(one.variance_reduction, rel=1e-8, abs=1e-12)
+        assert got.rel_ci_bounded == one.rel_ci_bounded
+        if one.rel_ci_bounded:
+            for a, b in zip(got.rel_ci, one.rel_ci, strict=True):
+                assert (a is None and b is None) or a == pytest.approx(b, rel=1e-7, abs=1e-12)
+    assert checked > 100
+
+
+def test_cuped_request_without_covariate_runs_unadjusted_and_says_so():
+    c, t = prop(1000, 100), prop(1000, 120)
+    r = compare(c, t, metric_type="proportion", cuped=True)
+    assert r.status == "ok" and not r.cuped and r.variance_reduction is None
+    assert "CUPED not applied: no pre-period covariate" in r.note
+    assert r.p_value == compare(c, t, metric_type="proportion").p_value
+    ratio = RatioStats(100, 50.0, 60.0, 120.0, 200.0, 90.0)
+    r = compare(ratio, ratio, metric_type="ratio", cuped=True)
+    assert "not supported for ratio" in r.note
+    with pytest.raises(ValueError, match="one arm only"):
+        compare(MeanStats.from_values([1.0, 2.0], [1.0, 3.0]), c, metric_type="mean", cuped=True)
+
+
+def test_summary_line():
+    r = compare(prop(11037, 104), prop(11034, 189), metric_type="proportion", variant="placebo")
+    line = r.summary()
+    assert line.startswith("placebo vs control: +81.78% [")
+    assert "significant at alpha 0.05" in line and "z-test" in line
+    unbounded = compare(from_moments(30, 0.2, 2.7), from_moments(30, 1.5, 2.7), metric_type="mean")
+    assert "interval unbounded" in unbounded.summary()
+    assert "not enough data" in compare(None, prop(10, 1), metric_type="proportion").summary()
+
+
+def test_compare_variants_corrects_across_arms():
+    from statsmodels.stats.multitest import multipletests
+
+    arms = {
+        "control": prop(8000, 800),
+        "a": prop(8000, 880),
+        "b": prop(8000, 905),
+        "c": None,
+    }
+    table = compare_variants(arms, metric_type="proportion", metric="signup")
+    assert [r.variant for r in table] == ["a", "b", "c"]
+    assert table[2].status == NOT_ENOUGH_DATA
+    raw = [compare(arms["control"], arms[v], metric_type="proportion").p_value for v in "ab"]
+    ref = multipletests(raw, method="holm")[1]
+    assert [r.p_value_adjusted for r in table][:2] == pytest.approx(list(ref), rel=1e-12)
+    assert all(r.correction == "Holm" for r in table)
+    frame = table.to_frame()
+    assert list(frame["variant"]) == ["a", "b", "c"] and "rel_ci_lower" in frame.columns
+    assert "signup" in table._repr_html_()
+    with pytest.raises(ValueError, match="not one of"):
+        compare_variants(arms, metric_type="proportion", control="z")

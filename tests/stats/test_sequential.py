@@ -7,9 +7,12 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import integrate
 from scipy import stats as sps
 
+from abkit.errors import NotEnoughDataError
 from abkit.stats.estimators import estimate_difference
 from abkit.stats.readout import compare
 from abkit.stats.sequential import (
@@ -174,3 +177,74 @@ def test_series_increments_equal_cumulative_and_running_summaries():
     assert cum.first_significant_look is not None
     assert cum.looks[cum.first_significant_look - 1].significant
     assert "<table" in cum._repr_html_()
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    n_c=st.integers(50, 50_000),
+    n_t=st.integers(50, 50_000),
+    rate_c=st.floats(0.02, 0.9),
+    lift=st.floats(-0.5, 0.5),
+    tau=st.floats(1e-4, 0.2),
+    alternative=st.sampled_from(["two-sided", "larger", "smaller"]),
+)
+def test_property_interval_agrees_with_p_value(n_c, n_t, rate_c, lift, tau, alternative):
+    x_c = round(n_c * rate_c)
+    x_t = min(n_t, max(0, round(n_t * rate_c * (1 + lift))))
+    try:
+        d = estimate_difference(
+            MeanStats(n=n_c, sum=x_c, sum_sq=x_c),
+            MeanStats(n=n_t, sum=x_t, sum_sq=x_t),
+            metric_type="proportion",
+        )
+    except NotEnoughDataError:  # zero variance in both arms: covered elsewhere
+        return
+    r = sequential_readout(d, tau=tau, alternative=alternative)
+    assert 0 < r.p_value <= 1
+    lo, hi = r.abs_ci
+    excludes = (lo is not None and lo > 0) or (hi is not None and hi < 0)
+    # Tolerance only at the exact boundary, where rounding decides.
+    if abs(abs(r.z) - r.boundary_z) > 1e-9:
+        assert excludes == r.significant
+        if r.rel_ci_bounded:
+            rlo, rhi = r.rel_ci
+            assert ((rlo is not None and rlo > 0) or (rhi is not None and rhi < 0)) == r.significant
+
+
+def test_tau_out_of_scale_is_not_nan():
+    d = estimate_difference(
+        MeanStats(n=100, sum=10, sum_sq=10),
+        MeanStats(n=100, sum=12, sum_sq=12),
+        metric_type="proportion",
+    )
+    for tau in (1e-200, 1e200):
+        r = sequential_readout(d, tau=tau)
+        assert r.status == "not enough data" and "out of scale" in r.note
+    tiny = sequential_readout(d, tau=1e-12)
+    assert tiny.status == "ok" and tiny.p_value == 1.0
+    for value in tiny.to_dict().values():
+        assert not (isinstance(value, float) and not math.isfinite(value))
+
+
+def test_cuped_covariance_enters_the_relative_sequence():
+    rng = np.random.default_rng(12)
+    x_c, x_t = rng.gamma(2.0, 5.0, 3000), rng.gamma(2.0, 5.0, 3000)
+    c = MeanStats.from_values(0.8 * x_c + rng.normal(0, 3, 3000), x_c)
+    t = MeanStats.from_values(0.8 * x_t + rng.normal(0.5, 3, 3000), x_t)
+    d = estimate_difference(c, t, metric_type="mean", cuped=True)
+    r = sequential_readout(d, tau=0.5)
+    lo, hi = r.rel_ci
+    for rel in (lo, hi):
+        w = d.var_treatment_mean - 2 * (1 + rel) * d.cov_means + (1 + rel) ** 2 * d.var_control_mean
+        stat = (d.treatment_mean - (1 + rel) * d.control_mean) / math.sqrt(w)
+        assert abs(stat) == pytest.approx(r.boundary_z, rel=1e-9)
+    raw = sequential_readout(estimate_difference(c, t, metric_type="mean"), tau=0.5)
+    assert r.abs_ci[1] - r.abs_ci[0] < raw.abs_ci[1] - raw.abs_ci[0]
+    g = guardrail_from_cuped(c, t)
+    assert g.status == "pass"
+
+
+def guardrail_from_cuped(c, t):  # type: ignore[no-untyped-def]
+    from abkit.stats.guardrails import guardrail
+
+    return guardrail(c, t, metric_type="mean", margin=0.02, cuped=True)

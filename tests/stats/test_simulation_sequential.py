@@ -12,6 +12,7 @@ from scipy import stats as sps
 from abkit.stats.planning import plan_proportion
 from abkit.stats.sequential import (
     always_valid_pvalue,
+    plan_sequential,
     sequential_boundary,
     sequential_series,
     tau_for_mde,
@@ -120,3 +121,37 @@ def test_aa_means_with_default_tau_and_series_api_agree():
         assert series.tau == pytest.approx(tau[i, 0])
         running = np.minimum.accumulate(p[i])
         assert [look.p_value for look in series.looks] == pytest.approx(list(running), rel=1e-9)
+
+
+@pytest.mark.parametrize("alternative", ["two-sided", "larger"])
+def test_plan_sequential_single_look_matches_closed_form(alternative):
+    """With one look the mSPRT is a z-test at the boundary c(ρ): solve that exactly."""
+    plan = plan_proportion(0.10, mde=0.01, alternative=alternative)
+    seq = plan_sequential(plan, looks=1)
+    v_n = plan.baseline_sd**2 / plan.n_control + plan.treatment_sd**2 / plan.n_per_arm[1]
+    z_beta = sps.norm.isf(0.2)
+
+    def gap(f: float) -> float:
+        c = float(sequential_boundary(seq.tau**2 * f / v_n, ALPHA, alternative))
+        return 0.01 * np.sqrt(f / v_n) - c - z_beta
+
+    from scipy.optimize import brentq
+
+    exact = brentq(gap, 1.0, 10.0)
+    assert seq.inflation == pytest.approx(exact, rel=0.02)
+    assert seq.expected_n_total_at_mde == seq.n_total
+
+
+def test_plan_sequential_power_holds_on_binomial_data():
+    """Max sample from plan_sequential, 14 looks, real binomial data: power ≈ 80%."""
+    rng = np.random.default_rng(8)
+    plan = plan_proportion(0.10, mde=0.01, daily_traffic=4000)
+    seq = plan_sequential(plan, looks=LOOKS)
+    assert 1.4 < seq.inflation < 2.0
+    assert seq.expected_n_total_at_mde < 0.8 * seq.n_total  # real effects stop early
+    assert seq.duration_days > plan.duration_days
+    daily = -(-seq.n_per_arm[0] // LOOKS)
+    conv_c, conv_t, n = _cumulative_proportions(rng, 0.10, 0.11, daily)
+    diff, var = _z_and_var(conv_c, conv_t, n)
+    p = always_valid_pvalue(diff / np.sqrt(var), seq.tau**2 / var)
+    assert abs(np.mean((p < ALPHA).any(axis=1)) - 0.8) < 0.03

@@ -1,0 +1,105 @@
+"""``abkit analyze``: table, JSON and CSV output; user errors as one line, exit 2."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+
+from abkit.analysis.simulate import TrueEffect, load_simulation, simulate_experiment
+from abkit.cli.main import main
+
+
+@pytest.fixture(scope="module")
+def store_url(tmp_path_factory):
+    sim = simulate_experiment(
+        6_000, effects=TrueEffect(conversion_lift=0.3), impressions=1.0, seed=4
+    )
+    url = f"sqlite:///{tmp_path_factory.mktemp('cli') / 'abkit.db'}"
+    load_simulation(sim, url, via="bulk")
+    return url, sim.experiment.key
+
+
+METRICS_TOML = """
+[[metric]]
+builtin = "conversion_rate"
+role = "primary"
+
+[[metric]]
+builtin = "revenue_per_user"
+
+[[metric]]
+name = "errors_per_user"
+type = "mean"
+event = "error"
+aggregate = "count"
+direction = "lower"
+role = "guardrail"
+window = "7d"
+"""
+
+
+def test_table_output(store_url, capsys):
+    url, key = store_url
+    assert main(["analyze", "--db", url, "--experiment", key]) == 0
+    out = capsys.readouterr().out
+    assert f"Experiment {key}" in out and "DECISION: SHIP (treatment)" in out
+    assert "conversion_rate" in out and "Business impact" in out
+
+
+def test_json_output_with_metrics_file(store_url, tmp_path, capsys):
+    url, key = store_url
+    path = tmp_path / "metrics.toml"
+    path.write_text(METRICS_TOML)
+    code = main(
+        [
+            "analyze",
+            "--db",
+            url,
+            "--experiment",
+            key,
+            "--metrics",
+            str(path),
+            "--segment",
+            "platform",
+            "--format",
+            "json",
+        ]
+    )
+    assert code == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["primary"] == "conversion_rate"
+    assert [m["metric"] for m in data["metrics"]] == [
+        "conversion_rate",
+        "revenue_per_user",
+        "errors_per_user",
+    ]
+    assert data["guardrails"][0]["metric"] == "errors_per_user"
+    assert {s["value"] for s in data["segments"]} == {"ios", "android", "web"}
+
+
+def test_csv_output(store_url, capsys):
+    url, key = store_url
+    assert main(["analyze", "--db", url, "--experiment", key, "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [r["metric"] for r in rows] == [
+        "conversion_rate",
+        "revenue_per_user",
+        "orders_per_user",
+        "average_order_value",
+    ]
+    assert {r["verdict"] for r in rows} == {"ship"} and rows[0]["experiment"] == key
+
+
+def test_user_errors_are_one_line(store_url, tmp_path, capsys):
+    url, _ = store_url
+    assert main(["analyze", "--db", url, "--experiment", "missing"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no exposures" in err
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[metric]]\nname = "x"\ntype = "mean"\n')
+    assert main(["analyze", "--db", url, "--experiment", "e", "--metrics", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "bad.toml, row 1, field 'event'" in err and "Traceback" not in err

@@ -1,0 +1,264 @@
+"""The executive report end to end: real SQLite store, real kernel, real Chromium.
+
+One small simulated experiment is loaded through the production path (assign with the
+exposure hook, ingest) and rendered once per module; the tests then read the HTML.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from abkit.report import format as F
+from abkit.report.render import check_offline, render_report
+from abkit.report.sections import read_report_data
+
+HOSTILE = "ab'\"\n__import__('os').system('touch {marker}') # <script>alert(1)</script> &amp;"
+
+
+@pytest.fixture(scope="module")
+def demo_store(tmp_path_factory):
+    from abkit.demo import run_demo
+
+    root = tmp_path_factory.mktemp("exec")
+    result = run_demo(
+        "guardrail-breach", db=root / "demo.db", reports_dir=root, n_units=12_000, render=False
+    )
+    return result, root / f"{result.experiment}.metrics.toml"
+
+
+@pytest.fixture(scope="module")
+def executive(demo_store, tmp_path_factory):
+    result, metrics = demo_store
+    out = tmp_path_factory.mktemp("exec-out") / "report.html"
+    report = render_report(result.db_url, result.experiment, out=out, metrics=metrics)
+    return report, out.read_text(encoding="utf-8")
+
+
+class _Cells(HTMLParser):
+    """Scorecard rows: (metric, variant) -> list of (data-value, text) per cell."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.rows: dict[tuple[str, str], list[list[object]]] = {}
+        self._in_scorecard = False
+        self._row: list[list[object]] | None = None
+        self._cell: list[object] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "table" and "abkit-scorecard" in (a.get("class") or ""):
+            self._in_scorecard = True
+        elif self._in_scorecard and tag == "tr" and "data-metric" in a:
+            self._row = []
+            self.rows[(a["data-metric"], a["data-variant"])] = self._row
+        elif self._row is not None and tag == "td":
+            self._cell = [a.get("data-value"), ""]
+            self._row.append(self._cell)
+
+    def handle_endtag(self, tag):
+        if tag == "table":
+            self._in_scorecard = False
+        elif tag == "tr":
+            self._row = None
+        elif tag == "td":
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell[1] += data
+
+
+def test_report_numbers_equal_the_analysis_result(demo_store, executive):
+    from abkit.analysis.analyze import analyze
+
+    demo, metrics = demo_store
+    _, page = executive
+    result = analyze(demo.db_url, demo.experiment, str(metrics))
+    data = read_report_data(page)
+    cells = _Cells()
+    cells.feed(page)
+    assert len(cells.rows) == len(result.metrics) == len(data["metrics"]) == 5
+    shown = {(m["metric"], m["variant"]): m for m in data["metrics"]}
+    for r in result.metrics:
+        row = shown[(r.metric, r.variant)]
+        p = r.p_value_adjusted if r.p_value_adjusted is not None else r.p_value
+        expected = {
+            "control_mean": r.control_mean,
+            "treatment_mean": r.treatment_mean,
+            "abs_lift": r.abs_lift,
+            "rel_lift": r.rel_lift,
+            "rel_low": r.rel_ci[0],
+            "rel_high": r.rel_ci[1],
+            "p_value": p,
+            "significant": r.significant,
+            "n_control": r.n_control,
+        }
+        for key, value in expected.items():
+            assert row[key] == value, (r.metric, key)
+        # The visible table: the raw number in data-value and its formatted text.
+        control, treatment, abs_lift, rel_lift, interval, pcell = cells.rows[(r.metric, r.variant)][1:7]
+        assert float(control[0]) == r.control_mean
+        assert control[1] == F.fmt_metric_value(r.control_mean, r.metric_type)
+        assert float(treatment[0]) == r.treatment_mean
+        assert abs_lift[1] == F.fmt_abs_lift(r.abs_lift, r.metric_type)
+        assert float(rel_lift[0]) == r.rel_lift
+        assert rel_lift[1] == F.fmt_pct(r.rel_lift, 1, signed=True)
+        assert interval[1] == F.fmt_interval(*r.rel_ci, F.fmt_pct, digits=1, signed=True)
+        assert float(pcell[0]) == p and pcell[1] == F.fmt_pvalue(p)
+    assert data["decision"]["verdict"] == result.decision.verdict == "roll back"
+    assert data["quality"]["counts"] == result.experiment.units
+    assert data["quality"]["srm_p_value"] == result.quality.srm.p_value
+    impact = data["impact"][0]
+    assert impact["estimate"] == result.impact.change
+    assert (impact["low"], impact["high"]) == tuple(result.impact.interval)
+    # The guardrail the demo breaks is shown as failing, in words.
+    guard = shown[("errors_per_user", "v3")]
+    assert guard["role"] == "guardrail" and guard["guardrail_status"] == "fail"
+    assert "chip-fail" in page and ">fail<" in page
+
+
+def test_sections_in_the_required_order(executive):
+    _, page = executive
+    markers = [
+        'class="abkit-banner',
+        "Recommendation: Roll back",
+        "<h2",  # Headline
+        "data-rel-lift=",
+        "Projected impact if shipped",
+        'class="abkit-scorecard"',
+        "Relative lift with 95% interval",  # forest plot (alt text)
+        "Cumulative relative lift",
+        "Units split as configured",
+        'class="abkit-facts"',
+        "How to read this report",
+        "Units (users) are split at random",
+    ]
+    positions = [page.find(m) for m in markers]
+    assert all(p >= 0 for p in positions), dict(zip(markers, positions))
+    assert positions == sorted(positions)
+    # Facts: hypothesis, owner, dates, traffic, variants with their model versions.
+    for text in ("Hypothesis", "Owner", "Recommendations team (demo)", "Planned dates", "Traffic",
+                 "recsys-v1.4", "recsys-v3.0-large"):
+        assert text in page
+
+
+def test_self_contained_offline_and_small(executive):
+    report, page = executive
+    assert report.size_bytes == len(page.encode("utf-8")) < 2_000_000
+    assert check_offline(page) == []
+    assert "<script" not in page.lower()
+    assert not re.search(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//""", page, re.I)
+    images = re.findall(r"<img\b[^>]*>", page)
+    assert len(images) == 2  # forest and cumulative plots
+    for tag in images:
+        assert re.search(r'src="data:image/png;base64,[A-Za-z0-9+/=]{1000,}"', tag)
+        assert re.search(r'alt="[^"]{20,}"', tag)
+    assert "nan" not in re.sub(r"<[^>]+>", "", page).split()
+
+
+def test_opens_in_headless_chromium(executive, chromium):
+    from chromium import load_page, screenshot_stats
+
+    report, _ = executive
+    load = load_page(report.path, binary=chromium)
+    assert load.errors == []
+    assert load.network_requests == []
+    assert load.requests[0].startswith("file:")
+    assert load.title.startswith("Experiment report")
+    stats = screenshot_stats(load.screenshot)
+    assert stats["width"] == 1280 and stats["height"] > 2000
+    assert stats["stddev"] > 10 and 0.02 < stats["non_white"] < 0.6  # text, colour, plots
+
+
+def test_hostile_experiment_text_is_data_everywhere(tmp_path, chromium):
+    from abkit.analysis.simulate import load_simulation, simulate_experiment
+    from abkit.assignment.config import Experiment, Variant
+    from abkit.store.store import open_store
+
+    marker = tmp_path / "pwned"
+    key = HOSTILE.format(marker=marker)
+    db = f"sqlite:///{tmp_path / 'h.db'}"
+    sim = simulate_experiment(3_000, key=key, seed=3, impressions=0.0)
+    load_simulation(sim, db)
+    store = open_store(db)
+    store.register_experiments(
+        [
+            Experiment(
+                key=key,
+                variants=(
+                    Variant("control", 0.5, {"model": "</td><img src=https://evil.example/x.png>"}),
+                    Variant("treatment", 0.5, {"model": "v2\"'><script>alert(2)</script>"}),
+                ),
+                description=key,
+                hypothesis="<b onmouseover=alert(3)>bold?</b>",
+                owner="O'Brien & <Sons>",
+            )
+        ]
+    )
+    store.close()
+    out = tmp_path / "h.html"
+    report = render_report(db, key, out=out, title=key)
+    page = out.read_text(encoding="utf-8")
+    assert not marker.exists()
+    assert check_offline(page) == []
+    assert "<script" not in page.lower() and "<b onmouseover" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "O&#x27;Brien &amp; &lt;Sons&gt;" in page or "O'Brien &amp; &lt;Sons&gt;" in page
+    assert "__import__(&#x27;os&#x27;)" in page or "__import__('os')" in page
+    assert report.path == out and report.path.name == "h.html"
+    load = load_page_checked(out, chromium)
+    assert "alert" not in " ".join(load.errors)
+
+
+def load_page_checked(path: Path, chromium: str):
+    from chromium import load_page
+
+    load = load_page(path, binary=chromium)
+    assert load.errors == [] and load.network_requests == []
+    return load
+
+
+def test_default_output_name_is_safe():
+    from abkit.report.render import _safe_filename
+
+    assert _safe_filename("recommender-v2") == "recommender-v2"
+    assert _safe_filename("../../etc/passwd") == "etc_passwd"
+    assert "/" not in _safe_filename(HOSTILE)
+    assert _safe_filename("...") == "report"
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "abkit", *args], capture_output=True, text=True, cwd=cwd, check=False
+    )
+
+
+def test_cli_report_writes_the_file_and_errors_are_one_line(demo_store, tmp_path):
+    demo, metrics = demo_store
+    done = _cli(
+        "report", "--db", demo.db_url, "--experiment", demo.experiment, "--metrics", str(metrics),
+        "--currency", "EUR", "--period", "month", "--impact-metric", "revenue_per_user",
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "reports" / f"{demo.experiment}.html"
+    assert f"report written to reports/{demo.experiment}.html" in done.stdout
+    page = out.read_text(encoding="utf-8")
+    data = read_report_data(page)
+    assert data["impact"][0]["period"] == "month" and data["impact"][0]["unit"] == "EUR"
+    assert "€" in page
+    for args, message in (
+        (("--experiment", "no-such-experiment"), "has no exposures"),
+        (("--experiment", demo.experiment, "--template", "nope"), "unknown report template"),
+        (("--experiment", demo.experiment, "--param", "alpah=0.1"), "has no parameter alpah"),
+    ):
+        bad = _cli("report", "--db", demo.db_url, *args, cwd=tmp_path)
+        assert bad.returncode == 2, bad.stderr
+        assert message in bad.stderr and "Traceback" not in bad.stderr
+        assert len(bad.stderr.strip().splitlines()) == 1
