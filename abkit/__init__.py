@@ -33,6 +33,17 @@ _LAZY: dict[str, str] = {
     "ingest": "abkit.ingest.ingestor",
     "IngestReport": "abkit.ingest.ingestor",
     "Tracker": "abkit.ingest.tracker",
+    # statistics on sufficient statistics
+    "MeanStats": "abkit.stats.sufficient",
+    "RatioStats": "abkit.stats.sufficient",
+    "compare": "abkit.stats.readout",
+    "compare_variants": "abkit.stats.readout",
+    "srm_test": "abkit.stats.srm",
+    "adjust_pvalues": "abkit.stats.multiple",
+    "plan_proportion": "abkit.stats.planning",
+    "plan_mean": "abkit.stats.planning",
+    "plan_ratio": "abkit.stats.planning",
+    "guardrail": "abkit.stats.guardrails",
     # metrics and analysis
     "Metric": "abkit.metrics.definitions",
     "load_metrics": "abkit.metrics.definitions",
@@ -68,6 +79,12 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from abkit.assignment.exposure import ExposureRecord, add_exposure_hook, remove_exposure_hook
     from abkit.assignment.registry import load_experiments
     from abkit.ingest.ingestor import IngestReport, ingest
+    from abkit.stats.guardrails import guardrail
+    from abkit.stats.multiple import adjust_pvalues
+    from abkit.stats.planning import plan_mean, plan_proportion, plan_ratio
+    from abkit.stats.readout import compare, compare_variants
+    from abkit.stats.srm import srm_test
+    from abkit.stats.sufficient import MeanStats, RatioStats
     from abkit.ingest.tracker import Tracker
     from abkit.metrics.definitions import Metric, load_metrics
     from abkit.report.render import render_report

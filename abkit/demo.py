@@ -238,8 +238,10 @@ def run_demo(
         store.register_experiments([_demo_experiment(spec, start, days)])
 
         t0 = time.perf_counter()
-        say(f"simulating {n_units:,} users in {spec.key} ({spec.control} vs {spec.treatment}), "
-            "assigning each with abkit.assign ...")
+        say(
+            f"simulating {n_units:,} users in {spec.key} ({spec.control} vs {spec.treatment}), "
+            "assigning each with abkit.assign ..."
+        )
         tracker = Tracker(db=store, flush_every=10_000, source_name="demo-service")
         hook = add_exposure_hook(tracker.expose)
         try:
@@ -276,8 +278,10 @@ def run_demo(
             source_name="demo-events",
         )
         timings["ingest"] = time.perf_counter() - t0
-        say(f"ingested {exposures:,} exposures (via the exposure hook) and "
-            f"{int(events_report.accepted):,} events into {db_url}")
+        say(
+            f"ingested {exposures:,} exposures (via the exposure hook) and "
+            f"{int(events_report.accepted):,} events into {db_url}"
+        )
     finally:
         store.close()
 

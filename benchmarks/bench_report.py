@@ -57,14 +57,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="abkit-bench-report-") as tmp:
         root = Path(tmp)
         t0 = time.perf_counter()
-        demo = run_demo("ship", db=root / "bench.db", reports_dir=root, n_units=args.units, render=False)
+        demo = run_demo(
+            "ship", db=root / "bench.db", reports_dir=root, n_units=args.units, render=False
+        )
         load_seconds = time.perf_counter() - t0
         metrics = root / f"{demo.experiment}.metrics.toml"
 
         renders, executes, sizes = [], [], []
         for i in range(args.repeat):
             report = render_report(
-                demo.db_url, demo.experiment, out=root / f"r{i}.html", metrics=metrics, save_notebook=True
+                demo.db_url,
+                demo.experiment,
+                out=root / f"r{i}.html",
+                metrics=metrics,
+                save_notebook=True,
             )
             renders.append(report.seconds)
             executes.append(report.execute_seconds)
@@ -92,24 +98,45 @@ def main() -> None:
         export_seconds = time.perf_counter() - t0
         from nbconvert import HTMLExporter
 
-        stock, _ = HTMLExporter(template_name="lab", exclude_input=True).from_notebook_node(executed)
+        stock, _ = HTMLExporter(template_name="lab", exclude_input=True).from_notebook_node(
+            executed
+        )
 
     render = statistics.median(renders)
     rows = [
         ("load demo data (simulate + assign + ingest)", f"{load_seconds:.2f} s", ""),
-        ("**executive report, end to end** (median)", f"**{render:.2f} s**",
-         f"goal < {GOAL_SECONDS:.0f} s: {'met' if render < GOAL_SECONDS else 'MISSED'}"),
+        (
+            "**executive report, end to end** (median)",
+            f"**{render:.2f} s**",
+            f"goal < {GOAL_SECONDS:.0f} s: {'met' if render < GOAL_SECONDS else 'MISSED'}",
+        ),
         ("  of which kernel start + cells", f"{statistics.median(executes):.2f} s", ""),
-        ("  of which HTML export + audit + write", f"{render - statistics.median(executes):.2f} s", ""),
-        ("baseline: empty notebook on a fresh kernel", f"{statistics.median(kernels):.2f} s",
-         f"the report takes {render / statistics.median(kernels):.1f}x this"),
-        ("baseline: analyze() in-process", f"{statistics.median(analyses):.2f} s",
-         f"the report takes {render / statistics.median(analyses):.1f}x this"),
+        (
+            "  of which HTML export + audit + write",
+            f"{render - statistics.median(executes):.2f} s",
+            "",
+        ),
+        (
+            "baseline: empty notebook on a fresh kernel",
+            f"{statistics.median(kernels):.2f} s",
+            f"the report takes {render / statistics.median(kernels):.1f}x this",
+        ),
+        (
+            "baseline: analyze() in-process",
+            f"{statistics.median(analyses):.2f} s",
+            f"the report takes {render / statistics.median(analyses):.1f}x this",
+        ),
         ("export only (abkit template)", f"{export_seconds:.2f} s", ""),
-        ("HTML size, abkit offline template", f"{statistics.median(sizes) / 1024:,.0f} KB",
-         f"{_remote_refs(ours)} network references, {ours.lower().count('<script')} scripts"),
-        ("HTML size, nbconvert stock lab template", f"{len(stock.encode()) / 1024:,.0f} KB",
-         f"{_remote_refs(stock)} network references, {stock.lower().count('<script')} scripts"),
+        (
+            "HTML size, abkit offline template",
+            f"{statistics.median(sizes) / 1024:,.0f} KB",
+            f"{_remote_refs(ours)} network references, {ours.lower().count('<script')} scripts",
+        ),
+        (
+            "HTML size, nbconvert stock lab template",
+            f"{len(stock.encode()) / 1024:,.0f} KB",
+            f"{_remote_refs(stock)} network references, {stock.lower().count('<script')} scripts",
+        ),
     ]
     print(f"\nExecutive report, {args.units:,} simulated users, {args.repeat} repeats\n")
     print("| measure | value | note |")

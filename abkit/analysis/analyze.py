@@ -49,7 +49,7 @@ class ExperimentFacts(ResultMixin):
     variants: tuple[str, ...]
     weights: dict[str, float]
     traffic: float
-    registered: bool
+    registered: bool  # False: no configuration found, equal weights assumed for SRM
     dialect: str
     units: dict[str, int]  # analysed units per arm
     first_exposure: str | None
@@ -439,7 +439,8 @@ def analyze(
     one with ``role="primary"`` (else the first non-guardrail one). ``guardrails``:
     metrics or names (library or listed metrics) that must not get significantly worse.
     ``method``: ``fixed``, ``sequential`` or ``bayesian`` (see :mod:`abkit.stats.readout`).
-    ``segments``: exposure attribute names (e.g. ``"platform"``) to break results down by.
+    ``segments``: exposure attribute names (e.g. ``"platform"``) to break the primary
+    metric and the guardrails down by (fixed-horizon readouts, corrected per dimension).
     ``traffic_per_day``: exposed units per day (default: observed) for the sample still
     needed and the impact projection; ``business``: :class:`BusinessAssumptions`.
     """

@@ -10,10 +10,11 @@ The query, stage by stage (all timestamps are BIGINT epoch microseconds):
 1. ``abkit_first`` - per unit of the experiment: first exposure time, smallest and largest
    variant seen, number of exposure rows. Exposures at or after the experiment's end are
    ignored.
-2. ``abkit_units`` - units whose smallest and largest variant agree, i.e. units exposed to
-   exactly one variant; units seen in two or more variants are **excluded** (they are
-   contaminated: no arm's effect can be attributed to them) and counted by the quality
-   checks. ``day = first_us // 86_400_000_000`` is the UTC day of first exposure.
+2. ``abkit_units`` - every unit with its first exposure; units whose smallest and largest
+   variant differ (seen in two or more variants) are **excluded** (they are contaminated:
+   no arm's effect can be attributed to them): they are aggregated like the others, kept
+   apart by a ``single`` flag in the final GROUP BY and dropped in Python, and counted by
+   the quality checks. ``day = first_us // 86_400_000_000`` is the UTC day of first exposure.
 3. ``abkit_unit_values`` - a LEFT JOIN of units to their events of the metrics' event types;
    for each metric measure, conditional aggregates over the events in the unit's window
    ``first <= ts < first + window`` (and ``ts < end``), over the pre-period
@@ -134,7 +135,8 @@ def _base_ctes(
     end_us: int | None,
     segment: str | None,
 ) -> Any:
-    """Stages 1-3; returns the ``abkit_unit_values`` CTE."""
+    """Stages 1-3: the ``abkit_unit_values`` CTE and, per ``(metric index, tag)``
+    (``num``, ``den``, ``pre_num``, ``pre_den``, ``before``, ``after``), its column name."""
     exposures, events = tables.exposures, tables.events
     exp_filter = [exposures.c.experiment == _p(experiment, String())]
     if end_us is not None:
@@ -156,7 +158,13 @@ def _base_ctes(
         first.c.variant,
         (first.c.first_us // _p(MICROS_PER_DAY, BigInteger())).label("day"),
     ]
-    units_q = select(*unit_cols).where(first.c.variant == first.c.variant_max)
+    # Contaminated units (variant != variant_max) are not filtered out with a WHERE: a
+    # predicate comparing two aggregates gets a tiny default selectivity from
+    # PostgreSQL's planner (which pushes it down into this GROUP BY wherever it is
+    # written), and the planner then probes the events index once per unit instead of
+    # hash-joining. They are carried as a ``single`` flag into the final GROUP BY and
+    # dropped in Python.
+    units_q = select(*unit_cols, first.c.variant_max)
     if segment is not None:
         seg = _segment_cte(tables, experiment, first, segment, end_us)
         units_q = units_q.add_columns(
@@ -173,9 +181,21 @@ def _base_ctes(
     ]
     first_us = units.c.first_us
     end = _p(end_us, BigInteger()) if end_us is not None else None
-    columns: list[Any] = [units.c.unit_id, units.c.variant, units.c.day]
+    columns: list[Any] = [units.c.unit_id, units.c.variant, units.c.variant_max, units.c.day]
     if segment is not None:
         columns.append(units.c.segment)
+    # Metrics often share aggregates (conversion, orders, revenue and AOV all read the
+    # purchases in the same window): each distinct aggregate is computed once per joined
+    # row, which is where the engine spends its time, and metrics point at it by name.
+    names: dict[tuple[Any, ...], str] = {}
+    plan: dict[tuple[int, str], str] = {}
+
+    def add(index: int, tag: str, key: tuple[Any, ...], build: Any) -> None:
+        if key not in names:
+            names[key] = f"a{len(names)}"
+            columns.append(build().label(names[key]))
+        plan[(index, tag)] = names[key]
+
     for i, metric in enumerate(metrics):
         after_first = events.c.ts_us >= first_us
         window = [after_first]
@@ -192,37 +212,48 @@ def _base_ctes(
         if metric.denominator is not None:
             measures.append(("den", metric.denominator))
         for tag, measure in measures:
-            columns.append(
-                _measure_aggregate(events, measure, in_window, first_us).label(
-                    QueryPlan.col(i, tag)
-                )
+            # "count" and "converted" share one SQL aggregate (the count)
+            agg = "count" if measure.aggregate == "converted" else measure.aggregate
+            types = tuple(sorted(measure.event_types))
+            add(
+                i,
+                tag,
+                ("window", types, agg, metric.window_us),
+                lambda m=measure, w=in_window: _measure_aggregate(events, m, w, first_us),
             )
             if metric.supports_cuped:
-                columns.append(
-                    _measure_aggregate(events, measure, pre, first_us).label(
-                        QueryPlan.col(i, f"pre_{tag}")
-                    )
+                add(
+                    i,
+                    f"pre_{tag}",
+                    ("pre", types, agg, metric.pre_period_us),
+                    lambda m=measure, p=pre: _measure_aggregate(events, m, p, first_us),
                 )
+        all_types = tuple(sorted({t for _, m in measures for t in m.event_types}))
         any_type = or_(*[_in_types(events, m) for _, m in measures])
-        columns.append(
-            func.sum(case((and_(any_type, events.c.ts_us < first_us), 1), else_=0)).label(
-                QueryPlan.col(i, "before")
-            )
+        add(
+            i,
+            "before",
+            ("before", all_types),
+            lambda a=any_type: func.sum(case((and_(a, events.c.ts_us < first_us), 1), else_=0)),
         )
-        columns.append(
-            func.sum(case((and_(any_type, after_first, ~in_window), 1), else_=0)).label(
-                QueryPlan.col(i, "after")
-            )
+        add(
+            i,
+            "after",
+            ("after", all_types, metric.window_us),
+            lambda a=any_type, f=after_first, w=in_window: func.sum(
+                case((and_(a, f, ~w), 1), else_=0)
+            ),
         )
-    group = [units.c.unit_id, units.c.variant, units.c.day]
+    group = [units.c.unit_id, units.c.variant, units.c.variant_max, units.c.day]
     if segment is not None:
         group.append(units.c.segment)
-    return (
+    cte = (
         select(*columns)
         .select_from(units.outerjoin(events, and_(*join_on)))
         .group_by(*group)
         .cte("abkit_unit_values")
     )
+    return cte, plan
 
 
 def _segment_cte(
@@ -253,8 +284,8 @@ def _segment_cte(
     )
 
 
-def _raw_numerator(metric: Metric, values: Any, i: int) -> Any:
-    col = values.c[QueryPlan.col(i, "num")]
+def _raw_numerator(metric: Metric, values: Any, plan: dict[tuple[int, str], str], i: int) -> Any:
+    col = values.c[plan[(i, "num")]]
     if metric.kind == "proportion":
         return _measure_value(metric.numerator, col, min_count=metric.min_count)
     return _measure_value(metric.numerator, col)
@@ -271,8 +302,10 @@ def percentile_caps_query(
     """First pass: the nearest-rank ``cap_percentile`` of metric ``index``'s non-zero values."""
     metric = metrics[index]
     assert metric.cap_percentile is not None
-    values = _base_ctes(tables, experiment, [metric], end_us=end_us, segment=None)
-    v = _raw_numerator(metric, values, 0)
+    values, plan = _base_ctes(tables, experiment, [metric], end_us=end_us, segment=None)
+    v = _raw_numerator(metric, values, plan, 0)
+    # contaminated units count as zero (see the note in _base_ctes on why not WHERE)
+    v = case((values.c.variant == values.c.variant_max, v), else_=_zero())
     nonzero = select(v.label("v")).where(v != _zero()).subquery("abkit_nonzero")
     ranked = select(
         nonzero.c.v,
@@ -295,29 +328,30 @@ def aggregates_query(
 ) -> Any:
     """Stages 1-5: one row per (variant, day[, segment]) with every metric's sums."""
     caps = caps or {}
-    values = _base_ctes(tables, experiment, metrics, end_us=end_us, segment=segment)
-    stage4: list[Any] = [values.c.variant, values.c.day]
+    values, plan = _base_ctes(tables, experiment, metrics, end_us=end_us, segment=segment)
+    single = case((values.c.variant == values.c.variant_max, 1), else_=0).label("single")
+    stage4: list[Any] = [values.c.variant, values.c.day, single]
     if segment is not None:
         stage4.append(values.c.segment)
     for i, metric in enumerate(metrics):
         cap = metric.cap if metric.cap is not None else caps.get(metric.name)
-        y = _capped(_raw_numerator(metric, values, i), cap)
+        y = _capped(_raw_numerator(metric, values, plan, i), cap)
         stage4.append(y.label(QueryPlan.col(i, "y")))
         if metric.supports_cuped:
-            pre = values.c[QueryPlan.col(i, "pre_num")]
+            pre = values.c[plan[(i, "pre_num")]]
             if metric.kind == "proportion":
                 x = _measure_value(metric.numerator, pre, min_count=metric.min_count)
             else:
                 x = _capped(_measure_value(metric.numerator, pre), cap)
             stage4.append(x.label(QueryPlan.col(i, "x")))
         if metric.denominator is not None:
-            d = _measure_value(metric.denominator, values.c[QueryPlan.col(i, "den")])
+            d = _measure_value(metric.denominator, values.c[plan[(i, "den")]])
             stage4.append(d.label(QueryPlan.col(i, "d")))
-        stage4.append(values.c[QueryPlan.col(i, "before")])
-        stage4.append(values.c[QueryPlan.col(i, "after")])
+        stage4.append(values.c[plan[(i, "before")]].label(QueryPlan.col(i, "before")))
+        stage4.append(values.c[plan[(i, "after")]].label(QueryPlan.col(i, "after")))
     per_unit = select(*stage4).cte("abkit_unit_metrics")
 
-    keys = [per_unit.c.variant, per_unit.c.day]
+    keys = [per_unit.c.variant, per_unit.c.day, per_unit.c.single]
     if segment is not None:
         keys.append(per_unit.c.segment)
     out: list[Any] = [*keys, func.count().label("n")]
@@ -480,6 +514,8 @@ def fetch_aggregates(
     daily_points: dict[str | None, list[DailyPoint]] = {}
     for row in rows:
         m = row._mapping
+        if int(m["single"]) != 1:  # units exposed to more than one variant: excluded
+            continue
         seg = m["segment"] if segment is not None else None
         variant = str(m["variant"])
         key = (seg, variant)

@@ -55,7 +55,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         default="ship",
         help="ship (default): v2 wins; guardrail-breach: v3 breaks a guardrail; all: both",
     )
-    parser.add_argument("--db", default="abkit-demo.db", help="SQLite file rebuilt by each run (or a SQLAlchemy URL)")
+    parser.add_argument(
+        "--db",
+        default="abkit-demo.db",
+        help="SQLite file rebuilt by each run (or a SQLAlchemy URL)",
+    )
     parser.add_argument("--reports-dir", default="reports", help="where the HTML report goes")
     parser.add_argument("--units", type=int, default=40_000, help="simulated users")
     parser.add_argument("--seed", type=int, default=7)

@@ -22,7 +22,9 @@ def _parse_map(text: str) -> dict[str, str]:
             continue
         name, sep, column = item.partition("=")
         if not sep or not name.strip() or not column.strip():
-            raise ConfigError(f"--map expects name=column pairs, e.g. unit_id=customer_id; got {item!r}")
+            raise ConfigError(
+                f"--map expects name=column pairs, e.g. unit_id=customer_id; got {item!r}"
+            )
         mapping[name.strip()] = column.strip()
     return mapping
 
@@ -69,7 +71,9 @@ def _ingest(args: argparse.Namespace) -> int:
     if report.quarantined:
         print("see the rejected rows with: abkit quarantine --batch N (or --export FILE.csv)")
     if args.strict and report.quarantined:
-        print(f"abkit ingest: strict mode: {report.quarantined:,} row(s) quarantined", file=sys.stderr)
+        print(
+            f"abkit ingest: strict mode: {report.quarantined:,} row(s) quarantined", file=sys.stderr
+        )
         return STRICT_EXIT
     return 0
 
@@ -88,12 +92,16 @@ def _quarantine(args: argparse.Namespace) -> int:
     for entry in quarantined_rows(args.db, limit=args.limit, **filters):
         if shown == 0:
             print("batch  row       reason                  message")
-        print(f"{entry['batch_id']:<6} {entry['row_number'] or '':<9} {entry['reason_code']:<23} {entry['reason']}")
+        print(
+            f"{entry['batch_id']:<6} {entry['row_number'] or '':<9} {entry['reason_code']:<23} {entry['reason']}"
+        )
         shown += 1
     if shown == 0:
         print("no quarantined rows match")
     elif args.limit is not None and shown >= args.limit:
-        print(f"(first {args.limit} shown; --limit 0 for all, --export FILE.csv to fix and re-ingest)")
+        print(
+            f"(first {args.limit} shown; --limit 0 for all, --export FILE.csv to fix and re-ingest)"
+        )
     return 0
 
 
@@ -103,22 +111,40 @@ def register(subparsers: Any) -> None:
         help="load exposures and events (CSV, JSON Lines, Parquet, .gz) into the store",
         description="Validate and load files into the store; rejected rows go to quarantine.",
     )
-    parser.add_argument("files", nargs="+", metavar="FILE", help="CSV, JSON Lines or Parquet, optionally .gz")
-    parser.add_argument("--db", default=None, help="database URL (default $ABKIT_DATABASE_URL or sqlite:///abkit.db)")
-    parser.add_argument("--source", default=None, help="source name for drift reports (default: the file name)")
+    parser.add_argument(
+        "files", nargs="+", metavar="FILE", help="CSV, JSON Lines or Parquet, optionally .gz"
+    )
+    parser.add_argument(
+        "--db",
+        default=None,
+        help="database URL (default $ABKIT_DATABASE_URL or sqlite:///abkit.db)",
+    )
+    parser.add_argument(
+        "--source", default=None, help="source name for drift reports (default: the file name)"
+    )
     parser.add_argument(
         "--map",
         action="append",
         metavar="NAME=COLUMN[,...]",
         help="read an abkit field from another column, e.g. unit_id=customer_id,timestamp=created_at",
     )
-    parser.add_argument("--timezone", default=None, help="IANA zone for timestamps without an offset")
+    parser.add_argument(
+        "--timezone", default=None, help="IANA zone for timestamps without an offset"
+    )
     parser.add_argument("--kind", choices=("auto", "events", "exposures"), default="auto")
-    parser.add_argument("--delimiter", default=None, help="CSV delimiter (default: detected from the header)")
-    parser.add_argument("--experiments", default=None, help="register experiments from this registry file first")
-    parser.add_argument("--chunk-size", type=int, default=50_000, help="rows per transaction (default 50000)")
+    parser.add_argument(
+        "--delimiter", default=None, help="CSV delimiter (default: detected from the header)"
+    )
+    parser.add_argument(
+        "--experiments", default=None, help="register experiments from this registry file first"
+    )
+    parser.add_argument(
+        "--chunk-size", type=int, default=50_000, help="rows per transaction (default 50000)"
+    )
     parser.add_argument("--force", action="store_true", help="re-read files already ingested")
-    parser.add_argument("--strict", action="store_true", help=f"exit {STRICT_EXIT} if any row was quarantined")
+    parser.add_argument(
+        "--strict", action="store_true", help=f"exit {STRICT_EXIT} if any row was quarantined"
+    )
     parser.add_argument("--progress", dest="progress", action="store_true", default=None)
     parser.add_argument("--no-progress", dest="progress", action="store_false")
     parser.set_defaults(handler=_ingest)

@@ -75,23 +75,66 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
             "metric, segment and check, with code), planner (sample size; no experiment)."
         ),
     )
-    parser.add_argument("--db", default=None, help="SQLAlchemy URL (default $ABKIT_DATABASE_URL or sqlite:///abkit.db)")
-    parser.add_argument("--experiment", default=None, help="experiment key (required except for the planner)")
-    parser.add_argument("--template", default="executive", help="executive (default), deep-dive, planner, or a path to an .ipynb")
-    parser.add_argument("--out", default=None, help="output HTML file (default reports/<experiment>.html)")
+    parser.add_argument(
+        "--db",
+        default=None,
+        help="SQLAlchemy URL (default $ABKIT_DATABASE_URL or sqlite:///abkit.db)",
+    )
+    parser.add_argument(
+        "--experiment", default=None, help="experiment key (required except for the planner)"
+    )
+    parser.add_argument(
+        "--template",
+        default="executive",
+        help="executive (default), deep-dive, planner, or a path to an .ipynb",
+    )
+    parser.add_argument(
+        "--out", default=None, help="output HTML file (default reports/<experiment>.html)"
+    )
     parser.add_argument("--metrics", default=None, help="TOML file of [[metric]] tables")
     parser.add_argument("--guardrail", action="append", help="guardrail metric name (repeatable)")
-    parser.add_argument("--segment", action="append", help="exposure attribute to break results down by (repeatable)")
+    parser.add_argument(
+        "--segment",
+        action="append",
+        help="exposure attribute to break results down by (repeatable)",
+    )
     parser.add_argument("--method", choices=("fixed", "sequential", "bayesian"), default=None)
     parser.add_argument("--alpha", type=float, default=None)
-    parser.add_argument("--traffic-per-day", type=float, default=None, help="exposed units per day (default: observed)")
+    parser.add_argument(
+        "--traffic-per-day",
+        type=float,
+        default=None,
+        help="exposed units per day (default: observed)",
+    )
     parser.add_argument("--impact-metric", default=None, help="metric projected onto the business")
-    parser.add_argument("--period", default=None, choices=("day", "week", "month", "quarter", "year"))
-    parser.add_argument("--eligible-per-day", type=float, default=None, help="eligible units per day if shipped to everyone")
-    parser.add_argument("--value-per-unit", type=float, default=None, help="money per unit of the impact metric")
-    parser.add_argument("--currency", default=None, help="ISO currency of the impact (e.g. USD, EUR)")
+    parser.add_argument(
+        "--period", default=None, choices=("day", "week", "month", "quarter", "year")
+    )
+    parser.add_argument(
+        "--eligible-per-day",
+        type=float,
+        default=None,
+        help="eligible units per day if shipped to everyone",
+    )
+    parser.add_argument(
+        "--value-per-unit", type=float, default=None, help="money per unit of the impact metric"
+    )
+    parser.add_argument(
+        "--currency", default=None, help="ISO currency of the impact (e.g. USD, EUR)"
+    )
     parser.add_argument("--title", default=None, help="heading of the report")
-    parser.add_argument("--param", action="append", metavar="NAME=VALUE", help="any other template parameter (JSON value or text; repeatable)")
-    parser.add_argument("--save-notebook", action="store_true", help="also write the executed notebook next to the HTML")
-    parser.add_argument("--timeout", type=float, default=600, help="seconds allowed per notebook cell")
+    parser.add_argument(
+        "--param",
+        action="append",
+        metavar="NAME=VALUE",
+        help="any other template parameter (JSON value or text; repeatable)",
+    )
+    parser.add_argument(
+        "--save-notebook",
+        action="store_true",
+        help="also write the executed notebook next to the HTML",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=600, help="seconds allowed per notebook cell"
+    )
     parser.set_defaults(handler=_handler)

@@ -23,6 +23,7 @@ How a run goes (see docs/ingest.md for the reasoning):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -145,7 +146,9 @@ class IngestReport(ResultMixin):
                 + (f" ({report.note})" if report.note else "")
             )
         for source, drift in self.drift.items():
-            lines.append(f"  schema drift in {source} since batch {drift.previous_batch}: {drift.describe()}")
+            lines.append(
+                f"  schema drift in {source} since batch {drift.previous_batch}: {drift.describe()}"
+            )
         lines.extend(f"  warning: {w}" for w in self.warnings)
         return "\n".join(lines)
 
@@ -266,7 +269,9 @@ def _owner_alive(owner: str | None, heartbeat_us: int | None) -> bool:
     return heartbeat_us is not None and to_us_now() - heartbeat_us < stale_us
 
 
-def _params_hash(plan: _Plan, timezone_name: str | None, max_future: timedelta, delimiter: str | None) -> str:
+def _params_hash(
+    plan: _Plan, timezone_name: str | None, max_future: timedelta, delimiter: str | None
+) -> str:
     params = {
         "kind": plan.kind,
         "columns": plan.columns,
@@ -338,7 +343,9 @@ class _Run:
         changed = {
             name: (old[name], columns[name])
             for name in columns
-            if name in old and old[name] != columns[name] and "empty" not in (old[name], columns[name])
+            if name in old
+            and old[name] != columns[name]
+            and "empty" not in (old[name], columns[name])
         }
         return SchemaDrift(
             source=self.source,
@@ -366,7 +373,11 @@ class _Run:
                 .order_by(b.c.id)
             ).all()
         committed = next((r for r in rows if r.status == "committed"), None)
-        running = [r for r in rows if r.status == "running" and not _owner_alive(r.owner, r.heartbeat_at_us)]
+        running = [
+            r
+            for r in rows
+            if r.status == "running" and not _owner_alive(r.owner, r.heartbeat_at_us)
+        ]
         return committed, (running[0] if running else None)
 
     def _claim(self, batch: Any) -> bool:
@@ -464,19 +475,16 @@ class _Run:
             experiments=self.experiments,
         )
         try:
-            chunks_done = 0
-            for rows_in_chunk, checked in _pipelined(reader.chunks(self.chunk_size, skip=skip), validator):
+            pipeline = _pipelined(reader.chunks(self.chunk_size, skip=skip), validator)
+            for chunks_done, (rows_in_chunk, checked) in enumerate(pipeline):
                 counts = self._write(batch_id, rows_in_chunk, checked, chunks_done)
-                chunks_done += 1
                 for key in ("rows_read", "accepted", "duplicates", "quarantined"):
                     totals[key] += counts[key]
                 by_reason.update(counts["by_reason"])
                 self.progress.update(self.source, totals["rows_read"], reader.fraction_done())
         except BaseException as exc:
-            try:
+            with contextlib.suppress(Exception):  # the original error matters more
                 self._finish(batch_id, "failed", f"{type(exc).__name__}: {exc}"[:2000])
-            except Exception:  # noqa: S110 - the original error matters more
-                pass
             raise
         self._finish(batch_id, "committed", note)
         self.progress.update(self.source, totals["rows_read"], 1.0, force=True)
@@ -502,11 +510,15 @@ class _Run:
         q = self.tables.quarantine
         with self.store.engine.connect() as conn:
             rows = conn.execute(
-                select(q.c.reason_code, func.count()).where(q.c.batch_id == batch_id).group_by(q.c.reason_code)
+                select(q.c.reason_code, func.count())
+                .where(q.c.batch_id == batch_id)
+                .group_by(q.c.reason_code)
             ).all()
         return Counter({code: int(n) for code, n in rows})
 
-    def _write(self, batch_id: int, rows_read: int, checked: v.Validated, chunk_index: int) -> dict[str, Any]:
+    def _write(
+        self, batch_id: int, rows_read: int, checked: v.Validated, chunk_index: int
+    ) -> dict[str, Any]:
         for attempt in range(_RETRIES):
             try:
                 return self._write_once(batch_id, rows_read, checked, chunk_index)
@@ -550,13 +562,21 @@ class _Run:
                     if index not in conflict_set
                     for attr in row_attrs
                 ]
-                self.store.insert_new(conn, t.exposure_attributes, v.ATTRIBUTE_COLUMNS, attrs, key=("event_id", "name"))
+                self.store.insert_new(
+                    conn,
+                    t.exposure_attributes,
+                    v.ATTRIBUTE_COLUMNS,
+                    attrs,
+                    key=("event_id", "name"),
+                )
             quarantine_rows = [
                 (
                     batch_id,
                     self.source,
                     q.row_number,
-                    v.canonical_json(q.raw) if not isinstance(q.raw, str) else json.dumps(q.raw, ensure_ascii=False),
+                    v.canonical_json(q.raw)
+                    if not isinstance(q.raw, str)
+                    else json.dumps(q.raw, ensure_ascii=False),
                     q.code,
                     q.reason,
                     q.field,
@@ -567,7 +587,16 @@ class _Run:
             self.store.insert_new(
                 conn,
                 t.quarantine,
-                ("batch_id", "source", "row_number", "raw", "reason_code", "reason", "field", "quarantined_at_us"),
+                (
+                    "batch_id",
+                    "source",
+                    "row_number",
+                    "raw",
+                    "reason_code",
+                    "reason",
+                    "field",
+                    "quarantined_at_us",
+                ),
                 quarantine_rows,
                 key=None,
             )
@@ -605,15 +634,17 @@ class _Run:
 _DONE = object()
 
 
-def _pipelined(chunks: Iterator[Chunk], validator: v.Validator) -> Iterator[tuple[int, v.Validated]]:
+def _pipelined(
+    chunks: Iterator[Chunk], validator: v.Validator
+) -> Iterator[tuple[int, v.Validated]]:
     """Read and validate the next chunk in a thread while the caller writes this one.
 
     The database drivers release the GIL while SQLite works on its B-trees and while
-    PostgreSQL receives COPY data, so parsing overlaps writing. At most two validated
-    chunks wait in the queue: memory stays bounded. Commits still happen in order, on
+    PostgreSQL receives COPY data, so parsing overlaps writing. At most one validated
+    chunk waits in the queue: memory stays bounded (three chunks at most). Commits still happen in order, on
     the caller's thread, so batching, resumption and accounting are unchanged.
     """
-    handoff: queue.Queue[Any] = queue.Queue(maxsize=2)
+    handoff: queue.Queue[Any] = queue.Queue(maxsize=1)
     stop = threading.Event()
 
     def produce() -> None:
@@ -649,17 +680,19 @@ def _pipelined(chunks: Iterator[Chunk], validator: v.Validator) -> Iterator[tupl
     finally:
         stop.set()
         while worker.is_alive():
-            try:  # unblock a producer waiting on a full queue
+            with contextlib.suppress(queue.Empty):  # unblock a producer waiting on a full queue
                 handoff.get_nowait()
-            except queue.Empty:
-                pass
             worker.join(timeout=0.05)
 
 
 def _sources(source: Any) -> list[Any]:
     if isinstance(source, (str, os.PathLike)):
         return [source]
-    if isinstance(source, (list, tuple)) and source and all(isinstance(s, (str, os.PathLike)) for s in source):
+    if (
+        isinstance(source, (list, tuple))
+        and source
+        and all(isinstance(s, (str, os.PathLike)) for s in source)
+    ):
         return list(source)
     return [source]
 
@@ -667,7 +700,10 @@ def _sources(source: Any) -> list[Any]:
 def _known_experiments(store: Store) -> dict[str, frozenset[str]]:
     known = {}
     for key, config in store.experiment_configs().items():
-        names = [str(variant["name"]) if isinstance(variant, Mapping) else str(variant) for variant in config.get("variants", [])]
+        names = [
+            str(variant["name"]) if isinstance(variant, Mapping) else str(variant)
+            for variant in config.get("variants", [])
+        ]
         known[key] = frozenset(names)
     return known
 
@@ -703,7 +739,9 @@ def ingest(
         try:
             tz = ZoneInfo(timezone)
         except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ConfigError(f"unknown timezone {timezone!r} (use an IANA name such as Europe/Paris)") from exc
+            raise ConfigError(
+                f"unknown timezone {timezone!r} (use an IANA name such as Europe/Paris)"
+            ) from exc
     mapping = _normalise_map(column_map)
     started = time.monotonic()
     sources = _sources(source)
@@ -711,9 +749,15 @@ def ingest(
     for item in sources:
         if isinstance(item, (str, os.PathLike)):
             name = Path(item).name
-            display = f"{source_name}:{name}" if source_name and len(sources) > 1 else (source_name or name)
+            display = (
+                f"{source_name}:{name}"
+                if source_name and len(sources) > 1
+                else (source_name or name)
+            )
         else:
-            display = source_name or ("dataframe" if type(item).__name__ == "DataFrame" else "records")
+            display = source_name or (
+                "dataframe" if type(item).__name__ == "DataFrame" else "records"
+            )
         readers.append((display, open_reader(item, delimiter=delimiter, display=display)))
     # Pre-flight: every schema contract and every gzip stream is checked before any write.
     plans = []
@@ -729,7 +773,7 @@ def ingest(
     warnings: list[str] = []
     try:
         experiments = _known_experiments(store) if any(p.kind == "exposures" for p in plans) else {}
-        for (display, _reader), plan in zip(readers, plans):
+        for (display, _reader), plan in zip(readers, plans, strict=True):
             if plan.reader.empty:
                 warnings.append(f"{display}: empty file (no header and no rows), nothing to ingest")
             run = _Run(
@@ -762,7 +806,9 @@ def ingest(
         quarantined=sum(f.quarantined for f in files),
         by_reason=dict(by_reason),
         drift={f.source: f.drift for f in files if f.drift is not None and f.drift.has_drift},
-        batch_ids=tuple(f.batch_id for f in files if f.batch_id is not None and f.status != "skipped"),
+        batch_ids=tuple(
+            f.batch_id for f in files if f.batch_id is not None and f.status != "skipped"
+        ),
         files=tuple(files),
         warnings=tuple(warnings),
         seconds=time.monotonic() - started,

@@ -7,6 +7,7 @@ re-ingest: fix the values in place and ingest the file again.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 from collections.abc import Iterator
@@ -45,10 +46,8 @@ def quarantined_rows(
         with store.engine.connect() as conn:
             for row in conn.execution_options(yield_per=10_000).execute(stmt):
                 entry = dict(row._mapping)
-                try:
+                with contextlib.suppress(ValueError):  # a malformed line is kept as text
                     entry["raw"] = json.loads(entry["raw"])
-                except ValueError:
-                    pass
                 yield entry
     finally:
         if not isinstance(db, Store):
@@ -87,7 +86,11 @@ def export_quarantine(path: str | Path, db: str | Store | None = None, **filters
             for row in rows:
                 writer.writerow(
                     {
-                        k: (json.dumps(val, ensure_ascii=False) if isinstance(val, (dict, list)) else val)
+                        k: (
+                            json.dumps(val, ensure_ascii=False)
+                            if isinstance(val, (dict, list))
+                            else val
+                        )
                         for k, val in row.items()
                     }
                 )

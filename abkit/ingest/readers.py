@@ -157,9 +157,13 @@ class _FileReader(Reader):
         return io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
 
     def fraction_done(self) -> float | None:
-        if self._raw is None or self._raw.closed or not self.size:
+        raw = self._raw
+        if raw is None or not self.size:
             return None
-        return min(1.0, self._raw.tell() / self.size)
+        try:  # the reading thread may close the file at any moment
+            return min(1.0, raw.tell() / self.size)
+        except (OSError, ValueError):
+            return None
 
     def close(self) -> None:
         if self._raw is not None:
@@ -235,7 +239,7 @@ class CsvReader(_FileReader):
                             )
                         )
                     elif len(keep) == width:
-                        chunk.rows.append(dict(zip(names, record)))
+                        chunk.rows.append(dict(zip(names, record, strict=True)))
                         chunk.row_numbers.append(line)
                     else:
                         chunk.rows.append({names[j]: record[i] for j, i in enumerate(keep)})
@@ -244,9 +248,13 @@ class CsvReader(_FileReader):
                         yield chunk
                         chunk = Chunk()
             except UnicodeDecodeError as exc:
-                raise DataError(f"not UTF-8 text ({exc})", file=self.display, row=last_line + 1) from exc
+                raise DataError(
+                    f"not UTF-8 text ({exc})", file=self.display, row=last_line + 1
+                ) from exc
             except csv.Error as exc:
-                raise DataError(f"unreadable CSV ({exc})", file=self.display, row=last_line + 1) from exc
+                raise DataError(
+                    f"unreadable CSV ({exc})", file=self.display, row=last_line + 1
+                ) from exc
             if len(chunk):
                 yield chunk
         finally:
@@ -293,7 +301,7 @@ class JsonLinesReader(_FileReader):
             seen = 0
             line = 0
             try:
-                for line, raw_line in enumerate(text, start=1):  # noqa: B007
+                for line, raw_line in enumerate(text, start=1):
                     if not raw_line.strip():
                         continue
                     seen += 1
@@ -302,11 +310,17 @@ class JsonLinesReader(_FileReader):
                     try:
                         value = json.loads(raw_line)
                     except ValueError as exc:
-                        chunk.malformed.append((line, raw_line.rstrip("\r\n"), f"is not valid JSON ({exc})"))
+                        chunk.malformed.append(
+                            (line, raw_line.rstrip("\r\n"), f"is not valid JSON ({exc})")
+                        )
                     else:
                         if isinstance(value, dict):
                             if any(k.startswith(EXPORT_PREFIX) for k in value):
-                                value = {k: v for k, v in value.items() if not k.startswith(EXPORT_PREFIX)}
+                                value = {
+                                    k: v
+                                    for k, v in value.items()
+                                    if not k.startswith(EXPORT_PREFIX)
+                                }
                             chunk.rows.append(value)
                             chunk.row_numbers.append(line)
                         else:
@@ -442,20 +456,20 @@ class RecordsReader(Reader):
     def chunks(self, size: int, skip: int = 0) -> Iterator[Chunk]:
         self.columns()
         chunk = Chunk()
-        position = 0
 
         def all_rows() -> Iterator[Any]:
             yield from self._peeked
             for record in self._iterator:
                 yield self._as_dict(record)
 
-        for row in all_rows():
-            position += 1
+        for position, row in enumerate(all_rows(), start=1):
             if isinstance(row, dict):
                 chunk.rows.append(row)
                 chunk.row_numbers.append(position)
             else:
-                chunk.malformed.append((position, repr(row), f"is a {type(row).__name__}, not a mapping"))
+                chunk.malformed.append(
+                    (position, repr(row), f"is a {type(row).__name__}, not a mapping")
+                )
             if len(chunk) >= size:
                 yield chunk
                 chunk = Chunk()

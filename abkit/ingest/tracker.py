@@ -97,7 +97,9 @@ class Tracker:
         rows, self._exposures = self._exposures, []
         if not rows:
             return None
-        report = ingest(rows, db=self.store, kind="exposures", source_name=f"{self.source_name}:exposures")
+        report = ingest(
+            rows, db=self.store, kind="exposures", source_name=f"{self.source_name}:exposures"
+        )
         self.reports.append(report)
         return report
 

@@ -69,7 +69,15 @@ EVENT_COLUMNS = (
     "content_hash",
     "batch_id",
 )
-EXPOSURE_COLUMNS = ("event_id", "experiment", "unit_id", "variant", "ts_us", "content_hash", "batch_id")
+EXPOSURE_COLUMNS = (
+    "event_id",
+    "experiment",
+    "unit_id",
+    "variant",
+    "ts_us",
+    "content_hash",
+    "batch_id",
+)
 ATTRIBUTE_COLUMNS = ("event_id", "name", "value")
 REQUIRED = {
     "events": ("unit_id", "event_type", "timestamp"),
@@ -165,7 +173,9 @@ def parse_timestamp(value: Any, tz: tzinfo | None, field_name: str = "timestamp"
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
         if isinstance(value, float) and not math.isfinite(value):
             raise Rejected("bad_timestamp", field_name, f"{value!r} is not a time")
-        return _epoch(Decimal(repr(value)) if isinstance(value, float) else value, repr(value), field_name)
+        return _epoch(
+            Decimal(repr(value)) if isinstance(value, float) else value, repr(value), field_name
+        )
     else:
         raise Rejected("bad_timestamp", field_name, f"a {type(value).__name__} is not a timestamp")
     if moment.tzinfo is None or moment.utcoffset() is None:
@@ -250,7 +260,9 @@ def parse_value(value: Any) -> float | None:
     raise Rejected("non_numeric_value", "value", f"a {type(value).__name__} is not a number")
 
 
-def _text(row: Mapping[str, Any], column: str | None, field_name: str, limit: int, code: str) -> str:
+def _text(
+    row: Mapping[str, Any], column: str | None, field_name: str, limit: int, code: str
+) -> str:
     """A required identifier: present, not blank, bounded, storable."""
     value = row.get(column) if column is not None else None
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -265,7 +277,9 @@ def _text(row: Mapping[str, Any], column: str | None, field_name: str, limit: in
     return text
 
 
-def _optional_text(row: Mapping[str, Any], column: str | None, field_name: str, limit: int) -> str | None:
+def _optional_text(
+    row: Mapping[str, Any], column: str | None, field_name: str, limit: int
+) -> str | None:
     value = row.get(column) if column is not None else None
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
@@ -322,13 +336,15 @@ class Validator:
         out = Validated()
         for row_number, raw, detail in chunk.malformed:
             out.rejected.append(
-                Quarantined(row_number, raw, "malformed_row", None, self.reason(row_number, None, detail))
+                Quarantined(
+                    row_number, raw, "malformed_row", None, self.reason(row_number, None, detail)
+                )
             )
         check = self._event if self.kind == "events" else self._exposure
         seen: dict[str, tuple[str, int]] = {}
         id_index = 0
         hash_index = 7 if self.kind == "events" else 5
-        for raw, row_number in zip(chunk.rows, chunk.row_numbers):
+        for raw, row_number in zip(chunk.rows, chunk.row_numbers, strict=True):
             try:
                 row, attrs = check(raw)
             except Rejected as exc:
@@ -436,14 +452,28 @@ class Validator:
                 f"{currency or ''}\x1f{ts_us}\x1f{properties or ''}"
             )
         except UnicodeEncodeError:
-            raise Rejected("invalid_character", "unit_id", "contains an unencodable character") from None
+            raise Rejected(
+                "invalid_character", "unit_id", "contains an unencodable character"
+            ) from None
         event_id = row.get(self._c_id) if self._c_id is not None else None
         if event_id is not None and not (
-            event_id.__class__ is str and 0 < len(event_id) <= EVENT_ID_LENGTH and "\x00" not in event_id
+            event_id.__class__ is str
+            and 0 < len(event_id) <= EVENT_ID_LENGTH
+            and "\x00" not in event_id
         ):
             event_id = _optional_text(row, cols.get("event_id"), "event_id", EVENT_ID_LENGTH)
         return (
-            (event_id or content_hash, unit_id, event_type, value, currency, ts_us, properties, content_hash, self.batch_id),
+            (
+                event_id or content_hash,
+                unit_id,
+                event_type,
+                value,
+                currency,
+                ts_us,
+                properties,
+                content_hash,
+                self.batch_id,
+            ),
             None,
         )
 
@@ -469,9 +499,13 @@ class Validator:
                 props[column] = value
         return canonical_json(props) if props else None
 
-    def _exposure(self, row: Mapping[str, Any]) -> tuple[tuple[Any, ...], list[tuple[str, str, str | None]]]:
+    def _exposure(
+        self, row: Mapping[str, Any]
+    ) -> tuple[tuple[Any, ...], list[tuple[str, str, str | None]]]:
         cols = self.columns
-        experiment = _text(row, cols.get("experiment"), "experiment", KEY_LENGTH, "missing_experiment")
+        experiment = _text(
+            row, cols.get("experiment"), "experiment", KEY_LENGTH, "missing_experiment"
+        )
         unit_id = _text(row, cols.get("unit_id"), "unit_id", ID_LENGTH, "missing_unit_id")
         variant = _text(row, cols.get("variant"), "variant", KEY_LENGTH, "missing_variant")
         ts_us = self._timestamp(row)
@@ -495,10 +529,13 @@ class Validator:
             derived = exposure_event_id(experiment, unit_id, variant, ts_us)
             content_hash = hash_hex(f"{derived}\x1f{attributes_json}")
         except UnicodeEncodeError:
-            raise Rejected("invalid_character", "unit_id", "contains an unencodable character") from None
+            raise Rejected(
+                "invalid_character", "unit_id", "contains an unencodable character"
+            ) from None
         event_id = _optional_text(row, cols.get("event_id"), "event_id", EVENT_ID_LENGTH) or derived
         attrs = [
-            (event_id, name[:KEY_LENGTH], _attribute_text(value)) for name, value in attributes.items()
+            (event_id, name[:KEY_LENGTH], _attribute_text(value))
+            for name, value in attributes.items()
         ]
         return (event_id, experiment, unit_id, variant, ts_us, content_hash, self.batch_id), attrs
 
@@ -515,7 +552,9 @@ class Validator:
             if isinstance(nested, Mapping):
                 attributes.update({str(k): v for k, v in nested.items()})
             elif nested not in (None, ""):
-                raise Rejected("bad_attributes", "attributes", f"is a {type(nested).__name__}, not an object")
+                raise Rejected(
+                    "bad_attributes", "attributes", f"is a {type(nested).__name__}, not an object"
+                )
         for column in self.extras:
             value = row.get(column)
             if value is not None and value != "":

@@ -17,6 +17,7 @@ interval of the relative lift against a non-inferiority margin ``m`` (the metric
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
@@ -72,10 +73,8 @@ def _metric_defs(metrics: Any, metric_names: Sequence[str] = ()) -> dict[str, An
 
     defs: dict[str, Any] = {}
     for name in set(metric_names):
-        try:
+        with contextlib.suppress(KeyError):
             defs[name] = builtin_metric(name)
-        except KeyError:
-            pass
     if isinstance(metrics, (str, os.PathLike)):
         defs.update({m.name: m for m in load_metrics(metrics)})
     elif metrics is not None:
@@ -200,7 +199,9 @@ def from_analysis(
     imp = result.impact
     if imp is not None:
         lo, hi = _interval(imp.interval)
-        parts = [f"{imp.variant} shipped to about {imp.eligible_units:,.0f} eligible units per {imp.period}"]
+        parts = [
+            f"{imp.variant} shipped to about {imp.eligible_units:,.0f} eligible units per {imp.period}"
+        ]
         if imp.note:
             parts.append(imp.note)
         impacts.append(

@@ -35,33 +35,37 @@ def _direction(model: ReportModel | None, metric: str) -> bool:
     return True
 
 
-def segment_forest(result: Any, metric: str | None = None, model: ReportModel | None = None) -> list[Plot]:
-    """One forest plot per segment dimension of ``metric`` (default: the primary)."""
-    metric = metric or result.primary
-    higher = _direction(model, metric)
-    plots = []
+def segment_forest(
+    result: Any, metric: str | None = None, model: ReportModel | None = None
+) -> list[Plot]:
+    """A forest plot per (metric, segment dimension); ``metric=None``: every segmented metric."""
+    metrics = [metric] if metric else list(dict.fromkeys(s.result.metric for s in result.segments))
     dims = sorted({s.segment for s in result.segments})
-    for dim in dims:
-        rows = [
-            ForestRow(
-                label=f"{s.value} ({s.result.variant}, n={F.fmt_compact(s.result.n_control + s.result.n_treatment)})",
-                estimate=s.result.rel_lift,
-                low=(s.result.rel_ci or (None, None))[0],
-                high=(s.result.rel_ci or (None, None))[1],
-                status=_outcome(s.result, higher),
-            )
-            for s in result.segments
-            if s.segment == dim and s.result.metric == metric
-        ]
-        if rows:
-            plots.append(
-                forest_plot(
-                    rows,
-                    title=f"{metric.replace('_', ' ')} by {dim}",
-                    caption="Segment p-values and colours are adjusted for the number of "
-                    "segment values; treat segment differences as hypotheses to confirm.",
+    plots = []
+    for name in metrics:
+        higher = _direction(model, name)
+        for dim in dims:
+            rows = [
+                ForestRow(
+                    label=f"{s.value} ({s.result.variant}, n="
+                    f"{F.fmt_compact(s.result.n_control + s.result.n_treatment)})",
+                    estimate=s.result.rel_lift,
+                    low=(s.result.rel_ci or (None, None))[0],
+                    high=(s.result.rel_ci or (None, None))[1],
+                    status=_outcome(s.result, higher),
                 )
-            )
+                for s in result.segments
+                if s.segment == dim and s.result.metric == name
+            ]
+            if rows:
+                plots.append(
+                    forest_plot(
+                        rows,
+                        title=f"{name.replace('_', ' ')} by {dim}",
+                        caption="Segment p-values and colours are adjusted for the number of "
+                        "segment values; treat segment differences as hypotheses to confirm.",
+                    )
+                )
     return plots
 
 

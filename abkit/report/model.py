@@ -51,7 +51,7 @@ class MetricRow(ResultMixin):
     @property
     def outcome(self) -> str:
         """better | worse | neutral | unknown: the direction that matters to the business."""
-        if self.status != "ok" or self.rel_lift is None and self.abs_lift is None:
+        if self.status != "ok" or (self.rel_lift is None and self.abs_lift is None):
             return "unknown"
         if not self.significant:
             return "neutral"
@@ -159,6 +159,19 @@ class ReportModel(ResultMixin):
     cuped: bool = False
     generated_at: str = ""
     abkit_version: str = ""
+
+    def _repr_html_(self) -> str:
+        """In a notebook: the banner, the headline and the scorecard, as in the report."""
+        from abkit.report import sections
+
+        return "".join(
+            block.html
+            for block in (
+                sections.decision_banner(self),
+                sections.headline(self),
+                sections.scorecard(self),
+            )
+        )
 
     @property
     def primary(self) -> MetricRow | None:

@@ -70,7 +70,10 @@ def plan_summary(plan: Any) -> HTMLBlock:
     rows = [
         ("Metric type", plan.metric_type),
         ("Baseline (control)", _value(plan, plan.baseline)),
-        ("Minimum detectable effect", f"{F.fmt_abs_lift(plan.mde_abs, plan.metric_type)} ({mde_rel})"),
+        (
+            "Minimum detectable effect",
+            f"{F.fmt_abs_lift(plan.mde_abs, plan.metric_type)} ({mde_rel})",
+        ),
         ("Treatment value at the MDE", _value(plan, plan.treatment_mean)),
         ("Significance level", f"{F.fmt_pct(plan.alpha, 1)} ({plan.alternative})"),
         ("Per comparison", F.fmt_pct(plan.alpha_per_comparison, 2) + f" ({plan.correction})"),
@@ -78,7 +81,10 @@ def plan_summary(plan: Any) -> HTMLBlock:
         ("Variants", f"{plan.n_variants} (control + {plan.n_variants - 1})"),
         ("Units per arm", ", ".join(F.fmt_int(n) for n in plan.n_per_arm)),
         ("Units in total", F.fmt_int(plan.n_total)),
-        ("Daily eligible traffic", F.fmt_int(plan.daily_traffic) if plan.daily_traffic else F.MISSING),
+        (
+            "Daily eligible traffic",
+            F.fmt_int(plan.daily_traffic) if plan.daily_traffic else F.MISSING,
+        ),
         ("Share of traffic in the experiment", F.fmt_pct(plan.traffic_fraction, 0)),
         ("Duration", F.fmt_days(plan.duration_days) if plan.duration_days else F.MISSING),
     ]
@@ -87,7 +93,11 @@ def plan_summary(plan: Any) -> HTMLBlock:
         f"To detect a change of {mde_rel} in a baseline of {_value(plan, plan.baseline)} with "
         f"{F.fmt_pct(plan.achieved_power, 0)} power, the experiment needs "
         f"{F.fmt_int(plan.n_total)} units"
-        + (f", about {F.fmt_days(plan.duration_days)} at the given traffic." if plan.duration_days else ".")
+        + (
+            f", about {F.fmt_days(plan.duration_days)} at the given traffic."
+            if plan.duration_days
+            else "."
+        )
     )
     note = f"<p class='abkit-method'>{e(plan.note)}</p>" if getattr(plan, "note", "") else ""
     return HTMLBlock(
@@ -122,7 +132,7 @@ def mde_table(
         f"<tr><td>{e(F.fmt_pct(m, 1, signed=True))}</td><td>{e(F.fmt_int(p.n_control))}</td>"
         f"<td>{e(F.fmt_int(p.n_total))}</td>"
         f"<td>{e(F.fmt_days(p.duration_days) if p.duration_days else F.MISSING)}</td></tr>"
-        for m, p in zip(mdes, plans)
+        for m, p in zip(mdes, plans, strict=False)
     )
     table = HTMLBlock(
         '<table class="abkit-mde"><thead><tr><th>Relative MDE</th><th>Units per arm</th>'

@@ -129,7 +129,7 @@ def forest_plot(
     span = max([abs(v) for v in finite] + [0.01])
     limit = span * 1.15
     ys = list(range(len(rows)))[::-1]
-    for y, row in zip(ys, rows):
+    for y, row in zip(ys, rows, strict=False):
         colour, marker = STATUS_STYLE.get(row.status, STATUS_STYLE["unknown"])
         if not _finite(row.estimate):
             ax.text(0, y, "not enough data", va="center", ha="center", fontsize=8, color=GREY)
@@ -229,7 +229,9 @@ def bar_plot(
     xs = range(len(labels))
     ax.bar(xs, values, color=[palette[i % len(palette)] for i in xs], width=0.6)
     if expected is not None:
-        ax.scatter(list(xs), expected, marker="_", s=900, color="#000000", zorder=3, label="expected")
+        ax.scatter(
+            list(xs), expected, marker="_", s=900, color="#000000", zorder=3, label="expected"
+        )
         ax.legend(fontsize=8, frameon=False)
     ax.set_xticks(list(xs))
     ax.set_xticklabels(labels, fontsize=9)
@@ -237,7 +239,9 @@ def bar_plot(
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v * 100:.0f}%"))
     ax.set_ylabel(ylabel, fontsize=9)
     ax.set_title(title, fontsize=10, loc="left")
-    alt = f"{title}: " + ", ".join(f"{label} {value:.4g}" for label, value in zip(labels, values))
+    alt = f"{title}: " + ", ".join(
+        f"{label} {value:.4g}" for label, value in zip(labels, values, strict=False)
+    )
     return Plot.from_figure(fig, alt=alt, caption=caption)
 
 
@@ -260,10 +264,14 @@ def line_plot(
     ax = fig.add_subplot()
     _style_axes(ax)
     ax.grid(axis="y", color="#e5e5e5", linewidth=0.8)
-    palette = [OKABE_ITO[k] for k in ("blue", "vermillion", "bluish_green", "orange", "reddish_purple")]
+    palette = [
+        OKABE_ITO[k] for k in ("blue", "vermillion", "bluish_green", "orange", "reddish_purple")
+    ]
     markers = ["o", "s", "^", "D", "v"]
     for i, (name, ys) in enumerate(series.items()):
-        ax.plot(list(x), list(ys), label=name, color=palette[i % 5], marker=markers[i % 5], markersize=4)
+        ax.plot(
+            list(x), list(ys), label=name, color=palette[i % 5], marker=markers[i % 5], markersize=4
+        )
     if logy:
         ax.set_yscale("log")
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:,.0f}"))

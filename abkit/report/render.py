@@ -158,7 +158,7 @@ def _kernel_manager():  # type: ignore[no-untyped-def]
     )
 
     class _ThisInterpreter(KernelSpecManager):
-        def get_kernel_spec(self, kernel_name: str) -> KernelSpec:  # noqa: ARG002
+        def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
             return spec
 
     return AsyncKernelManager(kernel_name="abkit-python", kernel_spec_manager=_ThisInterpreter())
@@ -356,6 +356,30 @@ def _db_parameter(db: Any) -> tuple[str | None, dict[str, str]]:
     return url_text, {}
 
 
+def _check_experiment(db: Any, key: str) -> None:
+    """Raise ``NotEnoughDataError`` when the store has no exposure of ``key``."""
+    from sqlalchemy import select
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from abkit.errors import NotEnoughDataError, StoreError
+    from abkit.store.store import open_store
+
+    store = db if hasattr(db, "tables") and hasattr(db, "engine") else open_store(db)
+    exposures = store.tables.exposures
+    try:
+        with store.engine.connect() as conn:
+            found = conn.execute(
+                select(exposures.c.event_id).where(exposures.c.experiment == key).limit(1)
+            ).first()
+    except SQLAlchemyError as exc:
+        raise StoreError(f"cannot read exposures from {store.url}: {exc}") from None
+    finally:
+        if store is not db:
+            store.close()
+    if found is None:
+        raise NotEnoughDataError(f"experiment {key!r} has no exposures in {store.url}")
+
+
 def render_report(
     db: Any = None,
     experiment: str | None = None,
@@ -409,6 +433,8 @@ def render_report(
         raise ConfigError(f"the {info.name!r} report needs an experiment key", field="experiment")
 
     db_value, env = _db_parameter(db)
+    if info.needs_experiment and experiment:
+        _check_experiment(db, experiment)  # fail in a second, before a kernel starts
     params: dict[str, Any] = {}
     if experiment is not None:
         params["experiment"] = experiment

@@ -169,12 +169,18 @@ def _fmt_amount(impact: Impact, value: Any, *, signed: bool = True) -> str:
     return f"{text} {impact.unit}".rstrip()
 
 
-def _impact_kpi(imp: Impact) -> str:
+def _impact_kpi(imp: Impact, verdict: str = "ship") -> str:
+    # Shipping against the recommendation is still a question people ask; say so plainly.
+    when = {
+        "roll back": "if shipped anyway (not recommended)",
+        "keep running": "if shipped now (not yet conclusive)",
+        "no detectable effect": "if shipped (no effect was detected)",
+    }.get(verdict, "if shipped")
     interval = F.fmt_interval(imp.low, imp.high, lambda v: _fmt_amount(imp, v))
     return (
         f'<div class="abkit-kpi" data-impact-estimate="{_attr(imp.estimate)}" '
         f'data-impact-low="{_attr(imp.low)}" data-impact-high="{_attr(imp.high)}">'
-        f'<div class="label">Projected impact if shipped: {e(imp.metric)} per {e(imp.period)}</div>'
+        f'<div class="label">Projected impact {e(when)}: {e(imp.metric)} per {e(imp.period)}</div>'
         f'<div class="value">{e(_fmt_amount(imp, imp.estimate))}</div>'
         f'<div class="interval">interval {e(interval)}</div>'
         f'<div class="note">{e(imp.assumption)}</div></div>'
@@ -189,7 +195,9 @@ def impact(model: ReportModel) -> HTMLBlock:
             "value of a conversion to see one.</p>"
         )
     return HTMLBlock(
-        '<div class="abkit-kpis">' + "".join(_impact_kpi(imp) for imp in model.impact[:3]) + "</div>"
+        '<div class="abkit-kpis">'
+        + "".join(_impact_kpi(imp, model.decision.verdict) for imp in model.impact[:3])
+        + "</div>"
     )
 
 
@@ -202,8 +210,12 @@ def _significance_chip(row: MetricRow) -> str:
     if not row.significant:
         return _chip("not significant", "not-significant")
     if row.outcome == "better":
-        return _chip("significant ▲" if (row.abs_lift or 0) > 0 else "significant ▼", "significant-up")
-    return _chip("significant ▲" if (row.abs_lift or 0) > 0 else "significant ▼", "significant-down")
+        return _chip(
+            "significant ▲" if (row.abs_lift or 0) > 0 else "significant ▼", "significant-up"
+        )
+    return _chip(
+        "significant ▲" if (row.abs_lift or 0) > 0 else "significant ▼", "significant-down"
+    )
 
 
 def _guardrail_chip(row: MetricRow) -> str:
@@ -221,7 +233,9 @@ def scorecard(model: ReportModel, rows: Iterable[MetricRow] | None = None) -> HT
     multi_arm = len({r.variant for r in rows}) > 1
     body = []
     for r in rows:
-        evidence = F.fmt_prob(r.prob_beat_control) if model_is_bayesian(r) else F.fmt_pvalue(r.p_value)
+        evidence = (
+            F.fmt_prob(r.prob_beat_control) if model_is_bayesian(r) else F.fmt_pvalue(r.p_value)
+        )
         role = {"primary": "primary", "guardrail": "guardrail"}.get(r.role, "secondary")
         name = e(r.display_name) + (f" <small>({e(r.variant)})</small>" if multi_arm else "")
         title = f' title="{e(r.note, quote=True)}"' if r.note else ""
@@ -262,7 +276,8 @@ def scorecard(model: ReportModel, rows: Iterable[MetricRow] | None = None) -> HT
 def forest(model: ReportModel) -> Plot:
     rows = [
         ForestRow(
-            label=r.display_name + (f" ({r.variant})" if len({m.variant for m in model.metrics}) > 1 else ""),
+            label=r.display_name
+            + (f" ({r.variant})" if len({m.variant for m in model.metrics}) > 1 else ""),
             estimate=r.rel_lift,
             low=r.rel_low,
             high=r.rel_high,
@@ -340,7 +355,7 @@ def data_quality(model: ReportModel) -> HTMLBlock:
     elif q.sample_collected is not None:
         progress = f"<p>Sample: {e(F.fmt_int(q.sample_collected))} units.</p>"
     return HTMLBlock(
-        f'<p>{srm_chip} {e(srm_text)} (SRM test p = {e(F.fmt_pvalue(q.srm_p_value))}).</p>'
+        f"<p>{srm_chip} {e(srm_text)} (SRM test p = {e(F.fmt_pvalue(q.srm_p_value))}).</p>"
         f"{progress}"
         '<div class="abkit-table-wrap"><table class="abkit-srm"><thead><tr><th class="text">Variant</th>'
         "<th>Units</th><th>Observed share</th><th>Configured share</th></tr></thead><tbody>"
@@ -348,7 +363,9 @@ def data_quality(model: ReportModel) -> HTMLBlock:
         + "</tbody></table></div>"
         + (
             '<div class="abkit-table-wrap"><table class="abkit-checks"><thead><tr><th class="text">Check</th>'
-            '<th>Result</th><th class="text">Detail</th></tr></thead><tbody>' + checks + "</tbody></table></div>"
+            '<th>Result</th><th class="text">Detail</th></tr></thead><tbody>'
+            + checks
+            + "</tbody></table></div>"
             if checks
             else ""
         )

@@ -55,9 +55,7 @@ def _v1_to_v2(conn: Connection) -> None:
         Column("content_hash", String(64)),
         Column("status", String(16)),
     )
-    Index("ix_abkit_ingest_batches_content", batches.c.content_hash, batches.c.status).create(
-        conn
-    )
+    Index("ix_abkit_ingest_batches_content", batches.c.content_hash, batches.c.status).create(conn)
     quarantine = Table(
         "abkit_quarantine", MetaData(), Column("source", Text), Column("batch_id", BigInteger)
     )

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    Sequence,
     String,
     Table,
     Text,
@@ -69,7 +70,19 @@ class Tables:
     ingest_batches: Table
 
 
-def build_tables() -> Tables:
+def build_tables(*, sequences: bool = False) -> Tables:
+    """The tables on a fresh ``MetaData``.
+
+    ``sequences=True`` gives the two surrogate keys explicit sequences, for engines such
+    as DuckDB that have no SERIAL/AUTOINCREMENT; SQLite and PostgreSQL use their native
+    autoincrement (so existing stores need no sequence objects).
+    """
+
+    def surrogate_key(table: str) -> Column:
+        if sequences:
+            return Column("id", Integer, Sequence(f"{table}_id_seq"), primary_key=True)
+        return Column("id", Integer, primary_key=True, autoincrement=True)
+
     metadata = MetaData()
     meta = Table(
         "abkit_meta",
@@ -123,7 +136,7 @@ def build_tables() -> Tables:
     quarantine = Table(
         "abkit_quarantine",
         metadata,
-        Column("id", Integer, primary_key=True, autoincrement=True),
+        surrogate_key("abkit_quarantine"),
         Column("batch_id", Integer, nullable=False),
         Column("source", Text, nullable=False),
         Column("row_number", BigInteger, nullable=True),
@@ -139,7 +152,7 @@ def build_tables() -> Tables:
     ingest_batches = Table(
         "abkit_ingest_batches",
         metadata,
-        Column("id", Integer, primary_key=True, autoincrement=True),
+        surrogate_key("abkit_ingest_batches"),
         Column("source", Text, nullable=False),
         Column("kind", String(16), nullable=False),
         Column("path", Text, nullable=True),

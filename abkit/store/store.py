@@ -48,7 +48,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from abkit.errors import StoreError
 from abkit.store.migrations import MIGRATIONS
-from abkit.store.schema import SCHEMA_VERSION, Tables, build_tables, to_us
+from abkit.store.schema import SCHEMA_VERSION, Tables, build_tables
 
 DEFAULT_URL = "sqlite:///abkit.db"
 ENV_URL = "ABKIT_DATABASE_URL"
@@ -180,9 +180,7 @@ class Store:
                 elif version < SCHEMA_VERSION:
                     for step in range(version, SCHEMA_VERSION):
                         if step not in MIGRATIONS:
-                            raise StoreError(
-                                f"{self.url}: no upgrade from schema version {step}"
-                            )
+                            raise StoreError(f"{self.url}: no upgrade from schema version {step}")
                         MIGRATIONS[step](conn)
                     conn.execute(
                         update(self.tables.meta)
@@ -263,7 +261,9 @@ class Store:
         else:
             inserted = self._generic_insert(conn, table, columns, rows, key)
         if not 0 <= inserted <= len(rows):
-            raise StoreError(f"{table.name}: the driver reported {inserted} new rows out of {len(rows)}")
+            raise StoreError(
+                f"{table.name}: the driver reported {inserted} new rows out of {len(rows)}"
+            )
         conflicts: tuple[int, ...] = ()
         if inserted < len(rows) and key == ("event_id",) and "content_hash" in table.c:
             if stage is not None:
@@ -378,7 +378,7 @@ class Store:
             existing = self._existing_keys(conn, table, key, [row[positions[0]] for row in rows])
             rows = [row for row in rows if tuple(row[p] for p in positions) not in existing]
         if rows:
-            conn.execute(insert(table), [dict(zip(columns, row)) for row in rows])
+            conn.execute(insert(table), [dict(zip(columns, row, strict=True)) for row in rows])
         return len(rows)
 
     def _existing_keys(
@@ -422,7 +422,9 @@ class Store:
                 part = ids[start : start + _LOOKUP_SLICE]
                 stored.update({r[0]: r[1] for r in conn.execute(stmt, {"ids": part})})
         return tuple(
-            i for i, row in enumerate(rows) if stored.get(row[id_pos], row[hash_pos]) != row[hash_pos]
+            i
+            for i, row in enumerate(rows)
+            if stored.get(row[id_pos], row[hash_pos]) != row[hash_pos]
         )
 
 
@@ -469,13 +471,16 @@ def open_store(url: str | Store | None = None) -> Store:
         if database and database != ":memory:":
             parent = os.path.dirname(os.path.abspath(database))
             if not os.path.isdir(parent):
-                raise StoreError(f"cannot create the SQLite store {database!r}: {parent} does not exist")
+                raise StoreError(
+                    f"cannot create the SQLite store {database!r}: {parent} does not exist"
+                )
     try:
         engine = create_engine(normalised, **kwargs)
     except Exception as exc:  # missing driver, bad options
         raise StoreError(f"cannot open the store {raw_url!r}: {exc}") from exc
     if engine.dialect.name == "sqlite":
         _install_sqlite_listeners(engine)
-    store = Store(engine)
+    # DuckDB has no SERIAL: its surrogate keys come from explicit sequences.
+    store = Store(engine, build_tables(sequences=engine.dialect.name == "duckdb"))
     store._prepare()
     return store

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -180,3 +181,19 @@ def test_holdout_conflict_and_round_trip():
                 ],
             }
         )
+
+
+def test_toml_without_tomllib_gives_a_clear_message(tmp_path, monkeypatch):
+    # Python 3.10 has no tomllib: without tomli the error must say what to do
+    monkeypatch.setitem(sys.modules, "tomllib", None)
+    monkeypatch.setitem(sys.modules, "tomli", None)
+    err = _error(tmp_path, "reg.toml", TOML)
+    assert "needs Python 3.11+ or the 'tomli' package" in str(err) and "JSON" in str(err)
+    # JSON registries keep working
+    path = write(
+        tmp_path, "reg.json", json.dumps({"experiments": [{"key": "k", "variants": AB_JSON}]})
+    )
+    assert list(load_experiments(path)) == ["k"]
+
+
+AB_JSON = ["control", "treatment"]

@@ -32,7 +32,10 @@ def test_ingest_summary_strict_exit_and_quarantine_round_trip(tmp_path, capsys):
     assert main(["quarantine", "--db", db]) == 0
     listing = capsys.readouterr().out
     assert "shop.csv row 3, field 'value': '12 EUR' is not a number" in listing
-    assert "shop.csv row 4, field 'created_at' (timestamp): '2024-01-01 10:00:00' has no UTC offset" in listing
+    assert (
+        "shop.csv row 4, field 'created_at' (timestamp): '2024-01-01 10:00:00' has no UTC offset"
+        in listing
+    )
 
     assert main(["quarantine", "--db", db, "--reason", "non_numeric_value"]) == 0
     assert "naive_timestamp" not in capsys.readouterr().out
@@ -64,7 +67,10 @@ def test_missing_column_is_one_line_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2
     assert err.count("\n") == 1
-    assert "bad.csv, field 'unit_id': required column 'unit_id' for events is missing; columns found: 'id', 'user', 'ts'" in err
+    assert (
+        "bad.csv, field 'unit_id': required column 'unit_id' for events is missing; columns found: 'id', 'user', 'ts'"
+        in err
+    )
 
 
 def test_timezone_and_experiments_options(tmp_path, capsys):
@@ -75,9 +81,24 @@ def test_timezone_and_experiments_options(tmp_path, capsys):
     )
     exposures = tmp_path / "exp.jsonl"
     exposures.write_text(
-        json.dumps({"experiment": "k", "unit_id": "u", "variant": "a", "timestamp": "2024-07-01T12:00:00"}) + "\n"
+        json.dumps(
+            {"experiment": "k", "unit_id": "u", "variant": "a", "timestamp": "2024-07-01T12:00:00"}
+        )
+        + "\n"
     )
-    code = main(["ingest", str(exposures), "--db", db, "--experiments", str(registry), "--timezone", "Europe/Paris", "--no-progress"])
+    code = main(
+        [
+            "ingest",
+            str(exposures),
+            "--db",
+            db,
+            "--experiments",
+            str(registry),
+            "--timezone",
+            "Europe/Paris",
+            "--no-progress",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "registered 1 experiment(s)" in captured.err
@@ -88,12 +109,29 @@ def test_timezone_and_experiments_options(tmp_path, capsys):
 
 def test_progress_bar_goes_to_stderr_as_a_real_command(tmp_path):
     data = tmp_path / "many.csv"
-    data.write_text("unit_id,event_type,timestamp\n" + "".join(f"u{i},click,{1704067200 + i}\n" for i in range(3000)))
+    data.write_text(
+        "unit_id,event_type,timestamp\n"
+        + "".join(f"u{i},click,{1704067200 + i}\n" for i in range(3000))
+    )
     result = subprocess.run(
-        [sys.executable, "-m", "abkit", "ingest", str(data), "--db", f"sqlite:///{tmp_path / 'p.db'}",
-         "--progress", "--chunk-size", "500"],
-        capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-m",
+            "abkit",
+            "ingest",
+            str(data),
+            "--db",
+            f"sqlite:///{tmp_path / 'p.db'}",
+            "--progress",
+            "--chunk-size",
+            "500",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert "100.0%" in result.stderr and "rows/s" in result.stderr and "Traceback" not in result.stderr
+    assert (
+        "100.0%" in result.stderr and "rows/s" in result.stderr and "Traceback" not in result.stderr
+    )
     assert "accepted 3,000" in result.stdout

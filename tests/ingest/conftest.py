@@ -27,14 +27,18 @@ def audit_store(url: str, report: Any = None) -> dict[str, int]:
             for b in batches:
                 assert b.rows_read == b.accepted + b.duplicates + b.quarantined, b
                 stored_q = conn.execute(
-                    select(func.count()).select_from(t.quarantine).where(t.quarantine.c.batch_id == b.id)
+                    select(func.count())
+                    .select_from(t.quarantine)
+                    .where(t.quarantine.c.batch_id == b.id)
                 ).scalar()
                 assert stored_q == b.quarantined, (b.id, stored_q, b.quarantined)
                 events = conn.execute(
                     select(func.count()).select_from(t.events).where(t.events.c.batch_id == b.id)
                 ).scalar()
                 exposures = conn.execute(
-                    select(func.count()).select_from(t.exposures).where(t.exposures.c.batch_id == b.id)
+                    select(func.count())
+                    .select_from(t.exposures)
+                    .where(t.exposures.c.batch_id == b.id)
                 ).scalar()
                 assert events + exposures == b.accepted, (b.id, events, exposures, b.accepted)
             counts = {

@@ -48,7 +48,12 @@ def test_clean_csv_roundtrip(db_url, tmp_path, audit):
         + "e2,u2,click,,2024-01-01T12:00:00+02:00\n",
     )
     report = ingest(path, db=db_url)
-    assert (report.rows_read, report.accepted, report.duplicates, report.quarantined) == (2, 2, 0, 0)
+    assert (report.rows_read, report.accepted, report.duplicates, report.quarantined) == (
+        2,
+        2,
+        0,
+        0,
+    )
     assert audit(db_url, report)["events"] == 2
     stored = events(db_url)
     assert stored["e1"] == ("u1", "purchase", 9.5, 1_704_103_200_000_000, None)
@@ -73,15 +78,21 @@ def test_header_only(db_url, tmp_path, audit):
 
 
 def test_bom_is_ignored(db_url, tmp_path, audit):
-    path = write(tmp_path / "bom.csv", HEADER + "e1,u1,click,,2024-01-01T00:00:00Z\n", encoding="utf-8-sig")
+    path = write(
+        tmp_path / "bom.csv", HEADER + "e1,u1,click,,2024-01-01T00:00:00Z\n", encoding="utf-8-sig"
+    )
     assert path.read_bytes().startswith(b"\xef\xbb\xbf")
     report = ingest(path, db=db_url)
     assert report.accepted == 1  # without BOM handling the first column would be '\ufeffevent_id'
     audit(db_url, report)
 
 
-def test_semicolon_file_is_sniffed_and_wrong_explicit_delimiter_is_explained(db_url, tmp_path, audit):
-    path = write(tmp_path / "semi.csv", HEADER.replace(",", ";") + "e1;u1;click;;2024-01-01T00:00:00Z\n")
+def test_semicolon_file_is_sniffed_and_wrong_explicit_delimiter_is_explained(
+    db_url, tmp_path, audit
+):
+    path = write(
+        tmp_path / "semi.csv", HEADER.replace(",", ";") + "e1;u1;click;;2024-01-01T00:00:00Z\n"
+    )
     report = ingest(path, db=db_url)
     assert report.accepted == 1
     audit(db_url, report)
@@ -95,7 +106,10 @@ def test_semicolon_file_is_sniffed_and_wrong_explicit_delimiter_is_explained(db_
 
 def test_missing_required_column_stops_before_anything_is_written(db_url, tmp_path, audit):
     good = write(tmp_path / "good.csv", HEADER + "e1,u1,click,,2024-01-01T00:00:00Z\n")
-    bad = write(tmp_path / "bad.csv", "event_id,user,event_type,timestamp\ne2,u,click,2024-01-01T00:00:00Z\n")
+    bad = write(
+        tmp_path / "bad.csv",
+        "event_id,user,event_type,timestamp\ne2,u,click,2024-01-01T00:00:00Z\n",
+    )
     with pytest.raises(DataError) as info:
         ingest([good, bad], db=db_url)
     assert info.value.location.file == "bad.csv"
@@ -110,12 +124,22 @@ def test_column_map_and_aliases(db_url, tmp_path, audit):
         tmp_path / "shop.csv",
         "order,customer_id,kind,amount,created_at\no1,c1,purchase,3,2024-01-01T00:00:00Z\n",
     )
-    with pytest.raises(DataError, match="'customer_id' \\(mapped to unit_id\\)|'unit_id'"):
+    with pytest.raises(DataError, match="required column 'unit_id' for events is missing"):
         ingest(path, db=db_url, column_map={"event_type": "kind"})
+    with pytest.raises(
+        DataError, match=r"required column 'client' \(mapped to unit_id\) for events"
+    ):
+        ingest(path, db=db_url, column_map={"user_id": "client", "event_type": "kind"})
     report = ingest(
         path,
         db=db_url,
-        column_map={"user_id": "customer_id", "event_type": "kind", "value": "amount", "ts": "created_at", "event_id": "order"},
+        column_map={
+            "user_id": "customer_id",
+            "event_type": "kind",
+            "value": "amount",
+            "ts": "created_at",
+            "event_id": "order",
+        },
     )
     assert report.accepted == 1
     assert events(db_url)["o1"][:4] == ("c1", "purchase", 3.0, 1_704_067_200_000_000)
@@ -158,7 +182,7 @@ def test_nan_infinity_and_text_in_numeric_columns(db_url, tmp_path, audit, reaso
     assert report.by_reason == {"non_finite_value": 3, "non_numeric_value": 1}
     assert report.accepted == 1 and events(db_url)["e5"][2] == 1000.0
     got = reasons(db_url)
-    assert "num.csv row 2, field 'value': 'NaN' is not a finite number" == got[0][2]
+    assert got[0][2] == "num.csv row 2, field 'value': 'NaN' is not a finite number"
     assert "'12 EUR' is not a number" in got[3][2] and got[3][0] == 5
     audit(db_url, report)
 
@@ -172,7 +196,9 @@ def test_truncated_gzip_is_rejected_whole_with_location(db_url, tmp_path, audit)
         ingest(path, db=db_url, chunk_size=100)
     assert info.value.location.file == "cut.csv.gz"
     assert info.value.location.row is not None and info.value.location.row > 1
-    assert "truncated or corrupt" in str(info.value) and "nothing from this file was written" in str(info.value)
+    assert "truncated or corrupt" in str(
+        info.value
+    ) and "nothing from this file was written" in str(info.value)
     assert audit(db_url)["events"] == 0
     # The complete file ingests fine.
     full = tmp_path / "full.csv.gz"
@@ -201,7 +227,12 @@ def test_duplicates_within_and_across_files_and_conflicts(db_url, tmp_path, audi
     )
     # chunk_size=2 puts the in-file duplicates of two.csv in different chunks too.
     report = ingest([one, two], db=db_url, chunk_size=2)
-    assert (report.rows_read, report.accepted, report.duplicates, report.quarantined) == (8, 3, 3, 2)
+    assert (report.rows_read, report.accepted, report.duplicates, report.quarantined) == (
+        8,
+        3,
+        3,
+        2,
+    )
     assert report.by_reason == {"conflict": 2}
     got = reasons(db_url)
     assert "event id 'e2' was used by row 4 of this file for different content" in got[0][2]
@@ -211,7 +242,9 @@ def test_duplicates_within_and_across_files_and_conflicts(db_url, tmp_path, audi
 
 
 def test_reingest_is_skipped_and_force_counts_duplicates(db_url, tmp_path, audit):
-    path = write(tmp_path / "ev.csv", HEADER + "e1,u1,click,,2024-01-01T00:00:00Z\n,u2,click,,1704067200\n")
+    path = write(
+        tmp_path / "ev.csv", HEADER + "e1,u1,click,,2024-01-01T00:00:00Z\n,u2,click,,1704067200\n"
+    )
     first = ingest(path, db=db_url)
     assert first.accepted == 2
     again = ingest(path, db=db_url)
@@ -282,7 +315,9 @@ def test_far_future_is_flagged(db_url, tmp_path, audit, reasons):
 
 
 def test_ragged_rows_are_quarantined_as_malformed(db_url, tmp_path, audit, reasons):
-    path = write(tmp_path / "ragged.csv", HEADER + "e1,u,click,,2024-01-01T00:00:00Z\ne2,u,click\n\n")
+    path = write(
+        tmp_path / "ragged.csv", HEADER + "e1,u,click,,2024-01-01T00:00:00Z\ne2,u,click\n\n"
+    )
     report = ingest(path, db=db_url)
     assert (report.rows_read, report.accepted, report.by_reason) == (2, 1, {"malformed_row": 1})
     assert "has 3 fields but the header has 5" in reasons(db_url)[0][2]
@@ -290,12 +325,18 @@ def test_ragged_rows_are_quarantined_as_malformed(db_url, tmp_path, audit, reaso
 
 
 def test_extra_columns_go_to_properties_and_drift_is_reported(db_url, tmp_path, audit):
-    first = write(tmp_path / "day1.csv", "unit_id,event_type,timestamp,country,age\nu,click,1704067200,FR,31\n")
+    first = write(
+        tmp_path / "day1.csv",
+        "unit_id,event_type,timestamp,country,age\nu,click,1704067200,FR,31\n",
+    )
     report = ingest(first, db=db_url, source_name="shop")
     assert report.drift == {}
     (props,) = [e[4] for e in events(db_url).values()]
     assert json.loads(props) == {"age": "31", "country": "FR"}
-    second = write(tmp_path / "day2.csv", "unit_id,event_type,timestamp,age,device\nu,click,1704067201,unknown,ios\n")
+    second = write(
+        tmp_path / "day2.csv",
+        "unit_id,event_type,timestamp,age,device\nu,click,1704067201,unknown,ios\n",
+    )
     report2 = ingest(second, db=db_url, source_name="shop")
     drift = report2.drift["shop"]
     assert drift.added == ("device",) and drift.removed == ("country",)
@@ -307,8 +348,20 @@ def test_extra_columns_go_to_properties_and_drift_is_reported(db_url, tmp_path, 
 def test_jsonl_gzip_parquet_dataframe_and_records(db_url, tmp_path, audit):
     pd = pytest.importorskip("pandas")
     rows = [
-        {"event_id": "j1", "unit_id": "u1", "event_type": "click", "timestamp": "2024-01-01T00:00:00Z"},
-        {"event_id": "j2", "unit_id": 42, "event_type": "buy", "value": 2.5, "timestamp": 1704067200, "props": {"a": 1}},
+        {
+            "event_id": "j1",
+            "unit_id": "u1",
+            "event_type": "click",
+            "timestamp": "2024-01-01T00:00:00Z",
+        },
+        {
+            "event_id": "j2",
+            "unit_id": 42,
+            "event_type": "buy",
+            "value": 2.5,
+            "timestamp": 1704067200,
+            "props": {"a": 1},
+        },
     ]
     jsonl = tmp_path / "ev.jsonl.gz"
     with gzip.open(jsonl, "wt", encoding="utf-8") as fh:
@@ -336,7 +389,18 @@ def test_jsonl_gzip_parquet_dataframe_and_records(db_url, tmp_path, audit):
     frame2 = frame.assign(event_id=["d1", "d2", "d3"])
     report = ingest(frame2, db=db_url)
     assert report.accepted == 2 and report.files[0].source == "dataframe"
-    report = ingest(iter([{"unit_id": "r", "event_type": "x", "timestamp": datetime(2024, 1, 1, tzinfo=timezone.utc)}]), db=db_url)
+    report = ingest(
+        iter(
+            [
+                {
+                    "unit_id": "r",
+                    "event_type": "x",
+                    "timestamp": datetime(2024, 1, 1, tzinfo=timezone.utc),
+                }
+            ]
+        ),
+        db=db_url,
+    )
     assert report.accepted == 1
     audit(db_url, report)
 
@@ -352,7 +416,12 @@ def _register(url: str) -> None:
     store = open_store(url)
     try:
         store.register_experiments(
-            [{"key": "checkout", "variants": [{"name": "control", "weight": 1}, {"name": "new", "weight": 1}]}]
+            [
+                {
+                    "key": "checkout",
+                    "variants": [{"name": "control", "weight": 1}, {"name": "new", "weight": 1}],
+                }
+            ]
         )
     finally:
         store.close()
@@ -362,15 +431,40 @@ def test_exposures_unknown_variant_and_experiment_and_attributes(db_url, tmp_pat
     _register(db_url)
     path = tmp_path / "exp.jsonl"
     lines = [
-        {"experiment": "checkout", "unit_id": "u1", "variant": "new", "timestamp": "2024-01-01T00:00:00+00:00", "attributes": {"country": "FR", "beta": True}},
-        {"experiment": "checkout", "unit_id": "u2", "variant": "blue", "timestamp": "2024-01-01T00:00:00+00:00"},
-        {"experiment": "pricing", "unit_id": "u3", "variant": "a", "timestamp": "2024-01-01T00:00:00+00:00"},
-        {"experiment": "checkout", "unit_id": "u4", "variant": "control", "timestamp": "2024-01-01T00:00:00+00:00", "platform": "ios"},
+        {
+            "experiment": "checkout",
+            "unit_id": "u1",
+            "variant": "new",
+            "timestamp": "2024-01-01T00:00:00+00:00",
+            "attributes": {"country": "FR", "beta": True},
+        },
+        {
+            "experiment": "checkout",
+            "unit_id": "u2",
+            "variant": "blue",
+            "timestamp": "2024-01-01T00:00:00+00:00",
+        },
+        {
+            "experiment": "pricing",
+            "unit_id": "u3",
+            "variant": "a",
+            "timestamp": "2024-01-01T00:00:00+00:00",
+        },
+        {
+            "experiment": "checkout",
+            "unit_id": "u4",
+            "variant": "control",
+            "timestamp": "2024-01-01T00:00:00+00:00",
+            "platform": "ios",
+        },
     ]
     path.write_text("".join(json.dumps(x) + "\n" for x in lines))
     report = ingest(path, db=db_url)
     assert report.files[0].kind == "exposures"
-    assert (report.accepted, report.by_reason) == (2, {"unknown_variant": 1, "unknown_experiment": 1})
+    assert (report.accepted, report.by_reason) == (
+        2,
+        {"unknown_variant": 1, "unknown_experiment": 1},
+    )
     got = reasons(db_url)
     assert "'blue' is not a variant of 'checkout' (variants: control, new)" in got[0][2]
     assert "experiment 'pricing' is not registered" in got[1][2]
@@ -392,7 +486,12 @@ def test_exposures_unknown_variant_and_experiment_and_attributes(db_url, tmp_pat
 
 def test_exposure_conflicting_attributes_are_quarantined(db_url, tmp_path, audit):
     _register(db_url)
-    base = {"experiment": "checkout", "unit_id": "u1", "variant": "new", "timestamp": "2024-01-01T00:00:00Z"}
+    base = {
+        "experiment": "checkout",
+        "unit_id": "u1",
+        "variant": "new",
+        "timestamp": "2024-01-01T00:00:00Z",
+    }
     a = tmp_path / "a.jsonl"
     a.write_text(json.dumps({**base, "attributes": {"country": "FR"}}) + "\n")
     b = tmp_path / "b.jsonl"
@@ -420,3 +519,19 @@ def test_bad_chunk_size_and_kind(tmp_path, sqlite_url):
         ingest(path, db=sqlite_url, kind="clicks")
     with pytest.raises(DataError, match="no such file"):
         ingest(tmp_path / "missing.csv", db=sqlite_url)
+
+
+def test_duckdb_store_through_the_portable_path(duckdb_url, tmp_path, audit, reasons):
+    path = write(
+        tmp_path / "d.csv",
+        HEADER
+        + "e1,u1,click,,2024-01-01T00:00:00Z\n"
+        + "e1,u1,click,,2024-01-01T00:00:00Z\n"
+        + "e2,u2,buy,oops,2024-01-01T00:00:00Z\n",
+    )
+    report = ingest(path, db=duckdb_url)
+    assert (report.accepted, report.duplicates, report.by_reason) == (1, 1, {"non_numeric_value": 1})
+    forced = ingest(path, db=duckdb_url, force=True)
+    assert (forced.accepted, forced.duplicates, forced.quarantined) == (0, 2, 1)
+    assert [r[1] for r in reasons(duckdb_url)] == ["non_numeric_value"] * 2
+    assert audit(duckdb_url, forced)["batches"] == 2

@@ -40,7 +40,9 @@ def make_file(path: Path, ids: range, bad_every: int = 37) -> Path:
     return path
 
 
-def run_child(path: Path, url: str, chunk_size: int, env: dict[str, str] | None = None) -> subprocess.Popen:
+def run_child(
+    path: Path, url: str, chunk_size: int, env: dict[str, str] | None = None
+) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-c", CHILD, str(path), url, str(chunk_size)],
         env={**os.environ, **(env or {})},
@@ -61,7 +63,8 @@ def snapshot(url: str) -> dict[str, object]:
                 for r in conn.execute(select(t.events))
             )
             quarantine = sorted(
-                (r.row_number, r.reason_code, r.reason, r.raw) for r in conn.execute(select(t.quarantine))
+                (r.row_number, r.reason_code, r.reason, r.raw)
+                for r in conn.execute(select(t.quarantine))
             )
             batches = [
                 (r.status, r.rows_read, r.accepted, r.duplicates, r.quarantined)
@@ -109,7 +112,9 @@ def test_kill_9_mid_file_then_resume_equals_one_clean_run(db_url, tmp_path, audi
 
 def test_concurrent_processes_lose_and_double_nothing(db_url, tmp_path, audit):
     # Four files overlapping pairwise by half: ids 1..1000, 501..1500, 1001..2000, 1501..2500.
-    files = [make_file(tmp_path / f"part{k}.csv", range(1 + 500 * k, 1001 + 500 * k)) for k in range(4)]
+    files = [
+        make_file(tmp_path / f"part{k}.csv", range(1 + 500 * k, 1001 + 500 * k)) for k in range(4)
+    ]
     open_store(db_url).close()  # the children race on rows, not on creating the schema
     children = [run_child(path, db_url, 128) for path in files]
     results = []

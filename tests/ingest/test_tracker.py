@@ -33,11 +33,16 @@ def test_tracker_events_and_exposure_hook(db_url, audit):
     with Tracker(db=store, flush_every=3) as tracker:
         assignment.add_exposure_hook(tracker.expose)
         try:
-            chosen = [assign_mod.assign(experiment, f"user-{i}", {"country": "FR"}, now=moment) for i in range(5)]
+            chosen = [
+                assign_mod.assign(experiment, f"user-{i}", {"country": "FR"}, now=moment)
+                for i in range(5)
+            ]
         finally:
             assignment.remove_exposure_hook(tracker.expose)
         for i in range(4):
-            tracker.track(f"user-{i}", "purchase", 10.0 + i, timestamp=moment, currency="EUR", plan="pro")
+            tracker.track(
+                f"user-{i}", "purchase", 10.0 + i, timestamp=moment, currency="EUR", plan="pro"
+            )
         tracker.track("user-0", "purchase", float("nan"), timestamp=moment)  # quarantined
         assert tracker.pending < 3 + 3  # flushed at 3 of each kind
     reports = tracker.reports
@@ -48,13 +53,19 @@ def test_tracker_events_and_exposure_hook(db_url, audit):
     t = store.tables
     with store.engine.connect() as conn:
         exposures = {r.unit_id: (r.variant, r.event_id) for r in conn.execute(select(t.exposures))}
-        revenue = conn.execute(select(t.events.c.value, t.events.c.currency, t.events.c.properties)).all()
+        revenue = conn.execute(
+            select(t.events.c.value, t.events.c.currency, t.events.c.properties)
+        ).all()
     store.close()
     for a in chosen:
         assert exposures[a.unit_id][0] == a.variant
-        assert exposures[a.unit_id][1] == exposure_event_id("checkout", a.unit_id, a.variant, 1_704_067_200_000_000)
+        assert exposures[a.unit_id][1] == exposure_event_id(
+            "checkout", a.unit_id, a.variant, 1_704_067_200_000_000
+        )
     assert sorted(v for v, _, _ in revenue) == [10.0, 11.0, 12.0, 13.0]
-    assert {c for _, c, _ in revenue} == {"EUR"} and {p for _, _, p in revenue} == {'{"plan":"pro"}'}
+    assert {c for _, c, _ in revenue} == {"EUR"} and {p for _, _, p in revenue} == {
+        '{"plan":"pro"}'
+    }
 
 
 def test_exposure_records_ingest_directly_and_are_idempotent(db_url, audit):
@@ -63,7 +74,8 @@ def test_exposure_records_ingest_directly_and_are_idempotent(db_url, audit):
     store.register_experiments([experiment])
     moment = datetime(2024, 5, 1, 12, tzinfo=timezone.utc)
     records = [
-        assignment.ExposureRecord.create("k", f"u{i}", "ab"[i % 2], moment, {"n": i}) for i in range(10)
+        assignment.ExposureRecord.create("k", f"u{i}", "ab"[i % 2], moment, {"n": i})
+        for i in range(10)
     ]
     first = ingest(records, db=store)
     again = ingest(records, db=store)

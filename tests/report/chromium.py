@@ -10,6 +10,7 @@ exception and browser log entry (including Content-Security-Policy violations) i
 from __future__ import annotations
 
 import base64
+import contextlib
 import fcntl
 import json
 import os
@@ -59,9 +60,17 @@ class PageLoad:
 
     @property
     def errors(self) -> list[str]:
-        out = [f"console {m.get('type')}: {m.get('text')}" for m in self.console if m.get("type") in {"error", "assert", "warning"}]
+        out = [
+            f"console {m.get('type')}: {m.get('text')}"
+            for m in self.console
+            if m.get("type") in {"error", "assert", "warning"}
+        ]
         out += [f"exception: {e}" for e in self.exceptions]
-        out += [f"log {e.get('level')}: {e.get('text')}" for e in self.log_entries if e.get("level") in {"error", "warning"}]
+        out += [
+            f"log {e.get('level')}: {e.get('text')}"
+            for e in self.log_entries
+            if e.get("level") in {"error", "warning"}
+        ]
         return out
 
     @property
@@ -107,7 +116,9 @@ class _Pipe:
         self.next_id = 0
         self.events: list[dict[str, Any]] = []
 
-    def send(self, method: str, params: dict[str, Any] | None = None, session: str | None = None) -> int:
+    def send(
+        self, method: str, params: dict[str, Any] | None = None, session: str | None = None
+    ) -> int:
         self.next_id += 1
         message: dict[str, Any] = {"id": self.next_id, "method": method, "params": params or {}}
         if session:
@@ -129,7 +140,13 @@ class _Pipe:
         raw, self.buffer = self.buffer.split(b"\0", 1)
         return json.loads(raw)
 
-    def call(self, method: str, params: dict[str, Any] | None = None, session: str | None = None, timeout: float = 30) -> dict[str, Any]:
+    def call(
+        self,
+        method: str,
+        params: dict[str, Any] | None = None,
+        session: str | None = None,
+        timeout: float = 30,
+    ) -> dict[str, Any]:
         call_id = self.send(method, params, session)
         deadline = time.monotonic() + timeout
         while True:
@@ -160,23 +177,21 @@ class _Pipe:
             pass
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.send("Browser.close")
-        except OSError:
-            pass
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
         for fd in (self.write_fd, self.read_fd):
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
 
 
-def load_page(html_path: Path, *, binary: str | None = None, width: int = 1280, height: int = 900) -> PageLoad:
+def load_page(
+    html_path: Path, *, binary: str | None = None, width: int = 1280, height: int = 900
+) -> PageLoad:
     """Open ``html_path`` headless, record requests/console/errors, take a full-page PNG."""
     binary = binary or find_chromium()
     if binary is None:
@@ -186,7 +201,9 @@ def load_page(html_path: Path, *, binary: str | None = None, width: int = 1280, 
         pipe = _Pipe(binary, profile, width, height)
         try:
             target = pipe.call("Target.createTarget", {"url": "about:blank"})["targetId"]
-            session = pipe.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+            session = pipe.call("Target.attachToTarget", {"targetId": target, "flatten": True})[
+                "sessionId"
+            ]
             for domain in ("Page", "Network", "Runtime", "Log"):
                 pipe.call(f"{domain}.enable", session=session)
             pipe.call(
@@ -197,7 +214,11 @@ def load_page(html_path: Path, *, binary: str | None = None, width: int = 1280, 
             pipe.call("Page.navigate", {"url": Path(html_path).resolve().as_uri()}, session=session)
             pipe.wait_event("Page.loadEventFired", timeout=30)
             pipe.drain(0.3)  # late console/log events
-            title = pipe.call("Runtime.evaluate", {"expression": "document.title", "returnByValue": True}, session=session)
+            title = pipe.call(
+                "Runtime.evaluate",
+                {"expression": "document.title", "returnByValue": True},
+                session=session,
+            )
             result.title = title.get("result", {}).get("value", "")
             shot = pipe.call(
                 "Page.captureScreenshot",
@@ -212,13 +233,22 @@ def load_page(html_path: Path, *, binary: str | None = None, width: int = 1280, 
                 if method == "Network.requestWillBeSent":
                     result.requests.append(params["request"]["url"])
                 elif method == "Runtime.consoleAPICalled":
-                    text = " ".join(str(a.get("value", a.get("description", ""))) for a in params.get("args", []))
+                    text = " ".join(
+                        str(a.get("value", a.get("description", "")))
+                        for a in params.get("args", [])
+                    )
                     result.console.append({"type": params.get("type"), "text": text})
                 elif method == "Runtime.exceptionThrown":
                     result.exceptions.append(str(params.get("exceptionDetails", {}).get("text")))
                 elif method == "Log.entryAdded":
                     entry = params.get("entry", {})
-                    result.log_entries.append({"level": entry.get("level"), "text": entry.get("text"), "url": entry.get("url")})
+                    result.log_entries.append(
+                        {
+                            "level": entry.get("level"),
+                            "text": entry.get("text"),
+                            "url": entry.get("url"),
+                        }
+                    )
         finally:
             pipe.close()
     return result

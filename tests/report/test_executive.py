@@ -18,6 +18,13 @@ from abkit.report import format as F
 from abkit.report.render import check_offline, render_report
 from abkit.report.sections import read_report_data
 
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "abkit", *args], capture_output=True, text=True, cwd=cwd, check=False
+    )
+
+
 HOSTILE = "ab'\"\n__import__('os').system('touch {marker}') # <script>alert(1)</script> &amp;"
 
 
@@ -34,10 +41,18 @@ def demo_store(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def executive(demo_store, tmp_path_factory):
+    """The report as a user makes it: ``abkit report`` in a fresh directory."""
     result, metrics = demo_store
-    out = tmp_path_factory.mktemp("exec-out") / "report.html"
-    report = render_report(result.db_url, result.experiment, out=out, metrics=metrics)
-    return report, out.read_text(encoding="utf-8")
+    cwd = tmp_path_factory.mktemp("exec-out")
+    done = _cli(
+        "report",
+        *("--db", result.db_url, "--experiment", result.experiment, "--metrics", str(metrics)),
+        *("--currency", "EUR", "--period", "month", "--impact-metric", "revenue_per_user"),
+        cwd=cwd,
+    )
+    assert done.returncode == 0, done.stderr
+    path = cwd / "reports" / f"{result.experiment}.html"
+    return path, path.read_text(encoding="utf-8"), done.stdout
 
 
 class _Cells(HTMLParser):
@@ -78,8 +93,9 @@ def test_report_numbers_equal_the_analysis_result(demo_store, executive):
     from abkit.analysis.analyze import analyze
 
     demo, metrics = demo_store
-    _, page = executive
-    result = analyze(demo.db_url, demo.experiment, str(metrics))
+    _, page, _ = executive
+    business = {"metric": "revenue_per_user", "period": "month", "currency": "EUR"}
+    result = analyze(demo.db_url, demo.experiment, str(metrics), business=business)
     data = read_report_data(page)
     cells = _Cells()
     cells.feed(page)
@@ -102,7 +118,9 @@ def test_report_numbers_equal_the_analysis_result(demo_store, executive):
         for key, value in expected.items():
             assert row[key] == value, (r.metric, key)
         # The visible table: the raw number in data-value and its formatted text.
-        control, treatment, abs_lift, rel_lift, interval, pcell = cells.rows[(r.metric, r.variant)][1:7]
+        control, treatment, abs_lift, rel_lift, interval, pcell = cells.rows[(r.metric, r.variant)][
+            1:7
+        ]
         assert float(control[0]) == r.control_mean
         assert control[1] == F.fmt_metric_value(r.control_mean, r.metric_type)
         assert float(treatment[0]) == r.treatment_mean
@@ -124,7 +142,7 @@ def test_report_numbers_equal_the_analysis_result(demo_store, executive):
 
 
 def test_sections_in_the_required_order(executive):
-    _, page = executive
+    _, page, _ = executive
     markers = [
         'class="abkit-banner',
         "Recommendation: Roll back",
@@ -140,17 +158,24 @@ def test_sections_in_the_required_order(executive):
         "Units (users) are split at random",
     ]
     positions = [page.find(m) for m in markers]
-    assert all(p >= 0 for p in positions), dict(zip(markers, positions))
+    assert all(p >= 0 for p in positions), dict(zip(markers, positions, strict=False))
     assert positions == sorted(positions)
     # Facts: hypothesis, owner, dates, traffic, variants with their model versions.
-    for text in ("Hypothesis", "Owner", "Recommendations team (demo)", "Planned dates", "Traffic",
-                 "recsys-v1.4", "recsys-v3.0-large"):
+    for text in (
+        "Hypothesis",
+        "Owner",
+        "Recommendations team (demo)",
+        "Planned dates",
+        "Traffic",
+        "recsys-v1.4",
+        "recsys-v3.0-large",
+    ):
         assert text in page
 
 
 def test_self_contained_offline_and_small(executive):
-    report, page = executive
-    assert report.size_bytes == len(page.encode("utf-8")) < 2_000_000
+    path, page, _ = executive
+    assert path.stat().st_size == len(page.encode("utf-8")) < 2_000_000
     assert check_offline(page) == []
     assert "<script" not in page.lower()
     assert not re.search(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//""", page, re.I)
@@ -165,8 +190,8 @@ def test_self_contained_offline_and_small(executive):
 def test_opens_in_headless_chromium(executive, chromium):
     from chromium import load_page, screenshot_stats
 
-    report, _ = executive
-    load = load_page(report.path, binary=chromium)
+    path, _, _ = executive
+    load = load_page(path, binary=chromium)
     assert load.errors == []
     assert load.network_requests == []
     assert load.requests[0].startswith("file:")
@@ -233,23 +258,11 @@ def test_default_output_name_is_safe():
     assert _safe_filename("...") == "report"
 
 
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "abkit", *args], capture_output=True, text=True, cwd=cwd, check=False
-    )
-
-
-def test_cli_report_writes_the_file_and_errors_are_one_line(demo_store, tmp_path):
-    demo, metrics = demo_store
-    done = _cli(
-        "report", "--db", demo.db_url, "--experiment", demo.experiment, "--metrics", str(metrics),
-        "--currency", "EUR", "--period", "month", "--impact-metric", "revenue_per_user",
-        cwd=tmp_path,
-    )
-    assert done.returncode == 0, done.stderr
-    out = tmp_path / "reports" / f"{demo.experiment}.html"
-    assert f"report written to reports/{demo.experiment}.html" in done.stdout
-    page = out.read_text(encoding="utf-8")
+def test_cli_report_writes_the_file_and_errors_are_one_line(demo_store, executive, tmp_path):
+    demo, _ = demo_store
+    path, page, stdout = executive
+    assert f"report written to reports/{demo.experiment}.html" in stdout
+    assert path.name == f"{demo.experiment}.html"
     data = read_report_data(page)
     assert data["impact"][0]["period"] == "month" and data["impact"][0]["unit"] == "EUR"
     assert "€" in page
@@ -262,3 +275,29 @@ def test_cli_report_writes_the_file_and_errors_are_one_line(demo_store, tmp_path
         assert bad.returncode == 2, bad.stderr
         assert message in bad.stderr and "Traceback" not in bad.stderr
         assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_deep_dive_shows_code_segments_and_every_metric(demo_store, tmp_path):
+    from abkit.analysis.analyze import analyze
+
+    demo, metrics = demo_store
+    report = render_report(
+        demo.db_url,
+        demo.experiment,
+        template="deep-dive",
+        out=tmp_path / "deep.html",
+        metrics=metrics,
+        segments=["platform"],
+    )
+    page = report.path.read_text(encoding="utf-8")
+    assert check_offline(page) == [] and "<script" not in page.lower()
+    assert report.size_bytes < 2_000_000
+    assert 'class="highlight' in page and "load_report" in page  # the code is shown
+    result = analyze(demo.db_url, demo.experiment, str(metrics), segments=("platform",))
+    assert len(result.segments) == 6  # 3 platforms x (primary + guardrail)
+    for s in result.segments:
+        assert f"<td class=\"text\">{s.value}</td>" in page
+        assert F.fmt_pct(s.result.rel_lift, 1, signed=True) in page
+    assert page.count("by platform") >= 2  # a forest plot per segmented metric
+    # forest + SRM bars + 2 segment forests + cumulative lift of 5 metrics
+    assert len(re.findall(r"<img\b", page)) == 1 + 1 + 2 + 5

@@ -102,7 +102,13 @@ def test_fmt_metric_value():
 
 @given(st.floats(allow_nan=True, allow_infinity=True))
 def test_never_prints_nan_or_inf(x):
-    for text in (F.fmt_number(x, 2), F.fmt_pct(x), F.fmt_sig(x), F.fmt_currency(x), F.fmt_compact(x)):
+    for text in (
+        F.fmt_number(x, 2),
+        F.fmt_pct(x),
+        F.fmt_sig(x),
+        F.fmt_currency(x),
+        F.fmt_compact(x),
+    ):
         assert "nan" not in text.lower() and "inf" not in text.lower()
 
 

@@ -51,15 +51,44 @@ def test_hostile_string_is_a_single_literal():
 
 
 json_like = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=12,
 )
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.dictionaries(st.from_regex(r"[a-z_][a-z0-9_]{0,10}", fullmatch=True).filter(lambda s: s not in {"if", "in", "is", "or", "as", "def", "for", "and", "not", "del", "try", "with"}), json_like, max_size=5))
+@given(
+    st.dictionaries(
+        st.from_regex(r"[a-z_][a-z0-9_]{0,10}", fullmatch=True).filter(
+            lambda s: (
+                s
+                not in {
+                    "if",
+                    "in",
+                    "is",
+                    "or",
+                    "as",
+                    "def",
+                    "for",
+                    "and",
+                    "not",
+                    "del",
+                    "try",
+                    "with",
+                }
+            )
+        ),
+        json_like,
+        max_size=5,
+    )
+)
 def test_any_json_like_value_round_trips_as_literal(params):
     assert _assignments(parameters_source(params)) == params
 

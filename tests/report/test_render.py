@@ -25,7 +25,11 @@ HOSTILE = "<b>x</b>'\"\n__import__('os').system('touch {marker}') # </pre><scrip
 
 def _nb(*sources: str, params: str = "name = 'a'") -> nbformat.NotebookNode:
     nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     nb.cells = [nbformat.v4.new_code_cell(params, metadata={"tags": ["parameters"]})]
     nb.cells += [nbformat.v4.new_code_cell(s) for s in sources]
     return nb
@@ -33,7 +37,13 @@ def _nb(*sources: str, params: str = "name = 'a'") -> nbformat.NotebookNode:
 
 def test_kernel_is_this_interpreter_without_any_kernelspec(tmp_path, monkeypatch):
     # A fresh machine: no user or system kernelspecs, an empty HOME.
-    for var in ("HOME", "JUPYTER_PATH", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR", "JUPYTER_CONFIG_DIR"):
+    for var in (
+        "HOME",
+        "JUPYTER_PATH",
+        "JUPYTER_DATA_DIR",
+        "JUPYTER_RUNTIME_DIR",
+        "JUPYTER_CONFIG_DIR",
+    ):
         monkeypatch.setenv(var, str(tmp_path / "empty"))
     nb = _nb("import sys, abkit\nprint(sys.executable)\nprint(abkit.__file__)")
     execute_notebook(nb, cwd=tmp_path)

@@ -24,7 +24,17 @@ from abkit.errors import StoreError
 from abkit.store.schema import SCHEMA_VERSION, build_tables
 from abkit.store.store import open_store
 
-EVENT_COLUMNS = ("event_id", "unit_id", "event_type", "value", "currency", "ts_us", "properties", "content_hash", "batch_id")
+EVENT_COLUMNS = (
+    "event_id",
+    "unit_id",
+    "event_type",
+    "value",
+    "currency",
+    "ts_us",
+    "properties",
+    "content_hash",
+    "batch_id",
+)
 
 
 def event(i: int, content: str = "h", value: float = 1.0) -> tuple:
@@ -86,7 +96,9 @@ def test_foreign_tables_without_version_are_refused(sqlite_url):
 def _v1_store(url: str) -> None:
     """A store exactly as version 1 (the initial schema) wrote it, with data in it."""
     metadata = MetaData()
-    meta = Table("abkit_meta", metadata, Column("key", String(64), primary_key=True), Column("value", Text))
+    meta = Table(
+        "abkit_meta", metadata, Column("key", String(64), primary_key=True), Column("value", Text)
+    )
     batches = Table(
         "abkit_ingest_batches",
         metadata,
@@ -105,7 +117,12 @@ def _v1_store(url: str) -> None:
         Column("finished_at_us", BigInteger),
     )
     current = build_tables()
-    for table in (current.experiments, current.exposures, current.exposure_attributes, current.events):
+    for table in (
+        current.experiments,
+        current.exposures,
+        current.exposure_attributes,
+        current.events,
+    ):
         table.to_metadata(metadata)
     Table(
         "abkit_quarantine",
@@ -126,11 +143,21 @@ def _v1_store(url: str) -> None:
         conn.execute(insert(meta).values(key="schema_version", value="1"))
         conn.execute(
             insert(batches).values(
-                source="old.csv", kind="events", status="committed", rows_read=1, accepted=1,
-                duplicates=0, quarantined=0, started_at_us=1,
+                source="old.csv",
+                kind="events",
+                status="committed",
+                rows_read=1,
+                accepted=1,
+                duplicates=0,
+                quarantined=0,
+                started_at_us=1,
             )
         )
-        conn.execute(insert(metadata.tables["abkit_events"]).values(dict(zip(EVENT_COLUMNS, event(1)))))
+        conn.execute(
+            insert(metadata.tables["abkit_events"]).values(
+                dict(zip(EVENT_COLUMNS, event(1), strict=True))
+            )
+        )
     engine.dispose()
 
 
@@ -146,7 +173,9 @@ def test_v1_store_is_upgraded_in_place(db_url, tmp_path):
         with store.engine.connect() as conn:
             (old,) = conn.execute(select(store.tables.ingest_batches)).all()
             assert (old.source, old.status, old.owner) == ("old.csv", "committed", None)
-            assert conn.execute(select(store.tables.events.c.event_id)).scalars().all() == ["e00001"]
+            assert conn.execute(select(store.tables.events.c.event_id)).scalars().all() == [
+                "e00001"
+            ]
     finally:
         store.close()
     # The upgraded store takes new ingests.
@@ -185,7 +214,11 @@ def test_insert_new_counts_new_duplicate_and_conflicting_rows(db_url):
 def test_experiments_registry_snapshot(db_url):
     store = open_store(db_url)
     try:
-        config = {"key": "checkout", "variants": [{"name": "control"}, {"name": "new"}], "salt": "s"}
+        config = {
+            "key": "checkout",
+            "variants": [{"name": "control"}, {"name": "new"}],
+            "salt": "s",
+        }
         assert store.register_experiments([config]) == 1
         store.register_experiments([{**config, "salt": "t"}])  # replace, not duplicate
         assert store.experiment_configs() == {"checkout": {**config, "salt": "t"}}
