@@ -52,6 +52,7 @@ _LAZY: dict[str, str] = {
     "simulate_experiment": "abkit.analysis.simulate",
     # report
     "render_report": "abkit.report.render",
+    "run_demo": "abkit.demo",
 }
 
 __all__ = ["__version__", *_LAZY]
@@ -87,5 +88,6 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from abkit.stats.sufficient import MeanStats, RatioStats
     from abkit.ingest.tracker import Tracker
     from abkit.metrics.definitions import Metric, load_metrics
+    from abkit.demo import run_demo
     from abkit.report.render import render_report
     from abkit.store.store import Store, open_store

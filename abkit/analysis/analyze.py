@@ -377,6 +377,12 @@ def _strip_covariate(stats: Any) -> Any:
     return stats
 
 
+def _varying_covariate(stats: Any) -> bool:
+    if not isinstance(stats, MeanStats) or not stats.has_covariate or stats.n < 2:
+        return False
+    return stats.cov_var > 0
+
+
 def _compare(
     metric: Metric,
     control: Any,
@@ -393,10 +399,9 @@ def _compare(
     use_cuped = bool(
         cuped
         and metric.supports_cuped
-        and isinstance(control, MeanStats)
-        and control.has_covariate
         # a covariate that never varies carries no information (no pre-period data)
-        and (control.cov_sum_sq or 0) > 0
+        and _varying_covariate(control)
+        and _varying_covariate(treatment)
     )
     if not use_cuped:
         control, treatment = _strip_covariate(control), _strip_covariate(treatment)

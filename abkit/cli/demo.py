@@ -16,11 +16,20 @@ def _handler(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     scenarios = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
+    db = args.db
+    if db is None:
+        # One file per scenario, so running the other scenario keeps this one's data;
+        # "all" puts both experiments in the default file.
+        db = (
+            "abkit-demo.db"
+            if args.scenario in ("ship", "all")
+            else f"abkit-demo-{args.scenario}.db"
+        )
     for index, name in enumerate(scenarios):
         result = run_demo(
             name,
             fresh=index == 0,  # "all" puts both experiments in one database
-            db=args.db,
+            db=db,
             reports_dir=args.reports_dir,
             n_units=args.units,
             seed=args.seed,
@@ -57,8 +66,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     parser.add_argument(
         "--db",
-        default="abkit-demo.db",
-        help="SQLite file rebuilt by each run (or a SQLAlchemy URL)",
+        default=None,
+        help="SQLite file rebuilt by each run (default abkit-demo.db, or abkit-demo-SCENARIO.db "
+        "for guardrail-breach), or a SQLAlchemy URL",
     )
     parser.add_argument("--reports-dir", default="reports", help="where the HTML report goes")
     parser.add_argument("--units", type=int, default=40_000, help="simulated users")

@@ -105,9 +105,12 @@ class Reader:
 
     def sample_rows(self, limit: int = 500) -> list[dict[str, Any]]:
         """The first rows (for column types); re-opens the source, consumes nothing."""
-        for chunk in self.chunks(limit):
-            return chunk.rows[:limit]
-        return []
+        chunks = self.chunks(limit)
+        try:
+            first = next(chunks, None)
+        finally:
+            chunks.close()  # closes the file now, before the real read opens it again
+        return first.rows[:limit] if first is not None else []
 
     def close(self) -> None:
         pass

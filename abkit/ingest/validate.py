@@ -157,6 +157,14 @@ def parse_timestamp(value: Any, tz: tzinfo | None, field_name: str = "timestamp"
             try:
                 moment = datetime.fromisoformat(text)
             except ValueError:
+                moment = None
+            if moment is None and text[-1:] in ("Z", "z"):
+                # Python 3.10's fromisoformat does not know the "Z" suffix.
+                try:
+                    moment = datetime.fromisoformat(text[:-1] + "+00:00")
+                except ValueError:
+                    moment = None
+            if moment is None:
                 raise Rejected(
                     "bad_timestamp", field_name, f"{text[:64]!r} is not a valid ISO 8601 timestamp"
                 ) from None

@@ -1,6 +1,10 @@
 """Reports: notebook templates executed with injected parameters, exported to offline HTML.
 
-``render_report`` lives in :mod:`abkit.report.render`; number formatting in
-:mod:`abkit.report.format`; plot helpers in :mod:`abkit.report.plots`; the executive
-report's sections in :mod:`abkit.report.sections`.
+* :mod:`abkit.report.render`: ``render_report`` (execute a template on this interpreter's
+  kernel, export with abkit's offline nbconvert template, audit, write);
+* :mod:`abkit.report.params`: parameters injected as data (papermill-style);
+* :mod:`abkit.report.adapt`: ``AnalysisResult`` -> :class:`~abkit.report.model.ReportModel`;
+* :mod:`abkit.report.sections`: the executive report's sections as HTML;
+* :mod:`abkit.report.format`: numbers for people; :mod:`abkit.report.plots`: figures;
+* :mod:`abkit.report.analyst` and :mod:`abkit.report.planner`: deep-dive and planner helpers.
 """

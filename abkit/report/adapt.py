@@ -114,6 +114,42 @@ def _short_time(value: str | None) -> str | None:
     return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
+def _sample_needed(result: Any, defs: Mapping[str, Any], collected: int) -> tuple[int | None, str]:
+    """Units (all arms) needed to detect the primary metric's MDE with 80% power.
+
+    The decision carries the plan when it says "keep running" or "no detectable effect";
+    for the other verdicts the same planner (``abkit.analysis.decision.power_needed``) is
+    asked here, so the report always says how the sample compares with the plan.
+    """
+    d = result.decision
+    plan = getattr(d, "power_plan", None)
+    target = ""
+    metric = defs.get(result.primary)
+    if plan is None and metric is not None:
+        from abkit.analysis.decision import power_needed
+
+        control = result.arm_stats.get(result.primary, {}).get(result.experiment.control)
+        if control is not None:
+            try:
+                _, _, plan, target = power_needed(
+                    metric,
+                    control,
+                    current_units=collected,
+                    weights=[result.experiment.weights[v] for v in result.experiment.variants],
+                    alpha=result.alpha,
+                    traffic_per_day=result.experiment.units_per_day,
+                )
+            except Exception:  # a plan is a courtesy here; never fail the report on it
+                plan = None
+    if plan is not None and getattr(plan, "n_total", None):
+        if not target and metric is not None:
+            target = f"{(metric.mde or 0.05):.1%} relative change with 80% power"
+        return int(plan.n_total), target
+    if d.sample_needed is not None:
+        return collected + int(d.sample_needed), target
+    return None, target
+
+
 def from_analysis(
     result: Any,
     *,
@@ -144,7 +180,13 @@ def from_analysis(
         )
         abs_lo, abs_hi = _interval(r.abs_ci)
         rel_lo, rel_hi = _interval(r.rel_ci)
-        prob = getattr(getattr(r, "details", None), "prob_beat_control", None)
+        details = getattr(r, "details", None)
+        prob = getattr(details, "prob_beat_control", None)
+        engine_higher = getattr(details, "higher_is_better", True)
+        if prob is not None and bool(engine_higher) != higher:
+            # The engine measured "better" the other way round (it was not told the
+            # metric's direction); for a continuous posterior P(worse) = 1 - P(better).
+            prob = 1.0 - prob
         g_status = None
         if role == "guardrail":
             margin = (definition.mde if definition is not None and definition.mde else None) or (
@@ -181,6 +223,7 @@ def from_analysis(
                 status=r.status,
                 note=r.note or "",
                 label=r.metric.replace("_", " "),
+                test=getattr(r, "test", "") or "",
             )
         )
     # Display order: primary first, then secondary, then guardrails (stable within).
@@ -249,7 +292,7 @@ def from_analysis(
             )
         )
     collected = int(sum(facts_in.units.values()))
-    needed = None if d.sample_needed is None else collected + int(d.sample_needed)
+    needed, target = _sample_needed(result, defs, collected)
     quality = Quality(
         counts={k: int(v) for k, v in facts_in.units.items()},
         expected_shares=dict(facts_in.weights),
@@ -258,6 +301,7 @@ def from_analysis(
         checks=tuple(checks),
         sample_collected=collected,
         sample_needed=needed,
+        sample_target=target,
         days_remaining=d.days_needed,
     )
 

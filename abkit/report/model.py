@@ -43,6 +43,7 @@ class MetricRow(ResultMixin):
     status: str = "ok"
     note: str = ""
     label: str = ""
+    test: str = ""  # the statistical test that produced the p-value
 
     @property
     def display_name(self) -> str:
@@ -95,6 +96,7 @@ class Quality(ResultMixin):
     checks: tuple[QualityCheck, ...] = ()
     sample_collected: int | None = None
     sample_needed: int | None = None
+    sample_target: str = ""  # what the needed sample detects, in words
     days_remaining: float | None = None
 
 

@@ -346,9 +346,19 @@ def data_quality(model: ReportModel) -> HTMLBlock:
             if q.days_remaining and q.sample_collected < q.sample_needed
             else ""
         )
+        target = f" to detect a {q.sample_target}" if q.sample_target else ""
+        if q.sample_collected >= q.sample_needed:
+            words = (
+                f"Sample: {F.fmt_int(q.sample_collected)} units collected, at least the "
+                f"{F.fmt_int(q.sample_needed)} planned{target}."
+            )
+        else:
+            words = (
+                f"Sample: {F.fmt_int(q.sample_collected)} units collected of the "
+                f"{F.fmt_int(q.sample_needed)} planned{target}"
+            )
         progress = (
-            f'<p data-collected="{q.sample_collected}" data-needed="{q.sample_needed}">'
-            f"Sample: {e(F.fmt_int(q.sample_collected))} of {e(F.fmt_int(q.sample_needed))} units needed "
+            f'<p data-collected="{q.sample_collected}" data-needed="{q.sample_needed}">{e(words)} '
             f'<span class="abkit-progress" role="img" aria-label="{e(F.fmt_pct(share, 0))} collected">'
             f'<span style="width:{share * 100:.1f}%"></span></span> {e(F.fmt_pct(share, 0))}{remaining}</p>'
         )
@@ -429,11 +439,14 @@ def _observed(f: Any) -> str:
 
 def methodology(model: ReportModel) -> HTMLBlock:
     level = F.fmt_pct(1 - model.alpha, 0)
+    tests = list(dict.fromkeys(r.test for r in model.metrics if r.test))
     method = {
         "fixed": (
             f"Each metric compares the average per user in each group with a two-sided test "
-            f"at the {F.fmt_pct(model.alpha, 0)} level and a {level} confidence interval "
-            "(Welch's t-test; the delta method for ratios and relative lifts)."
+            f"at the {F.fmt_pct(model.alpha, 0)} level and a {level} confidence interval"
+            + (f" ({'; '.join(tests)})" if tests else "")
+            + ". Relative lifts and their intervals account for the uncertainty of the "
+            "control's own average."
         ),
         "sequential": (
             "The test is sequential (always-valid confidence sequences), so the results may be "

@@ -125,6 +125,14 @@ def normal_expected_loss(mean: float, sd: float) -> tuple[float, float]:
     return loss_upper(x), loss_upper(-x)
 
 
+def _ratio_or_none(x: float, denom: float) -> float | None:
+    """``x / denom`` when it is a finite number, else ``None`` (denominator 0 or tiny)."""
+    if not denom > 0:
+        return None
+    value = float(x) / float(denom)  # plain floats: overflow gives inf, no warning
+    return value if math.isfinite(value) else None
+
+
 def _empty(
     alpha: float, higher: bool, n_c: int, n_t: int, reason: str, method: str
 ) -> BayesianResult:
@@ -272,8 +280,8 @@ def bayesian_readout(
         prob_beat_control=prob_beat,
         expected_loss_treatment=loss_treat,
         expected_loss_control=loss_control,
-        expected_loss_treatment_rel=loss_treat / denom if denom > 0 else None,
-        expected_loss_control_rel=loss_control / denom if denom > 0 else None,
+        expected_loss_treatment_rel=_ratio_or_none(loss_treat, denom),
+        expected_loss_control_rel=_ratio_or_none(loss_control, denom),
         significant=bool(abs_ci[0] > 0 or abs_ci[1] < 0),
         n_control=n_c,
         n_treatment=n_t,

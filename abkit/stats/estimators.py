@@ -151,11 +151,12 @@ def welch_df(v_c: float, n_c: int, v_t: float, n_t: int) -> float:
 
     ``df = (v_c + v_t)² / (v_c²/(n_c-1) + v_t²/(n_t-1))`` with ``v = s²/n``.
     """
-    num = (v_c + v_t) ** 2
-    den = v_c * v_c / (n_c - 1) + v_t * v_t / (n_t - 1)
-    if den <= 0:
+    total = v_c + v_t
+    if not total > 0:
         raise NotEnoughDataError("zero variance in both arms")
-    return num / den
+    # Divided through by (v_c + v_t)², so squaring cannot overflow for huge variances.
+    f_c, f_t = v_c / total, v_t / total
+    return 1.0 / (f_c * f_c / (n_c - 1) + f_t * f_t / (n_t - 1))
 
 
 def _centred(n: int, s_a: float, s_b: float, s_ab: float) -> float:
@@ -220,10 +221,12 @@ def _raw_difference(
     t = arm_estimate(treatment, metric_type)
     var = c.var_of_mean + t.var_of_mean
     if not var > 0:
-        raise NotEnoughDataError(
-            "zero variance in both arms (for a proportion: no conversions, or all "
-            "conversions, in both arms)"
-        )
+        detail = {
+            "proportion": "no conversions, or all conversions, in both arms",
+            "mean": "every unit has the same value within each arm",
+            "ratio": "every unit has the same ratio within each arm",
+        }[metric_type]
+        raise NotEnoughDataError(f"zero variance in both arms ({detail})")
     df = welch_df(c.var_of_mean, c.n, t.var_of_mean, t.n) if metric_type == "mean" else None
     return Difference(
         control_mean=c.mean,

@@ -190,6 +190,14 @@ def fieller_ratio_set(
     ``q`` is the critical value of the test (two-sided or one-sided as ``alternative``);
     see the module docstring for the derivation.
     """
+    # The set is unchanged when a, b and k share a positive factor. Working in units of
+    # the largest input keeps b² and a·k finite: for means beyond about 1e77 (or below
+    # 1e-77) they overflow (underflow) and the roots came out NaN (or wrong).
+    scale = max(abs(m_c), abs(m_t), q * math.sqrt(max(v_c, 0.0)), q * math.sqrt(max(v_t, 0.0)))
+    scale = max(scale, q * math.sqrt(abs(cov)))
+    if 0.0 < scale < math.inf:
+        m_c, m_t = m_c / scale, m_t / scale
+        v_c, v_t, cov = v_c / scale / scale, v_t / scale / scale, cov / scale / scale
     a = m_c * m_c - q * q * v_c
     b = m_t * m_c - q * q * cov
     k = m_t * m_t - q * q * v_t
@@ -430,6 +438,16 @@ def compare_difference(
     rel_lift = None if m_c == 0 else m_t / m_c - 1.0
     if m_c == 0:
         notes.append("control mean is 0: relative lift is undefined")
+    elif rel_lift is not None and not math.isfinite(rel_lift):
+        # |m_t/m_c| beyond the double range: no finite relative lift to report.
+        rel_lift = None
+        notes.append("control mean is too close to 0 for a relative lift")
+    elif m_c < 0:
+        # ρ - 1 with a negative denominator moves opposite to the absolute lift.
+        notes.append(
+            "control mean is negative: relative lift is treatment/control - 1, so its sign "
+            "is opposite to the absolute lift's"
+        )
     rel_ci: Interval | None = None
     bounded = False
     if len(rel_set) == 1 and rel_lift is not None:
@@ -443,11 +461,15 @@ def compare_difference(
             "relative-lift interval is unbounded (Fieller set "
             f"{_format_set(rel_set)}): the control mean is not clearly away from 0"
         )
-    if (
-        diff.metric_type == "proportion"
-        and min(diff.var_control_mean, diff.var_treatment_mean) == 0
-    ):
-        notes.append("one arm has 0% or 100% conversion: the Wald variance rests on the other arm")
+    if min(diff.var_control_mean, diff.var_treatment_mean) == 0:
+        if diff.metric_type == "proportion":
+            notes.append(
+                "one arm has 0% or 100% conversion: the Wald variance rests on the other arm"
+            )
+        else:
+            # The zero-variance arm's mean is taken as exact, so intervals (the relative
+            # one collapses when that mean is 0) reflect the other arm's noise only.
+            notes.append("one arm has zero variance: the standard error rests on the other arm")
     return LiftResult(
         metric_type=diff.metric_type,
         control_mean=m_c,
@@ -943,9 +965,11 @@ def compare_many(
         d = m_t - m_c
         stat = np.where(ok, d, 0.0) / se
         if metric_type == "mean":
-            df = (w_c + w_t) ** 2 / (
-                w_c * w_c / np.maximum(n_c - 1, 1) + w_t * w_t / np.maximum(n_t - 1, 1)
-            )
+            # Welch–Satterthwaite divided through by (w_c + w_t)² (as estimators.welch_df),
+            # so squaring huge or tiny variances cannot overflow or underflow.
+            total = np.where(w_c + w_t > 0, w_c + w_t, 1.0)
+            f_c, f_t = w_c / total, w_t / total
+            df = 1.0 / (f_c * f_c / np.maximum(n_c - 1, 1) + f_t * f_t / np.maximum(n_t - 1, 1))
             df = np.where(ok, df, 1.0)
             dist_df: Any = df
         else:
@@ -966,9 +990,15 @@ def compare_many(
         p = np.where(p == 0.0, _P_FLOOR, p)
         # Fieller (module docstring): bounded exactly when a = m_c² - q²v_c > 0.
         q2 = q * q
-        a = m_c * m_c - q2 * v_c
-        b = m_t * m_c - q2 * cov
-        k = m_t * m_t - q2 * v_t
+        # Same scale-free rescaling as fieller_ratio_set (keeps b² and a·k finite).
+        scale = np.maximum.reduce(
+            [np.abs(m_c), np.abs(m_t), q * np.sqrt(v_c), q * np.sqrt(v_t), q * np.sqrt(np.abs(cov))]
+        )
+        scale = np.where((scale > 0) & np.isfinite(scale), scale, 1.0)
+        s_c, s_t = m_c / scale, m_t / scale
+        a = s_c * s_c - q2 * (v_c / scale / scale)
+        b = s_t * s_c - q2 * (cov / scale / scale)
+        k = s_t * s_t - q2 * (v_t / scale / scale)
         bounded = ok & (a > 0) & (m_c != 0)
         root = np.sqrt(np.maximum(b * b - a * k, 0.0))
         s = b + np.copysign(root, b)
@@ -989,6 +1019,7 @@ def compare_many(
         rel_lo = np.where(bounded, rel_lo, np.nan)
         rel_hi = np.where(bounded, rel_hi, np.nan)
         rel = np.where(ok & (m_c != 0), m_t / np.where(m_c != 0, m_c, 1.0) - 1.0, np.nan)
+        rel = np.where(np.isfinite(rel), rel, np.nan)  # overflow: no relative lift (as scalar)
 
     def mask(x: Any) -> Any:
         return np.where(ok, x, np.nan)

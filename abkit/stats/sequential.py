@@ -180,6 +180,8 @@ def relative_interval(
     m_c, m_t = diff.control_mean, diff.treatment_mean
     if m_c == 0:
         return None, None, False, "control mean is 0: relative lift is undefined"
+    if not math.isfinite(m_t / m_c):
+        return None, None, False, "control mean is too close to 0 for a relative lift"
     ratio_set = fieller_ratio_set(
         m_c, m_t, diff.var_control_mean, diff.var_treatment_mean, diff.cov_means, q, alternative
     )

@@ -47,8 +47,12 @@ def errors(n, mean_, sd=1.0):
     return MeanStats(n=n, sum=mean_ * n, sum_sq=n * (sd**2 + mean_**2) - sd**2)
 
 
-HARM = guardrail_check(lift(ERRORS, errors(10_000, 0.5), errors(10_000, 0.6)), ERRORS, "treatment", 0.05)
-SAFE = guardrail_check(lift(ERRORS, errors(10_000, 0.5), errors(10_000, 0.4)), ERRORS, "treatment", 0.05)
+HARM = guardrail_check(
+    lift(ERRORS, errors(10_000, 0.5), errors(10_000, 0.6)), ERRORS, "treatment", 0.05
+)
+SAFE = guardrail_check(
+    lift(ERRORS, errors(10_000, 0.5), errors(10_000, 0.4)), ERRORS, "treatment", 0.05
+)
 
 
 def test_guardrail_direction():
@@ -107,9 +111,13 @@ def test_impact_formula_mean_and_ratio():
     t = RatioStats.from_values([12, 0, 33, 24] * 50, [1, 0, 2, 1] * 50)
     r = compare(c, t, metric_type="ratio")
     imp = project_impact(
-        metric=aov, variant="t", result=r, control_stats=c,
+        metric=aov,
+        variant="t",
+        result=r,
+        control_stats=c,
         assumptions=BusinessAssumptions(period="day", eligible_units_per_day=100.0),
-        observed_units_per_day=None, experiment_traffic=1.0,
+        observed_units_per_day=None,
+        experiment_traffic=1.0,
     )
     # per order lift × orders per unit (4/4 = 1.0) × 100 units
     assert imp.change == pytest.approx(r.abs_lift * 1.0 * 100.0)

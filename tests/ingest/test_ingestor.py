@@ -60,6 +60,9 @@ def test_clean_csv_roundtrip(db_url, tmp_path, audit):
     # +02:00 is converted to UTC: 12:00+02:00 == 10:00Z
     assert stored["e2"][3] == 1_704_103_200_000_000
     assert stored["e2"][2] is None
+    as_json = json.loads(json.dumps(report.to_dict()))
+    assert as_json["files"][0]["source"] == "ev.csv" and as_json["accepted"] == 2
+    assert list(report.to_frame()["accepted"]) == [2]
 
 
 def test_empty_file(db_url, tmp_path, audit):

@@ -63,7 +63,7 @@ json_like = st.recursive(
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     st.dictionaries(
         st.from_regex(r"[a-z_][a-z0-9_]{0,10}", fullmatch=True).filter(
