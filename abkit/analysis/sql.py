@@ -8,7 +8,7 @@ key, event types, windows, caps) is a **bound parameter**, so a name such as
 The query, stage by stage (all timestamps are BIGINT epoch microseconds):
 
 1. ``abkit_first`` - per unit of the experiment: first exposure time, smallest and largest
-   variant seen, number of exposure rows. Exposures at or after the experiment's end are
+   variant seen. Exposures at or after the experiment's end are
    ignored.
 2. ``abkit_units`` - every unit with its first exposure; units whose smallest and largest
    variant differ (seen in two or more variants) are **excluded** (they are contaminated:
@@ -20,11 +20,12 @@ The query, stage by stage (all timestamps are BIGINT epoch microseconds):
    ``first <= ts < first + window`` (and ``ts < end``), over the pre-period
    ``first - lookback <= ts < first`` (CUPED covariate), and counts of the events outside
    the window (before first exposure; after the window or the end). Units without events
-   get zeros.
+   get zeros. An aggregate shared by several metrics (the purchases in a 7-day window feed
+   conversion, orders and AOV) is computed once.
 4. ``abkit_unit_metrics`` - the per-unit metric value ``y`` (0/1 for proportions, capped
    sums and counts for means, numerator and denominator ``d`` for ratios) and covariate
    ``x``, cast to double precision so every engine does the same float arithmetic.
-5. The final ``GROUP BY variant, day [, segment]``: ``n, Σy, Σy², Σx, Σx², Σxy, Σd, Σd²,
+5. The final ``GROUP BY variant, day, single [, segment]``: ``n, Σy, Σy², Σx, Σx², Σxy, Σd, Σd²,
    Σyd`` and the outside-window counts. Python receives only these rows (a few per day and
    arm) and adds the days up into totals and a cumulative daily series.
 

@@ -65,7 +65,7 @@ def _adjust(p: list[float], method: str) -> list[float]:
     running = 1.0
     for rank in range(m - 1, -1, -1):
         i = order[rank]
-        running = min(running, min(1.0, m / (rank + 2) * p[i]))
+        running = min(running, min(1.0, m / (rank + 1) * p[i]))
         out[i] = running
     return out
 

@@ -175,3 +175,23 @@ def test_bayesian_flat_prior_aa_false_positive_rate():
         flags.append(bayesian_readout(d).significant)
     # 4,000 tests: sd 0.0034, so [0.04, 0.06] is about ±2.9 sd.
     assert 0.04 <= np.mean(flags) <= 0.06
+
+
+# ----------------------------------------------------------------- capping
+
+
+def test_percentile_cap_interpolates_between_order_statistics():
+    # n = 1,000 and q = 97.5 put the type-7 position at h = 974.025, between two order
+    # statistics (the outliers suite uses n = 10,001, where h is a whole number and any
+    # interpolation rule agrees).
+    from abkit.stats.outliers import Cap, percentile_positions, resolve_cap
+
+    v = np.random.default_rng(406).lognormal(2.0, 1.2, 1_000)
+    applied = resolve_cap(Cap(upper_percentile=97.5, lower_percentile=2.5), v)
+    s = np.sort(v)
+    lo, hi, frac = percentile_positions(v.size, 97.5)
+    assert (lo, hi) == (974, 975) and frac == pytest.approx(0.025)
+    expected = s[lo] + frac * (s[hi] - s[lo])
+    assert applied.upper == pytest.approx(expected, rel=1e-12, abs=0)
+    assert applied.upper != s[lo] and applied.upper != s[hi]
+    assert applied.lower == pytest.approx(np.percentile(v, 2.5), rel=1e-12, abs=0)
