@@ -50,6 +50,8 @@ _LAZY: dict[str, str] = {
     "analyze": "abkit.analysis.analyze",
     "AnalysisResult": "abkit.analysis.analyze",
     "simulate_experiment": "abkit.analysis.simulate",
+    "TrueEffect": "abkit.analysis.simulate",
+    "builtin_metric": "abkit.metrics.library",
     # report
     "render_report": "abkit.report.render",
     "run_demo": "abkit.demo",
@@ -73,7 +75,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from abkit.analysis.analyze import AnalysisResult, analyze
-    from abkit.analysis.simulate import simulate_experiment
+    from abkit.analysis.simulate import TrueEffect, simulate_experiment
     from abkit.assignment.assign import Assignment, assign, assign_many
     from abkit.assignment.config import Experiment, Holdout, Namespace, Variant
     from abkit.assignment.diff import diff_experiments
@@ -88,6 +90,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from abkit.stats.sufficient import MeanStats, RatioStats
     from abkit.ingest.tracker import Tracker
     from abkit.metrics.definitions import Metric, load_metrics
+    from abkit.metrics.library import builtin_metric
     from abkit.demo import run_demo
     from abkit.report.render import render_report
     from abkit.store.store import Store, open_store

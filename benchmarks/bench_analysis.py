@@ -198,7 +198,7 @@ def run_size(units: int, events: int, engines: list[str], workdir: Path, pg) -> 
         elif engine == "postgres":
             stores[engine] = open_store(pg.create_database())
         elif engine == "duckdb":
-            stores[engine] = _duckdb_store(f"duckdb:///{workdir / f'bench-{units}.duckdb'}")
+            stores[engine] = open_store(f"duckdb:///{workdir / f'bench-{units}.duckdb'}")
     ex_parts, ev_parts = [], []
     load_time = dict.fromkeys(engines, 0.0)
     n_events = 0
@@ -273,25 +273,6 @@ def _warm_up() -> None:
     import abkit.stats.planning
     import abkit.stats.readout
     import abkit.stats.srm  # noqa: F401
-
-
-def _duckdb_store(url: str):
-    """``open_store`` on DuckDB, or the analysis tables on a bare ``Store`` if the store
-    cannot create its own tables there yet."""
-    from sqlalchemy import create_engine
-
-    from abkit.store.store import Store, open_store
-
-    try:
-        return open_store(url)
-    except Exception:
-        engine = create_engine(url)
-        store = Store(engine)
-        t = store.tables
-        t.metadata.create_all(
-            engine, tables=[t.meta, t.experiments, t.exposures, t.exposure_attributes, t.events]
-        )
-        return store
 
 
 def main(argv: list[str] | None = None) -> int:

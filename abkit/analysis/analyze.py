@@ -21,7 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from abkit.analysis.decision import Decision, GuardrailCheck, decide, guardrail_check
+from abkit.analysis.decision import (
+    Decision,
+    GuardrailCheck,
+    decide,
+    guardrail_check,
+    noninferiority_check,
+)
 from abkit.analysis.impact import BusinessAssumptions, Impact, project_impact
 from abkit.analysis.quality import (
     ExcludedEvents,
@@ -219,6 +225,19 @@ class AnalysisResult(ResultMixin):
             lines.append(
                 "  " + "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True))
             )
+        if self.guardrails:
+            lines += ["", "Guardrails:"]
+            lines += [f"  [{g.status}] {g.reason}" for g in self.guardrails]
+        if self.segments:
+            lines += ["", "Segments (primary metric and guardrails, corrected per dimension):"]
+            for seg in self.segments:
+                r = seg.result
+                ci = r.rel_ci
+                lines.append(
+                    f"  {seg.segment}={seg.value}  {r.metric}  {r.variant}  {_pct(r.rel_lift)}  "
+                    + ("-" if ci is None else f"[{_pct(ci[0])}, {_pct(ci[1])}]")
+                    + f"  p adj {_fmt(r.p_value_adjusted)}"
+                )
         if self.impact is not None:
             lines += ["", "Business impact:", "  " + self.impact.sentence()]
         return "\n".join(lines)
@@ -418,6 +437,40 @@ def _compare(
     )
 
 
+def _guardrail(
+    metric: Metric,
+    stats: Mapping[str, Any],
+    control: str,
+    result: Any,
+    *,
+    alpha: float,
+    cuped: bool,
+) -> GuardrailCheck:
+    """Non-inferiority test when the metric has a margin, else the harm-interval check."""
+    if metric.margin is None:
+        return guardrail_check(result, metric, result.variant, alpha)
+    from abkit.stats.guardrails import guardrail
+
+    c, t = stats.get(control), stats.get(result.variant)
+    use_cuped = bool(
+        cuped and metric.supports_cuped and _varying_covariate(c) and _varying_covariate(t)
+    )
+    if not use_cuped:
+        c, t = _strip_covariate(c), _strip_covariate(t)
+    outcome = guardrail(
+        c,
+        t,
+        metric_type=metric.kind,
+        margin=metric.margin,
+        margin_type="relative",
+        higher_is_better=metric.higher_is_better,
+        alpha=alpha,
+        cuped=use_cuped,
+        metric=metric.name,
+    )
+    return noninferiority_check(outcome, metric, result.variant)
+
+
 def _day_iso(day: int) -> str:
     return from_us(day * MICROS_PER_DAY).date().isoformat()
 
@@ -586,7 +639,9 @@ def analyze(
     lift_results = tuple(r for m in all_metrics for r in readouts[m.name])
 
     checks = tuple(
-        guardrail_check(r, m, r.variant, alpha) for m in guard_metrics for r in readouts[m.name]
+        _guardrail(m, arm_stats[m.name], control, r, alpha=alpha, cuped=cuped)
+        for m in guard_metrics
+        for r in readouts[m.name]
     )
 
     decision = decide(

@@ -6,10 +6,14 @@ metric's direction):
 1. **Sample ratio mismatch** -> ``keep running`` with ``trustworthy = False``: the lifts
    cannot be trusted, and no lift-based verdict is given until the cause is fixed
    (Kohavi, Tang & Xu 2020, ch. 21).
-2. **Guardrail breach**: a guardrail whose interval lies entirely on the harmful side
-   (significantly worse at ``alpha``, uncorrected: for safety a false alarm is cheaper
-   than a missed harm). An arm that breaches a guardrail cannot ship; when every arm that
-   could ship breaches one, or the best arm does, the verdict is ``roll back``.
+2. **Guardrail breach**. Without a margin, a guardrail is breached when its interval lies
+   entirely on the harmful side (significantly worse at ``alpha``, uncorrected: for safety
+   a false alarm is cheaper than a missed harm). With a relative ``margin`` it is a
+   non-inferiority test (:func:`abkit.stats.guardrails.guardrail`, one-sided ``alpha``):
+   *breached* when the harm is shown to exceed the margin, *ok* when non-inferiority is
+   shown, *inconclusive* otherwise. An arm with a breach cannot ship; if no arm can ship
+   because of a breach, the verdict is ``roll back``. An arm that wins on the primary
+   metric but has an inconclusive guardrail is not shipped yet: ``keep running``.
 3. **Primary metric better** for at least one arm (multiplicity-adjusted p-value below
    ``alpha``) and no breach for that arm -> ``ship`` the arm with the largest relative lift.
 4. **Primary metric worse** for every arm that is significant -> ``roll back``.
@@ -41,12 +45,14 @@ class GuardrailCheck(ResultMixin):
 
     metric: str
     variant: str
-    status: str  # "breached" | "ok" | "not enough data"
+    status: str  # "breached" | "ok" | "inconclusive" | "not enough data"
     rel_lift: float | None
     rel_ci: tuple[float | None, float | None] | None
     p_value: float | None
     direction: str
     reason: str
+    margin: float | None = None
+    test: str = "two-sided interval"
 
 
 @dataclass(frozen=True)
@@ -123,15 +129,57 @@ def guardrail_check(result: object, metric: Metric, variant: str, alpha: float) 
     rel = common["rel_lift"]
     rel_text = "" if rel is None else f" ({rel:+.1%})"
     if harmful:
-        reason = (
-            f"guardrail {metric.name} is significantly worse in {variant}{rel_text}, "
-            f"p = {common['p_value']:.2g}"
+        # A Bayesian readout has no p-value: its evidence is the credible interval.
+        p_value = common["p_value"]
+        evidence = (
+            f"p = {p_value:.2g}"
+            if p_value is not None
+            else f"{1 - alpha:.0%} interval {_fmt_ci(rel_ci)} excludes 0"
+            if rel_ci
+            else f"{1 - alpha:.0%} interval [{lo:+.3g}, {hi:+.3g}] excludes 0"
         )
+        reason = f"guardrail {metric.name} is significantly worse in {variant}{rel_text}, {evidence}"
         return GuardrailCheck(status="breached", reason=reason, **common)
     return GuardrailCheck(
         status="ok",
         reason=f"guardrail {metric.name} shows no significant harm in {variant}{rel_text}",
         **common,
+    )
+
+
+def noninferiority_check(result: object, metric: Metric, variant: str) -> GuardrailCheck:
+    """Map :class:`abkit.stats.guardrails.GuardrailResult` onto a :class:`GuardrailCheck`."""
+    status = {"fail": "breached", "pass": "ok"}.get(result.status, result.status)  # type: ignore[attr-defined]
+    est = result.estimate  # type: ignore[attr-defined]
+    margin = result.margin  # type: ignore[attr-defined]
+    est_text = "" if est is None else f" ({est:+.1%})"
+    if status == "breached":
+        reason = (
+            f"guardrail {metric.name} is worse in {variant}{est_text} by more than the "
+            f"{margin:.1%} margin"
+        )
+    elif status == "ok":
+        reason = f"guardrail {metric.name} is shown within the {margin:.1%} margin in {variant}"
+        if result.harmful:  # type: ignore[attr-defined]
+            reason += f"{est_text}, although significantly worse"
+    elif status == "inconclusive":
+        reason = (
+            f"guardrail {metric.name} in {variant}{est_text} is not yet shown to be within "
+            f"the {margin:.1%} margin"
+        )
+    else:
+        reason = f"guardrail {metric.name}: {result.note}"  # type: ignore[attr-defined]
+    return GuardrailCheck(
+        metric=metric.name,
+        variant=variant,
+        status=status,
+        rel_lift=est,
+        rel_ci=result.ci,  # type: ignore[attr-defined]
+        p_value=result.p_value,  # type: ignore[attr-defined]
+        direction=metric.direction,
+        reason=reason,
+        margin=margin,
+        test="non-inferiority",
     )
 
 
@@ -221,6 +269,18 @@ def decide(
             f"({_fmt_rel(r)}, {1 - alpha:.0%} CI {_fmt_ci(getattr(r, 'rel_ci', None))}{p_text})."
         )
     shippable = {v: r for v, r in better.items() if v not in breached}
+    pending = {g.variant for g in guardrails if g.status == "inconclusive"}
+    if shippable and all(v in pending for v in shippable):
+        for g in guardrails:
+            if g.status == "inconclusive" and g.variant in shippable:
+                reasons.append(g.reason[0].upper() + g.reason[1:] + ".")
+        reasons.insert(
+            0,
+            "Keep running: the primary metric improves, but a guardrail is not yet shown to "
+            "stay within its margin.",
+        )
+        return Decision(verdict="keep running", winner=None, reasons=tuple(reasons))
+    shippable = {v: r for v, r in shippable.items() if v not in pending}
     if shippable:
         winner = max(
             shippable,

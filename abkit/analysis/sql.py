@@ -82,15 +82,9 @@ def _zero() -> ColumnElement[Any]:
     return _p(0.0, Double())
 
 
-@dataclass(frozen=True)
-class QueryPlan:
-    """Column names of the per-unit stage for each metric (``m{i}_...``)."""
-
-    metrics: tuple[Metric, ...]
-
-    @staticmethod
-    def col(i: int, what: str) -> str:
-        return f"m{i}_{what}"
+def _col(i: int, what: str) -> str:
+    """Name of a per-metric column of stages 4-5 (``m{i}_{what}``)."""
+    return f"m{i}_{what}"
 
 
 def _in_types(events: Any, measure: Measure) -> ColumnElement[bool]:
@@ -337,19 +331,19 @@ def aggregates_query(
     for i, metric in enumerate(metrics):
         cap = metric.cap if metric.cap is not None else caps.get(metric.name)
         y = _capped(_raw_numerator(metric, values, plan, i), cap)
-        stage4.append(y.label(QueryPlan.col(i, "y")))
+        stage4.append(y.label(_col(i, "y")))
         if metric.supports_cuped:
             pre = values.c[plan[(i, "pre_num")]]
             if metric.kind == "proportion":
                 x = _measure_value(metric.numerator, pre, min_count=metric.min_count)
             else:
                 x = _capped(_measure_value(metric.numerator, pre), cap)
-            stage4.append(x.label(QueryPlan.col(i, "x")))
+            stage4.append(x.label(_col(i, "x")))
         if metric.denominator is not None:
             d = _measure_value(metric.denominator, values.c[plan[(i, "den")]])
-            stage4.append(d.label(QueryPlan.col(i, "d")))
-        stage4.append(values.c[plan[(i, "before")]].label(QueryPlan.col(i, "before")))
-        stage4.append(values.c[plan[(i, "after")]].label(QueryPlan.col(i, "after")))
+            stage4.append(d.label(_col(i, "d")))
+        stage4.append(values.c[plan[(i, "before")]].label(_col(i, "before")))
+        stage4.append(values.c[plan[(i, "after")]].label(_col(i, "after")))
     per_unit = select(*stage4).cte("abkit_unit_metrics")
 
     keys = [per_unit.c.variant, per_unit.c.day, per_unit.c.single]
@@ -357,25 +351,25 @@ def aggregates_query(
         keys.append(per_unit.c.segment)
     out: list[Any] = [*keys, func.count().label("n")]
     for i, metric in enumerate(metrics):
-        y = per_unit.c[QueryPlan.col(i, "y")]
+        y = per_unit.c[_col(i, "y")]
         out += [func.sum(y).label(f"m{i}_sy"), func.sum(y * y).label(f"m{i}_syy")]
         if metric.supports_cuped:
-            x = per_unit.c[QueryPlan.col(i, "x")]
+            x = per_unit.c[_col(i, "x")]
             out += [
                 func.sum(x).label(f"m{i}_sx"),
                 func.sum(x * x).label(f"m{i}_sxx"),
                 func.sum(x * y).label(f"m{i}_sxy"),
             ]
         if metric.denominator is not None:
-            d = per_unit.c[QueryPlan.col(i, "d")]
+            d = per_unit.c[_col(i, "d")]
             out += [
                 func.sum(d).label(f"m{i}_sd"),
                 func.sum(d * d).label(f"m{i}_sdd"),
                 func.sum(y * d).label(f"m{i}_syd"),
             ]
         out += [
-            func.sum(_dbl(per_unit.c[QueryPlan.col(i, "before")])).label(f"m{i}_before"),
-            func.sum(_dbl(per_unit.c[QueryPlan.col(i, "after")])).label(f"m{i}_after"),
+            func.sum(_dbl(per_unit.c[_col(i, "before")])).label(f"m{i}_before"),
+            func.sum(_dbl(per_unit.c[_col(i, "after")])).label(f"m{i}_after"),
         ]
     return select(*out).group_by(*keys).order_by(*keys)
 

@@ -30,6 +30,8 @@ def _parse_map(text: str) -> dict[str, str]:
 
 
 def _ingest(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
     from abkit.errors import ConfigError
     from abkit.ingest.ingestor import ingest
     from abkit.store.store import open_store
@@ -64,6 +66,7 @@ def _ingest(args: argparse.Namespace) -> int:
             progress=progress,
             delimiter=delimiter,
             force=args.force,
+            max_future=timedelta(days=args.max_future_days),
         )
     finally:
         store.close()
@@ -131,7 +134,18 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--timezone", default=None, help="IANA zone for timestamps without an offset"
     )
-    parser.add_argument("--kind", choices=("auto", "events", "exposures"), default="auto")
+    parser.add_argument(
+        "--kind",
+        choices=("auto", "events", "exposures"),
+        default="auto",
+        help="auto: exposures when the file has experiment and variant columns",
+    )
+    parser.add_argument(
+        "--max-future-days",
+        type=float,
+        default=1.0,
+        help="quarantine timestamps further ahead of now than this (default 1)",
+    )
     parser.add_argument(
         "--delimiter", default=None, help="CSV delimiter (default: detected from the header)"
     )
@@ -145,7 +159,13 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--strict", action="store_true", help=f"exit {STRICT_EXIT} if any row was quarantined"
     )
-    parser.add_argument("--progress", dest="progress", action="store_true", default=None)
+    parser.add_argument(
+        "--progress",
+        dest="progress",
+        action="store_true",
+        default=None,
+        help="progress bar on stderr (default: when stderr is a terminal)",
+    )
     parser.add_argument("--no-progress", dest="progress", action="store_false")
     parser.set_defaults(handler=_ingest)
 

@@ -543,6 +543,7 @@ class _Run:
         with self.store.write() as conn:
             result = self.store.insert_new(conn, target, columns, checked.rows)
             conflict_set = set(result.conflicts)
+            id_column = self.plan.columns.get("event_id", "event_id")
             for index in result.conflicts:
                 row = checked.rows[index]
                 rejected.append(
@@ -550,9 +551,32 @@ class _Run:
                         checked.row_numbers[index],
                         checked.raws[index],
                         "conflict",
-                        self.plan.columns.get("event_id", "event_id"),
-                        f"{self.source} row {checked.row_numbers[index]}: event id {row[0]!r} is "
-                        "already stored with different content",
+                        id_column,
+                        f"{self.source} row {checked.row_numbers[index]}, field {id_column!r}: "
+                        f"event id {row[0]!r} is already stored with different content",
+                    )
+                )
+            # Later uses of an id within the chunk, against the version that won.
+            hash_pos = columns.index("content_hash")
+            first_hash = {row[0]: row[hash_pos] for row in checked.rows} if checked.repeats else {}
+            repeat_duplicates = 0
+            for event_id, content_hash, row_number, raw, first_row in checked.repeats:
+                winner = result.stored_hashes.get(event_id, first_hash[event_id])
+                if content_hash == winner:
+                    repeat_duplicates += 1
+                    continue
+                if event_id in result.stored_hashes:
+                    detail = "is already stored with different content"
+                else:
+                    detail = f"was used by row {first_row} of this file for different content"
+                rejected.append(
+                    v.Quarantined(
+                        row_number,
+                        raw,
+                        "conflict",
+                        id_column,
+                        f"{self.source} row {row_number}, field {id_column!r}: "
+                        f"event id {event_id!r} {detail}",
                     )
                 )
             if exposures and checked.attributes:
@@ -600,7 +624,7 @@ class _Run:
                 quarantine_rows,
                 key=None,
             )
-            duplicates = checked.duplicates + result.duplicates
+            duplicates = repeat_duplicates + result.duplicates
             if rows_read != result.inserted + duplicates + len(rejected):
                 raise StoreError(
                     f"accounting broke in batch {batch_id}: read {rows_read}, accepted "

@@ -142,7 +142,12 @@ class Validated:
     raws: list[Any] = field(default_factory=list)
     attributes: list[list[tuple[str, str, str | None]]] = field(default_factory=list)
     rejected: list[Quarantined] = field(default_factory=list)
-    duplicates: int = 0
+    # Later rows of the chunk reusing an event id: (event id, content hash, row number,
+    # raw, row number of the first use). They are resolved after the write, against the
+    # version that won (stored before, or the first use): same content is a duplicate,
+    # other content a conflict. Deciding against the first use alone would call a row
+    # identical to the stored event a conflict when the first use was the odd one out.
+    repeats: list[tuple[str, str, int, Any, int]] = field(default_factory=list)
 
 
 def parse_timestamp(value: Any, tz: tzinfo | None, field_name: str = "timestamp") -> int:
@@ -369,23 +374,7 @@ class Validator:
             event_id = row[id_index]
             previous = seen.get(event_id)
             if previous is not None:
-                if previous[0] == row[hash_index]:
-                    out.duplicates += 1  # the same row twice in one chunk
-                else:
-                    out.rejected.append(
-                        Quarantined(
-                            row_number,
-                            raw,
-                            "conflict",
-                            self.input_column("event_id"),
-                            self.reason(
-                                row_number,
-                                "event_id",
-                                f"event id {event_id!r} was used by row {previous[1]} "
-                                "of this file for different content",
-                            ),
-                        )
-                    )
+                out.repeats.append((event_id, row[hash_index], row_number, raw, previous[1]))
                 continue
             seen[event_id] = (row[hash_index], row_number)
             out.rows.append(row)

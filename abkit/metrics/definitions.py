@@ -132,7 +132,9 @@ class Metric:
 
     ``window_us`` is the attribution window after first exposure (``None``: until the end
     of the analysis); ``mde`` is the smallest *relative* change worth detecting, used by
-    the decision to say how much more sample is needed (default 5%).
+    the decision to say how much more sample is needed (default 5%). ``margin`` (guardrails)
+    is the relative harm the team tolerates: with it, a guardrail must be shown
+    non-inferior (``abkit.stats.guardrails.guardrail``) before its arm can ship.
     """
 
     name: str
@@ -149,6 +151,7 @@ class Metric:
     mde: float | None = None
     lookback_us: int | None = None
     tags: tuple[str, ...] = field(default_factory=tuple)
+    margin: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -202,6 +205,10 @@ class Metric:
             )
         if self.mde is not None and not (math.isfinite(self.mde) and self.mde > 0):
             raise ConfigError(f"metric {self.name!r}: mde must be > 0 (relative)", field="mde")
+        if self.margin is not None and not (math.isfinite(self.margin) and self.margin > 0):
+            raise ConfigError(
+                f"metric {self.name!r}: margin must be > 0 (relative, e.g. 0.02)", field="margin"
+            )
         for name in ("window_us", "lookback_us"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value <= 0):
@@ -259,6 +266,7 @@ class Metric:
             role=self.role,
             description=self.description,
             mde=self.mde,
+            margin=self.margin,
         )
         return out
 
@@ -369,6 +377,7 @@ _METRIC_KEYS = {
     "role",
     "description",
     "mde",
+    "margin",
     "tags",
 }
 
@@ -494,7 +503,7 @@ def _scalar_option(key: str, value: Any) -> dict[str, Any]:
         return {"window_us": parse_duration_us(value, field_name=key)}
     if key == "lookback":
         return {"lookback_us": parse_duration_us(value, field_name=key)}
-    if key in {"cap", "cap_percentile", "mde"}:
+    if key in {"cap", "cap_percentile", "mde", "margin"}:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key} must be a number, got {value!r}", field=key)
         return {key: float(value)}

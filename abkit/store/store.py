@@ -22,6 +22,7 @@ After a write that skipped rows, rows whose key exists with a *different*
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
@@ -59,6 +60,7 @@ SQLITE_BUSY_TIMEOUT_MS = 120_000
 _PG_SCHEMA_LOCK = 0x61626B6974  # "abkit"
 # Keys per ``IN (...)`` lookup: well under SQLite's 32766-variable limit.
 _LOOKUP_SLICE = 5_000
+_STAGE_NUMBERS = itertools.count(1)
 
 
 @dataclass(frozen=True)
@@ -66,12 +68,14 @@ class InsertResult:
     """Outcome of :meth:`Store.insert_new`.
 
     ``inserted + duplicates + len(conflicts) == rows given``; ``conflicts`` are indexes
-    into the rows given whose key already exists with a different content hash.
+    into the rows given whose key already exists with a different content hash, and
+    ``stored_hashes`` the content hash stored under each conflicting id (by id).
     """
 
     inserted: int
     duplicates: int
     conflicts: tuple[int, ...] = field(default=())
+    stored_hashes: Mapping[str, str] = field(default_factory=dict)
 
 
 def normalise_url(url: str) -> str:
@@ -265,13 +269,16 @@ class Store:
                 f"{table.name}: the driver reported {inserted} new rows out of {len(rows)}"
             )
         conflicts: tuple[int, ...] = ()
+        stored: dict[str, str] = {}
         if inserted < len(rows) and key == ("event_id",) and "content_hash" in table.c:
             if stage is not None:
-                conflicts = self._pg_conflicts(conn, table, stage, columns, rows)
+                stored = self._pg_conflicts(conn, table, stage)
             else:
-                conflicts = self._conflicts(conn, table, columns, rows)
+                stored = self._conflicts(conn, table, columns, rows)
+            id_pos = columns.index("event_id")
+            conflicts = tuple(i for i, row in enumerate(rows) if row[id_pos] in stored)
         duplicates = len(rows) - inserted - len(conflicts)
-        return InsertResult(inserted, duplicates, conflicts)
+        return InsertResult(inserted, duplicates, conflicts, stored)
 
     def _sqlite_insert(
         self,
@@ -317,8 +324,9 @@ class Store:
             target = table
         else:
             # A per-transaction staging table (dropped at commit) shaped like the target.
+            # A unique name: several calls may share one transaction.
             target = Table(
-                f"abkit_stage_{table.name}",
+                f"abkit_stage_{next(_STAGE_NUMBERS)}_{table.name}",
                 MetaData(),
                 *[Column(name, table.c[name].type) for name in columns],
                 prefixes=["TEMPORARY"],
@@ -350,20 +358,14 @@ class Store:
         conn: Connection,
         table: Table,
         stage: Table,
-        columns: tuple[str, ...],
-        rows: Sequence[Sequence[Any]],
-    ) -> tuple[int, ...]:
-        """Staged rows whose id is stored with another content hash: one join, server side."""
+    ) -> dict[str, str]:
+        """Staged ids stored with another content hash (id -> stored hash): one join."""
         stmt = (
-            select(stage.c.event_id)
+            select(stage.c.event_id, table.c.content_hash)
             .join(table, table.c.event_id == stage.c.event_id)
             .where(table.c.content_hash != stage.c.content_hash)
         )
-        ids = set(conn.execute(stmt).scalars())
-        if not ids:
-            return ()
-        id_pos = columns.index("event_id")
-        return tuple(i for i, row in enumerate(rows) if row[id_pos] in ids)
+        return {r[0]: r[1] for r in conn.execute(stmt)}
 
     def _generic_insert(
         self,
@@ -400,7 +402,8 @@ class Store:
         table: Table,
         columns: tuple[str, ...],
         rows: Sequence[Sequence[Any]],
-    ) -> tuple[int, ...]:
+    ) -> dict[str, str]:
+        """Ids among ``rows`` stored with another content hash (id -> stored hash)."""
         id_pos = columns.index("event_id")
         hash_pos = columns.index("content_hash")
         stored: dict[str, str] = {}
@@ -421,11 +424,11 @@ class Store:
             for start in range(0, len(ids), _LOOKUP_SLICE):
                 part = ids[start : start + _LOOKUP_SLICE]
                 stored.update({r[0]: r[1] for r in conn.execute(stmt, {"ids": part})})
-        return tuple(
-            i
-            for i, row in enumerate(rows)
+        return {
+            row[id_pos]: stored[row[id_pos]]
+            for row in rows
             if stored.get(row[id_pos], row[hash_pos]) != row[hash_pos]
-        )
+        }
 
 
 def _read_version(conn: Connection, tables: Tables) -> int | None:

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, insert
+from sqlalchemy import insert
 
 from abkit.store.store import Store, open_store
 
@@ -16,24 +16,7 @@ T0 = 20_000 * DAY  # a UTC midnight (2024-10-04)
 
 
 def store_for(url: str) -> Store:
-    """An abkit store at ``url``.
-
-    DuckDB: ``open_store`` cannot create the store's autoincrement tables there yet
-    (reported to the store's owner), so the tables the analysis reads are created directly;
-    the analysis itself runs unchanged through a ``Store`` on that engine.
-    """
-    if url.startswith("duckdb"):
-        try:
-            return open_store(url)
-        except Exception:
-            engine = create_engine(url)
-            store = Store(engine)
-            t = store.tables
-            t.metadata.create_all(
-                engine,
-                tables=[t.meta, t.experiments, t.exposures, t.exposure_attributes, t.events],
-            )
-            return store
+    """An abkit store at ``url`` (created and versioned by ``open_store``)."""
     return open_store(url)
 
 

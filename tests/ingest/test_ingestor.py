@@ -239,7 +239,10 @@ def test_duplicates_within_and_across_files_and_conflicts(db_url, tmp_path, audi
     assert report.by_reason == {"conflict": 2}
     got = reasons(db_url)
     assert "event id 'e2' was used by row 4 of this file for different content" in got[0][2]
-    assert "two.csv row 5: event id 'e2' is already stored with different content" in got[1][2]
+    assert (
+        "two.csv row 5, field 'event_id': event id 'e2' is already stored with different content"
+        in got[1][2]
+    )
     assert events(db_url)["e2"][0] == "u2"  # first writer wins
     audit(db_url, report)
 
@@ -533,8 +536,46 @@ def test_duckdb_store_through_the_portable_path(duckdb_url, tmp_path, audit, rea
         + "e2,u2,buy,oops,2024-01-01T00:00:00Z\n",
     )
     report = ingest(path, db=duckdb_url)
-    assert (report.accepted, report.duplicates, report.by_reason) == (1, 1, {"non_numeric_value": 1})
+    assert (report.accepted, report.duplicates, report.by_reason) == (
+        1,
+        1,
+        {"non_numeric_value": 1},
+    )
     forced = ingest(path, db=duckdb_url, force=True)
     assert (forced.accepted, forced.duplicates, forced.quarantined) == (0, 2, 1)
     assert [r[1] for r in reasons(duckdb_url)] == ["non_numeric_value"] * 2
     assert audit(duckdb_url, forced)["batches"] == 2
+
+
+def test_crlf_quoted_newlines_and_row_numbers(db_url, tmp_path, audit, reasons):
+    path = tmp_path / "crlf.csv"
+    path.write_bytes(
+        b"event_id,unit_id,event_type,note,timestamp\r\n"
+        b'e1,u1,click,"two\r\nlines",2024-01-01T00:00:00Z\r\n'
+        b"e2,,click,x,2024-01-01T00:00:00Z\r\n"
+    )
+    report = ingest(path, db=db_url)
+    assert (report.rows_read, report.accepted, report.quarantined) == (2, 1, 1)
+    assert json.loads(events(db_url)["e1"][4]) == {"note": "two\r\nlines"}
+    # The record after the two-line record starts on physical line 4.
+    assert reasons(db_url)[0][:2] == (4, "missing_unit_id")
+    audit(db_url, report)
+
+
+def test_quarantine_jsonl_export_round_trip(sqlite_url, tmp_path):
+    from abkit.ingest.quarantine import export_quarantine
+
+    path = write(tmp_path / "q.csv", HEADER + "e1,u1,click,abc,2024-01-01T00:00:00Z\n")
+    ingest(path, db=sqlite_url)
+    out = tmp_path / "q.jsonl"
+    assert export_quarantine(out, sqlite_url) == 1
+    (row,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert row["value"] == "abc" and row["_abkit_reason_code"] == "non_numeric_value"
+    assert row["_abkit_row_number"] == 2
+    row["value"] = "1.5"
+    out.write_text(json.dumps(row) + "\n")
+    fixed = ingest(out, db=sqlite_url)
+    assert (fixed.accepted, fixed.quarantined) == (1, 0)
+    assert events(sqlite_url)["e1"][4] is None  # _abkit_ columns did not become properties
+    with pytest.raises(ConfigError, match=r"\.csv or \.jsonl"):
+        export_quarantine(tmp_path / "q.xlsx", sqlite_url)

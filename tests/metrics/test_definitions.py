@@ -236,3 +236,15 @@ def test_to_dict_roundtrips_through_toml_keys():
     d = m.to_dict()
     assert d["numerator"] == {"event": ["purchase"], "aggregate": "hours_to_first"}
     assert d["window_hours"] == 168 and d["direction"] == "lower"
+
+
+def test_margin_is_read_and_checked():
+    (m,) = load_metrics(
+        "g.toml",
+        text='[[metric]]\nname = "e"\ntype = "mean"\nevent = "error"\nrole = "guardrail"\n'
+        "margin = 0.02\n",
+    )
+    assert m.margin == 0.02 and m.to_dict()["margin"] == 0.02
+    with pytest.raises(ConfigError) as info:
+        m.with_(margin=0.0)
+    assert info.value.location.field == "margin"

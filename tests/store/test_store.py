@@ -246,3 +246,14 @@ def test_default_url_from_environment(tmp_path, monkeypatch):
         assert store.dialect_name == "sqlite" and (tmp_path / "env.db").exists()
     finally:
         store.close()
+
+
+def test_two_bulk_writes_in_one_transaction(db_url):
+    store = open_store(db_url)
+    try:
+        with store.write() as conn:
+            a = store.insert_new(conn, store.tables.events, EVENT_COLUMNS, [event(1), event(2)])
+            b = store.insert_new(conn, store.tables.events, EVENT_COLUMNS, [event(2), event(3)])
+        assert (a.inserted, b.inserted, b.duplicates) == (2, 1, 1)
+    finally:
+        store.close()
