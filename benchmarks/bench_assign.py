@@ -206,6 +206,8 @@ def main() -> None:
     raw_bulk = best_of(lambda: [h(prefix + u, seed, False) for u in bulk_ids])
     many_full = best_of(lambda: assign_many(exp, bulk_ids))
     many_half = best_of(lambda: assign_many(exp_half, bulk_ids))
+    exp_five = Experiment("ranker", variants=["control", "treatment"], traffic=0.05)
+    many_five = best_of(lambda: assign_many(exp_five, bulk_ids))
 
     def loop_assign() -> None:
         for u in bulk_ids:
@@ -269,6 +271,11 @@ def main() -> None:
     print(
         f"| `assign_many`, {n_bulk:,} ids, 50% traffic | {many_half * 1000:.0f} ms "
         f"({many_half / n_bulk * 1e9:.0f} ns/id) | raw-hash list comprehension | {many_half / raw_bulk:.1f}× | |"
+    )
+    print(
+        f"| `assign_many`, {n_bulk:,} ids, 5% traffic (variant hash only for enrolled) | "
+        f"{many_five * 1000:.0f} ms ({many_five / n_bulk * 1e9:.0f} ns/id) | "
+        f"raw-hash list comprehension | {many_five / raw_bulk:.1f}× | |"
     )
     print(
         f"| `assign` in a Python loop, {n_bulk:,} ids | {loop * 1000:.0f} ms | `assign_many` | "

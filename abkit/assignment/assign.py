@@ -2,7 +2,7 @@
 
 Decision order for a unit (the first that applies wins; ``docs/assignment-spec.md``):
 
-1. invalid id (not a non-empty ``str``/``int``, or not encodable as UTF-8) -> ``invalid_unit``
+1. invalid id (not a non-empty ``str`` or integer, or not UTF-8) -> fallback if over, ``invalid_unit``
 2. status ``stopped``                                      -> fallback, ``stopped``
 3. forced variant (QA overrides)                           -> forced variant, ``forced``
 4. status ``draft`` / ``paused``                           -> control, ``draft`` / ``paused``
@@ -20,11 +20,13 @@ always has a variant to serve. Only step 10 sets ``in_experiment`` (and fires ho
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import repeat
+from operator import index as _index
 from time import time_ns
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from mmh3 import hash as _h
@@ -36,6 +38,7 @@ from abkit.assignment.hashing import SEED_HOLDOUT, SEED_NAMESPACE, SEED_TRAFFIC,
 _HOOKS = _exposure._HOOKS  # the same list object; truthiness is checked per call
 _emit = _exposure.emit
 _new = tuple.__new__
+_NO_ATTRS: Mapping[str, Any] = MappingProxyType({})
 
 
 class Reason:
@@ -131,26 +134,68 @@ def assign(
 
 
 def _now_us(now: datetime) -> int:
+    # A naive or non-datetime ``now`` is a programming error in the caller, not bad request
+    # data: it fails loudly on the first call rather than guessing a time zone.
+    if not isinstance(now, datetime):
+        raise TypeError(f"now must be a timezone-aware datetime, got {type(now).__name__}")
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be a timezone-aware datetime (e.g. datetime.now(timezone.utc))")
     return to_us(now)
 
 
+def _safe_repr(value: Any) -> str:
+    try:
+        return repr(value)
+    except Exception:
+        return f"<unprintable {type(value).__name__}>"
+
+
+def _targeted(predicate: Callable[[Mapping[str, Any]], bool], attributes: Any) -> bool:
+    """The targeting rule on ``attributes``; an error counts as not targeted (fail closed).
+
+    Rules only compare, but attribute values come from callers: a non-mapping, or a value
+    whose comparison raises (a numpy array, an object with a broken ``__eq__``), must cost
+    the unit its enrolment, not the service its request.
+    """
+    try:
+        return bool(predicate(attributes or _NO_ATTRS))
+    except Exception:
+        return False
+
+
 def _normalise(unit_id: Any) -> tuple[str, bytes | None]:
     """(display id, UTF-8 bytes) of a unit id; bytes None when the id is invalid."""
     if type(unit_id) is not str:
-        if isinstance(unit_id, int) and not isinstance(unit_id, bool):
-            unit_id = str(unit_id)  # integer ids hash as their decimal string
-        elif isinstance(unit_id, str):
+        if isinstance(unit_id, str):
             unit_id = str(unit_id)
+        elif isinstance(unit_id, bool) or type(unit_id).__name__ == "bool_":
+            return repr(unit_id), None  # True is not the unit "1"
         else:
-            return ("" if unit_id is None else repr(unit_id)), None
+            try:
+                # Integer ids (int, numpy.int64 from a DataFrame column, anything with
+                # __index__) hash as their decimal string; floats and the rest are invalid.
+                unit_id = str(_index(unit_id))
+            except Exception:  # __index__ missing or broken: an answer, not an exception
+                return ("" if unit_id is None else _safe_repr(unit_id)), None
     if not unit_id:
         return unit_id, None
     try:
         return unit_id, unit_id.encode("utf-8")
     except UnicodeEncodeError:
         return unit_id.encode("utf-8", "backslashreplace").decode("ascii"), None
+
+
+def _served_to_invalid(plan: _Plan, now_us: int | None) -> int:
+    """What a unit without a usable id is served: what any unit that is not hashed gets at
+    this time (the fallback once stopped or past ``end``, else the control). Logged-out
+    traffic with an empty id must not fall back to the old model after the end date."""
+    if plan.status == "stopped":
+        return plan.fallback
+    if plan.status == "running" and plan.end_us is not None:
+        t = time_ns() // 1000 if now_us is None else now_us
+        if t >= plan.end_us:
+            return plan.fallback
+    return 0
 
 
 def _decide(
@@ -163,7 +208,7 @@ def _decide(
     """The general decision procedure: (unit id, variant index, bucket, reason)."""
     uid, ub = _normalise(unit_id)
     if ub is None:
-        return uid, (plan.fallback if plan.status == "stopped" else 0), None, Reason.INVALID_UNIT
+        return uid, _served_to_invalid(plan, now_us), None, Reason.INVALID_UNIT
     status = plan.status
     if status == "stopped":
         return uid, plan.fallback, None, Reason.STOPPED
@@ -180,7 +225,7 @@ def _decide(
             return uid, plan.fallback, None, Reason.ENDED
     if plan.holdout_t and _h(plan.holdout_prefix + ub, SEED_HOLDOUT, False) < plan.holdout_t:
         return uid, 0, None, Reason.HOLDOUT
-    if check_targeting and plan.predicate is not None and not plan.predicate(attributes or {}):
+    if check_targeting and plan.predicate is not None and not _targeted(plan.predicate, attributes):
         return uid, 0, None, Reason.NOT_TARGETED
     if plan.ns_prefix is not None:
         hn = _h(plan.ns_prefix + ub, SEED_NAMESPACE, False)
@@ -312,21 +357,30 @@ def _many_fast(plan: _Plan, ids: list[str]) -> tuple:
     prefix = plan.prefix
     h = _h
     n = len(ids)
-    hv = [h(prefix + u, SEED_VARIANT, False) for u in ids]
     names = plan.names
-    if plan.split:
-        c, t = names
-        split = plan.split
-        chosen = [t if x >= split else c for x in hv]
-    else:
-        chosen = list(map(names.__getitem__, map(bisect_right, repeat(plan.bounds, n), hv)))
+    split = plan.split
     if plan.full_traffic:
+        hv = [h(prefix + u, SEED_VARIANT, False) for u in ids]
+        if split:
+            c, t = names
+            chosen = [t if x >= split else c for x in hv]
+        else:
+            chosen = list(map(names.__getitem__, map(bisect_right, repeat(plan.bounds, n), hv)))
         return ids, tuple(chosen), (True,) * n, tuple(hv), (None,) * n
     thr = plan.traffic_t
     inside = [h(prefix + u, SEED_TRAFFIC, False) < thr for u in ids]
+    # Only enrolled units need the variant hash: a 5% rollout hashes 1.05 times per id, not 2.
+    hv = [
+        h(prefix + u, SEED_VARIANT, False) if ok else None
+        for u, ok in zip(ids, inside, strict=True)
+    ]
     control = names[0]
+    if split:
+        c, t = names
+        variants = [c if x is None or x < split else t for x in hv]
+    else:
+        bounds = plan.bounds
+        variants = [control if x is None else names[bisect_right(bounds, x)] for x in hv]
     out = Reason.OUTSIDE_TRAFFIC
-    variants = tuple([v if ok else control for v, ok in zip(chosen, inside, strict=False)])
-    buckets = tuple([b if ok else None for b, ok in zip(hv, inside, strict=False)])
     reasons = tuple([None if ok else out for ok in inside])
-    return ids, variants, tuple(inside), buckets, reasons
+    return ids, tuple(variants), tuple(inside), tuple(hv), reasons

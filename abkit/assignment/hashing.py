@@ -8,7 +8,8 @@ language reproduces every assignment bit for bit:
 * a fraction ``p`` in ``[0, 1]`` becomes the integer threshold ``floor(p * 2**32)`` computed
   on the IEEE-754 binary64 value of ``p`` (scaling by a power of two is exact);
 * ``h < threshold`` means "inside"; variant ``k`` owns ``[B[k-1], B[k])`` with
-  ``B[k] = B[k-1] + floor(w[k] * 2**32)`` and the last boundary forced to ``2**32``.
+  ``B[k] = min(B[k-1] + floor(w[k] * 2**32), 2**32)`` and the last boundary forced to
+  ``2**32``.
 
 Four seeds give four independent hashes per unit (traffic, variant, namespace, holdout):
 reusing one hash for two decisions couples them (for instance a 30% rollout that reuses
@@ -61,7 +62,10 @@ def variant_bounds(weights: Sequence[float]) -> tuple[int, ...]:
     bounds = []
     acc = 0
     for w in weights[:-1]:
-        acc += threshold(w)
+        # Weights may sum to 1 + 1e-9, so the floors can overshoot 2**32 by a few values;
+        # clamping changes no assignment (every h < 2**32) but keeps the ranges ordered and
+        # every effective weight >= 0.
+        acc = min(acc + threshold(w), SCALE)
         bounds.append(acc)
     bounds.append(SCALE)
     return tuple(bounds)

@@ -54,6 +54,8 @@ OPERATORS = (
     *_VERSION_OPS,
 )
 _MAX_REGEX = 1000  # patterns are config, not user input; still refuse absurd ones
+#: ``regex`` conditions are false on strings longer than this (spec §5).
+MAX_REGEX_INPUT = 4096
 
 
 def parse_version(text: str) -> tuple | None:
@@ -175,7 +177,20 @@ def compile_rule(rule: Any, path: str = "targeting") -> Predicate:
             search = re.compile(value).search
         except re.error as exc:
             raise _fail(where, f"invalid regular expression {value!r}: {exc}") from None
-        return lambda attrs: isinstance(v := get(attrs), str) and search(v) is not None
+        risk = _backtracking_risk(value)
+        if risk:
+            raise _fail(
+                where,
+                f"regular expression {value!r} risks catastrophic backtracking ({risk}); "
+                "attribute values come from clients, so rewrite it without a repeated group "
+                "whose body can match the same text in several ways, e.g. '(a+)+' -> 'a+'",
+            )
+        limit = MAX_REGEX_INPUT
+        # Values are client-controlled (user agents); capping their length bounds the time
+        # of any polynomial backtracking left in an accepted pattern.
+        return lambda attrs: (
+            isinstance(v := get(attrs), str) and len(v) <= limit and search(v) is not None
+        )
     if op == "exists":
         if not isinstance(value, bool):
             raise _fail(where, "needs true or false")
@@ -206,3 +221,66 @@ def _member(v: Any, members: frozenset) -> bool:
 
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _backtracking_risk(pattern: str) -> str | None:
+    """Why ``pattern`` may backtrack exponentially in Python's ``re``, or None.
+
+    A static check of the classic shapes on the parsed pattern: an unbounded repeat whose
+    body holds another unbounded repeat with nothing mandatory beside it (``(a+)+``,
+    ``(\\w+\\s?)*``, ``(.*)*``) or two unbounded repeats (``(\\d+\\.?\\d+)*``). Patterns such
+    as ``(\\.\\d+)*`` stay accepted: a mandatory literal separates the iterations. This is a
+    heuristic, not a proof (alternations with overlapping branches, ``(a|aa)+``, pass), so
+    the spec also caps the length of the values a regex sees.
+    """
+    try:
+        from re import _constants as c
+        from re import _parser as parser
+    except ImportError:  # private modules moved (future Python): keep the length cap only
+        return None
+    unbounded = {c.MAX_REPEAT, c.MIN_REPEAT}
+    try:
+        tree = parser.parse(pattern)
+    except Exception:
+        return None
+
+    def walk(items) -> str | None:
+        for op, av in items:
+            if op in unbounded:
+                _lo, hi, body = av
+                if hi == c.MAXREPEAT:
+                    inner = [
+                        x for x in _flatten(body, c) if x[0] in unbounded and x[1][1] == c.MAXREPEAT
+                    ]
+                    # what must match in every iteration besides repeats ("\\." in "(\\.\\d+)*")
+                    separators = [x for x in _flatten(body, c, top=True) if x[0] not in unbounded]
+                    if len(inner) >= 2 or (inner and not separators):
+                        return "nested unbounded repeats"
+                found = walk(body)
+            elif op == c.SUBPATTERN:
+                found = walk(av[-1])
+            elif op == c.BRANCH:
+                found = next((r for b in av[1] if (r := walk(b))), None)
+            else:
+                found = None
+            if found:
+                return found
+        return None
+
+    return walk(tree)
+
+
+def _flatten(items, c, top: bool = False) -> list:
+    """Items of a body, looking through groups (only the top level when ``top``)."""
+    out = []
+    for op, av in items:
+        if op == c.SUBPATTERN:
+            out.extend(_flatten(av[-1], c, top))
+        elif op == c.BRANCH and not top:
+            for b in av[1]:
+                out.extend(_flatten(b, c))
+        else:
+            out.append((op, av))
+            if not top and op in (c.MAX_REPEAT, c.MIN_REPEAT):
+                out.extend(_flatten(av[2], c))
+    return out

@@ -9,6 +9,7 @@ are used, like another language would.
 from __future__ import annotations
 
 import math
+from datetime import datetime, timezone
 
 MASK = 0xFFFFFFFF
 SEEDS = {
@@ -62,6 +63,12 @@ def T(p: float) -> int:
     return math.floor(p * 2**32)
 
 
+def _epoch_us(iso: str) -> int:
+    """UTC epoch microseconds of an ISO-8601 instant with an offset (to_dict() form)."""
+    delta = datetime.fromisoformat(iso) - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
 def decide(cfg: dict, unit_id, attrs: dict | None, now_us: int | None) -> dict:
     """Spec §3 on a to_dict() config; targeting limited to the operators the vectors use."""
     names = [v["name"] for v in cfg["variants"]]
@@ -77,21 +84,31 @@ def decide(cfg: dict, unit_id, attrs: dict | None, now_us: int | None) -> dict:
             "reason": reason,
         }
 
-    if isinstance(unit_id, int) and not isinstance(unit_id, bool):
-        unit_id = str(unit_id)
+    is_bool = isinstance(unit_id, bool) or type(unit_id).__name__ == "bool_"
+    if not isinstance(unit_id, str) and not is_bool and hasattr(type(unit_id), "__index__"):
+        unit_id = str(unit_id.__index__())  # any integer type: its decimal string
+    start = None if cfg.get("start") is None else _epoch_us(cfg["start"])
+    end = None if cfg.get("end") is None else _epoch_us(cfg["end"])
+    if start is not None or end is not None:
+        assert now_us is not None, "pass now_us for experiments with a time window"
+    ended = end is not None and now_us >= end
+    invalid = fallback if stopped or (cfg["status"] == "running" and ended) else 0
     if not isinstance(unit_id, str) or not unit_id:
-        return out(fallback if stopped else 0, "invalid_unit")
+        return out(invalid, "invalid_unit")
     try:
         unit_id.encode("utf-8")
     except UnicodeEncodeError:
-        return out(fallback if stopped else 0, "invalid_unit")
+        return out(invalid, "invalid_unit")
     if stopped:
         return out(fallback, "stopped")
     if unit_id in (cfg.get("forced") or {}):
         return out(names.index(cfg["forced"][unit_id]), "forced")
     if cfg["status"] in ("draft", "paused"):
         return out(0, cfg["status"])
-    assert cfg.get("start") is None and cfg.get("end") is None, "vectors use no time window"
+    if start is not None and now_us < start:
+        return out(0, "not_started")
+    if ended:
+        return out(fallback, "ended")
     ho = cfg.get("holdout")
     if ho and murmur3_x86_32(key(ho["name"], unit_id), SEEDS["holdout"]) < T(ho["fraction"]):
         return out(0, "holdout")
@@ -111,7 +128,7 @@ def decide(cfg: dict, unit_id, attrs: dict | None, now_us: int | None) -> dict:
     ws = [v["weight"] if v["weight"] is not None else 1.0 / n for v in cfg["variants"]]
     bounds, acc = [], 0
     for w in ws[:-1]:
-        acc += T(w)
+        acc = min(acc + T(w), 2**32)
         bounds.append(acc)
     bounds.append(2**32)
     k = next(i for i, b in enumerate(bounds) if h < b)

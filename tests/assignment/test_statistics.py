@@ -133,3 +133,20 @@ def test_experiments_with_different_salts_are_independent_for_three_way_splits()
     v1 = np.array([e1.variant_names.index(v) for v in assign_many(e1, IDS).variants])
     v2 = np.array([e2.variant_names.index(v) for v in assign_many(e2, IDS).variants])
     assert _independence_p(v1, v2) > P_MIN
+
+
+def test_decisions_stay_independent_when_names_coincide():
+    """A namespace or holdout named like the experiment's salt hashes the same key bytes;
+    only the per-decision seed keeps the decisions apart (spec §1). Reusing one seed would
+    make namespace slice and variant identical, which the negative control shows."""
+    ids = IDS[:100_000]
+    hv = _deciles([hashing.variant_hash("pricing", u) for u in ids])
+    hn = _deciles([hashing.namespace_hash("pricing", u) for u in ids])
+    hh = _deciles([hashing.holdout_hash("pricing", u) for u in ids])
+    ht = _deciles([hashing.traffic_hash("pricing", u) for u in ids])
+    for a, b in [(hv, hn), (hv, hh), (hv, ht), (hn, hh), (hn, ht), (hh, ht)]:
+        assert _independence_p(a.astype(np.int64), b.astype(np.int64)) > P_MIN
+    same_seed = _deciles(
+        [hashing.hash32(hashing.unit_key("pricing", u), hashing.SEED_VARIANT) for u in ids]
+    )
+    assert _independence_p(hv.astype(np.int64), same_seed.astype(np.int64)) < 1e-12
