@@ -96,6 +96,8 @@ DEMO_METRICS_TOML = """\
 [[metric]]
 builtin = "conversion_rate"
 role = "primary"
+# the team planned to detect a 10% relative lift; the demo collects that sample
+mde = 0.10
 
 [[metric]]
 builtin = "revenue_per_user"

@@ -655,6 +655,7 @@ def analyze(
         weights=[weights[v] for v in variants],
         alpha=alpha,
         traffic_per_day=per_day,
+        method=method,
     )
 
     # ---- impact

@@ -13,9 +13,22 @@ metric's direction):
    *breached* when the harm is shown to exceed the margin, *ok* when non-inferiority is
    shown, *inconclusive* otherwise. An arm with a breach cannot ship; if no arm can ship
    because of a breach, the verdict is ``roll back``. An arm that wins on the primary
-   metric but has an inconclusive guardrail is not shipped yet: ``keep running``.
+   metric but has an inconclusive guardrail is not shipped yet: ``keep running``. A
+   guardrail without enough data to be evaluated does not block, but is named in the
+   reasons of a ``ship``.
 3. **Primary metric better** for at least one arm (multiplicity-adjusted p-value below
-   ``alpha``) and no breach for that arm -> ``ship`` the arm with the largest relative lift.
+   ``alpha``) and no breach for that arm -> ``ship`` the arm with the largest relative lift,
+   **unless a fixed-horizon test is read early**. With ``method="fixed"`` the test's error
+   rates hold only at its planned sample ``N`` (the planner's units for the primary
+   metric's ``mde``, as in rule 5). Read at an information fraction ``t = n / N < 1`` a
+   "significant" result is a peek, and repeated peeks inflate false positives several-fold
+   (Johari et al. 2017). The arm ships early only when its adjusted p-value also clears the
+   Lan-DeMets O'Brien-Fleming spending boundary
+   ``alpha(t) = 2 - 2 Phi(z_{1-alpha/2} / sqrt(t))`` (Lan & DeMets 1983; Jennison &
+   Turnbull 2000, ch. 7), i.e. the evidence a group-sequential design would have demanded
+   at this point (``alpha(0.25) ~ 9e-5``, ``alpha(0.5) ~ 0.006`` for ``alpha = 0.05``);
+   otherwise ``keep running`` with the units and days still needed to reach ``N``.
+   ``method="sequential"`` (always-valid) and ``"bayesian"`` readouts are not gated.
 4. **Primary metric worse** for every arm that is significant -> ``roll back``.
 5. Otherwise the test is not conclusive. The planner (:func:`abkit.stats.planning.
    plan_from_stats` on the control arm's statistics) gives the units per arm needed to
@@ -66,6 +79,8 @@ class Decision(ResultMixin):
     days_needed: float | None = None
     trustworthy: bool = True
     power_plan: object | None = None  # abkit.stats.planning.PowerPlan
+    # share of the planned fixed-horizon sample collected (None when not computed)
+    information_fraction: float | None = None
 
     def _flat_row(self) -> dict[str, object]:
         return {
@@ -75,6 +90,7 @@ class Decision(ResultMixin):
             "sample_needed": self.sample_needed,
             "days_needed": self.days_needed,
             "trustworthy": self.trustworthy,
+            "information_fraction": self.information_fraction,
         }
 
     def to_dict(self) -> dict[str, object]:
@@ -88,6 +104,7 @@ class Decision(ResultMixin):
                 "sample_needed": self.sample_needed,
                 "days_needed": self.days_needed,
                 "trustworthy": self.trustworthy,
+                "information_fraction": self.information_fraction,
             }
         )
 
@@ -138,7 +155,9 @@ def guardrail_check(result: object, metric: Metric, variant: str, alpha: float) 
             if rel_ci
             else f"{1 - alpha:.0%} interval [{lo:+.3g}, {hi:+.3g}] excludes 0"
         )
-        reason = f"guardrail {metric.name} is significantly worse in {variant}{rel_text}, {evidence}"
+        reason = (
+            f"guardrail {metric.name} is significantly worse in {variant}{rel_text}, {evidence}"
+        )
         return GuardrailCheck(status="breached", reason=reason, **common)
     return GuardrailCheck(
         status="ok",
@@ -226,6 +245,22 @@ def power_needed(
     return needed, days, plan, f"{mde:.1%} relative change with {DEFAULT_POWER:.0%} power"
 
 
+def early_stopping_alpha(information_fraction: float, alpha: float) -> float:
+    """Lan-DeMets O'Brien-Fleming spending ``alpha(t) = 2 - 2 Phi(z_{1-alpha/2} / sqrt(t))``.
+
+    The two-sided level an analysis at information fraction ``t`` (``0 < t``) must clear to
+    stop a fixed-horizon test early; ``alpha`` itself at ``t >= 1`` (Lan & DeMets 1983).
+    """
+    from scipy.stats import norm
+
+    if information_fraction >= 1:
+        return alpha
+    if information_fraction <= 0:
+        return 0.0
+    z = norm.isf(alpha / 2) / math.sqrt(information_fraction)
+    return float(2 * norm.sf(z))
+
+
 def decide(
     *,
     primary: Metric,
@@ -238,8 +273,13 @@ def decide(
     weights: Sequence[float],
     alpha: float,
     traffic_per_day: float | None,
+    method: str = "fixed",
 ) -> Decision:
-    """Apply the module's rules; every reason is a full sentence a reader can act on."""
+    """Apply the module's rules; every reason is a full sentence a reader can act on.
+
+    ``method`` is the readout method: only a ``"fixed"``-horizon readout is gated against
+    early stopping (rule 3).
+    """
     reasons: list[str] = []
     if srm_detected:
         return Decision(
@@ -262,7 +302,7 @@ def decide(
         verdict_word = (
             "better" if v in better else "worse" if v in worse else "not significantly different"
         )
-        p = getattr(r, "p_value_adjusted", None) or getattr(r, "p_value", None)
+        p = _p_adj(r)
         p_text = "" if p is None else f", p = {p:.2g}"
         reasons.append(
             f"{primary.name}: {v} is {verdict_word} than control "
@@ -281,6 +321,51 @@ def decide(
         )
         return Decision(verdict="keep running", winner=None, reasons=tuple(reasons))
     shippable = {v: r for v, r in shippable.items() if v not in pending}
+    fraction: float | None = None
+    plan = None
+    if shippable and method == "fixed" and control_stats is not None:
+        needed, days, plan, target = power_needed(
+            primary,
+            control_stats,
+            current_units=current_units,
+            weights=weights,
+            alpha=alpha,
+            traffic_per_day=traffic_per_day,
+        )
+        if plan is not None and needed:
+            n_planned = int(plan.n_total)  # type: ignore[attr-defined]
+            fraction = current_units / n_planned if n_planned > 0 else 1.0
+            bound = early_stopping_alpha(fraction, alpha)
+            early = {v: r for v, r in shippable.items() if _below(_p_adj(r), bound)}
+            if not early:
+                when = "" if days is None else f" (about {days:g} more days at the current traffic)"
+                reasons.insert(
+                    0,
+                    f"Keep running: the primary metric looks better, but this fixed-horizon "
+                    f"test has only {fraction:.0%} of the {n_planned:,} units planned to "
+                    f"detect a {target} (set the metric's mde to the effect the test was "
+                    "sized for). Stopping at an early look inflates false positives: "
+                    f"stopping now needs p < {bound:.2g} (O'Brien-Fleming boundary at this "
+                    f"fraction); otherwise collect {needed:,} more units{when}, or analyse "
+                    "with method='sequential'.",
+                )
+                return Decision(
+                    verdict="keep running",
+                    winner=None,
+                    reasons=tuple(reasons),
+                    sample_needed=needed,
+                    days_needed=days,
+                    power_plan=plan,
+                    information_fraction=fraction,
+                )
+            reasons.append(
+                f"Stopped early at {fraction:.0%} of the planned {n_planned:,} units: the "
+                f"evidence clears the O'Brien-Fleming boundary p < {bound:.2g} for this "
+                "fraction."
+            )
+            shippable = early
+        elif plan is not None:
+            fraction = current_units / max(int(plan.n_total), 1)  # type: ignore[attr-defined]
     if shippable:
         winner = max(
             shippable,
@@ -289,7 +374,21 @@ def decide(
         reasons.insert(
             0, f"Ship {winner}: it improves the primary metric and no guardrail is breached."
         )
-        return Decision(verdict="ship", winner=winner, reasons=tuple(reasons))
+        # a guardrail that could not be evaluated is not evidence of safety: say so
+        for g in guardrails:
+            if g.variant == winner and g.status == "not enough data":
+                note = f" ({g.reason})" if g.reason else ""
+                reasons.append(
+                    f"Guardrail {g.metric} could not be evaluated in {winner}{note}; "
+                    "check it by other means before shipping."
+                )
+        return Decision(
+            verdict="ship",
+            winner=winner,
+            reasons=tuple(reasons),
+            power_plan=plan,
+            information_fraction=fraction,
+        )
     if breached:
         reasons.insert(0, "Roll back: a guardrail is significantly harmed.")
         return Decision(verdict="roll back", winner=None, reasons=tuple(reasons))
@@ -337,6 +436,16 @@ def decide(
         sample_needed=0,
         power_plan=plan,
     )
+
+
+def _p_adj(result: object) -> float | None:
+    """The multiplicity-adjusted p-value when there is one, else the raw one."""
+    p = getattr(result, "p_value_adjusted", None)
+    return p if p is not None else getattr(result, "p_value", None)
+
+
+def _below(p: float | None, bound: float) -> bool:
+    return p is not None and p < bound
 
 
 def _fmt_rel(result: object) -> str:

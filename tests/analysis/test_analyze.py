@@ -37,10 +37,17 @@ def effect(tmp_path_factory):
     )
 
 
+def _planned_for(metrics, mde):
+    """The simulation's metrics with the primary metric planned for a relative ``mde``."""
+    return [m.with_(mde=mde) if m.role == "primary" else m for m in metrics]
+
+
 @pytest.fixture(scope="module")
 def effect_result(effect) -> AnalysisResult:
     sim, url = effect
-    return analyze(url, sim.experiment.key, list(sim.metrics), alpha=0.01, segments=["platform"])
+    # the test was sized for the planted 15% lift: its planned horizon is reached
+    metrics = _planned_for(sim.metrics, 0.15)
+    return analyze(url, sim.experiment.key, metrics, alpha=0.01, segments=["platform"])
 
 
 def test_intervals_cover_the_truth(effect, effect_result):
@@ -170,6 +177,26 @@ def test_planted_srm_is_caught_and_blocks_the_decision(tmp_path_factory):
     assert not analyze(clean_url, clean.experiment.key, list(clean.metrics)).quality.srm_detected
 
 
+def test_srm_uses_the_configured_unequal_weights(tmp_path_factory):
+    """A healthy 20/80 split must pass SRM against its own weights (and fail 50/50)."""
+    sim, url = _load(
+        tmp_path_factory, "weights", n_units=4_000, impressions=1.0, weights=(0.2, 0.8), seed=13
+    )
+    metrics = [m for m in sim.metrics if m.name in ("conversion_rate", "errors_per_user")]
+    result = analyze(url, sim.experiment.key, metrics)
+    weights = dict(zip(sim.experiment.variant_names, sim.experiment.effective_weights, strict=True))
+    assert result.experiment.weights == weights
+    assert weights["control"] == pytest.approx(0.2, abs=1e-6)
+    srm = result.quality.srm
+    n = sum(result.experiment.units.values())
+    assert srm.expected == pytest.approx((n * weights["control"], n * weights["treatment"]))
+    assert not result.quality.srm_detected and srm.p_value > 0.001
+    # the same counts against an equal split are a glaring mismatch
+    from abkit.stats.srm import srm_test
+
+    assert srm_test(result.experiment.units, {"control": 0.5, "treatment": 0.5}).mismatch
+
+
 def test_planted_guardrail_breach_rolls_back(tmp_path_factory):
     sim, url = _load(
         tmp_path_factory,
@@ -225,7 +252,7 @@ def test_three_arms_ship_the_better_one_with_holm(tmp_path_factory):
         seed=9,
     )
     # no guardrail here: this test is about arms and the correction, not guardrail policy
-    metrics = [m for m in sim.metrics if m.role != "guardrail"]
+    metrics = _planned_for([m for m in sim.metrics if m.role != "guardrail"], 0.35)
     result = analyze(url, sim.experiment.key, metrics)
     primary = [r for r in result.metrics if r.metric == "conversion_rate"]
     assert [r.variant for r in primary] == ["blue", "green"]
@@ -324,7 +351,7 @@ def test_simulated_conversion_is_unbiased():
 
 def test_guardrail_margins_use_noninferiority(effect, tmp_path_factory):
     sim, url = effect
-    base = [m for m in sim.metrics if m.role != "guardrail"]
+    base = _planned_for([m for m in sim.metrics if m.role != "guardrail"], 0.15)
     errors = next(m for m in sim.metrics if m.name == "errors_per_user")
     # no true harm: a 10% margin is shown to hold, so the winner ships
     shipped = analyze(url, sim.experiment.key, [*base, errors.with_(margin=0.10)])
@@ -366,3 +393,22 @@ def test_python_memory_does_not_hold_the_events(effect, effect_result):
         tracemalloc.stop()
     # measured 1.2 MB; the events as Python tuples would take over 15 MB
     assert peak < 4_000_000, peak
+
+
+def test_python_memory_does_not_grow_with_units(effect, tmp_path_factory):
+    """Peak Python memory of the same analysis on 5k and on 25k units is the same size:
+    what comes back scales with arms × days × metrics, not with units or events."""
+    import tracemalloc
+
+    small, small_url = _load(tmp_path_factory, "small", n_units=5_000, impressions=2.0, seed=8)
+    big, big_url = effect
+    peaks = []
+    for sim, url in ((small, small_url), (big, big_url), (small, small_url)):
+        tracemalloc.start()
+        try:
+            analyze(url, sim.experiment.key, list(sim.metrics))
+            peaks.append(tracemalloc.get_traced_memory()[1])
+        finally:
+            tracemalloc.stop()
+    # 5x the units (and events) may not cost more than noise: +25% or +300 kB
+    assert peaks[1] < 1.25 * peaks[2] + 300_000, peaks
