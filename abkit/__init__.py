@@ -81,16 +81,16 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from abkit.assignment.diff import diff_experiments
     from abkit.assignment.exposure import ExposureRecord, add_exposure_hook, remove_exposure_hook
     from abkit.assignment.registry import load_experiments
+    from abkit.demo import run_demo
     from abkit.ingest.ingestor import IngestReport, ingest
+    from abkit.ingest.tracker import Tracker
+    from abkit.metrics.definitions import Metric, load_metrics
+    from abkit.metrics.library import builtin_metric
+    from abkit.report.render import render_report
     from abkit.stats.guardrails import guardrail
     from abkit.stats.multiple import adjust_pvalues
     from abkit.stats.planning import plan_mean, plan_proportion, plan_ratio
     from abkit.stats.readout import compare, compare_variants
     from abkit.stats.srm import srm_test
     from abkit.stats.sufficient import MeanStats, RatioStats
-    from abkit.ingest.tracker import Tracker
-    from abkit.metrics.definitions import Metric, load_metrics
-    from abkit.metrics.library import builtin_metric
-    from abkit.demo import run_demo
-    from abkit.report.render import render_report
     from abkit.store.store import Store, open_store

@@ -102,8 +102,12 @@ def main() -> None:
     p_sc, t_sc = timed(scalar_loop)
     rel = lambda a, b: float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-300)))  # noqa: E731
     assert rel(p_vec, p_sm) < 1e-6 and rel(lo_vec, lo_sm) < 1e-6 and rel(p_sc, p_sm) < 1e-6
-    print(f"{args.n:,} comparisons ({args.n // 2:,} proportions, {args.n - args.n // 2:,} Welch means)")
-    print(f"max relative difference vs statsmodels/scipy: p {rel(p_vec, p_sm):.1e}, CI {rel(lo_vec, lo_sm):.1e}\n")
+    print(
+        f"{args.n:,} comparisons ({args.n // 2:,} proportions, {args.n - args.n // 2:,} Welch means)"
+    )
+    print(
+        f"max relative difference vs statsmodels/scipy: p {rel(p_vec, p_sm):.1e}, CI {rel(lo_vec, lo_sm):.1e}\n"
+    )
     print("| route | time (s) | comparisons/s | vs statsmodels loop |")
     print("|---|---:|---:|---:|")
     for name, t in (

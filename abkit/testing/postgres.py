@@ -99,8 +99,10 @@ class TemporaryPostgres:
             os.chown(self._workdir, entry.pw_uid, entry.pw_gid)
         self._run(
             str(self.bin_dir / "initdb"),
-            "-D", str(self.data_dir),
-            "-U", self.user,
+            "-D",
+            str(self.data_dir),
+            "-U",
+            self.user,
             "--auth=trust",
             "--encoding=UTF8",
             "--no-locale",
@@ -120,11 +122,15 @@ class TemporaryPostgres:
         )
         self._run(
             str(self.bin_dir / "pg_ctl"),
-            "-D", str(self.data_dir),
-            "-o", options,
-            "-l", str(self._workdir / "server.log"),
+            "-D",
+            str(self.data_dir),
+            "-o",
+            options,
+            "-l",
+            str(self._workdir / "server.log"),
             "-w",
-            "-t", "60",
+            "-t",
+            "60",
             "start",
         )
         return self
@@ -148,8 +154,13 @@ class TemporaryPostgres:
         try:
             if (self.data_dir / "postmaster.pid").exists():
                 self._run(
-                    str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-m", "immediate",
-                    "-w", "stop",
+                    str(self.bin_dir / "pg_ctl"),
+                    "-D",
+                    str(self.data_dir),
+                    "-m",
+                    "immediate",
+                    "-w",
+                    "stop",
                 )
         finally:
             shutil.rmtree(self._workdir, ignore_errors=True)
