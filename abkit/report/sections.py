@@ -255,7 +255,9 @@ def scorecard(model: ReportModel, rows: Iterable[MetricRow] | None = None) -> HT
         )
     level = F.fmt_pct(1 - model.alpha, 0)
     correction = (
-        f"; p-values adjusted for {len(rows)} comparisons ({e(model.correction)})"
+        f"; p-values and significance are adjusted for {len(rows)} comparisons "
+        f"({e(model.correction)}), the intervals are not, so an interval that just "
+        "excludes 0 can still be not significant"
         if model.correction and model.correction != "none" and len(rows) > 1
         else ""
     )
