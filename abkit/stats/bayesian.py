@@ -231,7 +231,7 @@ def bayesian_readout(
     sign = 1.0 if higher_is_better else -1.0
     x = sign * delta / sd
     prob_beat = float(special.ndtr(x))
-    loss_treat, loss_control = normal_expected_loss(sign * delta, sd)
+    loss_treat, loss_control = (float(v) for v in normal_expected_loss(sign * delta, sd))
     z = float(-special.ndtri(alpha / 2))
     abs_ci = (delta - z * sd, delta + z * sd)
     notes: list[str] = []

@@ -215,3 +215,18 @@ def compare_difference_normal(d):  # type: ignore[no-untyped-def]
         sps.norm.isf(0.025),
     )
     return (lo - 1, hi - 1)
+
+
+def test_result_fields_are_plain_python_floats():
+    """Results are JSON- and repr-friendly: no numpy scalar leaks into a field."""
+    from dataclasses import fields
+
+    from abkit.stats import MeanStats, compare
+
+    c = MeanStats(n=11037, sum=104, sum_sq=104)
+    t = MeanStats(n=11034, sum=189, sum_sq=189)
+    result = compare(c, t, metric_type="proportion", method="bayesian").details
+    leaked = [
+        f.name for f in fields(result) if type(getattr(result, f.name)).__module__ == "numpy"
+    ]
+    assert leaked == []
