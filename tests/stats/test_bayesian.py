@@ -226,7 +226,5 @@ def test_result_fields_are_plain_python_floats():
     c = MeanStats(n=11037, sum=104, sum_sq=104)
     t = MeanStats(n=11034, sum=189, sum_sq=189)
     result = compare(c, t, metric_type="proportion", method="bayesian").details
-    leaked = [
-        f.name for f in fields(result) if type(getattr(result, f.name)).__module__ == "numpy"
-    ]
+    leaked = [f.name for f in fields(result) if type(getattr(result, f.name)).__module__ == "numpy"]
     assert leaked == []
