@@ -50,15 +50,11 @@ import numpy as np
 from scipy import integrate, special
 from scipy import stats as sps
 
+from abkit.stats._common import NOT_ENOUGH_DATA, OK, Interval
 from abkit.stats._render import ResultMixin
 from abkit.stats.estimators import Difference
 from abkit.stats.sequential import relative_interval
 from abkit.stats.sufficient import MeanStats
-
-OK = "ok"
-NOT_ENOUGH_DATA = "not enough data"
-
-Interval = tuple[float | None, float | None]
 
 __all__ = [
     "BayesianResult",

@@ -38,6 +38,7 @@ import math
 from dataclasses import dataclass
 
 from abkit.errors import NotEnoughDataError
+from abkit.stats._common import NOT_ENOUGH_DATA, Interval
 from abkit.stats._render import ResultMixin
 from abkit.stats.estimators import Difference, estimate_difference
 from abkit.stats.sequential import relative_interval
@@ -46,10 +47,8 @@ from abkit.stats.sufficient import MeanStats, RatioStats
 PASS = "pass"
 FAIL = "fail"
 INCONCLUSIVE = "inconclusive"
-NOT_ENOUGH_DATA = "not enough data"
 MARGIN_TYPES: tuple[str, ...] = ("relative", "absolute")
 
-Interval = tuple[float | None, float | None]
 
 __all__ = ["GuardrailResult", "guardrail", "noninferiority"]
 

@@ -59,11 +59,11 @@ from scipy import optimize, special
 from scipy import stats as sps
 
 from abkit.errors import ConfigError
+from abkit.stats._common import ALTERNATIVES
 from abkit.stats._render import ResultMixin
 from abkit.stats.sufficient import MeanStats, RatioStats
 
 Alternative = Literal["two-sided", "larger", "smaller"]
-ALTERNATIVES: tuple[str, ...] = ("two-sided", "larger", "smaller")
 CORRECTIONS: tuple[str, ...] = ("bonferroni", "sidak", "none")
 PROPORTION_METHODS: tuple[str, ...] = ("unpooled", "pooled", "cohen_h")
 MEAN_METHODS: tuple[str, ...] = ("z", "t")

@@ -51,21 +51,15 @@ from dataclasses import dataclass, fields, replace
 from typing import Any, Literal
 
 from abkit.errors import NotEnoughDataError
+from abkit.stats._common import ALTERNATIVES, NOT_ENOUGH_DATA, OK, Interval
+from abkit.stats._common import P_FLOOR as _P_FLOOR
 from abkit.stats._render import ResultMixin, ResultTable, html_table
 from abkit.stats.estimators import Difference, MetricType, estimate_difference
 from abkit.stats.sufficient import MeanStats, RatioStats
 
 Alternative = Literal["two-sided", "larger", "smaller"]
-ALTERNATIVES: tuple[str, ...] = ("two-sided", "larger", "smaller")
 METHODS: tuple[str, ...] = ("fixed", "sequential", "bayesian")
-OK = "ok"
-NOT_ENOUGH_DATA = "not enough data"
 
-# Smallest positive double: a p-value that underflows even the survival function is
-# reported as this (with a note), never as 0.
-_P_FLOOR = 5e-324
-
-Interval = tuple[float | None, float | None]
 
 __all__ = [
     "ALTERNATIVES",

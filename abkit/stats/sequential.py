@@ -63,17 +63,14 @@ from scipy import optimize, special
 from scipy import stats as sps
 
 from abkit.errors import NotEnoughDataError
+from abkit.stats._common import ALTERNATIVES, NOT_ENOUGH_DATA, OK, Interval
+from abkit.stats._common import P_FLOOR as _P_FLOOR
 from abkit.stats._render import ResultMixin, html_table
 from abkit.stats.estimators import Difference, estimate_difference
 from abkit.stats.sufficient import MeanStats, RatioStats
 
-ALTERNATIVES: tuple[str, ...] = ("two-sided", "larger", "smaller")
-OK = "ok"
-NOT_ENOUGH_DATA = "not enough data"
 DEFAULT_RELATIVE_MDE = 0.05
-_P_FLOOR = 5e-324
 
-Interval = tuple[float | None, float | None]
 
 __all__ = [
     "SequentialLook",
