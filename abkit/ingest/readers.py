@@ -22,6 +22,7 @@ import io
 import json
 import os
 import zlib
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -83,7 +84,7 @@ def verify_gzip(path: Path, display: str) -> None:
         ) from exc
 
 
-class Reader:
+class Reader(ABC):
     """Base class: ``columns`` (after peeking), ``chunks(size, skip)``, progress."""
 
     display: str = "records"
@@ -91,14 +92,16 @@ class Reader:
     format: str = "records"
     empty: bool = False
 
+    @abstractmethod
     def columns(self) -> list[str]:
-        raise NotImplementedError
+        """Column names, after peeking at the input."""
 
     def content_hash(self) -> str | None:
         return None
 
+    @abstractmethod
     def chunks(self, size: int, skip: int = 0) -> Iterator[Chunk]:
-        raise NotImplementedError
+        """Rows in chunks of ``size``, skipping the first ``skip`` rows (resume)."""
 
     def fraction_done(self) -> float | None:
         return None
@@ -112,8 +115,8 @@ class Reader:
             chunks.close()  # closes the file now, before the real read opens it again
         return first.rows[:limit] if first is not None else []
 
-    def close(self) -> None:
-        pass
+    def close(self) -> None:  # noqa: B027 - optional hook; most readers hold nothing open
+        """Release the underlying file, if any."""
 
 
 def _clean_columns(names: list[str], display: str) -> list[str]:
