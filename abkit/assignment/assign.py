@@ -168,7 +168,9 @@ def _normalise(unit_id: Any) -> tuple[str, bytes | None]:
     if type(unit_id) is not str:
         if isinstance(unit_id, str):
             unit_id = str(unit_id)
-        elif isinstance(unit_id, bool) or type(unit_id).__name__ == "bool_":
+        elif isinstance(unit_id, bool) or (
+            type(unit_id).__module__ == "numpy" and type(unit_id).__name__ in ("bool", "bool_")
+        ):
             return repr(unit_id), None  # True is not the unit "1"
         else:
             try:

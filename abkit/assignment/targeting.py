@@ -236,8 +236,12 @@ def _backtracking_risk(pattern: str) -> str | None:
     try:
         from re import _constants as c
         from re import _parser as parser
-    except ImportError:  # private modules moved (future Python): keep the length cap only
-        return None
+    except ImportError:
+        try:  # Python 3.10 keeps the parser under its old names
+            import sre_constants as c  # type: ignore[no-redef]
+            import sre_parse as parser  # type: ignore[no-redef]
+        except ImportError:  # private modules moved (future Python): keep the length cap only
+            return None
     unbounded = {c.MAX_REPEAT, c.MIN_REPEAT}
     try:
         tree = parser.parse(pattern)

@@ -40,7 +40,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, insert, select, update
+from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.exc import DBAPIError
 
 from abkit.errors import ConfigError, DataError, StoreError
@@ -388,7 +388,11 @@ class _Run:
                 .where(and_(b.c.id == batch.id, b.c.status == "running", b.c.owner == batch.owner))
                 .values(owner=self.owner, heartbeat_at_us=to_us_now())
             )
-        return result.rowcount == 1
+            if result.rowcount != -1:
+                return result.rowcount == 1
+            # the driver does not count updated rows (DuckDB 1.x): read the owner back
+            owner = conn.execute(select(b.c.owner).where(b.c.id == batch.id)).scalar_one()
+        return owner == self.owner
 
     def _new_batch(self, content_hash: str | None, columns: dict[str, str]) -> int:
         b = self.tables.ingest_batches
@@ -642,6 +646,14 @@ class _Run:
                     heartbeat_at_us=now,
                 )
             ).rowcount
+            if advanced == -1:  # the driver does not count updated rows (DuckDB 1.x): look
+                advanced = conn.execute(
+                    select(func.count())
+                    .select_from(b)
+                    .where(
+                        and_(b.c.id == batch_id, b.c.owner == self.owner, b.c.status == "running")
+                    )
+                ).scalar_one()
             if advanced != 1:
                 raise StoreError(f"batch {batch_id} was taken over by another process; stopping")
             if self.kill_after is not None and chunk_index >= self.kill_after:
