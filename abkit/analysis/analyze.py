@@ -40,7 +40,8 @@ from abkit.analysis.quality import (
 from abkit.errors import ConfigError, NotEnoughDataError, StoreError
 from abkit.metrics.definitions import Metric, load_metrics
 from abkit.stats._render import ResultMixin, html_table, json_safe
-from abkit.stats.sufficient import MeanStats
+from abkit.stats.estimators import ratio_linearised
+from abkit.stats.sufficient import MeanStats, RatioStats
 from abkit.store.schema import MICROS_PER_DAY, from_us, to_us
 
 METHODS = ("fixed", "sequential", "bayesian")
@@ -393,10 +394,23 @@ def _cap_text(metric: Metric, caps: Mapping[str, float]) -> str | None:
 def _strip_covariate(stats: Any) -> Any:
     if isinstance(stats, MeanStats) and stats.has_covariate:
         return MeanStats(n=stats.n, sum=stats.sum, sum_sq=stats.sum_sq)
+    if isinstance(stats, RatioStats) and stats.has_covariate:
+        return stats.without_covariate()
     return stats
 
 
+def _cuped_capable(metric: Metric) -> bool:
+    """Mean and proportion metrics (covariate ``x``) and ratio metrics (pre-period
+    numerator and denominator, delta-method CUPED) can be CUPED-adjusted."""
+    return metric.supports_cuped or metric.kind == "ratio"
+
+
 def _varying_covariate(stats: Any) -> bool:
+    if isinstance(stats, RatioStats):
+        if not stats.has_covariate or stats.n < 2 or not stats.pre_den_sum:
+            return False
+        # the pre-period ratio term must vary (no pre-period activity: nothing to learn)
+        return ratio_linearised(stats)[3] > 0
     if not isinstance(stats, MeanStats) or not stats.has_covariate or stats.n < 2:
         return False
     return stats.cov_var > 0
@@ -417,7 +431,7 @@ def _compare(
 
     use_cuped = bool(
         cuped
-        and metric.supports_cuped
+        and _cuped_capable(metric)
         # a covariate that never varies carries no information (no pre-period data)
         and _varying_covariate(control)
         and _varying_covariate(treatment)
@@ -453,7 +467,7 @@ def _guardrail(
 
     c, t = stats.get(control), stats.get(result.variant)
     use_cuped = bool(
-        cuped and metric.supports_cuped and _varying_covariate(c) and _varying_covariate(t)
+        cuped and _cuped_capable(metric) and _varying_covariate(c) and _varying_covariate(t)
     )
     if not use_cuped:
         c, t = _strip_covariate(c), _strip_covariate(t)
@@ -539,7 +553,7 @@ def analyze(
                 )
             caps = sql.compute_caps(conn, tables, key, all_metrics, end_us=end_us)
             overall = sql.fetch_aggregates(
-                conn, tables, key, all_metrics, end_us=end_us, caps=caps
+                conn, tables, key, all_metrics, end_us=end_us, caps=caps, ratio_cuped=cuped
             ).get(None)
             by_segment = {
                 name: sql.fetch_aggregates(
@@ -551,6 +565,7 @@ def analyze(
                     caps=caps,
                     segment=name,
                     daily=False,
+                    ratio_cuped=cuped,
                 )
                 for name in segments
             }

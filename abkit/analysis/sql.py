@@ -18,15 +18,18 @@ The query, stage by stage (all timestamps are BIGINT epoch microseconds):
 3. ``abkit_unit_values`` - a LEFT JOIN of units to their events of the metrics' event types;
    for each metric measure, conditional aggregates over the events in the unit's window
    ``first <= ts < first + window`` (and ``ts < end``), over the pre-period
-   ``first - lookback <= ts < first`` (CUPED covariate), and counts of the events outside
+   ``first - lookback <= ts < first`` (CUPED covariate; for a ratio metric both its
+   numerator and its denominator), and counts of the events outside
    the window (before first exposure; after the window or the end). Units without events
    get zeros. An aggregate shared by several metrics (the purchases in a 7-day window feed
    conversion, orders and AOV) is computed once.
 4. ``abkit_unit_metrics`` - the per-unit metric value ``y`` (0/1 for proportions, capped
    sums and counts for means, numerator and denominator ``d`` for ratios) and covariate
-   ``x``, cast to double precision so every engine does the same float arithmetic.
+   ``x`` (ratios: pre-period numerator ``x`` and denominator ``e``), cast to double
+   precision so every engine does the same float arithmetic.
 5. The final ``GROUP BY variant, day, single [, segment]``: ``n, Σy, Σy², Σx, Σx², Σxy, Σd, Σd²,
-   Σyd`` and the outside-window counts. Python receives only these rows (a few per day and
+   Σyd`` (ratios add ``Σe, Σe², Σxe, Σxd, Σey, Σed`` for delta-method CUPED) and the
+   outside-window counts. Python receives only these rows (a few per day and
    arm) and adds the days up into totals and a cumulative daily series.
 
 Percentile caps are computed by a first pass over stage 3: the nearest-rank percentile
@@ -87,6 +90,17 @@ def _col(i: int, what: str) -> str:
     return f"m{i}_{what}"
 
 
+def _has_covariate(metric: Metric, ratio_cuped: bool) -> bool:
+    """Whether the query computes the metric's pre-period (CUPED) columns.
+
+    Mean and proportion metrics always get the covariate ``x``; ratio metrics get the
+    pre-period numerator ``x`` and denominator ``e`` (delta-method CUPED,
+    :mod:`abkit.stats.estimators`) only when ``ratio_cuped`` asks for them: they cost six
+    more sums per ratio metric, and an analysis without CUPED has no use for them.
+    """
+    return metric.supports_cuped or (ratio_cuped and metric.kind == "ratio")
+
+
 def _in_types(events: Any, measure: Measure) -> ColumnElement[bool]:
     return events.c.event_type.in_([_p(t, String()) for t in measure.event_types])
 
@@ -129,6 +143,7 @@ def _base_ctes(
     *,
     end_us: int | None,
     segment: str | None,
+    ratio_cuped: bool = False,
 ) -> Any:
     """Stages 1-3: the ``abkit_unit_values`` CTE and, per ``(metric index, tag)``
     (``num``, ``den``, ``pre_num``, ``pre_den``, ``before``, ``after``), its column name."""
@@ -216,7 +231,7 @@ def _base_ctes(
                 ("window", types, agg, metric.window_us),
                 lambda m=measure, w=in_window: _measure_aggregate(events, m, w, first_us),
             )
-            if metric.supports_cuped:
+            if _has_covariate(metric, ratio_cuped):
                 add(
                     i,
                     f"pre_{tag}",
@@ -320,10 +335,17 @@ def aggregates_query(
     caps: dict[str, float] | None = None,
     end_us: int | None = None,
     segment: str | None = None,
+    ratio_cuped: bool = False,
 ) -> Any:
-    """Stages 1-5: one row per (variant, day[, segment]) with every metric's sums."""
+    """Stages 1-5: one row per (variant, day[, segment]) with every metric's sums.
+
+    ``ratio_cuped=True`` adds the pre-period numerator and denominator sums of ratio
+    metrics (the :class:`RatioStats` covariate fields) for delta-method CUPED.
+    """
     caps = caps or {}
-    values, plan = _base_ctes(tables, experiment, metrics, end_us=end_us, segment=segment)
+    values, plan = _base_ctes(
+        tables, experiment, metrics, end_us=end_us, segment=segment, ratio_cuped=ratio_cuped
+    )
     single = case((values.c.variant == values.c.variant_max, 1), else_=0).label("single")
     stage4: list[Any] = [values.c.variant, values.c.day, single]
     if segment is not None:
@@ -332,7 +354,8 @@ def aggregates_query(
         cap = metric.cap if metric.cap is not None else caps.get(metric.name)
         y = _capped(_raw_numerator(metric, values, plan, i), cap)
         stage4.append(y.label(_col(i, "y")))
-        if metric.supports_cuped:
+        if _has_covariate(metric, ratio_cuped):
+            # the pre-period value is built exactly like y (same measure, same cap)
             pre = values.c[plan[(i, "pre_num")]]
             if metric.kind == "proportion":
                 x = _measure_value(metric.numerator, pre, min_count=metric.min_count)
@@ -342,6 +365,9 @@ def aggregates_query(
         if metric.denominator is not None:
             d = _measure_value(metric.denominator, values.c[plan[(i, "den")]])
             stage4.append(d.label(_col(i, "d")))
+            if _has_covariate(metric, ratio_cuped):
+                e = _measure_value(metric.denominator, values.c[plan[(i, "pre_den")]])
+                stage4.append(e.label(_col(i, "e")))
         stage4.append(values.c[plan[(i, "before")]].label(_col(i, "before")))
         stage4.append(values.c[plan[(i, "after")]].label(_col(i, "after")))
     per_unit = select(*stage4).cte("abkit_unit_metrics")
@@ -353,7 +379,7 @@ def aggregates_query(
     for i, metric in enumerate(metrics):
         y = per_unit.c[_col(i, "y")]
         out += [func.sum(y).label(f"m{i}_sy"), func.sum(y * y).label(f"m{i}_syy")]
-        if metric.supports_cuped:
+        if _has_covariate(metric, ratio_cuped):
             x = per_unit.c[_col(i, "x")]
             out += [
                 func.sum(x).label(f"m{i}_sx"),
@@ -367,6 +393,18 @@ def aggregates_query(
                 func.sum(d * d).label(f"m{i}_sdd"),
                 func.sum(y * d).label(f"m{i}_syd"),
             ]
+            if _has_covariate(metric, ratio_cuped):
+                # ratio CUPED: the pre-period denominator e and the cross moments of (x, e)
+                # with (y, d) that the delta-method linearisation needs
+                e = per_unit.c[_col(i, "e")]
+                out += [
+                    func.sum(e).label(f"m{i}_se"),
+                    func.sum(e * e).label(f"m{i}_see"),
+                    func.sum(x * e).label(f"m{i}_sxe"),
+                    func.sum(x * d).label(f"m{i}_sxd"),
+                    func.sum(e * y).label(f"m{i}_sey"),
+                    func.sum(e * d).label(f"m{i}_sed"),
+                ]
         out += [
             func.sum(_dbl(per_unit.c[_col(i, "before")])).label(f"m{i}_before"),
             func.sum(_dbl(per_unit.c[_col(i, "after")])).label(f"m{i}_after"),
@@ -441,9 +479,24 @@ def _num(value: Any) -> float:
     return 0.0 if value is None else float(value)
 
 
-def _stats_from_row(metric: Metric, i: int, row: Any, *, n: int) -> MeanStats | RatioStats:
+def _stats_from_row(
+    metric: Metric, i: int, row: Any, *, n: int, ratio_cuped: bool = False
+) -> MeanStats | RatioStats:
     m = row._mapping
     if metric.kind == "ratio":
+        covariate: dict[str, float] = {}
+        if _has_covariate(metric, ratio_cuped):
+            covariate = {
+                "pre_num_sum": _num(m[f"m{i}_sx"]),
+                "pre_num_sum_sq": _num(m[f"m{i}_sxx"]),
+                "pre_den_sum": _num(m[f"m{i}_se"]),
+                "pre_den_sum_sq": _num(m[f"m{i}_see"]),
+                "pre_num_pre_den_sum": _num(m[f"m{i}_sxe"]),
+                "pre_num_num_sum": _num(m[f"m{i}_sxy"]),
+                "pre_num_den_sum": _num(m[f"m{i}_sxd"]),
+                "pre_den_num_sum": _num(m[f"m{i}_sey"]),
+                "pre_den_den_sum": _num(m[f"m{i}_sed"]),
+            }
         return RatioStats(
             n=n,
             num_sum=_num(m[f"m{i}_sy"]),
@@ -451,6 +504,7 @@ def _stats_from_row(metric: Metric, i: int, row: Any, *, n: int) -> MeanStats | 
             den_sum=_num(m[f"m{i}_sd"]),
             den_sum_sq=_num(m[f"m{i}_sdd"]),
             num_den_sum=_num(m[f"m{i}_syd"]),
+            **covariate,
         )
     return MeanStats(
         n=n,
@@ -493,15 +547,25 @@ def fetch_aggregates(
     segment: str | None = None,
     caps: dict[str, float] | None = None,
     daily: bool = True,
+    ratio_cuped: bool = False,
 ) -> dict[str | None, Aggregates]:
     """Run the analysis query; one :class:`Aggregates` per segment value (key ``None``
     when not segmented). Days are added up in ascending order, which also yields the
-    cumulative daily series."""
+    cumulative daily series. ``ratio_cuped=True`` fills the covariate fields of ratio
+    metrics' :class:`RatioStats` (pre-period numerator and denominator)."""
     metrics = tuple(metrics)
     if caps is None:
         caps = compute_caps(conn, tables, experiment, metrics, end_us=end_us)
     rows = conn.execute(
-        aggregates_query(tables, experiment, metrics, caps=caps, end_us=end_us, segment=segment)
+        aggregates_query(
+            tables,
+            experiment,
+            metrics,
+            caps=caps,
+            end_us=end_us,
+            segment=segment,
+            ratio_cuped=ratio_cuped,
+        )
     ).all()
 
     # (segment, variant) -> running totals, in day order
@@ -518,7 +582,7 @@ def fetch_aggregates(
         state = running.setdefault(key, {"n": 0, "stats": {}, "before": {}, "after": {}})
         state["n"] += n
         for i, metric in enumerate(metrics):
-            piece = _stats_from_row(metric, i, row, n=n)
+            piece = _stats_from_row(metric, i, row, n=n, ratio_cuped=ratio_cuped)
             prev = state["stats"].get(metric.name)
             state["stats"][metric.name] = piece if prev is None else prev + piece
             state["before"][metric.name] = state["before"].get(metric.name, 0) + int(

@@ -231,8 +231,11 @@ class Metric:
 
     @property
     def supports_cuped(self) -> bool:
-        """Ratio metrics are analysed without a covariate (their delta-method CUPED needs
-        cross-moments the contract's ``RatioStats`` does not carry)."""
+        """Whether the metric takes the single pre-period covariate ``x`` of a mean metric.
+
+        Ratio metrics answer False here: their CUPED uses a pre-period numerator and
+        denominator instead (``RatioStats`` covariate sums, requested separately by
+        ``analyze`` through ``ratio_cuped``)."""
         return self.kind != "ratio"
 
     @property

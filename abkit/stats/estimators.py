@@ -30,6 +30,29 @@ variance and is ignored, as in the paper). The difference of adjusted means is
 means are correlated, and :attr:`Difference.cov_means` carries that covariance (it is 0
 without CUPED). The variance reduction reported is ``1 - Var_cuped(Δ) / Var_raw(Δ)``, which
 approaches ``ρ²`` (the squared within-arm correlation of ``x`` and ``y``).
+
+CUPED for ratio metrics (Deng, Knoblich & Lu 2018, section on variance reduction; the
+regression-adjustment view of Deng et al. 2013). Each unit has post-period numerator and
+denominator ``y_i, d_i`` and pre-period ``x_i, e_i``. Per arm, ``R = Ȳ/D̄`` and
+``R₀ = X̄/Ē``; to first order (delta method) they are the means of the linearised terms
+
+    u_i = (y_i - R·d_i) / D̄        (post-period influence term, mean R - R_true ≈ ū)
+    v_i = (x_i - R₀·e_i) / Ē        (pre-period influence term)
+
+whose within-arm moments come from the sums in :class:`RatioStats`:
+
+    S_uu = (S_yy - 2R·S_yd + R²·S_dd) / D̄²
+    S_vv = (S_xx - 2R₀·S_xe + R₀²·S_ee) / Ē²
+    S_uv = (S_xy - R₀·S_ey - R·S_xd + R·R₀·S_ed) / (D̄·Ē)
+
+(``S_ab`` the centred cross-products). Then everything is the mean CUPED above with
+``(y, x) -> (u, v)``: θ = (S_uv,c + S_uv,t)/(S_vv,c + S_vv,t) pooled over arms, the
+adjusted arm ratio is ``R_arm - θ(R₀_arm - R₀_pool)`` with ``R₀_pool = ΣX/ΣE`` over both
+arms, i.e. ``R₀_c - R₀_pool = ω_t(R₀_c - R₀_t)`` with weights ``ω_arm = Σe_arm/Σe`` (the
+analogue of ``w = n_arm/N``), ``Var`` of an adjusted mean is ``Var(u - θv)/n``, and
+:attr:`Difference.cov_means` is the covariance of the two adjusted arm means, so Fieller
+intervals for the relative lift work unchanged. A pre-period with no variation in ``v``
+(or a pre-period denominator that sums to zero) gives θ = 0: no adjustment.
 """
 
 from __future__ import annotations
@@ -55,6 +78,8 @@ __all__ = [
     "arm_var_of_mean",
     "cuped_theta",
     "estimate_difference",
+    "ratio_cuped_theta",
+    "ratio_linearised",
     "welch_df",
 ]
 
@@ -183,6 +208,70 @@ def cuped_theta(control: MeanStats, treatment: MeanStats) -> float:
     return s_xy / s_xx
 
 
+def ratio_linearised(
+    a: RatioStats,
+) -> tuple[float, float, float, float, float]:
+    """``(R, R₀, s_uu, s_vv, s_uv)``: the arm's post and pre ratios and the sample
+    (``n - 1``) moments of the linearised terms ``u``, ``v`` (module docstring)."""
+    assert a.pre_num_sum is not None and a.pre_den_sum is not None
+    assert a.pre_num_sum_sq is not None and a.pre_den_sum_sq is not None
+    assert a.pre_num_pre_den_sum is not None and a.pre_num_num_sum is not None
+    assert a.pre_num_den_sum is not None and a.pre_den_num_sum is not None
+    assert a.pre_den_den_sum is not None
+    n = a.n
+    d_bar = a.den_sum / n
+    if d_bar == 0:
+        raise NotEnoughDataError("the ratio's denominator sums to zero")
+    r = a.num_sum / a.den_sum
+    s_uu = a.num_var - 2.0 * r * a.num_den_cov + r * r * a.den_var
+    s_uu = max(s_uu, 0.0) / (d_bar * d_bar)
+    if a.pre_den_sum == 0:
+        # No pre-period denominator: R₀ is undefined and v carries no information.
+        return r, 0.0, s_uu, 0.0, 0.0
+    e_bar = a.pre_den_sum / n
+    r0 = a.pre_num_sum / a.pre_den_sum
+
+    def cov(s_a: float, s_b: float, s_ab: float) -> float:
+        return _centred(n, s_a, s_b, s_ab) / (n - 1)
+
+    s_xx = cov(a.pre_num_sum, a.pre_num_sum, a.pre_num_sum_sq)
+    s_ee = cov(a.pre_den_sum, a.pre_den_sum, a.pre_den_sum_sq)
+    s_xe = cov(a.pre_num_sum, a.pre_den_sum, a.pre_num_pre_den_sum)
+    s_vv = s_xx - 2.0 * r0 * s_xe + r0 * r0 * s_ee
+    # x_i = R₀·e_i for every unit (a constant pre-period ratio) makes v ≡ 0; rounding in the
+    # cancellation above must not turn that into a tiny variance that θ then divides by.
+    if s_vv <= 1e-12 * (abs(s_xx) + r0 * r0 * abs(s_ee)):
+        s_vv = 0.0
+    s_vv /= e_bar * e_bar
+    s_xy = cov(a.pre_num_sum, a.num_sum, a.pre_num_num_sum)
+    s_xd = cov(a.pre_num_sum, a.den_sum, a.pre_num_den_sum)
+    s_ey = cov(a.pre_den_sum, a.num_sum, a.pre_den_num_sum)
+    s_ed = cov(a.pre_den_sum, a.den_sum, a.pre_den_den_sum)
+    s_uv = (s_xy - r0 * s_ey - r * s_xd + r * r0 * s_ed) / (d_bar * e_bar)
+    return r, r0, s_uu, s_vv, s_uv
+
+
+def ratio_cuped_theta(control: RatioStats, treatment: RatioStats) -> float:
+    """Ratio-metric CUPED θ: ``Σ S_uv / Σ S_vv`` over both arms (module docstring)."""
+    for label, arm in (("control", control), ("treatment", treatment)):
+        if not arm.has_covariate:
+            raise ValueError(
+                f"ratio CUPED needs the pre-period numerator and denominator sums in the "
+                f"{label} arm"
+            )
+    if control.pre_den_sum == 0 or treatment.pre_den_sum == 0:
+        return 0.0  # R₀ undefined in an arm: nothing to adjust with
+    s_uv = s_vv = 0.0
+    for arm in (control, treatment):
+        _, _, _, vv, uv = ratio_linearised(arm)
+        s_uv += (arm.n - 1) * uv
+        s_vv += (arm.n - 1) * vv
+    # A pre-period term that never varies carries no information (same rule as the mean).
+    if not s_vv > 0:
+        return 0.0
+    return s_uv / s_vv
+
+
 @dataclass(frozen=True)
 class Difference(ResultMixin):
     """Treatment minus control for one metric, with everything a readout needs.
@@ -244,23 +333,39 @@ def _raw_difference(
 
 
 def _cuped_difference(
-    control: MeanStats, treatment: MeanStats, metric_type: MetricType
+    control: MeanStats | RatioStats, treatment: MeanStats | RatioStats, metric_type: MetricType
 ) -> Difference:
-    theta = cuped_theta(control, treatment)
     n_c, n_t = control.n, treatment.n
-    big_n = n_c + n_t
-    w_c, w_t = n_c / big_n, n_t / big_n
+    if isinstance(control, RatioStats) and isinstance(treatment, RatioStats):
+        # Ratio metric: the same algebra on the linearised terms (u, v) of the module
+        # docstring; "means" are the arm ratios R and R₀, weights are pre-denominator shares.
+        theta = ratio_cuped_theta(control, treatment)
+        y_c, xbar_c, syy_c, sxx_c, sxy_c = ratio_linearised(control)
+        y_t, xbar_t, syy_t, sxx_t, sxy_t = ratio_linearised(treatment)
+        pre_total = (control.pre_den_sum or 0.0) + (treatment.pre_den_sum or 0.0)
+        if theta == 0.0 or pre_total == 0:
+            w_c = w_t = 0.5  # irrelevant when θ = 0; avoids 0/0
+            xbar_c = xbar_t = 0.0
+        else:
+            w_c = (control.pre_den_sum or 0.0) / pre_total
+            w_t = (treatment.pre_den_sum or 0.0) / pre_total
+    else:
+        assert isinstance(control, MeanStats) and isinstance(treatment, MeanStats)
+        theta = cuped_theta(control, treatment)
+        big_n = n_c + n_t
+        w_c, w_t = n_c / big_n, n_t / big_n
 
-    # Per-arm sample moments (n - 1), used for all metric types under CUPED.
-    def moments(a: MeanStats) -> tuple[float, float, float]:
-        return a.var, a.cov_var, a.cross_cov
+        # Per-arm sample moments (n - 1), used for all metric types under CUPED.
+        def moments(a: MeanStats) -> tuple[float, float, float]:
+            return a.var, a.cov_var, a.cross_cov
 
-    syy_c, sxx_c, sxy_c = moments(control)
-    syy_t, sxx_t, sxy_t = moments(treatment)
-    xbar_c, xbar_t = control.cov_mean, treatment.cov_mean
+        syy_c, sxx_c, sxy_c = moments(control)
+        syy_t, sxx_t, sxy_t = moments(treatment)
+        y_c, y_t = control.mean, treatment.mean
+        xbar_c, xbar_t = control.cov_mean, treatment.cov_mean
     x_pool = w_c * xbar_c + w_t * xbar_t
-    m_c = control.mean - theta * (xbar_c - x_pool)
-    m_t = treatment.mean - theta * (xbar_t - x_pool)
+    m_c = y_c - theta * (xbar_c - x_pool)
+    m_t = y_t - theta * (xbar_t - x_pool)
     # m_c = ȳ_c - θ·w_t(x̄_c - x̄_t), m_t = ȳ_t - θ·w_c(x̄_t - x̄_c); arms independent.
     var_c = (syy_c - 2 * theta * w_t * sxy_c + theta**2 * w_t**2 * sxx_c) / n_c + (
         theta**2 * w_t**2 * sxx_t / n_t
@@ -311,8 +416,9 @@ def estimate_difference(
 
     ``metric_type`` is ``"proportion"`` (unpooled z), ``"mean"`` (Welch t) or ``"ratio"``
     (delta method, z). ``cuped=True`` applies CUPED with θ pooled over both arms; it needs
-    the covariate sums in both arms and is not available for ratio metrics (the contract's
-    :class:`RatioStats` carries no covariate).
+    the covariate sums in both arms (for a ratio metric, the pre-period numerator and
+    denominator sums of :class:`RatioStats`; CUPED then works on the delta-method
+    linearised terms, see the module docstring).
 
     Raises :class:`~abkit.errors.NotEnoughDataError` when an arm has fewer than two units,
     a ratio's denominator sums to zero, or both arms have zero variance.
@@ -322,9 +428,13 @@ def estimate_difference(
     for label, arm in (("control", control), ("treatment", treatment)):
         if arm.n < 2:
             raise NotEnoughDataError(f"the {label} arm has {arm.n} unit(s); at least 2 are needed")
-    if cuped and metric_type == "ratio":
-        raise ValueError("CUPED is not supported for ratio metrics (RatioStats has no covariate)")
     if not cuped:
         return _raw_difference(control, treatment, metric_type)
-    assert isinstance(control, MeanStats) and isinstance(treatment, MeanStats)
+    if metric_type == "ratio":
+        for label, arm in (("control", control), ("treatment", treatment)):
+            if not getattr(arm, "has_covariate", False):
+                raise ValueError(
+                    f"CUPED for a ratio metric needs the pre-period numerator and denominator "
+                    f"sums (RatioStats covariate fields) in the {label} arm"
+                )
     return _cuped_difference(control, treatment, metric_type)

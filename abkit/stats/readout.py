@@ -607,13 +607,16 @@ def compare(
         if arm is None or arm.n == 0:
             return _not_enough(metric_type, f"the {label} arm has no units", **common)  # type: ignore[arg-type]
     assert control is not None and treatment is not None
-    # cuped=True is a request, not a demand: without a covariate (or for a ratio metric)
-    # the readout runs unadjusted and says so. A covariate in one arm only is a data bug.
+    # cuped=True is a request, not a demand: without a covariate the readout runs
+    # unadjusted and says so. A covariate in one arm only is a data bug.
     skipped = ""
     if cuped:
         has = [getattr(arm, "has_covariate", False) for arm in (control, treatment)]
-        if metric_type == "ratio":
-            skipped = "CUPED not applied: not supported for ratio metrics"
+        if not any(has) and metric_type == "ratio":
+            skipped = (
+                "CUPED not applied: no pre-period covariate (CUPED is not supported for ratio "
+                "metrics without the pre-period numerator and denominator sums)"
+            )
         elif not any(has):
             skipped = "CUPED not applied: no pre-period covariate"
         elif not all(has):
@@ -935,7 +938,9 @@ def compare_many(
     if metric_type not in _TEST_NAMES:
         raise ValueError(f"metric_type must be one of {tuple(_TEST_NAMES)}, got {metric_type!r}")
     if cuped and metric_type == "ratio":
-        raise ValueError("CUPED is not supported for ratio metrics (RatioStats has no covariate)")
+        raise ValueError(
+            "compare_many: CUPED for ratio metrics is not vectorised; use compare() per cell"
+        )
     reduction: Any = None
     with np.errstate(all="ignore"):
         if cuped:

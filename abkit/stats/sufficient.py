@@ -130,9 +130,41 @@ class MeanStats:
         )
 
 
+_RATIO_COVARIATE = (
+    "pre_num_sum",
+    "pre_num_sum_sq",
+    "pre_den_sum",
+    "pre_den_sum_sq",
+    "pre_num_pre_den_sum",
+    "pre_num_num_sum",
+    "pre_num_den_sum",
+    "pre_den_num_sum",
+    "pre_den_den_sum",
+)
+
+
 @dataclass(frozen=True)
 class RatioStats:
-    """One arm of a ratio metric Σy / Σd over units (delta method; Deng et al. 2018)."""
+    """One arm of a ratio metric Σy / Σd over units (delta method; Deng et al. 2018).
+
+    The optional covariate fields carry, for CUPED on a ratio metric, the pre-period
+    numerator ``x_i`` and denominator ``e_i`` of each unit (all nine set or all ``None``):
+
+    ============================  =======
+    ``pre_num_sum``               Σx
+    ``pre_num_sum_sq``            Σx²
+    ``pre_den_sum``               Σe
+    ``pre_den_sum_sq``            Σe²
+    ``pre_num_pre_den_sum``       Σx·e
+    ``pre_num_num_sum``           Σx·y
+    ``pre_num_den_sum``           Σx·d
+    ``pre_den_num_sum``           Σe·y
+    ``pre_den_den_sum``           Σe·d
+    ============================  =======
+
+    With them the pre-period ratio ``R₀ = Σx/Σe`` and its linearised covariance with the
+    post-period ratio can be formed from sums alone (see :mod:`abkit.stats.estimators`).
+    """
 
     n: int
     num_sum: float
@@ -140,15 +172,43 @@ class RatioStats:
     den_sum: float
     den_sum_sq: float
     num_den_sum: float
+    pre_num_sum: float | None = None
+    pre_num_sum_sq: float | None = None
+    pre_den_sum: float | None = None
+    pre_den_sum_sq: float | None = None
+    pre_num_pre_den_sum: float | None = None
+    pre_num_num_sum: float | None = None
+    pre_num_den_sum: float | None = None
+    pre_den_num_sum: float | None = None
+    pre_den_den_sum: float | None = None
 
     def __post_init__(self) -> None:
         _check_finite(self)
+        covariate = [getattr(self, name) for name in _RATIO_COVARIATE]
+        if any(v is None for v in covariate) and not all(v is None for v in covariate):
+            raise ValueError(
+                "the RatioStats covariate fields (" + ", ".join(_RATIO_COVARIATE) + ") "
+                "must be given together"
+            )
+
+    @property
+    def has_covariate(self) -> bool:
+        return self.pre_num_sum is not None
 
     @property
     def ratio(self) -> float:
         if self.den_sum == 0:
             raise NotEnoughDataError("the denominator sums to zero")
         return self.num_sum / self.den_sum
+
+    @property
+    def pre_ratio(self) -> float:
+        """The pre-period ratio ``R₀ = Σx/Σe``."""
+        if self.pre_num_sum is None or self.pre_den_sum is None:
+            raise ValueError("no covariate")
+        if self.pre_den_sum == 0:
+            raise NotEnoughDataError("the pre-period denominator sums to zero")
+        return self.pre_num_sum / self.pre_den_sum
 
     @property
     def num_var(self) -> float:
@@ -162,9 +222,25 @@ class RatioStats:
     def num_den_cov(self) -> float:
         return _sample_cov(self.n, self.num_sum, self.den_sum, self.num_den_sum)
 
+    def without_covariate(self) -> RatioStats:
+        """The same arm with the CUPED covariate dropped."""
+        return RatioStats(
+            n=self.n,
+            num_sum=self.num_sum,
+            num_sum_sq=self.num_sum_sq,
+            den_sum=self.den_sum,
+            den_sum_sq=self.den_sum_sq,
+            num_den_sum=self.num_den_sum,
+        )
+
     def __add__(self, other: RatioStats) -> RatioStats:
         if not isinstance(other, RatioStats):
             return NotImplemented
+        if self.has_covariate != other.has_covariate:
+            raise ValueError("cannot add RatioStats with and without a covariate")
+        extra: dict[str, float] = {}
+        if self.has_covariate:
+            extra = {k: getattr(self, k) + getattr(other, k) for k in _RATIO_COVARIATE}
         return RatioStats(
             n=self.n + other.n,
             num_sum=self.num_sum + other.num_sum,
@@ -172,21 +248,44 @@ class RatioStats:
             den_sum=self.den_sum + other.den_sum,
             den_sum_sq=self.den_sum_sq + other.den_sum_sq,
             num_den_sum=self.num_den_sum + other.num_den_sum,
+            **extra,
         )
 
     @classmethod
-    def from_values(cls, num, den) -> RatioStats:  # type: ignore[no-untyped-def]
+    def from_values(cls, num, den, pre_num=None, pre_den=None) -> RatioStats:  # type: ignore[no-untyped-def]
+        """Build from raw per-unit values; ``pre_num`` and ``pre_den`` (given together) are
+        the pre-period numerator and denominator used by ratio CUPED."""
         import numpy as np
 
         y = np.asarray(num, dtype=float)
         d = np.asarray(den, dtype=float)
         if y.shape != d.shape:
             raise ValueError("numerator and denominator must have the same shape")
-        return cls(
+        base = dict(
             n=int(y.size),
             num_sum=float(y.sum()),
             num_sum_sq=float((y * y).sum()),
             den_sum=float(d.sum()),
             den_sum_sq=float((d * d).sum()),
             num_den_sum=float((y * d).sum()),
+        )
+        if pre_num is None and pre_den is None:
+            return cls(**base)  # type: ignore[arg-type]
+        if pre_num is None or pre_den is None:
+            raise ValueError("pre_num and pre_den must be given together")
+        x = np.asarray(pre_num, dtype=float)
+        e = np.asarray(pre_den, dtype=float)
+        if x.shape != y.shape or e.shape != y.shape:
+            raise ValueError("pre_num and pre_den must have the shape of num")
+        return cls(
+            **base,  # type: ignore[arg-type]
+            pre_num_sum=float(x.sum()),
+            pre_num_sum_sq=float((x * x).sum()),
+            pre_den_sum=float(e.sum()),
+            pre_den_sum_sq=float((e * e).sum()),
+            pre_num_pre_den_sum=float((x * e).sum()),
+            pre_num_num_sum=float((x * y).sum()),
+            pre_num_den_sum=float((x * d).sum()),
+            pre_den_num_sum=float((e * y).sum()),
+            pre_den_den_sum=float((e * d).sum()),
         )
