@@ -205,10 +205,19 @@ class _Progress:
 
 def _normalise_map(column_map: Mapping[str, str] | None) -> dict[str, str]:
     result: dict[str, str] = {}
-    for name, column in (column_map or {}).items():
-        name = FIELD_ALIASES.get(name.strip(), name.strip())
+    fields = dict.fromkeys((*v.KNOWN["events"], *v.KNOWN["exposures"]))
+    for given, column in (column_map or {}).items():
+        name = FIELD_ALIASES.get(given.strip(), given.strip())
         if not name or not str(column).strip():
-            raise ConfigError(f"column map entry {name!r}={column!r} is empty")
+            raise ConfigError(f"column map entry {given!r}={column!r} is empty")
+        if name not in fields:
+            # A typo (unit_di=...) would otherwise be ignored and the real column
+            # reported missing, or silently land in properties.
+            raise ConfigError(
+                f"column map entry {given!r}={column!r}: {given!r} is not an abkit field; "
+                f"map one of {', '.join(fields)} (or user_id, ts, event, id)",
+                field=given,
+            )
         result[name] = str(column).strip()
     return result
 
@@ -242,9 +251,23 @@ def _plan(reader: Reader, kind: str, column_map: dict[str, str]) -> _Plan:
                     file=reader.display,
                     field=wanted,
                 )
+        for name, column in column_map.items():
+            if column not in available:
+                # An optional field mapped to a column that is not there: ignoring the
+                # user's explicit mapping would load the file without it, silently.
+                found = ", ".join(repr(c) for c in input_columns)
+                raise DataError(
+                    f"column {column!r} (mapped to {name}) is not in the file; "
+                    f"columns found: {found}",
+                    file=reader.display,
+                    field=column,
+                )
     known = set(v.KNOWN[resolved])
     columns = {name: col for name, col in by_field.items() if name in known}
-    extras = tuple(col for name, col in by_field.items() if name not in known)
+    # Every input column no field reads goes to properties/attributes, including one
+    # named like a field that was mapped elsewhere (unit_id kept when unit_id=customer_id).
+    used = set(columns.values())
+    extras = tuple(col for col in input_columns if col not in used)
     return _Plan(reader, resolved, columns, extras, input_columns)
 
 
@@ -373,26 +396,43 @@ class _Run:
                 .order_by(b.c.id)
             ).all()
         committed = next((r for r in rows if r.status == "committed"), None)
+        # A killed run (running, owner dead) and a run that stopped on an error or Ctrl-C
+        # (failed) are both resumed: re-reading them from the start would quarantine
+        # their already-committed rejected rows a second time.
         running = [
             r
             for r in rows
-            if r.status == "running" and not _owner_alive(r.owner, r.heartbeat_at_us)
+            if (r.status == "running" and not _owner_alive(r.owner, r.heartbeat_at_us))
+            or r.status == "failed"
         ]
         return committed, (running[0] if running else None)
 
-    def _claim(self, batch: Any) -> bool:
+    def _claim(self, batch: Any) -> Any | None:
+        """Take ``batch`` over (compare-and-set on owner and status); its fresh row or None.
+
+        The counters are read back inside the claiming transaction: the row seen by
+        :meth:`_existing` may predate a last chunk committed by a slow owner on another
+        host, and resuming from those stale counters would read that chunk twice.
+        """
         b = self.tables.ingest_batches
         with self.store.write() as conn:
             result = conn.execute(
                 update(b)
-                .where(and_(b.c.id == batch.id, b.c.status == "running", b.c.owner == batch.owner))
-                .values(owner=self.owner, heartbeat_at_us=to_us_now())
+                .where(
+                    and_(b.c.id == batch.id, b.c.status == batch.status, b.c.owner == batch.owner)
+                )
+                .values(
+                    owner=self.owner,
+                    status="running",
+                    heartbeat_at_us=to_us_now(),
+                    finished_at_us=None,
+                    message=None,
+                )
             )
-            if result.rowcount != -1:
-                return result.rowcount == 1
-            # the driver does not count updated rows (DuckDB 1.x): read the owner back
-            owner = conn.execute(select(b.c.owner).where(b.c.id == batch.id)).scalar_one()
-        return owner == self.owner
+            fresh = conn.execute(select(b).where(b.c.id == batch.id)).first()
+        if result.rowcount not in (-1, 1):  # -1: DuckDB 1.x does not count; the owner tells
+            return None
+        return fresh if fresh is not None and fresh.owner == self.owner else None
 
     def _new_batch(self, content_hash: str | None, columns: dict[str, str]) -> int:
         b = self.tables.ingest_batches
@@ -452,7 +492,9 @@ class _Run:
         status = "committed"
         note = None
         batch_id: int | None = None
-        if resumable is not None and self._claim(resumable):
+        if resumable is not None:
+            resumable = self._claim(resumable)
+        if resumable is not None:
             batch_id = int(resumable.id)
             skip = int(resumable.rows_read)
             totals.update(
@@ -477,6 +519,7 @@ class _Run:
             now_us=to_us_now(),
             max_future=self.max_future,
             experiments=self.experiments,
+            open_schema=self.plan.reader.format in {"jsonl", "records"},
         )
         try:
             pipeline = _pipelined(reader.chunks(self.chunk_size, skip=skip), validator)
@@ -602,9 +645,7 @@ class _Run:
                     batch_id,
                     self.source,
                     q.row_number,
-                    v.canonical_json(q.raw)
-                    if not isinstance(q.raw, str)
-                    else json.dumps(q.raw, ensure_ascii=False),
+                    v.raw_json(q.raw),
                     q.code,
                     q.reason,
                     q.field,
@@ -768,6 +809,9 @@ def ingest(
     """
     if chunk_size < 1:
         raise ConfigError(f"chunk_size must be positive, not {chunk_size}")
+    if max_future < timedelta(0):
+        # A negative horizon would quarantine today's events as "in the future".
+        raise ConfigError(f"max_future must not be negative, not {max_future}")
     tz = None
     if timezone:
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -798,10 +842,12 @@ def ingest(
     # Pre-flight: every schema contract and every gzip stream is checked before any write.
     plans = []
     for _display, reader in readers:
-        plans.append(_plan(reader, kind, mapping))
+        # Verify the bytes first: reading the header of a cut gzip or non-UTF-8 file
+        # would otherwise fail with a raw decoder error instead of a located message.
         verify = getattr(reader, "verify", None)
         if verify is not None:
             verify()
+        plans.append(_plan(reader, kind, mapping))
     owns_store = not isinstance(db, Store)
     store = open_store(db)
     bar = _Progress(progress)

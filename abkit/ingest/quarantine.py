@@ -75,12 +75,22 @@ def export_quarantine(path: str | Path, db: str | Store | None = None, **filters
     if suffix not in {".csv", ".jsonl", ".ndjson", ".json"}:
         raise ConfigError(f"export to .csv or .jsonl, not {path.name!r}")
     rows = [_export_row(entry) for entry in quarantined_rows(db, **filters)]
+    try:
+        return _write_export(path, suffix, rows)
+    except OSError as exc:  # a missing folder, no permission: a user error, one line
+        raise ConfigError(f"cannot write the export {str(path)!r}: {exc.strerror or exc}") from exc
+
+
+def _write_export(path: Path, suffix: str, rows: list[dict[str, Any]]) -> int:
     if suffix == ".csv":
         columns: dict[str, None] = {}
         for row in rows:
             columns.update(dict.fromkeys(k for k in row if k not in META_COLUMNS))
         names = [*columns, *META_COLUMNS]
-        with open(path, "w", newline="", encoding="utf-8") as fh:
+        # backslashreplace: a lone surrogate (quarantined as invalid_character) has no
+        # UTF-8 form; it is written as the escape \udXXX (in JSON Lines, a valid JSON
+        # escape that reads back as the same string) instead of failing the export.
+        with open(path, "w", newline="", encoding="utf-8", errors="backslashreplace") as fh:
             writer = csv.DictWriter(fh, fieldnames=names, extrasaction="ignore")
             writer.writeheader()
             for row in rows:
@@ -95,7 +105,7 @@ def export_quarantine(path: str | Path, db: str | Store | None = None, **filters
                     }
                 )
     else:
-        with open(path, "w", encoding="utf-8") as fh:
+        with open(path, "w", encoding="utf-8", errors="backslashreplace") as fh:
             for row in rows:
                 fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
     return len(rows)

@@ -15,6 +15,7 @@ from real ones, so loading "what was readable" could store a silently clipped va
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import hashlib
@@ -67,13 +68,20 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def verify_gzip(path: Path, display: str) -> None:
-    """Decompress the whole stream once; raise a located DataError if it is cut or corrupt."""
+def verify_gzip(path: Path, display: str, text: bool = False) -> None:
+    """Decompress the whole stream once; raise a located DataError if it is cut or corrupt.
+
+    With ``text`` the decompressed bytes are also checked to be UTF-8 (see
+    :func:`verify_utf8`).
+    """
     lines = 0
+    checker = _Utf8Check(display) if text else None
     try:
         with gzip.open(path, "rb") as fh:
             # Small reads so the data before a cut is counted before the EOFError.
             for block in iter(lambda: fh.read(1 << 16), b""):
+                if checker is not None:
+                    checker.feed(block)
                 lines += block.count(b"\n")
     except (EOFError, OSError, zlib.error) as exc:
         raise DataError(
@@ -82,6 +90,54 @@ def verify_gzip(path: Path, display: str) -> None:
             file=display,
             row=lines + 1,
         ) from exc
+    if checker is not None:
+        checker.finish()
+
+
+class _Utf8Check:
+    """Incremental UTF-8 validation that knows the line of the first bad byte.
+
+    Decoding happens in 64 KiB blocks, so the text reader's own UnicodeDecodeError
+    cannot say which line is at fault, and it would only surface mid-run after earlier
+    chunks were committed. Checking up front refuses the file whole, like a cut gzip.
+    """
+
+    def __init__(self, display: str) -> None:
+        self.display = display
+        self.decoder = codecs.getincrementaldecoder("utf-8")()
+        self.lines = 0
+
+    def feed(self, block: bytes, final: bool = False) -> None:
+        pending = len(self.decoder.getstate()[0])  # a cut multi-byte character, no newline
+        try:
+            self.decoder.decode(block, final)
+        except UnicodeDecodeError as exc:
+            line = self.lines + block[: max(exc.start - pending, 0)].count(b"\n") + 1
+            raise DataError(
+                f"not UTF-8 text ({exc.reason}: byte 0x{exc.object[exc.start]:02x}); nothing "
+                "from this file was written - re-encode the file as UTF-8",
+                file=self.display,
+                row=line,
+            ) from None
+        self.lines += block.count(b"\n")
+
+    def finish(self) -> None:
+        self.feed(b"", final=True)
+
+
+def verify_utf8(path: Path, display: str) -> str:
+    """Check a plain file is UTF-8 (raising a DataError with the line) and return its SHA-256.
+
+    One pass does both, so the pre-flight check costs no extra read of the file.
+    """
+    checker = _Utf8Check(display)
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+            checker.feed(block)
+    checker.finish()
+    return digest.hexdigest()
 
 
 class Reader(ABC):
@@ -141,8 +197,17 @@ class _FileReader(Reader):
         self.display = display or str(path)
         if not path.exists():
             raise DataError("no such file", file=self.display)
-        self.size = path.stat().st_size
-        self.gzip = self.size >= 2 and _is_gzip(path)
+        if path.is_dir():
+            raise DataError("is a directory, not a file", file=self.display)
+        try:
+            self.size = path.stat().st_size
+            self.gzip = self.size >= 2 and _is_gzip(path)
+            if self.size < 2:
+                open(path, "rb").close()  # an unreadable file fails here, not mid-run
+        except OSError as exc:
+            raise DataError(
+                f"cannot read the file ({exc.strerror or exc})", file=self.display
+            ) from exc
         self.empty = self.size == 0
         self._raw: Any = None
         self._hash: str | None = None
@@ -153,8 +218,12 @@ class _FileReader(Reader):
         return self._hash
 
     def verify(self) -> None:
+        """Pre-flight: a cut gzip stream or (for text formats) bytes that are not UTF-8."""
+        text = self.format in {"csv", "jsonl"}
         if self.gzip:
-            verify_gzip(self.path, self.display)  # type: ignore[arg-type]
+            verify_gzip(self.path, self.display, text=text)  # type: ignore[arg-type]
+        elif text:
+            self._hash = verify_utf8(self.path, self.display)  # type: ignore[arg-type]
 
     def _open_text(self) -> TextIO:
         self._raw = open(self.path, "rb")  # noqa: SIM115 - closed in close()

@@ -35,6 +35,8 @@ Ids and hashes (documented recipe, stable across versions):
   events ``unit_id, event_type, repr(value) or "", currency or "", ts_us, properties``;
   exposures ``experiment, unit_id, variant, ts_us, attributes``, where properties and
   attributes are JSON with sorted keys and compact separators (empty string when none).
+* ids given as numbers are text in decimal; an integral float is its integer (``1.0`` is
+  ``"1"``: pandas makes an integer column with a gap float64).
 * a missing event id is derived from content: for events the ``content_hash`` itself
   (so identical rows collapse into one event, by design); for exposures the Contract 1
   id, hex of MurmurHash3 x64 128 of ``experiment \\x1f unit_id \\x1f variant \\x1f ts_us``,
@@ -92,7 +94,9 @@ KNOWN = {
 # flagged by range checks downstream); larger numbers (µs, ns) are refused, not guessed.
 EPOCH_SECONDS_LIMIT = 1e11
 EPOCH_MILLIS_LIMIT = 1e14
-_EPOCH_RE = re.compile(r"[+-]?\d+(\.\d+)?")
+# ASCII digits only: ``\d`` and ``str.isdigit`` also accept other scripts' digits (and
+# superscripts, which ``int()`` then refuses), which are no epoch a pipeline writes.
+_EPOCH_RE = re.compile(r"[+-]?[0-9]+(\.[0-9]+)?")
 _UTC = timezone.utc
 _EPOCH = datetime(1970, 1, 1, tzinfo=_UTC)
 _MICRO = timedelta(microseconds=1)
@@ -111,8 +115,48 @@ class Rejected(Exception):
 
 
 def hash_hex(text: str) -> str:
-    """Hex MurmurHash3 x64 128-bit (seed 0) of UTF-8 ``text``, 32 characters."""
-    return "%032x" % mmh3.hash128(text, seed=0, x64arch=True, signed=False)  # noqa: UP031
+    """Hex MurmurHash3 x64 128-bit (seed 0) of UTF-8 ``text``, 32 characters.
+
+    Encoded here, not by mmh3: mmh3 5.x crashes the interpreter (SIGSEGV) on a ``str``
+    holding a lone surrogate (``"\\ud800"`` is valid JSON), where ``encode`` raises a
+    ``UnicodeEncodeError`` the validator turns into ``invalid_character``.
+    """
+    return "%032x" % mmh3.hash128(  # noqa: UP031
+        text.encode("utf-8"), seed=0, x64arch=True, signed=False
+    )
+
+
+def _unencodable(candidates: Mapping[str, Any]) -> Rejected:
+    """The ``invalid_character`` rejection naming the first field that is not UTF-8-encodable."""
+    for name, value in candidates.items():
+        text = (
+            value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+        )
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return Rejected(
+                "invalid_character", name, "contains an unencodable character (a lone surrogate)"
+            )
+    return Rejected("invalid_character", "unit_id", "contains an unencodable character")
+
+
+def raw_json(value: Any) -> str:
+    """The raw row as JSON text for quarantine, storable whatever it holds.
+
+    Lone surrogates cannot be stored as UTF-8; ``ensure_ascii`` writes them as
+    ``\\udXXX`` escapes, which read back to the same string.
+    """
+    text = (
+        canonical_json(value)
+        if not isinstance(value, str)
+        else json.dumps(value, ensure_ascii=False)
+    )
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return text
 
 
 def exposure_event_id(experiment: str, unit_id: str, variant: str, ts_us: int) -> str:
@@ -273,6 +317,20 @@ def parse_value(value: Any) -> float | None:
     raise Rejected("non_numeric_value", "value", f"a {type(value).__name__} is not a number")
 
 
+def _id_text(value: Any) -> str:
+    """An identifier as text; an integral float is written as the integer it holds.
+
+    pandas turns an integer column with one missing value into float64, so without this
+    the ids 1, 2 of such a DataFrame would be stored as "1.0", "2.0" and silently fail
+    to join the "1", "2" of the assignment hook and of every other source.
+    """
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def _text(
     row: Mapping[str, Any], column: str | None, field_name: str, limit: int, code: str
 ) -> str:
@@ -280,7 +338,7 @@ def _text(
     value = row.get(column) if column is not None else None
     if value is None or (isinstance(value, float) and math.isnan(value)):
         raise Rejected(code, field_name, "is empty")
-    text = value if isinstance(value, str) else str(value)
+    text = _id_text(value)
     if not text.strip():
         raise Rejected(code, field_name, "is empty")
     if len(text) > limit:
@@ -290,13 +348,22 @@ def _text(
     return text
 
 
+def _check_encodable(text: str, field_name: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise Rejected(
+            "invalid_character", field_name, "contains an unencodable character (a lone surrogate)"
+        ) from None
+
+
 def _optional_text(
     row: Mapping[str, Any], column: str | None, field_name: str, limit: int
 ) -> str | None:
     value = row.get(column) if column is not None else None
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
-    text = value if isinstance(value, str) else str(value)
+    text = _id_text(value)
     if not text.strip():
         return None
     if len(text) > limit:
@@ -323,13 +390,18 @@ class Validator:
     now_us: int
     max_future: timedelta
     experiments: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # JSON Lines and Python records have no header: ``extras`` only lists the keys seen
+    # in the first rows, so every key no field reads is kept (a key first seen at row
+    # 5,000 would otherwise be dropped from properties without a word).
+    open_schema: bool = False
 
     def __post_init__(self) -> None:
         self._future_limit = self.now_us + int(self.max_future / timedelta(microseconds=1))
         get = self.columns.get
         self._c_unit, self._c_type, self._c_ts = get("unit_id"), get("event_type"), get("timestamp")
         self._c_value, self._c_currency, self._c_id = get("value"), get("currency"), get("event_id")
-        self._has_properties = bool(self.extras) or "properties" in self.columns
+        self._has_properties = bool(self.extras) or "properties" in self.columns or self.open_schema
+        self._used = frozenset(self.columns.values())
 
     def input_column(self, field_name: str | None) -> str | None:
         """The input column name of an abkit field (for messages)."""
@@ -396,7 +468,7 @@ class Validator:
                     moment = None
                 if moment is not None and moment.tzinfo is not None:
                     ts_us = (moment - _EPOCH) // _MICRO
-            elif raw.isdigit() and len(raw) <= 10:
+            elif raw.isascii() and raw.isdigit() and len(raw) <= 10:
                 ts_us = int(raw) * 1_000_000
         if ts_us is None:
             ts_us = parse_timestamp(raw, self.tz)
@@ -449,8 +521,13 @@ class Validator:
                 f"{currency or ''}\x1f{ts_us}\x1f{properties or ''}"
             )
         except UnicodeEncodeError:
-            raise Rejected(
-                "invalid_character", "unit_id", "contains an unencodable character"
+            raise _unencodable(
+                {
+                    "unit_id": unit_id,
+                    "event_type": event_type,
+                    "currency": currency or "",
+                    "properties": properties or "",
+                }
             ) from None
         event_id = row.get(self._c_id) if self._c_id is not None else None
         if event_id is not None and not (
@@ -459,6 +536,8 @@ class Validator:
             and "\x00" not in event_id
         ):
             event_id = _optional_text(row, cols.get("event_id"), "event_id", EVENT_ID_LENGTH)
+        if event_id is not None and not event_id.isascii():
+            _check_encodable(event_id, "event_id")
         return (
             (
                 event_id or content_hash,
@@ -488,13 +567,22 @@ class Validator:
                 props.update(nested)
             elif nested not in (None, ""):
                 props["properties"] = nested
-        for column in self.extras:
-            if column in row:
-                value = row[column]
-                if isinstance(value, float) and not math.isfinite(value):
-                    value = None  # JSON has no NaN; pandas' NaN means missing here
-                props[column] = value
+        for column, value in self._extra_items(row):
+            if isinstance(value, float) and not math.isfinite(value):
+                value = None  # JSON has no NaN; pandas' NaN means missing here
+            props[column] = value
         return canonical_json(props) if props else None
+
+    def _extra_items(self, row: Mapping[str, Any]) -> list[tuple[str, Any]]:
+        """(column, value) of the row's columns that no abkit field reads."""
+        if self.open_schema:
+            used = self._used
+            return [
+                (str(k), val)
+                for k, val in row.items()
+                if k not in used and not str(k).startswith("_abkit_")  # export metadata
+            ]
+        return [(column, row[column]) for column in self.extras if column in row]
 
     def _exposure(
         self, row: Mapping[str, Any]
@@ -526,10 +614,17 @@ class Validator:
             derived = exposure_event_id(experiment, unit_id, variant, ts_us)
             content_hash = hash_hex(f"{derived}\x1f{attributes_json}")
         except UnicodeEncodeError:
-            raise Rejected(
-                "invalid_character", "unit_id", "contains an unencodable character"
+            raise _unencodable(
+                {
+                    "experiment": experiment,
+                    "unit_id": unit_id,
+                    "variant": variant,
+                    "attributes": attributes_json,
+                }
             ) from None
         event_id = _optional_text(row, cols.get("event_id"), "event_id", EVENT_ID_LENGTH) or derived
+        if not event_id.isascii():
+            _check_encodable(event_id, "event_id")
         attrs = [
             (event_id, name[:KEY_LENGTH], _attribute_text(value))
             for name, value in attributes.items()
@@ -552,8 +647,7 @@ class Validator:
                 raise Rejected(
                     "bad_attributes", "attributes", f"is a {type(nested).__name__}, not an object"
                 )
-        for column in self.extras:
-            value = row.get(column)
+        for column, value in self._extra_items(row):
             if value is not None and value != "":
                 attributes[column] = value
         return attributes
@@ -585,4 +679,5 @@ __all__ = [
     "hash_hex",
     "parse_timestamp",
     "parse_value",
+    "raw_json",
 ]

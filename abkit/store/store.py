@@ -194,7 +194,7 @@ class Store:
                     # Tables added by later versions (none yet beyond columns).
                     self.tables.metadata.create_all(conn, checkfirst=True)
         except SQLAlchemyError as exc:
-            raise StoreError(f"cannot open the store {self.url}: {exc}") from exc
+            raise StoreError(f"cannot open the store {self.url}: {_one_line(exc)}") from exc
 
     # -- experiments registry snapshot ---------------------------------------------------
     def register_experiments(self, experiments: Iterable[Any]) -> int:
@@ -429,6 +429,17 @@ class Store:
             for row in rows
             if stored.get(row[id_pos], row[hash_pos]) != row[hash_pos]
         }
+
+
+def _one_line(exc: BaseException) -> str:
+    """The driver's own message on one line (no SQLAlchemy background link, no hints).
+
+    psycopg spreads a refused connection over three lines; the CLI promises one.
+    """
+    message = str(getattr(exc, "orig", None) or exc)
+    first, *rest = [line.strip() for line in message.splitlines() if line.strip()] or [""]
+    hint = next((line for line in rest if not line.startswith("(Background")), "")
+    return f"{first} ({hint})" if hint else first
 
 
 def _read_version(conn: Connection, tables: Tables) -> int | None:
