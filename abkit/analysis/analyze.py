@@ -538,7 +538,7 @@ def analyze(
     all_metrics, primary, guard_metrics = _resolve_metrics(metrics, guardrails)
     roles = {m.name: m.role for m in all_metrics}
 
-    store = open_store(db)
+    store = open_store(db, create=False)
     exp, registered = _resolve_experiment(store, experiment)
     key = experiment if isinstance(experiment, str) else exp.key
     end_us = to_us(exp.end) if exp is not None and exp.end is not None else None

@@ -899,7 +899,7 @@ def ingest(
 
 def batches(db: str | Store | None = None, *, source: str | None = None) -> list[dict[str, Any]]:
     """The ingest batches recorded in the store (newest first), as dicts."""
-    store = open_store(db)
+    store = open_store(db, create=False)
     try:
         b = store.tables.ingest_batches
         stmt = select(b).order_by(b.c.id.desc())

@@ -31,7 +31,7 @@ def quarantined_rows(
     limit: int | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Quarantine entries, oldest first, as dicts with the raw row decoded."""
-    store = open_store(db)
+    store = open_store(db, create=False)
     try:
         q = store.tables.quarantine
         stmt = select(q).order_by(q.c.id)

@@ -465,11 +465,13 @@ def default_url() -> str:
     return os.environ.get(ENV_URL) or DEFAULT_URL
 
 
-def open_store(url: str | Store | None = None) -> Store:
+def open_store(url: str | Store | None = None, *, create: bool = True) -> Store:
     """Open (creating or upgrading in place) the store at ``url``.
 
     ``url`` defaults to ``$ABKIT_DATABASE_URL`` or ``sqlite:///abkit.db``. A store written
-    by a newer abkit is refused with :class:`~abkit.errors.StoreError`.
+    by a newer abkit is refused with :class:`~abkit.errors.StoreError`. Readers pass
+    ``create=False``: a SQLite or DuckDB file that does not exist is then an error rather
+    than a new, empty store left behind by a typo in the path.
     """
     if isinstance(url, Store):
         return url
@@ -480,7 +482,15 @@ def open_store(url: str | Store | None = None) -> Store:
     except Exception as exc:
         raise StoreError(f"not a database URL: {raw_url!r} ({exc})") from exc
     kwargs: dict[str, Any] = {}
-    if parsed.get_backend_name() == "sqlite":
+    backend = parsed.get_backend_name()
+    if backend in ("sqlite", "duckdb") and not create:
+        database = parsed.database
+        if database and database != ":memory:" and not os.path.exists(database):
+            raise StoreError(
+                f"no abkit store at {database!r}: check the path, or load data first "
+                "with abkit ingest (or abkit demo)"
+            )
+    if backend == "sqlite":
         database = parsed.database
         if database and database != ":memory:":
             parent = os.path.dirname(os.path.abspath(database))

@@ -257,3 +257,33 @@ def test_two_bulk_writes_in_one_transaction(db_url):
         assert (a.inserted, b.inserted, b.duplicates) == (2, 1, 1)
     finally:
         store.close()
+
+
+def test_readers_do_not_create_a_missing_store(tmp_path):
+    """A typo in a path must not leave an empty store behind for the next command."""
+    from abkit.errors import StoreError
+    from abkit.store.store import open_store
+
+    for url in (f"sqlite:///{tmp_path / 'typo.db'}", f"duckdb:///{tmp_path / 'typo.duckdb'}"):
+        with pytest.raises(StoreError, match="no abkit store at"):
+            open_store(url, create=False)
+    assert list(tmp_path.iterdir()) == []
+    created = open_store(f"sqlite:///{tmp_path / 'new.db'}")  # writers still create it
+    created.engine.dispose()
+    assert (tmp_path / "new.db").exists()
+
+
+def test_analyze_and_quarantine_cli_refuse_a_missing_store(tmp_path):
+    import subprocess
+    import sys
+
+    for args in (["analyze", "--experiment", "x"], ["quarantine"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "abkit", *args, "--db", f"sqlite:///{tmp_path / 'nope.db'}"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.count("\n") == 1 and "no abkit store at" in done.stderr
+    assert list(tmp_path.iterdir()) == []
