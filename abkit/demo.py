@@ -36,6 +36,9 @@ from abkit.errors import ConfigError
 
 DEFAULT_DB = "abkit-demo.db"
 DEFAULT_REPORTS = "reports"
+# How the demo projects business impact; `abkit demo` prints the matching CLI options so a
+# re-render shows the same currency amounts.
+DEMO_BUSINESS = {"metric": "revenue_per_user", "period": "year", "currency": "USD"}
 
 
 @dataclass(frozen=True)
@@ -299,7 +302,7 @@ def run_demo(
             out=report_path,
             metrics=metrics_path,
             title=f"Recommender experiment: {spec.control} vs {spec.treatment}",
-            business={"metric": "revenue_per_user", "period": "year", "currency": "USD"},
+            business=dict(DEMO_BUSINESS),
         )
         timings["analyse+render"] = time.perf_counter() - t0
         report_path = rendered.path

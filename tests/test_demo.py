@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import sys
 import time
@@ -39,6 +40,22 @@ def test_readme_demo_command_from_an_empty_directory(tmp_path):
     assert primary["rel_low"] < 0.10 < primary["rel_high"]  # covers the true +10% lift
     guard = {m["metric"]: m for m in data["metrics"]}["errors_per_user"]
     assert guard["guardrail_status"] in {"pass", "inconclusive"}
+
+    # The printed re-render command gives the same report: same verdict, same dollars.
+    line = next(x for x in done.stdout.splitlines() if "re-render:" in x)
+    argv = shlex.split(line.split("re-render:", 1)[1])
+    assert argv[:2] == ["abkit", "report"]
+    again = subprocess.run(
+        [sys.executable, "-m", "abkit", *argv[1:], "--out", "again.html"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert again.returncode == 0, again.stderr
+    redo = read_report_data((tmp_path / "again.html").read_text(encoding="utf-8"))
+    assert redo["decision"] == data["decision"] and redo["metrics"] == data["metrics"]
+    assert redo["impact"] == data["impact"] and data["impact"][0]["unit"] == "USD"
 
 
 def test_rerunning_rebuilds_the_demo_database(tmp_path):

@@ -10,9 +10,10 @@ import sys
 
 
 def _handler(args: argparse.Namespace) -> int:
+    import shlex
     import time
 
-    from abkit.demo import SCENARIOS, run_demo
+    from abkit.demo import DEMO_BUSINESS, SCENARIOS, run_demo
 
     started = time.perf_counter()
     scenarios = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
@@ -35,12 +36,14 @@ def _handler(args: argparse.Namespace) -> int:
             seed=args.seed,
             log=lambda line: print(f"  {line}", file=sys.stderr),
         )
-        db_arg = result.db_url
+        db_arg = shlex.quote(result.db_url)  # a path with spaces still pastes
         print(f"{result.experiment}: recommendation: {result.verdict.upper()}")
         print(f"  report: {result.report.resolve()}")
         print(
             f"  re-render: abkit report --db {db_arg} --experiment {result.experiment} "
-            f"--metrics {result.report.with_name(result.experiment + '.metrics.toml')}"
+            f"--metrics {shlex.quote(str(result.report.with_name(result.experiment + '.metrics.toml')))} "
+            f"--impact-metric {DEMO_BUSINESS['metric']} --period {DEMO_BUSINESS['period']} "
+            f"--currency {DEMO_BUSINESS['currency']}"
         )
     print(f"done in {time.perf_counter() - started:.1f} s")
     return 0

@@ -78,7 +78,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument(
         "--db",
         default=None,
-        help="SQLAlchemy URL (default $ABKIT_DATABASE_URL or sqlite:///abkit.db)",
+        help=(
+            "SQLAlchemy URL (default $ABKIT_DATABASE_URL, else ./abkit.db, else the demo's "
+            "abkit-demo.db here or one folder up)"
+        ),
     )
     parser.add_argument(
         "--experiment", default=None, help="experiment key (required except for the planner)"

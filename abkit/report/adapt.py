@@ -19,10 +19,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
+from abkit.errors import ConfigError
 from abkit.report.model import (
     DailySeries,
     Decision,
@@ -150,6 +153,18 @@ def _sample_needed(result: Any, defs: Mapping[str, Any], collected: int) -> tupl
     return None, target
 
 
+_P_EQUALS = re.compile(r"\bp = (\d+(?:\.\d+)?(?:[eE]-?\d+)?)")
+
+
+def _tiny_p(text: str) -> str:
+    """``p = 9.8e-42`` reads as ``p < 0.001``, as in the scorecard; other p-values stay."""
+
+    def sub(match: re.Match[str]) -> str:
+        return "p < 0.001" if float(match.group(1)) < 0.001 else match.group(0)
+
+    return _P_EQUALS.sub(sub, text)
+
+
 def from_analysis(
     result: Any,
     *,
@@ -189,8 +204,12 @@ def from_analysis(
             prob = 1.0 - prob
         g_status = None
         if role == "guardrail":
-            margin = (definition.mde if definition is not None and definition.mde else None) or (
-                DEFAULT_GUARDRAIL_MARGIN
+            # The decision's non-inferiority margin when the metric has one, so the chip and
+            # the verdict judge harm against the same bar; else its MDE; else 5%.
+            margin = (
+                getattr(definition, "margin", None)
+                or getattr(definition, "mde", None)
+                or DEFAULT_GUARDRAIL_MARGIN
             )
             g_status = guardrail_status(
                 guard.status if guard is not None else None,
@@ -231,7 +250,14 @@ def from_analysis(
     rows.sort(key=lambda row: order.get(row.role, 1))
 
     d = result.decision
-    reasons = tuple(d.reasons)
+    # The engine's reasons name metrics by key ("errors_per_user"); a reader sees the same
+    # words as in the scorecard ("errors per user"). Longest keys first, whole words only.
+    keys = sorted({r.metric for r in rows if "_" in r.metric}, key=len, reverse=True)
+    pattern = re.compile(r"\b(" + "|".join(map(re.escape, keys)) + r")\b") if keys else None
+    reasons = tuple(
+        _tiny_p(pattern.sub(lambda m: m.group(1).replace("_", " "), str(x)) if pattern else str(x))
+        for x in d.reasons
+    )
     decision = Decision(
         verdict=d.verdict,
         reason=reasons[0] if reasons else d.verdict,
@@ -374,6 +400,51 @@ def from_analysis(
     )
 
 
+def _sqlite_file(url: str) -> Path | None:
+    """The file a ``sqlite:///`` URL names, or ``None`` for other databases and memory."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:  # an unparsable URL is reported by the store with its own message
+        return None
+    if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def resolve_db_url(db_url: str | None, *, field: str = "db_url") -> str:
+    """The database a template reads, refusing a SQLite file that does not exist.
+
+    ``None`` means ``$ABKIT_DATABASE_URL``, else ``sqlite:///abkit.db`` when that file
+    exists, else the database ``abkit demo`` writes (``abkit-demo.db``) in this folder or
+    the one above it: a notebook opened by hand from ``notebooks/`` after running the demo
+    at the repository root then works with its defaults. Opening the store would create an
+    empty file, so a missing one is a :class:`~abkit.errors.ConfigError` that says what to
+    do instead of a confusing "no exposures" later.
+    """
+    url = db_url or os.environ.get("ABKIT_DATABASE_URL")
+    if url is None:
+        candidates = [Path("abkit.db"), Path("abkit-demo.db"), Path("..") / "abkit-demo.db"]
+        for candidate in candidates:
+            if candidate.is_file():
+                return f"sqlite:///{candidate.resolve()}"
+        raise ConfigError(
+            f"no database given and none found in {Path.cwd()} (looked for abkit.db and "
+            "abkit-demo.db, and abkit-demo.db one folder up): run `abkit demo` in this folder or the one above, or "
+            "set db_url (or $ABKIT_DATABASE_URL) to your store's URL",
+            field=field,
+        )
+    path = _sqlite_file(url)
+    if path is not None and not path.is_file():
+        raise ConfigError(
+            f"database file {str(path)!r} does not exist (run `abkit demo` or `abkit ingest` "
+            "first, or check the path)",
+            field=field,
+        )
+    return url
+
+
 def load_report(
     db_url: str | None,
     experiment: str,
@@ -388,11 +459,12 @@ def load_report(
 ) -> tuple[Any, ReportModel]:
     """Run the analysis the way a template's parameters ask and adapt it for display.
 
-    ``db_url`` ``None`` means ``ABKIT_DATABASE_URL`` or ``sqlite:///abkit.db``.
+    ``db_url`` ``None`` means ``ABKIT_DATABASE_URL``, else ``sqlite:///abkit.db``, else the
+    demo's ``abkit-demo.db`` here or one folder up (see :func:`resolve_db_url`).
     """
     from abkit.analysis.analyze import analyze
 
-    db = db_url or os.environ.get("ABKIT_DATABASE_URL") or None
+    db = resolve_db_url(db_url)
     options: dict[str, Any] = {}
     if alpha is not None:
         options["alpha"] = alpha

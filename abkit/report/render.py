@@ -14,6 +14,7 @@ Steps of :func:`render_report`:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
@@ -118,7 +119,9 @@ def _resolve_template(template: str | os.PathLike[str]) -> tuple[Path, TemplateI
     if key in TEMPLATES:
         return template_path(key), TEMPLATES[key]
     path = Path(text)
-    if path.suffix == ".ipynb" and path.is_file():
+    if path.suffix == ".ipynb":
+        if not path.is_file():
+            raise ConfigError(f"notebook template {text!r} does not exist", field="template")
         return path, TemplateInfo(path.stem, path.name, False, path.stem, needs_experiment=False)
     return template_path(text), TEMPLATES[key]  # raises the "unknown template" error
 
@@ -252,6 +255,11 @@ class _OfflineAudit(HTMLParser):
         line = self.getpos()[0]
         if tag in _ACTIVE_TAGS:
             self.problems.append(f"<{tag}> element on line {line}")
+        if tag == "meta" and any(
+            n == "http-equiv" and (v or "").strip().lower() == "refresh" for n, v in attrs
+        ):
+            # <meta http-equiv="refresh" content="0;url=https://..."> navigates on load.
+            self.problems.append(f"<meta http-equiv=refresh> on line {line}")
         self._in_style = tag == "style"
         for name, value in attrs:
             value = (value or "").strip()
@@ -259,9 +267,13 @@ class _OfflineAudit(HTMLParser):
                 self.problems.append(f"event handler {name}= on <{tag}> line {line}")
             elif name == "style" and _CSS_LOAD.search(value):
                 self.problems.append(f"style attribute loads a resource on line {line}")
-            elif name in _FETCH_ATTRS:
+            elif name in _FETCH_ATTRS or name.endswith(":href"):  # SVG's xlink:href loads too
                 if name == "href" and tag == "a":
-                    continue  # a link is followed by a reader, never fetched on load
+                    # A link is followed by a reader, never fetched on load; but a
+                    # javascript: link is code, whatever the CSP of the viewer does.
+                    if re.sub(r"[\s\x00-\x1f]", "", value).lower().startswith("javascript:"):
+                        self.problems.append(f"javascript: link on line {line}")
+                    continue
                 if not (value.startswith(("data:", "#")) or value == ""):
                     self.problems.append(f"<{tag} {name}={value[:60]!r}> on line {line}")
 
@@ -328,6 +340,35 @@ def _safe_filename(key: str) -> str:
     return name[:120]
 
 
+def _writable_out(out_path: Path) -> Path:
+    """``out_path`` once its folder exists and is writable; a one-line error otherwise."""
+    if out_path.is_dir():
+        raise ConfigError(
+            "is a folder; give the report's file name (for example reports/KEY.html)",
+            file=str(out_path),
+            field="out",
+        )
+    try:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ConfigError(
+            f"cannot create the report's folder {str(out_path.parent)!r}: a file is in the way",
+            file=str(out_path),
+            field="out",
+        ) from None
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot create the report's folder {str(out_path.parent)!r}: {exc.strerror or exc}",
+            file=str(out_path),
+            field="out",
+        ) from None
+    if not os.access(out_path.parent, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"the folder {str(out_path.parent)!r} is not writable", file=str(out_path), field="out"
+        )
+    return out_path
+
+
 def _db_parameter(db: Any) -> tuple[str | None, dict[str, str]]:
     """The URL to inject, and environment for the kernel.
 
@@ -364,7 +405,14 @@ def _check_experiment(db: Any, key: str) -> None:
     from abkit.errors import NotEnoughDataError, StoreError
     from abkit.store.store import open_store
 
-    store = db if hasattr(db, "tables") and hasattr(db, "engine") else open_store(db)
+    if hasattr(db, "tables") and hasattr(db, "engine"):
+        store = db
+    else:
+        from abkit.report.adapt import resolve_db_url
+
+        # Opening a missing SQLite file would create it and then report "no exposures".
+        url = None if db is None else (os.fspath(db) if isinstance(db, os.PathLike) else str(db))
+        store = open_store(resolve_db_url(url, field="db"))
     exposures = store.tables.exposures
     try:
         with store.engine.connect() as conn:
@@ -435,6 +483,9 @@ def render_report(
     db_value, env = _db_parameter(db)
     if info.needs_experiment and experiment:
         _check_experiment(db, experiment)  # fail in a second, before a kernel starts
+    if out is None:
+        out = Path("reports") / f"{_safe_filename(experiment or info.name)}.html"
+    out_path = _writable_out(Path(out))  # likewise: not after a minute of work
     params: dict[str, Any] = {}
     if experiment is not None:
         params["experiment"] = experiment
@@ -458,7 +509,11 @@ def render_report(
     execute_notebook(nb, env=env, timeout=timeout, template_name=info.name)
     execute_seconds = time.perf_counter() - t0
 
-    doc_title = title or (f"{info.title}: {experiment}" if experiment else info.title)
+    # ``--param title=...`` is the heading too, so the browser tab agrees with the page.
+    given = title if title is not None else (parameters or {}).get("title")
+    doc_title = (given if isinstance(given, str) and given else None) or (
+        f"{info.title}: {experiment}" if experiment else info.title
+    )
     hide = info.hide_code if hide_code is None else hide_code
     html_text = export_html(nb, hide_code=hide, title=doc_title)
     problems = check_offline(html_text)
@@ -466,14 +521,17 @@ def render_report(
         # Refuse to write a report that would phone home or run code when opened.
         raise ReportError("rendered HTML is not self-contained: " + "; ".join(problems[:3]))
 
-    if out is None:
-        out = Path("reports") / f"{_safe_filename(experiment or info.name)}.html"
-    out_path = Path(out)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     data = html_text.encode("utf-8")
     tmp = out_path.with_name(out_path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, out_path)  # readers never see a half-written report
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, out_path)  # readers never see a half-written report
+    except OSError as exc:
+        with contextlib.suppress(OSError):  # e.g. the folder is a file: nothing to remove
+            tmp.unlink()
+        raise ConfigError(
+            f"cannot write the report: {exc.strerror or exc}", file=str(out_path), field="out"
+        ) from None
 
     notebook_path = None
     if save_notebook:

@@ -135,11 +135,7 @@ def headline(model: ReportModel) -> HTMLBlock:
         return HTMLBlock("<p>No metric could be computed.</p>")
     level = F.fmt_pct(1 - model.alpha, 0)
     interval = F.fmt_interval(row.rel_low, row.rel_high, F.fmt_pct, digits=1, signed=True)
-    significance = (
-        _chip("significant", "significant-up" if row.outcome == "better" else "significant-down")
-        if row.significant
-        else _chip("not significant", "not-significant")
-    )
+    significance = _significance_chip(row)  # the scorecard's words: better / worse
     return HTMLBlock(
         '<div class="abkit-kpis">'
         f'<div class="abkit-kpi" data-metric="{e(row.metric, quote=True)}" '
@@ -180,7 +176,8 @@ def _impact_kpi(imp: Impact, verdict: str = "ship") -> str:
     return (
         f'<div class="abkit-kpi" data-impact-estimate="{_attr(imp.estimate)}" '
         f'data-impact-low="{_attr(imp.low)}" data-impact-high="{_attr(imp.high)}">'
-        f'<div class="label">Projected impact {e(when)}: {e(imp.metric)} per {e(imp.period)}</div>'
+        f'<div class="label">Projected impact per {e(imp.period)} {e(when)} '
+        f"(from {e(imp.metric)})</div>"
         f'<div class="value">{e(_fmt_amount(imp, imp.estimate))}</div>'
         f'<div class="interval">interval {e(interval)}</div>'
         f'<div class="note">{e(imp.assumption)}</div></div>'
@@ -209,13 +206,11 @@ def _significance_chip(row: MetricRow) -> str:
         return _chip("not enough data", "neutral")
     if not row.significant:
         return _chip("not significant", "not-significant")
+    # Words, not arrows: a significant rise in errors is "worse", and the forest plot's
+    # ▲/▼ markers mean better/worse too, so the two sections never disagree.
     if row.outcome == "better":
-        return _chip(
-            "significant ▲" if (row.abs_lift or 0) > 0 else "significant ▼", "significant-up"
-        )
-    return _chip(
-        "significant ▲" if (row.abs_lift or 0) > 0 else "significant ▼", "significant-down"
-    )
+        return _chip("significant: better", "significant-up")
+    return _chip("significant: worse", "significant-down")
 
 
 def _guardrail_chip(row: MetricRow) -> str:
@@ -256,7 +251,7 @@ def scorecard(model: ReportModel, rows: Iterable[MetricRow] | None = None) -> HT
     level = F.fmt_pct(1 - model.alpha, 0)
     correction = (
         f"; p-values and significance are adjusted for {len(rows)} comparisons "
-        f"({e(model.correction)}), the intervals are not, so an interval that just "
+        f"({e(_CORRECTION_NAMES.get(model.correction.lower(), model.correction))}), the intervals are not, so an interval that just "
         "excludes 0 can still be not significant"
         if model.correction and model.correction != "none" and len(rows) > 1
         else ""
@@ -264,7 +259,8 @@ def scorecard(model: ReportModel, rows: Iterable[MetricRow] | None = None) -> HT
     return HTMLBlock(
         '<div class="abkit-table-wrap"><table class="abkit-scorecard">'
         f"<caption>{e(level)} intervals on the relative lift{correction}. "
-        "▲/▼ is the direction of the change; colour says whether it is good.</caption>"
+        "“Better” and “worse” follow each metric's good direction (fewer errors is better)."
+        "</caption>"
         '<thead><tr><th class="text">Metric</th><th>Control</th><th>Treatment</th>'
         f"<th>Absolute lift</th><th>Relative lift</th><th>{e(level)} interval</th>"
         f"<th>{e(evidence_head)}</th><th>Significance</th><th>Guardrail</th></tr></thead>"
@@ -439,16 +435,29 @@ def _observed(f: Any) -> str:
 # --------------------------------------------------------------------------- methodology
 
 
+_CORRECTION_NAMES = {
+    "holm": "Holm",
+    "bonferroni": "Bonferroni",
+    "bh": "Benjamini-Hochberg",
+    "fdr_bh": "Benjamini-Hochberg",
+    "benjamini-hochberg": "Benjamini-Hochberg",
+    "hochberg": "Hochberg",
+}
+
+
 def methodology(model: ReportModel) -> HTMLBlock:
     level = F.fmt_pct(1 - model.alpha, 0)
     tests = list(dict.fromkeys(r.test for r in model.metrics if r.test))
     method = {
         "fixed": (
-            f"Each metric compares the average per user in each group with a two-sided test "
-            f"at the {F.fmt_pct(model.alpha, 0)} level and a {level} confidence interval"
+            f"Each metric compares the two groups' averages (per user, or a ratio such as "
+            f"revenue per order) with a two-sided test at the {F.fmt_pct(model.alpha, 0)} "
+            f"level and a {level} confidence interval"
             + (f" ({'; '.join(tests)})" if tests else "")
-            + ". Relative lifts and their intervals account for the uncertainty of the "
-            "control's own average."
+            + ". Relative-lift intervals (Fieller's method) also account for the uncertainty "
+            "of the control's own average. The test is planned for a fixed sample: read "
+            "before that sample is reached, a win is only trusted if it clears a stricter "
+            "early-look threshold (O'Brien-Fleming), otherwise the advice is to keep running."
         ),
         "sequential": (
             "The test is sequential (always-valid confidence sequences), so the results may be "
@@ -461,7 +470,8 @@ def methodology(model: ReportModel) -> HTMLBlock:
     }.get(model.method, f"Method: {model.method}.")
     parts = [
         "Units (users) are split at random by a stable hash of their id; each unit is counted "
-        "in the group it was first shown, from its first exposure.",
+        "in its group from its first exposure, and units that saw more than one variant are "
+        "left out.",
         method,
     ]
     if model.cuped:
@@ -470,14 +480,24 @@ def methodology(model: ReportModel) -> HTMLBlock:
             "used to remove noise, which narrows intervals without biasing the lift."
         )
     if model.correction and model.correction != "none":
+        name = _CORRECTION_NAMES.get(model.correction.lower(), model.correction)
+        # Benjamini-Hochberg bounds the share of false discoveries, not the chance of one.
+        goal = (
+            "the expected share of false alarms among the significant results"
+            if name == "Benjamini-Hochberg"
+            else "the chance of any false alarm"
+        )
         parts.append(
-            f"With several metrics, p-values are adjusted ({model.correction}) so the chance of "
-            "any false alarm stays at the stated level."
+            f"With several metrics, p-values are adjusted ({name}) so {goal} stays at the "
+            "stated level."
         )
     parts.append(
         "Guardrails must not get worse: a guardrail passes when its interval rules out a harmful "
-        "change beyond its margin, fails when harm is significant, and is inconclusive otherwise. "
-        "The recommendation combines the primary metric, the guardrails and the data-quality checks."
+        "change beyond its margin, fails when harm is significant (not adjusted for several "
+        "metrics: a false alarm is cheaper than a missed harm), and is inconclusive otherwise; "
+        "an inconclusive guardrail holds a launch back. The recommendation combines the "
+        "primary metric, the guardrails and the data-quality checks: when units did not split "
+        "as configured, no ship or roll-back is recommended until the cause is found."
     )
     parts.append(
         "Projected impact multiplies the measured per-user change and its interval by the "

@@ -139,7 +139,9 @@ def test_report_numbers_equal_the_analysis_result(demo_store, executive):
     # The guardrail the demo breaks is shown as failing, in words.
     guard = shown[("errors_per_user", "v3")]
     assert guard["role"] == "guardrail" and guard["guardrail_status"] == "fail"
-    assert "chip-fail" in page and ">fail<" in page
+    # The exact chip (the inlined stylesheet mentions every chip class, so a bare class
+    # name proves nothing).
+    assert '<span class="chip chip-fail">fail</span>' in page
 
 
 def test_sections_in_the_required_order(executive):
@@ -149,7 +151,7 @@ def test_sections_in_the_required_order(executive):
         "Recommendation: Roll back",
         "<h2",  # Headline
         "data-rel-lift=",
-        "Projected impact if shipped",
+        "Projected impact per",
         'class="abkit-scorecard"',
         "Relative lift with 95% interval",  # forest plot (alt text)
         "Cumulative relative lift",
@@ -179,6 +181,17 @@ def test_self_contained_offline_and_small(executive):
     assert path.stat().st_size == len(page.encode("utf-8")) < 2_000_000
     assert check_offline(page) == []
     assert "<script" not in page.lower()
+    # Code cells are hidden from decision makers (the template's code is not in the page).
+    assert 'class="abkit-input"' not in page and "load_report(" not in page
+    # The browser enforces what check_offline audits: nothing but inline styles and
+    # embedded images may load, and no script may run (javascript: links included).
+    csp = re.search(r'<meta content="([^"]+)" http-equiv="Content-Security-Policy"', page) or (
+        re.search(r'<meta http-equiv="Content-Security-Policy" content="([^"]+)"', page)
+    )
+    assert csp, "no Content-Security-Policy"
+    policy = {d.split()[0]: d.split()[1:] for d in csp.group(1).split(";") if d.strip()}
+    assert policy["default-src"] == ["'none'"] and policy["img-src"] == ["data:"]
+    assert "script-src" not in policy and page.find("Content-Security-Policy") < page.find("<style")
     assert not re.search(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//""", page, re.I)
     images = re.findall(r"<img\b[^>]*>", page)
     assert len(images) == 2  # forest and cumulative plots
@@ -362,3 +375,88 @@ def test_report_from_postgresql_keeps_the_password_out(postgres_url, tmp_path):
         r.rel_lift for r in sorted(result.metrics, key=lambda r: r.metric != result.primary)
     ]
     assert check_offline(page) == []
+
+
+def test_cli_param_values_are_data_never_code(demo_store, tmp_path):
+    """Hostile text through ``--param`` and ``--title`` ends up escaped, and never runs."""
+    demo, metrics = demo_store
+    marker = tmp_path / "pwned"
+    code = f"__import__('os').system('touch {marker}')"
+    hostile = f'"""\'); {code} #\n</pre><script>alert(1)</script><img src=https://x.example/a>'
+    out = tmp_path / "p.html"
+    done = _cli(
+        "report",
+        *("--db", demo.db_url, "--experiment", demo.experiment, "--metrics", str(metrics)),
+        *("--param", f"title={hostile}", "--out", str(out)),
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    page = out.read_text(encoding="utf-8")
+    assert not marker.exists()
+    assert check_offline(page) == [] and "<script" not in page.lower()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page  # heading and <title>, as text
+    assert page.count("&lt;img src=https://x.example/a&gt;") == 2  # <title> and <h1>
+    assert re.search(r"<title>[^<]*&lt;img src=https://x.example/a&gt;[^<]*</title>", page)
+    # A JSON value is data too: a list where a string is expected is an error, not code.
+    bad = _cli(
+        "report",
+        *("--db", demo.db_url, "--experiment", demo.experiment),
+        *("--param", f'guardrails=["{code}"]', "--out", str(tmp_path / "q.html")),
+        cwd=tmp_path,
+    )
+    assert not marker.exists()
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr, bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+
+
+def test_notebook_opened_by_hand_in_jupyter(demo_store, tmp_path):
+    """A user runs ``abkit demo`` at the repository root, then opens notebooks/ in Jupyter.
+
+    The shipped notebook, unchanged, finds the demo's database one folder up; an
+    experiment that is not there fails with a message that names it.
+    """
+    import shutil
+
+    import nbformat
+
+    from abkit.report.render import ReportError, execute_notebook
+
+    demo, metrics = demo_store
+    source = Path(__file__).parents[2] / "notebooks" / "executive_report.ipynb"
+    from sqlalchemy.engine import make_url
+
+    db_file = Path(make_url(demo.db_url).database)
+    for suffix in ("", "-wal", "-shm"):
+        if Path(f"{db_file}{suffix}").exists():
+            shutil.copy(f"{db_file}{suffix}", tmp_path / f"abkit-demo.db{suffix}")
+    (tmp_path / "notebooks").mkdir()
+
+    nb = nbformat.read(source, as_version=4)
+    with pytest.raises(ReportError, match=r"'recommender-v2' has no exposures"):
+        execute_notebook(nb, cwd=tmp_path / "notebooks")  # the default experiment
+
+    nb = nbformat.read(source, as_version=4)
+    params = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    params.source = params.source.replace('"recommender-v2"', f'"{demo.experiment}"')
+    # Without the demo's metric file the guardrail is not analysed (the comment says so).
+    params.source = params.source.replace("metrics_path = None", f"metrics_path = {str(metrics)!r}")
+    execute_notebook(nb, cwd=tmp_path / "notebooks")
+    shown = "".join(
+        o.get("data", {}).get("text/html", "") for c in nb.cells for o in c.get("outputs", [])
+    )
+    assert "Recommendation: Roll back" in shown, re.findall(r"Recommendation: [^<]*", shown)
+    assert sorted(p.name for p in (tmp_path / "notebooks").iterdir()) == []  # no stray DB
+
+
+def test_banner_reads_like_the_scorecard(executive):
+    """The decision's reasons use the scorecard's metric names, and agree with its chips."""
+    _, page, _ = executive
+    banner = page[
+        page.find('class="abkit-banner') : page.find("</div></div>", page.find("abkit-banner"))
+    ]
+    assert "Recommendation: Roll back" in banner
+    assert "errors per user" in banner and "errors_per_user" not in banner
+    assert "e-" not in banner and "p &lt; 0.001" in banner  # as the scorecard says it
+    data = read_report_data(page)
+    guard = next(m for m in data["metrics"] if m["metric"] == "errors_per_user")
+    assert guard["guardrail_status"] == "fail" and "significant: worse" in page
