@@ -22,6 +22,7 @@ import hashlib
 import io
 import json
 import os
+import sys
 import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping
@@ -138,6 +139,18 @@ def verify_utf8(path: Path, display: str) -> str:
             checker.feed(block)
     checker.finish()
     return digest.hexdigest()
+
+
+# Python 3.10's csv module refuses a NUL byte ("line contains NUL"); 3.11 reads it. While
+# parsing, a Unicode noncharacter (reserved for internal use, never in interchanged text)
+# stands in for NUL, so validation quarantines such a row on every version alike.
+_CSV_REFUSES_NUL = sys.version_info < (3, 11)
+_NUL_STANDIN = "\ufdd0"
+
+
+def _nul_standins(lines: Iterable[str]) -> Iterator[str]:
+    for line in lines:
+        yield line.replace("\x00", _NUL_STANDIN) if "\x00" in line else line
 
 
 class Reader(ABC):
@@ -290,7 +303,8 @@ class CsvReader(_FileReader):
         width = len(header)
         text = self._open_text()
         try:
-            reader = csv.reader(text, delimiter=self.delimiter or ",")
+            lines = _nul_standins(text) if _CSV_REFUSES_NUL else text
+            reader = csv.reader(lines, delimiter=self.delimiter or ",")
             next(reader)  # header
             chunk = Chunk()
             last_line = reader.line_num
@@ -299,6 +313,8 @@ class CsvReader(_FileReader):
                 for record in reader:
                     line = last_line + 1
                     last_line = reader.line_num
+                    if _CSV_REFUSES_NUL:
+                        record = [f.replace(_NUL_STANDIN, "\x00") for f in record]
                     if not record or (len(record) == 1 and not record[0].strip() and width > 1):
                         continue  # blank line: not a record
                     seen += 1
