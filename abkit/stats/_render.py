@@ -67,7 +67,18 @@ class ResultMixin:
         return json_safe(self)
 
     def _flat_row(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
+        """One flat row: an interval field (``ci`` or ``*_ci``) becomes two columns,
+        ``<name>_lower`` and ``<name>_upper``, so every result's frame has one shape."""
+        row: dict[str, Any] = {}
+        for f in fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if f.name == "ci" or f.name.endswith("_ci"):
+                lower, upper = value if value is not None else (None, None)
+                row[f"{f.name}_lower"] = lower
+                row[f"{f.name}_upper"] = upper
+            else:
+                row[f.name] = value
+        return row
 
     def to_frame(self):  # type: ignore[no-untyped-def]
         import pandas as pd

@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import importlib
 import math
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from abkit.errors import NotEnoughDataError
@@ -286,19 +286,10 @@ class LiftResult(ResultMixin):
         return f"{label}: {lift}, p = {p}, {verdict} at alpha {self.alpha:g} ({self.test})"
 
     def _flat_row(self) -> dict[str, Any]:
-        row: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name in ("abs_ci", "rel_ci"):
-                lo, hi = value if value is not None else (None, None)
-                row[f"{f.name}_lower"] = lo
-                row[f"{f.name}_upper"] = hi
-            elif f.name == "rel_ci_set":
-                row[f.name] = None if value is None else _format_set(value)
-            elif f.name == "details":
-                continue
-            else:
-                row[f.name] = value
+        row = super()._flat_row()
+        del row["details"]  # a nested result: see .details itself
+        if self.rel_ci_set is not None:
+            row["rel_ci_set"] = _format_set(self.rel_ci_set)
         return row
 
     def to_frame(self):  # type: ignore[no-untyped-def]

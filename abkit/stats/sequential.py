@@ -55,7 +55,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -397,18 +397,6 @@ class SequentialLook(ResultMixin):
     significant: bool
     status: str
     note: str
-
-    def _flat_row(self) -> dict[str, Any]:
-        row: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name in ("abs_ci", "rel_ci"):
-                lo, hi = value if value is not None else (None, None)
-                row[f"{f.name}_lower"] = lo
-                row[f"{f.name}_upper"] = hi
-            else:
-                row[f.name] = value
-        return row
 
 
 @dataclass(frozen=True)
