@@ -1,15 +1,15 @@
 """abkit: A/B experimentation and business-impact toolkit for ML model variants.
 
-The public API is imported lazily (PEP 562), so ``from abkit import assign`` loads only
-the assignment core (which needs nothing but mmh3) and never pandas, numpy, scipy or
-SQLAlchemy. Heavier names load their module on first access.
+The public API is imported lazily (PEP 562, :mod:`abkit._lazy`), so ``from abkit import
+assign`` loads only the assignment core (which needs nothing but mmh3) and never pandas,
+numpy, scipy or SQLAlchemy. Heavier names load their module on first access.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from abkit._lazy import lazy_attributes
 from abkit._version import __version__
 
 # public name -> module that defines it
@@ -25,7 +25,11 @@ _LAZY: dict[str, str] = {
     "ExposureRecord": "abkit.assignment.exposure",
     "add_exposure_hook": "abkit.assignment.exposure",
     "remove_exposure_hook": "abkit.assignment.exposure",
+    "configure_exposure_dedup": "abkit.assignment.exposure",
     "load_experiments": "abkit.assignment.registry",
+    "read_registry": "abkit.assignment.registry",
+    "LiveRegistry": "abkit.assignment.live",
+    "LiveExperiment": "abkit.assignment.live",
     "diff_experiments": "abkit.assignment.diff",
     # store and ingest
     "Store": "abkit.store.store",
@@ -44,14 +48,21 @@ _LAZY: dict[str, str] = {
     "plan_mean": "abkit.stats.planning",
     "plan_ratio": "abkit.stats.planning",
     "guardrail": "abkit.stats.guardrails",
-    # metrics and analysis
-    "Metric": "abkit.metrics.definitions",
-    "load_metrics": "abkit.metrics.definitions",
+    # results shared by every package
+    "Interval": "abkit.results",
+    # metrics (Python factories and TOML files) and analysis
+    "Metric": "abkit.metrics",
+    "Measure": "abkit.metrics",
+    "proportion": "abkit.metrics",
+    "mean": "abkit.metrics",
+    "ratio": "abkit.metrics",
+    "quantile": "abkit.metrics",
+    "load_metrics": "abkit.metrics",
+    "builtin_metric": "abkit.metrics",
     "analyze": "abkit.analysis.analyze",
     "AnalysisResult": "abkit.analysis.analyze",
-    "simulate_experiment": "abkit.analysis.simulate",
-    "TrueEffect": "abkit.analysis.simulate",
-    "builtin_metric": "abkit.metrics.library",
+    "simulate_experiment": "abkit.simulate",
+    "TrueEffect": "abkit.simulate",
     # report
     "render_report": "abkit.report.render",
     "run_demo": "abkit.demo",
@@ -59,34 +70,38 @@ _LAZY: dict[str, str] = {
 
 __all__ = ["__version__", *_LAZY]
 
-
-def __getattr__(name: str) -> Any:
-    module_name = _LAZY.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'abkit' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module_name), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from abkit.analysis.analyze import AnalysisResult, analyze
-    from abkit.analysis.simulate import TrueEffect, simulate_experiment
     from abkit.assignment.assign import Assignment, assign, assign_many
     from abkit.assignment.config import Experiment, Holdout, Namespace, Variant
     from abkit.assignment.diff import diff_experiments
-    from abkit.assignment.exposure import ExposureRecord, add_exposure_hook, remove_exposure_hook
-    from abkit.assignment.registry import load_experiments
+    from abkit.assignment.exposure import (
+        ExposureRecord,
+        add_exposure_hook,
+        configure_exposure_dedup,
+        remove_exposure_hook,
+    )
+    from abkit.assignment.live import LiveExperiment, LiveRegistry
+    from abkit.assignment.registry import load_experiments, read_registry
     from abkit.demo import run_demo
     from abkit.ingest.ingestor import IngestReport, ingest
     from abkit.ingest.tracker import Tracker
-    from abkit.metrics.definitions import Metric, load_metrics
-    from abkit.metrics.library import builtin_metric
+    from abkit.metrics import (
+        Measure,
+        Metric,
+        builtin_metric,
+        load_metrics,
+        mean,
+        proportion,
+        quantile,
+        ratio,
+    )
     from abkit.report.render import render_report
+    from abkit.results import Interval
+    from abkit.simulate import TrueEffect, simulate_experiment
     from abkit.stats.guardrails import guardrail
     from abkit.stats.multiple import adjust_pvalues
     from abkit.stats.planning import plan_mean, plan_proportion, plan_ratio

@@ -11,7 +11,7 @@ Story: an e-commerce site tests a new recommendation model against the current o
 
 What runs, in order (every step is the production code path, nothing is mocked):
 
-1. :func:`abkit.analysis.simulate.simulate_experiment` draws users and their behaviour
+1. :func:`abkit.simulate.simulate_experiment` draws users and their behaviour
    with known true effects, assigning every user with :func:`abkit.assign` at the
    moment of their first exposure (``via_service=True``);
 2. each assignment fires the exposure hook, where a :class:`abkit.ingest.tracker.Tracker`
@@ -22,6 +22,17 @@ What runs, in order (every step is the production code path, nothing is mocked):
 
 The demo writes its own SQLite file (``abkit-demo.db`` by default), deleted and rebuilt
 on every run, so running it twice gives the same report and never touches other data.
+
+Every experiment is declared in one spec file, ``reports/experiments.toml`` (its metrics,
+with the guardrail, business value, readout, ramp and safety policy; the metric definitions
+live in the shared catalog ``reports/<experiment>.metrics.toml``). ``abkit analyze --spec``,
+``abkit report`` and the notebooks read the same declarations, so they give one verdict.
+
+With ``loop=True`` (what ``abkit demo`` runs) the experiment goes through the closed loop
+instead of a fixed 50/50 launch (:func:`abkit.lifecycle.loop.run_loop`): a simulated service
+serves the spec file hour by hour, the controller ramps it 1% -> 5% -> 20% -> 50%, and
+either ships it at its planned sample (``ship``) or rolls it back as soon as the guardrail
+shows harm (``guardrail-breach``), writing a new spec version and an audit entry each time.
 """
 
 from __future__ import annotations
@@ -124,6 +135,84 @@ description = "client errors (timeouts, crashes) per exposed user within 7 days"
 """
 
 
+# The loop's simulated users: eligible users per day is ``n_units``; these are the control
+# arm's true rates (the treatment applies the scenario's lifts).
+LOOP_CONVERSION = 0.20
+LOOP_ERRORS_PER_USER = 0.8
+LOOP_ORDER_VALUE = 40.0
+LOOP_PLANNED_UNITS = 20_000  # about 95% power for the +10% conversion lift at alpha 0.05
+LOOP_STAGES = (
+    {"traffic": 0.01, "min_hours": 24},
+    {"traffic": 0.05, "min_hours": 24},
+    {"traffic": 0.20, "min_hours": 24},
+    {"traffic": 0.50},
+)
+
+
+def demo_spec_entry(
+    scenario: Scenario, start: datetime, end: datetime | None, *, catalog: str, loop: bool
+) -> dict[str, Any]:
+    """The demo experiment's spec: everything the analysis, report and controller read."""
+    entry: dict[str, Any] = {
+        "key": scenario.key,
+        "owner": "Recommendations team (demo)",
+        "description": scenario.description,
+        "hypothesis": scenario.hypothesis,
+        "tags": ["demo", "recommender"],
+        "status": "running",
+        "start": start.isoformat().replace("+00:00", "Z"),
+        "variants": [
+            {"name": scenario.control, "weight": 0.5, "payload": {"model": scenario.control_model}},
+            {
+                "name": scenario.treatment,
+                "weight": 0.5,
+                "payload": {"model": scenario.treatment_model},
+            },
+        ],
+        "metrics": {
+            "catalog": catalog,
+            "primary": "conversion_rate",
+            "secondary": ["revenue_per_user", "orders_per_user", "average_order_value"],
+            "guardrails": [{"metric": "errors_per_user", "direction": "lower"}],
+            "mde": 0.10,
+        },
+        "business": {
+            "metric": DEMO_BUSINESS["metric"],
+            "currency": DEMO_BUSINESS["currency"],
+            "period": DEMO_BUSINESS["period"],
+        },
+        "readout": {"method": "fixed", "decision": "automatic"},
+        "safety": {
+            "guardrails": ["errors_per_user"],
+            "alpha": 0.05,
+            "rollback_variant": scenario.control,
+        },
+    }
+    if end is not None:
+        entry["end"] = end.isoformat().replace("+00:00", "Z")
+    if loop:
+        entry["traffic"] = LOOP_STAGES[0]["traffic"]
+        entry["metrics"]["planned_units"] = LOOP_PLANNED_UNITS
+        entry["ramp"] = {"stages": [dict(s) for s in LOOP_STAGES]}
+    return entry
+
+
+def write_demo_spec(path: Path, entry: dict[str, Any], *, fresh: bool) -> None:
+    """Write (or, not ``fresh``, update) the demo's spec file with one experiment."""
+    import tomlkit
+
+    entries: list[dict[str, Any]] = []
+    if not fresh and path.exists():
+        entries = [
+            e
+            for e in tomlkit.parse(path.read_text("utf-8")).unwrap().get("experiments", [])
+            if e.get("key") != entry["key"]
+        ]
+    entries.append(entry)
+    header = "# The demo's experiment specs (written by `abkit demo`; reference: docs/spec.md).\n"
+    path.write_text(header + tomlkit.dumps({"experiments": entries}), encoding="utf-8")
+
+
 @dataclass(frozen=True)
 class DemoResult:
     """What the demo produced, with timings in seconds."""
@@ -136,24 +225,9 @@ class DemoResult:
     exposures: int
     events: int
     seconds: dict[str, float]
-
-
-def _demo_experiment(scenario: Scenario, start: datetime, days: int) -> Any:
-    from abkit.assignment.config import Experiment, Variant
-
-    return Experiment(
-        key=scenario.key,
-        variants=(
-            Variant(scenario.control, 0.5, {"model": scenario.control_model}),
-            Variant(scenario.treatment, 0.5, {"model": scenario.treatment_model}),
-        ),
-        start=start,
-        end=start + timedelta(days=days + 8),  # exposures for `days`, then the 7-day window
-        description=scenario.description,
-        hypothesis=scenario.hypothesis,
-        owner="Recommendations team (demo)",
-        tags=("demo", "recommender"),
-    )
+    spec: Path | None = None
+    actions: tuple[str, ...] = ()  # the controller's actions, in order (loop only)
+    status: str = "running"  # the experiment's status in the spec at the end
 
 
 def _remove_demo_database(path: Path) -> None:
@@ -201,16 +275,20 @@ def run_demo(
     render: bool = True,
     fresh: bool = True,
     log: Any = None,
+    loop: bool = False,
 ) -> DemoResult:
     """Run one demo scenario end to end and return where the report is.
 
     ``db`` is a SQLite file path, rebuilt when ``fresh`` (refused if it holds experiments
     other than the demo's), or a SQLAlchemy URL used as is. ``log`` receives progress lines.
+    ``loop``: run the closed loop (ramp, controller, rollback or ship; ``n_units`` eligible
+    users per day for at most ``days`` days) instead of a fixed 50/50 launch of ``n_units``
+    users over ``days`` days. The spec file is ``reports_dir/experiments.toml``.
     """
-    from abkit.analysis.simulate import TrueEffect, simulate_experiment
     from abkit.assignment.exposure import add_exposure_hook, remove_exposure_hook
     from abkit.ingest.ingestor import ingest
     from abkit.ingest.tracker import Tracker
+    from abkit.simulate import TrueEffect, simulate_experiment
     from abkit.store.store import open_store
 
     if scenario not in SCENARIOS:
@@ -232,16 +310,28 @@ def run_demo(
             _remove_demo_database(path)  # re-running gives the same report
         db_url = f"sqlite:///{path}"
 
-    # Start three weeks ago (midnight UTC) so every event is in the past when ingested.
+    # Start in the past (midnight UTC) so every event is in the past when ingested.
     today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
-    start = today - timedelta(days=days + 8)
+    start = today - timedelta(days=days + 1 if loop else days + 8)
     store = open_store(db_url)
     metrics_path = Path(reports_dir) / f"{spec.key}.metrics.toml"
     metrics_path.parent.mkdir(parents=True, exist_ok=True)
     metrics_path.write_text(DEMO_METRICS_TOML, encoding="utf-8")
-    try:
-        store.register_experiments([_demo_experiment(spec, start, days)])
+    spec_path = Path(reports_dir) / "experiments.toml"
+    # exposures for `days`, then the 7-day window (the loop stops the experiment itself)
+    end = None if loop else start + timedelta(days=days + 8)
+    entry = demo_spec_entry(spec, start, end, catalog=metrics_path.name, loop=loop)
+    write_demo_spec(spec_path, entry, fresh=fresh)
+    from abkit.lifecycle.spec import load_specs
 
+    store.register_experiments([load_specs(spec_path).registry[spec.key]])
+    if loop:
+        try:
+            run = _run_loop(spec, spec_path, store, start, n_units, days, seed, say)
+        finally:
+            store.close()
+        return _finish(spec, db_url, spec_path, metrics_path, reports_dir, render, run, say)
+    try:
         t0 = time.perf_counter()
         say(
             f"simulating {n_units:,} users in {spec.key} ({spec.control} vs {spec.treatment}), "
@@ -293,23 +383,9 @@ def run_demo(
     report_path = Path(reports_dir) / f"{spec.key}.html"
     verdict = ""
     if render:
-        from abkit.report.render import render_report
-
-        t0 = time.perf_counter()
-        rendered = render_report(
-            db_url,
-            spec.key,
-            out=report_path,
-            metrics=metrics_path,
-            title=f"Recommender experiment: {spec.control} vs {spec.treatment}",
-            business=dict(DEMO_BUSINESS),
+        verdict, report_path, timings["analyse+render"] = _render(
+            spec, db_url, report_path, metrics_path
         )
-        timings["analyse+render"] = time.perf_counter() - t0
-        report_path = rendered.path
-        from abkit.report.sections import read_report_data
-
-        data = read_report_data(report_path.read_text(encoding="utf-8"))
-        verdict = data["decision"]["verdict"]
     return DemoResult(
         scenario=spec.name,
         experiment=spec.key,
@@ -319,4 +395,118 @@ def run_demo(
         exposures=exposures,
         events=int(events_report.accepted),
         seconds=timings,
+        spec=spec_path,
     )
+
+
+def _run_loop(
+    scenario: Scenario,
+    spec_path: Path,
+    store: Any,
+    start: datetime,
+    n_units: int,
+    days: int,
+    seed: int,
+    say: Any,
+) -> Any:
+    from abkit.lifecycle.controller import Notifiers
+    from abkit.lifecycle.loop import Behaviour, run_loop
+
+    control = Behaviour(LOOP_CONVERSION, LOOP_ERRORS_PER_USER, LOOP_ORDER_VALUE)
+    treatment = Behaviour(
+        LOOP_CONVERSION * (1 + scenario.conversion_lift),
+        LOOP_ERRORS_PER_USER * (1 + scenario.guardrail_effect),
+        LOOP_ORDER_VALUE * (1 + scenario.order_value_lift),
+    )
+    say(
+        f"serving {scenario.key} from {spec_path} to {n_units:,} eligible users a day; the "
+        "exposure hook logs each enrolled assignment; the controller looks every 6 hours ..."
+    )
+    t0 = time.perf_counter()
+    run = run_loop(
+        spec_path,
+        store,
+        scenario.key,
+        {scenario.control: control, scenario.treatment: treatment},
+        start=start,
+        hours=days * 24,
+        users_per_hour=n_units / 24,
+        control_every=6,
+        seed=seed,
+        notifiers=Notifiers(audit_log=spec_path.with_name(spec_path.name + ".audit.jsonl")),
+    )
+    for action in run.actions:
+        say(f"controller {action.at:%a %H:%M}: {action.action}: {action.reason}")
+        if action.action == "rollback":
+            treated = run.enrolled_before_first_stop.get(scenario.treatment, 0)
+            say(
+                f"{treated:,} users were served {scenario.treatment} before the rollback; a fixed "
+                f"50/50 launch read at its planned {LOOP_PLANNED_UNITS:,} units would have "
+                f"served it to {LOOP_PLANNED_UNITS // 2:,}"
+            )
+    say(
+        f"{run.hours} simulated hours, {time.perf_counter() - t0:.1f} s: ingested "
+        f"{run.exposures:,} exposures (via the exposure hook) and {run.events:,} events"
+    )
+    return run
+
+
+def _finish(
+    scenario: Scenario,
+    db_url: str,
+    spec_path: Path,
+    metrics_path: Path,
+    reports_dir: str | Path,
+    render: bool,
+    run: Any,
+    say: Any,
+) -> DemoResult:
+    from abkit.lifecycle.spec import load_specs
+
+    final = load_specs(spec_path)[scenario.key]
+    report_path = Path(reports_dir) / f"{scenario.key}.html"
+    verdict = ""
+    timings: dict[str, float] = {}
+    if render:
+        verdict, report_path, timings["analyse+render"] = _render(
+            scenario, db_url, report_path, metrics_path
+        )
+    status = (
+        final.status
+        if final.experiment.winner is None
+        else (f"{final.status}, serving {final.experiment.winner}")
+    )
+    say(f"{scenario.key} is now {status} (spec {spec_path})")
+    return DemoResult(
+        scenario=scenario.name,
+        experiment=scenario.key,
+        db_url=db_url,
+        report=report_path,
+        verdict=verdict,
+        exposures=run.exposures,
+        events=run.events,
+        seconds=timings,
+        spec=spec_path,
+        actions=tuple(a.action for a in run.actions),
+        status=final.status,
+    )
+
+
+def _render(
+    scenario: Scenario, db_url: str, report_path: Path, metrics_path: Path
+) -> tuple[str, Path, float]:
+    """Render the executive report; (verdict, path, seconds)."""
+    from abkit.report.render import render_report
+    from abkit.report.sections import read_report_data
+
+    t0 = time.perf_counter()
+    rendered = render_report(
+        db_url,
+        scenario.key,
+        out=report_path,
+        metrics=metrics_path,
+        title=f"Recommender experiment: {scenario.control} vs {scenario.treatment}",
+        business=dict(DEMO_BUSINESS),
+    )
+    data = read_report_data(rendered.path.read_text(encoding="utf-8"))
+    return data["decision"]["verdict"], rendered.path, time.perf_counter() - t0

@@ -1,49 +1,65 @@
-"""Warehouse-native analysis: five metrics in the database vs a pandas in-memory groupby.
+"""Analysis speed on every engine, each beside its own bare aggregation, in one run.
 
-    python benchmarks/bench_analysis.py --units 100000 1000000 --events 1000000 10000000
+    python benchmarks/bench_analysis.py --units 100000 1000000 \
+        --engines sqlite sqlite+duckdb postgres duckdb spark --tea-tasting
 
-For each size a simulated experiment (``abkit.analysis.simulate``, generated and loaded in
-chunks of 100,000 units so the generator itself stays small) is loaded into SQLite,
-PostgreSQL (a throw-away server from ``abkit.testing.postgres``) and DuckDB. Then, in the
-same run:
+For each size a simulated experiment (``abkit.simulate``, generated in chunks of
+100,000 units so the generator stays small; about 10 events per unit) is loaded into a
+SQLite file, a DuckDB file and a throw-away PostgreSQL server (``abkit.testing.postgres``);
+Spark reads the same rows from Parquet files on a throw-away standalone cluster
+(``abkit.testing.spark``: one master, one worker on loopback). Then, per engine:
 
-* ``abkit analyze`` on each engine with five metrics (conversion rate, revenue per user
-  capped at its 99th percentile, orders per user, average order value, click-through
-  rate), CUPED covariates, quality checks and the daily series: wall time and peak Python
-  memory (``tracemalloc``, everything allocated by Python and numpy during the call);
-* the same statistics computed by pandas from the same rows held in memory (first exposure
-  per unit, contamination filter, window and pre-period joins, per-unit then per-arm sums,
-  the p99 cap): wall time (untraced) and peak Python memory (traced, a second run),
-  which includes the frames pandas needs in memory.
+* **abkit**: ``analyze()`` with five metrics (conversion rate, revenue per user capped at
+  its 99th percentile, orders per user, average order value, click-through rate), CUPED
+  covariates, quality checks and the daily series: wall time and peak Python memory
+  (``tracemalloc``: everything Python and numpy allocate during the call);
+* **bare**: one hand-written statement computing the same per-unit and then per-arm sums
+  (first exposure, single-variant units, window and pre-period sums; no cap, no daily
+  series, no quality counts) through the same runner: the floor for that engine;
+* the ratio abkit / bare (the goal is at most 1.3).
 
-The pandas sums are checked against the database's to 1e-9 so both sides do the same
-work. Prints a Markdown table; memory of the database path should not grow with units.
+Engines: ``sqlite`` is SQLite's own engine; ``sqlite+duckdb`` is DuckDB executing over the
+same SQLite file (:mod:`abkit.engines.duckdb_sqlite`); ``spark`` also reports the
+partitions of the events table and the shuffle bytes written per analysis (from the
+driver's REST status API). ``--tea-tasting`` adds the peer: tea-tasting on the DuckDB file,
+end to end from events (its per-unit table built in DuckDB, then its analysis).
+
+Every engine's sums are checked against the first engine's and against its own bare
+statement to 1e-9, so all do the same work.
+Prints Markdown tables.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import json
 import math
+import os
 import sys
 import tempfile
 import time
 import tracemalloc
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 CHUNK_UNITS = 100_000
 WINDOW_US = 7 * 24 * 3_600_000_000
 KEY = "bench-checkout"
+ENGINES = ("sqlite", "sqlite+duckdb", "postgres", "duckdb", "spark")
 
 
-def five_metrics():
+def five_metrics() -> list[Any]:
     from abkit.metrics.library import builtin_metric
 
     return [
         builtin_metric("conversion_rate").with_(role="primary"),
-        builtin_metric("revenue_per_user"),  # p99 cap: one extra pass
+        builtin_metric("revenue_per_user"),  # p99 cap
         builtin_metric("orders_per_user"),
         builtin_metric("average_order_value"),
         builtin_metric("click_through_rate"),
@@ -56,14 +72,13 @@ def impressions_for(events_per_unit: float) -> float:
     return max((events_per_unit - 1.285) / 1.08, 0.0)
 
 
-def generate_chunks(units: int, events: int):
-    from abkit.analysis.simulate import TrueEffect, simulate_experiment
+def generate_chunks(units: int, events: int) -> Iterator[Any]:
+    from abkit.simulate import TrueEffect, simulate_experiment
 
     imp = impressions_for(events / units)
     for k, start in enumerate(range(0, units, CHUNK_UNITS)):
-        n = min(CHUNK_UNITS, units - start)
         yield simulate_experiment(
-            n,
+            min(CHUNK_UNITS, units - start),
             key=KEY,
             effects=TrueEffect(conversion_lift=0.05, order_value_lift=0.02),
             impressions=imp,
@@ -72,72 +87,98 @@ def generate_chunks(units: int, events: int):
         )
 
 
-def pandas_baseline(exposures, events):
-    """Every number ``analyze`` takes from the database, computed in memory by pandas."""
-    import numpy as np
+# ------------------------------------------------------------------ the bare aggregation
+def bare_statement(tables: Any) -> Any:
+    """Per unit, then per arm: the sums the five metrics need, and nothing else.
 
-    first = exposures.groupby("unit_id").agg(
-        first=("ts_us", "min"), vmin=("variant", "min"), vmax=("variant", "max")
+    Returns one row per variant: ``n``, then for conversion (y, x, xy), revenue (y, y², xy),
+    orders (y, y², xy), AOV (num, den, num·den) and CTR (num, den, num·den).
+    """
+    from sqlalchemy import and_, case, func, literal, select
+
+    from abkit.analysis.constructs import to_double
+
+    ex, ev = tables.exposures, tables.events
+    first = (
+        select(
+            ex.c.unit_id,
+            func.min(ex.c.ts_us).label("first_us"),
+            func.min(ex.c.variant).label("variant"),
+            func.max(ex.c.variant).label("variant_max"),
+        )
+        .where(ex.c.experiment == literal(KEY))
+        .group_by(ex.c.unit_id)
+        .subquery("first")
     )
-    first = first[first.vmin == first.vmax]
-    ev = events[events.event_type.isin(["purchase", "click", "impression"])]
-    ev = ev.join(first, on="unit_id", how="inner")
-    inside = ev[(ev.ts_us >= ev["first"]) & (ev.ts_us < ev["first"] + WINDOW_US)]
-    pre = ev[(ev.ts_us < ev["first"]) & (ev.ts_us >= ev["first"] - WINDOW_US)]
+    window = literal(WINDOW_US)
+    inside = and_(ev.c.ts_us >= first.c.first_us, ev.c.ts_us < first.c.first_us + window)
+    before = and_(ev.c.ts_us < first.c.first_us, ev.c.ts_us >= first.c.first_us - window)
 
-    def per_unit(frame, kind, how):
-        part = frame[frame.event_type == kind]
-        grouped = part.groupby("unit_id")
-        s = grouped.value.sum() if how == "sum" else grouped.size().astype(float)
-        return s.reindex(first.index, fill_value=0.0).to_numpy()
+    def total(kind: str, period: Any, value: bool = False) -> Any:
+        what = to_double(func.coalesce(ev.c.value, 0.0)) if value else to_double(1)
+        return func.sum(case((and_(ev.c.event_type == literal(kind), period), what), else_=0.0))
 
-    rev, orders = per_unit(inside, "purchase", "sum"), per_unit(inside, "purchase", "count")
-    rev_x, orders_x = per_unit(pre, "purchase", "sum"), per_unit(pre, "purchase", "count")
-    clicks, imps = per_unit(inside, "click", "count"), per_unit(inside, "impression", "count")
-    nonzero = np.sort(rev[rev != 0])
-    cap = nonzero[math.ceil(0.99 * len(nonzero)) - 1] if len(nonzero) else None
-    rev_c = np.minimum(rev, cap) if cap is not None else rev
-    rev_xc = np.minimum(rev_x, cap) if cap is not None else rev_x
-    conv, conv_x = (orders > 0).astype(float), (orders_x > 0).astype(float)
-    arm = first.vmin.to_numpy()
-    out = {}
-    for variant in np.unique(arm):
-        m = arm == variant
-        out[variant] = {
-            "n": int(m.sum()),
-            "conversion_rate": (conv[m].sum(), conv_x[m].sum(), (conv[m] * conv_x[m]).sum()),
-            "revenue_per_user": (
-                rev_c[m].sum(),
-                (rev_c[m] ** 2).sum(),
-                (rev_c[m] * rev_xc[m]).sum(),
-            ),
-            "orders_per_user": (
-                orders[m].sum(),
-                (orders[m] ** 2).sum(),
-                (orders[m] * orders_x[m]).sum(),
-            ),
-            "average_order_value": (rev[m].sum(), orders[m].sum(), (rev[m] * orders[m]).sum()),
-            "click_through_rate": (clicks[m].sum(), imps[m].sum(), (clicks[m] * imps[m]).sum()),
-        }
-    return out
+    unit = (
+        select(
+            first.c.variant,
+            total("purchase", inside, value=True).label("rev"),
+            total("purchase", before, value=True).label("rev_x"),
+            total("purchase", inside).label("orders"),
+            total("purchase", before).label("orders_x"),
+            total("click", inside).label("clicks"),
+            total("impression", inside).label("imps"),
+        )
+        .select_from(
+            first.outerjoin(
+                ev,
+                and_(
+                    ev.c.unit_id == first.c.unit_id,
+                    ev.c.event_type.in_(
+                        [literal("purchase"), literal("click"), literal("impression")]
+                    ),
+                ),
+            )
+        )
+        .where(first.c.variant == first.c.variant_max)
+        .group_by(first.c.unit_id, first.c.variant)
+        .subquery("unit")
+    )
+    conv = case((unit.c.orders > 0, 1.0), else_=0.0)
+    conv_x = case((unit.c.orders_x > 0, 1.0), else_=0.0)
+    s = func.sum
+    return (
+        select(
+            unit.c.variant,
+            func.count().label("n"),
+            s(conv),
+            s(conv_x),
+            s(conv * conv_x),
+            s(unit.c.rev),
+            s(unit.c.rev * unit.c.rev),
+            s(unit.c.rev * unit.c.rev_x),
+            s(unit.c.orders),
+            s(unit.c.orders * unit.c.orders),
+            s(unit.c.orders * unit.c.orders_x),
+            s(unit.c.rev),
+            s(unit.c.orders),
+            s(unit.c.rev * unit.c.orders),
+            s(unit.c.clicks),
+            s(unit.c.imps),
+            s(unit.c.clicks * unit.c.imps),
+        )
+        .group_by(unit.c.variant)
+        .order_by(unit.c.variant)
+    )
 
 
-def db_numbers(result):
-    out = {}
+# ------------------------------------------------------------------ checks
+def db_numbers(result: Any) -> dict[str, dict[str, Any]]:
+    """The uncapped sums abkit computed, in the bare statement's shape (revenue: capped)."""
+    out: dict[str, dict[str, Any]] = {}
     for variant, n in result.experiment.units.items():
         s = {name: result.arm_stats[name][variant] for name in result.arm_stats}
         out[variant] = {
             "n": n,
-            "conversion_rate": (
-                s["conversion_rate"].sum,
-                s["conversion_rate"].cov_sum,
-                s["conversion_rate"].cross_sum,
-            ),
-            "revenue_per_user": (
-                s["revenue_per_user"].sum,
-                s["revenue_per_user"].sum_sq,
-                s["revenue_per_user"].cross_sum,
-            ),
             "orders_per_user": (
                 s["orders_per_user"].sum,
                 s["orders_per_user"].sum_sq,
@@ -153,27 +194,41 @@ def db_numbers(result):
                 s["click_through_rate"].den_sum,
                 s["click_through_rate"].num_den_sum,
             ),
+            "conversion_rate": (
+                s["conversion_rate"].sum,
+                s["conversion_rate"].cov_sum,
+                s["conversion_rate"].cross_sum,
+            ),
         }
     return out
 
 
-def check_same(a, b, label):
+def bare_numbers(rows: list[tuple[Any, ...]]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        v = [float(x or 0.0) for x in row[2:]]
+        out[str(row[0])] = {
+            "n": int(row[1]),
+            "conversion_rate": tuple(v[0:3]),
+            "orders_per_user": tuple(v[6:9]),
+            "average_order_value": tuple(v[9:12]),
+            "click_through_rate": tuple(v[12:15]),
+        }
+    return out
+
+
+def check_same(a: dict[str, Any], b: dict[str, Any], label: str) -> None:
+    assert set(a) == set(b), (label, set(a) ^ set(b))
     for variant in a:
         assert a[variant]["n"] == b[variant]["n"], (label, variant)
         for metric, values in a[variant].items():
             if metric == "n":
                 continue
             for x, y in zip(values, b[variant][metric], strict=True):
-                assert math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-9), (
-                    label,
-                    variant,
-                    metric,
-                    x,
-                    y,
-                )
+                assert math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-9), (label, variant, metric)
 
 
-def traced(fn):
+def traced(fn: Callable[[], Any]) -> tuple[Any, float, int]:
     gc.collect()
     tracemalloc.start()
     t0 = time.perf_counter()
@@ -184,83 +239,281 @@ def traced(fn):
     return value, wall, peak
 
 
-def run_size(units: int, events: int, engines: list[str], workdir: Path, pg) -> list[dict]:
-    import pandas as pd
+def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    gc.collect()
+    t0 = time.perf_counter()
+    value = fn()
+    return value, time.perf_counter() - t0
 
-    from abkit.analysis.analyze import analyze
-    from abkit.analysis.simulate import load_simulation
+
+# ------------------------------------------------------------------ Spark
+class SparkBench:
+    """A standalone cluster and a session on it, with the driver's REST API for shuffles."""
+
+    def __init__(self, stack: ExitStack) -> None:
+        from pyspark.sql import SparkSession
+
+        from abkit.testing.spark import TemporarySparkCluster, free_port
+
+        memory = int(os.environ.get("ABKIT_BENCH_EXECUTOR_MB", "2048"))
+        self.cluster = stack.enter_context(
+            TemporarySparkCluster(connect=False, executor_memory_mb=memory)
+        )
+        self.ui_port = free_port()
+        builder = SparkSession.builder.master(self.cluster.master_url).appName("abkit-bench")
+        conf = self.cluster.spark_conf()
+        conf.update({"spark.ui.enabled": "true", "spark.ui.port": str(self.ui_port)})
+        conf["spark.driver.memory"] = "1g"
+        for key, value in conf.items():
+            builder = builder.config(key, value)
+        self.session = builder.getOrCreate()
+        stack.callback(self.session.stop)
+
+    def load(self, parquet: dict[str, Path]) -> dict[str, int]:
+        """Register each Parquet file as a view; returns the partitions of each."""
+        parts = {}
+        for name, path in parquet.items():
+            frame = self.session.read.parquet(str(path))
+            frame.createOrReplaceTempView(name)
+            parts[name] = frame.rdd.getNumPartitions()
+        return parts
+
+    def shuffle_bytes(self) -> int:
+        """Shuffle bytes written by every completed stage of this application so far."""
+        app = self.session.sparkContext.applicationId
+        url = f"http://127.0.0.1:{self.ui_port}/api/v1/applications/{app}/stages?status=complete"
+        with urllib.request.urlopen(url, timeout=120) as response:
+            stages = json.load(response)
+        return sum(int(s.get("shuffleWriteBytes", 0)) for s in stages)
+
+
+def export_parquet(store: Any, workdir: Path) -> dict[str, Path]:
+    """The DuckDB store's analysis tables as Parquet files (through the store's own
+    connection: DuckDB lets one configuration open a file per process)."""
+    out = {}
+    t = store.tables
+    with store.engine.connect() as conn:
+        for table in (t.exposures, t.exposure_attributes, t.events):
+            path = workdir / f"{table.name}.parquet"
+            # DuckDB's COPY takes no bound parameters; both names are abkit's own
+            conn.exec_driver_sql(f"COPY {table.name} TO '{path}' (FORMAT parquet)")
+            out[table.name] = path
+    return out
+
+
+# ------------------------------------------------------------------ tea-tasting
+def tea_tasting_run(duckdb_path: Path) -> tuple[float, float, dict[str, Any]]:
+    """tea-tasting end to end from events: its per-unit table (built by DuckDB from an ibis
+    expression, fetched as a DataFrame), then its analysis.
+
+    Same five metrics with CUPED covariates where tea-tasting supports them (means and
+    ratio of means); no percentile cap (tea-tasting has none), no daily series.
+    """
+    import ibis
+    import tea_tasting as tt
+
+    con = ibis.duckdb.connect(str(duckdb_path), read_only=True)
+    ex, ev = con.table("abkit_exposures"), con.table("abkit_events")
+    first = (
+        ex.filter(ex.experiment == KEY)
+        .group_by("unit_id")
+        .aggregate(first_us=ex.ts_us.min(), variant=ex.variant.min(), variant_max=ex.variant.max())
+    )
+    first = first.filter(first.variant == first.variant_max)
+    joined = first.left_join(ev, first.unit_id == ev.unit_id)
+    inside = (joined.ts_us >= joined.first_us) & (joined.ts_us < joined.first_us + WINDOW_US)
+    before = (joined.ts_us < joined.first_us) & (joined.ts_us >= joined.first_us - WINDOW_US)
+    purchase = joined.event_type == "purchase"
+
+    def count(cond: Any) -> Any:
+        return ibis.cases((cond, 1.0), else_=0.0).sum()
+
+    def total(cond: Any) -> Any:
+        return ibis.cases((cond, joined.value.fill_null(0.0)), else_=0.0).sum()
+
+    t0 = time.perf_counter()
+    users = (
+        joined.group_by([joined.unit_id, joined.variant])
+        .aggregate(
+            orders=count(purchase & inside),
+            orders_x=count(purchase & before),
+            revenue=total(purchase & inside),
+            revenue_x=total(purchase & before),
+            clicks=count((joined.event_type == "click") & inside),
+            impressions=count((joined.event_type == "impression") & inside),
+        )
+        .mutate(
+            converted=ibis.cases((ibis._.orders > 0, 1.0), else_=0.0),
+            converted_x=ibis.cases((ibis._.orders_x > 0, 1.0), else_=0.0),
+        )
+    )
+    # the per-unit table as a pandas frame (ibis 12's own Arrow export is broken here)
+    frame = con.con.sql(ibis.to_sql(users, dialect="duckdb")).df()
+    build = time.perf_counter() - t0
+    experiment = tt.Experiment(
+        conversion=tt.Mean("converted", "converted_x"),
+        revenue=tt.Mean("revenue", "revenue_x"),
+        orders=tt.Mean("orders", "orders_x"),
+        aov=tt.RatioOfMeans("revenue", "orders"),
+        ctr=tt.RatioOfMeans("clicks", "impressions"),
+    )
+    t0 = time.perf_counter()
+    result = experiment.analyze(frame, control="control")
+    analyse = time.perf_counter() - t0
+    con.disconnect()
+    return build, analyse, {"result": result}
+
+
+# ------------------------------------------------------------------ one size
+def load_stores(
+    units: int, events: int, engines: list[str], workdir: Path, pg: Any
+) -> tuple[dict[str, Any], int, dict[str, float]]:
+    from abkit.simulate import load_simulation
     from abkit.store.store import open_store
 
-    stores = {}
-    for engine in engines:
-        if engine == "sqlite":
-            stores[engine] = open_store(f"sqlite:///{workdir / f'bench-{units}.db'}")
-        elif engine == "postgres":
-            stores[engine] = open_store(pg.create_database())
-        elif engine == "duckdb":
-            stores[engine] = open_store(f"duckdb:///{workdir / f'bench-{units}.duckdb'}")
-    ex_parts, ev_parts = [], []
-    load_time = dict.fromkeys(engines, 0.0)
+    wanted = {"sqlite": "sqlite", "sqlite+duckdb": "sqlite", "postgres": "postgres"}
+    kinds = {wanted.get(e, "duckdb") for e in engines}  # spark and tea-tasting read DuckDB's
+    stores: dict[str, Any] = {}
+    if "sqlite" in kinds:
+        stores["sqlite"] = open_store(f"sqlite:///{workdir / f'bench-{units}.db'}")
+    if "postgres" in kinds:
+        stores["postgres"] = open_store(pg.create_database())
+    if "duckdb" in kinds:
+        stores["duckdb"] = open_store(f"duckdb:///{workdir / f'bench-{units}.duckdb'}")
+    load_time = dict.fromkeys(stores, 0.0)
     n_events = 0
     for sim in generate_chunks(units, events):
-        for engine, store in stores.items():
+        for kind, store in stores.items():
             t0 = time.perf_counter()
             load_simulation(sim, store, via="bulk")
-            load_time[engine] += time.perf_counter() - t0
-        ex_parts.append(sim.exposures[["unit_id", "variant", "ts_us"]])
-        ev_parts.append(sim.events[["unit_id", "event_type", "value", "ts_us"]])
+            load_time[kind] += time.perf_counter() - t0
         n_events += len(sim.events)
-        print(
-            f"  loaded {sum(len(p) for p in ex_parts):,} exposures, {n_events:,} events",
-            file=sys.stderr,
-        )
-    rows = []
+        print(f"  loaded {n_events:,} events", file=sys.stderr)
+    return stores, n_events, load_time
+
+
+def runner_for(engine: str, stores: dict[str, Any], stack: ExitStack) -> Any:
+    from abkit.analysis.runner import SQLAlchemyRunner
+
+    store = stores[engine]
+    conn = stack.enter_context(store.engine.connect())
+    return SQLAlchemyRunner(conn, where=engine)
+
+
+def replica_analysis(
+    stores: dict[str, Any], metrics: list[Any]
+) -> tuple[Any, float, int, float, str]:
+    """DuckDB's replica of the SQLite store: the first copy, then a timed analysis that
+    includes bringing the replica up to date (nothing new here) and its own bare query."""
+    from abkit.analysis.analyze import analyze
+    from abkit.engines.duckdb_sqlite import ColumnarReplica, status
+
+    found = status()
+    if found.path is None:
+        raise SystemExit(f"sqlite+duckdb unavailable: {found.reason}")
+    path = Path(str(stores["sqlite"].engine.url.database))
+    tables = stores["sqlite"].tables
+    (_, copy) = timed(lambda: ColumnarReplica(path, found.path, tables).close())
+
+    def run() -> Any:
+        replica = ColumnarReplica(path, found.path, tables)
+        try:
+            return analyze(replica, KEY, metrics)
+        finally:
+            replica.close()
+
+    result, wall, peak = traced(run)
+    replica = ColumnarReplica(path, found.path, tables)
+    try:
+        bare_rows, bare = timed(lambda: replica.run(bare_statement(tables)))
+    finally:
+        replica.close()
+    check_same(db_numbers(result), bare_numbers(bare_rows), "sqlite+duckdb bare")
+    return result, wall, peak, bare, f"first copy into the replica {copy:.2f} s"
+
+
+def run_size(
+    units: int, events: int, engines: list[str], workdir: Path, pg: Any, args: Any
+) -> list[dict[str, Any]]:
+    from abkit.analysis.analyze import analyze
+
+    stores, n_events, load_time = load_stores(units, events, engines, workdir, pg)
     metrics = five_metrics()
-    reference = None
+    rows: list[dict[str, Any]] = []
+    reference: dict[str, Any] | None = None
     _warm_up()
-    for engine, store in stores.items():
-        result, wall, peak = traced(lambda store=store: analyze(store, KEY, metrics))
-        numbers = db_numbers(result)
-        reference = reference or numbers
-        check_same(reference, numbers, engine)
+    for engine in engines:
+        with ExitStack() as stack:
+            extra = ""
+            if engine == "sqlite+duckdb":
+                result, wall, peak, bare, extra = replica_analysis(stores, metrics)
+            else:
+                if engine == "spark":
+                    spark = SparkBench(stack)
+                    from abkit.engines.spark import SparkRunner
+
+                    parquet = export_parquet(stores["duckdb"], workdir)
+                    parts = spark.load(parquet)
+                    runner: Any = SparkRunner(spark.session)
+                    analyze(runner, KEY, metrics)  # warm the executors and the code paths
+                    before = spark.shuffle_bytes()
+                else:
+                    runner = runner_for(engine, stores, stack)
+                result, wall, peak = traced(lambda r=runner: analyze(r, KEY, metrics))
+                if engine == "spark":
+                    shuffled = spark.shuffle_bytes() - before
+                    extra = (
+                        f"events in {parts['abkit_events']} partitions, "
+                        f"shuffle {shuffled / 1e6:.1f} MB per analysis"
+                    )
+                stmt = bare_statement(stores_tables(stores))
+                bare_rows, bare = timed(lambda r=runner, q=stmt: r.run(q))
+                check_same(db_numbers(result), bare_numbers(bare_rows), f"{engine} bare")
+            numbers = db_numbers(result)
+            reference = reference or numbers
+            check_same(reference, numbers, engine)
+        kind = {"sqlite+duckdb": "sqlite"}.get(engine, engine)
         rows.append(
             dict(
                 units=units,
                 events=n_events,
                 engine=engine,
                 wall=wall,
+                bare=bare,
                 peak=peak,
-                load=load_time[engine],
+                load=load_time.get(kind),
+                note=extra,
             )
         )
-        print(f"  {engine}: {wall:.2f} s, peak {peak / 1e6:.1f} MB", file=sys.stderr)
+        print(f"  {engine}: abkit {wall:.2f} s, bare {bare:.2f} s {extra}", file=sys.stderr)
+    duck = duckdb_file(stores) if "duckdb" in stores else None
+    for store in stores.values():
         store.close()
-
-    # pandas: time untraced, then memory traced (tracemalloc slows allocation-heavy code)
-    def baseline():
-        exposures = pd.concat(ex_parts, ignore_index=True)
-        evs = pd.concat(ev_parts, ignore_index=True)
-        return pandas_baseline(exposures, evs)
-
-    gc.collect()
-    t0 = time.perf_counter()
-    numbers = baseline()
-    wall = time.perf_counter() - t0
-    _, _, peak = traced(baseline)
-    if reference is not None:
-        check_same(reference, numbers, "pandas")
-    rows.append(
-        dict(
-            units=units,
-            events=n_events,
-            engine="pandas (in memory)",
-            wall=wall,
-            peak=peak,
-            load=None,
+    if args.tea_tasting and duck is not None:
+        build, analyse, _ = tea_tasting_run(duck)
+        rows.append(
+            dict(
+                units=units,
+                events=n_events,
+                engine="tea-tasting (DuckDB)",
+                wall=build + analyse,
+                bare=None,
+                peak=None,
+                load=None,
+                note=f"per-unit table {build:.2f} s + analysis {analyse:.2f} s",
+            )
         )
-    )
-    print(f"  pandas: {wall:.2f} s, peak {peak / 1e6:.1f} MB", file=sys.stderr)
     return rows
+
+
+def duckdb_file(stores: dict[str, Any]) -> Path:
+    from sqlalchemy.engine import make_url
+
+    return Path(str(make_url(str(stores["duckdb"].url)).database))
+
+
+def stores_tables(stores: dict[str, Any]) -> Any:
+    return next(iter(stores.values())).tables
 
 
 def _warm_up() -> None:
@@ -276,46 +529,43 @@ def _warm_up() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--units", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument(
         "--events", type=int, nargs="+", default=None, help="events per size (default 10 per unit)"
     )
-    parser.add_argument("--engines", nargs="+", default=["sqlite", "postgres", "duckdb"])
-    parser.add_argument(
-        "--workdir", default=None, help="where the SQLite/DuckDB files go (default: a temp dir)"
-    )
+    parser.add_argument("--engines", nargs="+", default=list(ENGINES), choices=ENGINES)
+    parser.add_argument("--tea-tasting", action="store_true", help="add tea-tasting on DuckDB")
+    parser.add_argument("--workdir", default=None, help="where the files go (default: temp)")
     args = parser.parse_args(argv)
     events = args.events or [10 * u for u in args.units]
     if len(events) != len(args.units):
         parser.error("give one --events per --units")
 
-    from contextlib import nullcontext
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp, ExitStack() as stack:
+        pg = None
+        if "postgres" in args.engines:
+            from abkit.testing.postgres import TemporaryPostgres
 
-    pg_ctx = nullcontext(None)
-    if "postgres" in args.engines:
-        from abkit.testing.postgres import TemporaryPostgres
-
-        pg_ctx = TemporaryPostgres()
-    rows: list[dict] = []
-    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp, pg_ctx as pg:
+            pg = stack.enter_context(TemporaryPostgres())
         for units, n_events in zip(args.units, events, strict=True):
             print(f"size {units:,} units / {n_events:,} events", file=sys.stderr)
-            rows += run_size(units, n_events, args.engines, Path(tmp), pg)
+            size_dir = Path(tmp) / str(units)
+            size_dir.mkdir()
+            rows += run_size(units, n_events, args.engines, size_dir, pg, args)
 
     print(
-        "| units | events | engine | analysis wall (s) | vs pandas | peak Python memory (MB) | load (s) |"
+        "| units | events | engine | abkit (s) | bare (s) | abkit / bare | peak Python MB | notes |"
     )
-    print("|---:|---:|---|---:|---:|---:|---:|")
+    print("|---:|---:|---|---:|---:|---:|---:|---|")
     for row in rows:
-        base = next(
-            r for r in rows if r["units"] == row["units"] and r["engine"].startswith("pandas")
-        )
-        ratio = row["wall"] / base["wall"]
-        load = "" if row["load"] is None else f"{row['load']:.0f}"
+        bare = "" if row["bare"] is None else f"{row['bare']:.2f}"
+        ratio = "" if row["bare"] is None else f"{row['wall'] / row['bare']:.2f}×"
+        peak = "" if row["peak"] is None else f"{row['peak'] / 1e6:.1f}"
         print(
             f"| {row['units']:,} | {row['events']:,} | {row['engine']} | {row['wall']:.2f} | "
-            f"{ratio:.2f}× | {row['peak'] / 1e6:.1f} | {load} |"
+            f"{bare} | {ratio} | {peak} | {row['note']} |"
         )
     return 0
 

@@ -9,7 +9,14 @@ Measures, in one run, and prints a Markdown table:
   vs GrowthBook's and Optimizely's Python SDKs (goal: < 30 ms);
 * the same inline experiment (two variants, 50/50, all traffic) evaluated per call by
   GrowthBook's Python SDK (``gb.run``) and Optimizely's (``get_variation`` on a minimal
-  datafile), as peers. Peers are benchmark-only dependencies (the ``bench`` extra).
+  datafile), as peers. Peers are benchmark-only dependencies (the ``bench`` extra);
+* the service path (issue 10): ``LiveRegistry.assign`` with an exposure hook and the
+  per-process exposure de-duplication, for returning units (goal: within 10% of plain
+  ``assign``), measured as the median of chunk-by-chunk ratios with the two interleaved,
+  so that the load of a shared machine affects both alike;
+* ``assign`` with ``Tracker.expose`` as its hook on a SQLite store, 20,000 first
+  exposures each timed alone, while the tracker's thread stores them (goal: p99.9
+  < 50 µs; the synchronous tracker of abkit 2bb3561 showed a 59 ms worst case).
 
 Latency method: the ids are split in chunks of ``CHUNK`` calls; each chunk is timed with
 ``perf_counter_ns`` and divided by its size; the table shows the median over chunks
@@ -26,6 +33,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections import deque
 from collections.abc import Callable
@@ -35,9 +43,11 @@ import mmh3
 
 from abkit.assignment import (
     Experiment,
+    LiveRegistry,
     add_exposure_hook,
     assign,
     assign_many,
+    configure_exposure_dedup,
     hashing,
     remove_exposure_hook,
 )
@@ -46,7 +56,11 @@ CHUNK = 1000
 
 
 def per_call_ns(
-    fn: Callable[[str], object], ids: list[str], chunk: int = CHUNK, rounds: int = 3
+    fn: Callable[[str], object],
+    ids: list[str],
+    chunk: int = CHUNK,
+    rounds: int = 3,
+    clock: Callable[[], int] = time.perf_counter_ns,
 ) -> float:
     """Median over chunks of (chunk time / chunk size), best of ``rounds`` passes."""
     best = []
@@ -54,12 +68,101 @@ def per_call_ns(
         samples = []
         for s in range(0, len(ids) - chunk + 1, chunk):
             part = ids[s : s + chunk]
-            t = time.perf_counter_ns()
+            t = clock()
             for u in part:
                 fn(u)
-            samples.append((time.perf_counter_ns() - t) / chunk)
+            samples.append((clock() - t) / chunk)
         best.append(statistics.median(samples))
     return min(best)
+
+
+def live_registry_dedup(ids: list[str], rounds: int = 5) -> tuple[float, float, float]:
+    """Per-call ns of plain ``assign`` (no hook), of ``assign`` on a ``LiveRegistry``
+    handle and of ``LiveRegistry.assign(key, ...)``, both with an exposure hook and the
+    de-duplication of returning units; timed in alternating rounds, in CPU time of the
+    calling thread (``time.thread_time_ns``: a shared machine's scheduler does not count),
+    median of the rounds. The loop overhead is subtracted the same way."""
+    folder = tempfile.mkdtemp(prefix="abkit-bench-")
+    path = os.path.join(folder, "experiments.toml")
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write('[[experiments]]\nkey = "ranker"\nvariants = ["control", "treatment"]\n')
+    live = LiveRegistry(path, poll_interval=1.0)  # its thread polls the file meanwhile
+    handle = live.experiment("ranker")
+    exp = handle.current
+    live_assign = live.assign
+    sink: deque = deque(maxlen=10_000)
+    plain, handled, keyed = [], [], []
+    try:
+        for _ in range(rounds):
+            cpu = time.thread_time_ns
+            empty = per_call_ns(lambda u: None, ids, rounds=1, clock=cpu)
+            plain.append(per_call_ns(lambda u: assign(exp, u), ids, rounds=1, clock=cpu) - empty)
+            add_exposure_hook(sink.append)  # (registering a hook forgets past exposures)
+            for u in ids:  # the units return: each was exposed once already
+                assign(handle, u)
+            handled.append(
+                per_call_ns(lambda u: assign(handle, u), ids, rounds=1, clock=cpu) - empty
+            )
+            keyed.append(
+                per_call_ns(lambda u: live_assign("ranker", u), ids, rounds=1, clock=cpu) - empty
+            )
+            remove_exposure_hook(sink.append)
+    finally:
+        live.close()
+    return statistics.median(plain), statistics.median(handled), statistics.median(keyed)
+
+
+def _latencies(exp: Experiment, n: int, prefix: str) -> list[int]:
+    """ns of each of ``n`` calls of ``assign`` on new units (first exposures), sorted."""
+    samples = []
+    clock = time.perf_counter_ns
+    for i in range(n):
+        uid = f"{prefix}-{i}"
+        t = clock()
+        assign(exp, uid)
+        samples.append(clock() - t)
+    samples.sort()
+    return samples
+
+
+def _quantiles(samples: list[int]) -> dict[str, float]:
+    def q(p: float) -> float:
+        return samples[min(len(samples) - 1, int(p * len(samples)))] / 1000
+
+    return {"p50": q(0.50), "p99": q(0.99), "p99.9": q(0.999), "max": samples[-1] / 1000}
+
+
+def tracker_latencies(n: int = 20_000) -> tuple[dict[str, float], dict[str, float]]:
+    """Per-call latency (µs) of ``assign`` with ``Tracker.expose`` as hook (first
+    exposures, stored by the tracker's thread meanwhile), and the same loop with a plain
+    ``deque.append`` hook as the control: what the machine itself adds (scheduling)."""
+    from abkit.ingest.tracker import Tracker
+
+    folder = tempfile.mkdtemp(prefix="abkit-bench-")
+    exp = Experiment("tracked", variants=["control", "treatment"])
+    sink: deque = deque(maxlen=n)
+    add_exposure_hook(sink.append)
+    try:
+        control = _quantiles(_latencies(exp, n, "control"))
+    finally:
+        remove_exposure_hook(sink.append)
+    tracker = Tracker(db=f"sqlite:///{folder}/bench.db", experiments=[exp])
+    add_exposure_hook(tracker.expose)
+    try:
+        tracked = _quantiles(_latencies(exp, n, "visitor"))
+    finally:
+        remove_exposure_hook(tracker.expose)
+        started = time.perf_counter()
+        tracker.close()
+        drain = time.perf_counter() - started
+    stats = tracker.stats()
+    tracked.update(
+        stored=float(stats.accepted),
+        dropped=float(stats.dropped),
+        flushes=float(stats.flushes),
+        drain_s=drain,
+    )
+    return tracked, control
 
 
 def import_ms(statement: str, runs: int) -> tuple[float, float] | None:
@@ -180,12 +283,17 @@ def main() -> None:
     a_full = per_call_ns(lambda u: assign(exp_full, u, attrs), ids)
     # a realistic hook enqueues into a bounded buffer that a background thread drains
     sink: deque = deque(maxlen=10_000)
+    configure_exposure_dedup(0)  # every call a first exposure: a record built each time
     add_exposure_hook(sink.append)
     a_hook = per_call_ns(lambda u: assign(exp, u), ids[:50_000], rounds=2)
     remove_exposure_hook(sink.append)
+    configure_exposure_dedup()
 
     def net(x: float) -> float:
         return max(x - empty, 1.0)
+
+    live_plain, live_handle, live_keyed = live_registry_dedup(ids[:40_000])
+    tracked, control = tracker_latencies(20_000)
 
     gb = growthbook_runner()
     opt = optimizely_runner()
@@ -240,7 +348,7 @@ def main() -> None:
         ("`assign` 50/50, all traffic", a_simple, True),
         ("`assign` 50/50, 50% traffic", a_half, True),
         ("`assign` + namespace, holdout, targeting", a_full, False),
-        ("`assign` + exposure hook (record built, deque.append)", a_hook, False),
+        ("`assign` + exposure hook, first exposures (record built, deque.append)", a_hook, False),
     ]:
         ratio = net(val) / net(raw_built)
         if goal:
@@ -253,6 +361,27 @@ def main() -> None:
             f"| {label} | {fmt_ns(net(val))} | raw hash, key built | {ratio:.1f}× "
             f"(vs prebuilt key {net(val) / net(raw_prebuilt):.1f}×) | {verdict} |"
         )
+    for label, val in [
+        ("`assign(live.experiment(key), id)` + exposure hook, returning units", live_handle),
+        ("`live.assign(key, id)` + exposure hook, returning units", live_keyed),
+    ]:
+        ratio = max(val, 1.0) / max(live_plain, 1.0)
+        print(
+            f"| {label} (LiveRegistry polling, de-duplicated; thread CPU time) | {fmt_ns(val)} | "
+            f"plain `assign`, no hook ({fmt_ns(live_plain)}, same rounds, CPU time) | {ratio:.2f}× | "
+            f"within 10% {'✅' if ratio <= 1.10 else '❌'} |"
+        )
+    t, c = tracked, control
+    print(
+        f"| `assign` + `Tracker.expose` hook (SQLite, 20,000 first exposures) | "
+        f"p50 {t['p50']:.1f} µs, p99 {t['p99']:.1f} µs, p99.9 {t['p99.9']:.1f} µs, "
+        f"max {t['max']:.0f} µs | same loop, `deque.append` hook: p50 {c['p50']:.1f} µs, "
+        f"p99 {c['p99']:.1f} µs, p99.9 {c['p99.9']:.1f} µs, max {c['max']:.0f} µs "
+        f"(2bb3561's synchronous tracker: max 59 ms) | "
+        f"stored {t['stored']:,.0f}, dropped {t['dropped']:,.0f}, "
+        f"{t['flushes']:.0f} flushes, {t['drain_s']:.2f} s to drain at close | "
+        f"p99.9 < 50 µs {'✅' if t['p99.9'] < 50 else '❌'} |"
+    )
     if gb_ns is not None:
         print(
             f"| GrowthBook SDK `set_attributes` + `run`, same experiment | {fmt_ns(net(gb_ns))} | abkit `assign` | "

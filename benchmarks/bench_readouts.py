@@ -51,8 +51,9 @@ def main() -> None:
     from scipy import stats
     from statsmodels.stats.proportion import confint_proportions_2indep, test_proportions_2indep
 
-    from abkit.stats.readout import compare, compare_many
+    from abkit.stats.readout import compare
     from abkit.stats.sufficient import MeanStats
+    from abkit.stats.vectorised import compare_many
 
     prop, mean = make_cells(args.n)
 

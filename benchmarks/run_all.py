@@ -23,6 +23,7 @@ FULL: list[list[str]] = [
     ["bench_ingest.py", "--rows", "1000000", "10000000"],
     ["bench_analysis.py"],
     ["bench_report.py"],
+    ["bench_lifecycle.py"],
 ]
 QUICK: list[list[str]] = [
     ["bench_assign.py", "--quick"],
@@ -30,6 +31,7 @@ QUICK: list[list[str]] = [
     ["bench_ingest.py", "--rows", "100000"],
     ["bench_analysis.py", "--units", "20000", "100000"],
     ["bench_report.py", "--repeat", "1"],
+    ["bench_lifecycle.py", "--experiments", "500"],
 ]
 
 

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Install the Debian packages the tests need, only those missing:
 #   - PostgreSQL 15 server binaries (initdb, pg_ctl) for the real-server tests;
-#   - Chromium for the headless checks of the HTML report.
+#   - Chromium for the headless checks of the HTML report;
+#   - a Java 17 runtime for the Spark tests (pyspark brings Spark's jars, not a JVM).
 # Needs root (or sudo). Idempotent and quiet when everything is present.
 set -euo pipefail
 
 missing=()
 [ -x /usr/lib/postgresql/15/bin/initdb ] || missing+=(postgresql-15)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0
 fi

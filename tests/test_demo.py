@@ -5,15 +5,14 @@ from __future__ import annotations
 import shlex
 import subprocess
 import sys
-import time
+from pathlib import Path
 
 from abkit.report.render import check_offline
 from abkit.report.sections import read_report_data
 
 
 def test_readme_demo_command_from_an_empty_directory(tmp_path):
-    """``abkit demo``; the roll-back scenario is rendered by tests/report/test_executive.py."""
-    started = time.perf_counter()
+    """``abkit demo``: the closed loop ramps recommender-v2 and ships it; the report agrees."""
     done = subprocess.run(
         [sys.executable, "-m", "abkit", "demo"],
         capture_output=True,
@@ -21,10 +20,9 @@ def test_readme_demo_command_from_an_empty_directory(tmp_path):
         cwd=tmp_path,
         check=False,
     )
-    elapsed = time.perf_counter() - started
     assert done.returncode == 0, done.stderr
-    assert elapsed < 60
     assert "recommender-v2: recommendation: SHIP" in done.stdout
+    assert "controller: advance -> advance -> advance -> ship; now stopped" in done.stdout
     assert "exposure hook" in done.stderr  # exposures went through the hook
     report = tmp_path / "reports" / "recommender-v2.html"
     assert str(report) in done.stdout
@@ -34,19 +32,34 @@ def test_readme_demo_command_from_an_empty_directory(tmp_path):
     data = read_report_data(page)
     assert data["decision"]["verdict"] == "ship"
     assert data["quality"]["srm_ok"] is True
-    assert sum(data["quality"]["counts"].values()) == 40_000
     primary = data["metrics"][0]
     assert primary["metric"] == "conversion_rate" and primary["significant"]
-    assert primary["rel_low"] < 0.10 < primary["rel_high"]  # covers the true +10% lift
+    low, high = primary["rel_ci"]
+    assert low < 0.10 < high  # covers the true +10% lift
     guard = {m["metric"]: m for m in data["metrics"]}["errors_per_user"]
     assert guard["guardrail_status"] in {"pass", "inconclusive"}
+
+    # The experiment list says what the controller did.
+    line = next(x for x in done.stdout.splitlines() if "experiments:" in x)
+    argv = shlex.split(line.split("experiments:", 1)[1])
+    assert Path(argv[0]).name == "abkit" and Path(argv[0]).exists()  # runs as printed
+    listed = subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert listed.returncode == 0, listed.stderr
+    row = next(x for x in listed.stdout.splitlines() if x.startswith("recommender-v2"))
+    assert "stopped (v2)" in row and "4/4" in row and "ship" in row
 
     # The printed re-render command gives the same report: same verdict, same dollars.
     line = next(x for x in done.stdout.splitlines() if "re-render:" in x)
     argv = shlex.split(line.split("re-render:", 1)[1])
-    assert argv[:2] == ["abkit", "report"]
+    assert Path(argv[0]).name == "abkit" and argv[1] == "report"
     again = subprocess.run(
-        [sys.executable, "-m", "abkit", *argv[1:], "--out", "again.html"],
+        [*argv, "--out", "again.html"],
         capture_output=True,
         text=True,
         cwd=tmp_path,
@@ -55,7 +68,25 @@ def test_readme_demo_command_from_an_empty_directory(tmp_path):
     assert again.returncode == 0, again.stderr
     redo = read_report_data((tmp_path / "again.html").read_text(encoding="utf-8"))
     assert redo["decision"] == data["decision"] and redo["metrics"] == data["metrics"]
-    assert redo["impact"] == data["impact"] and data["impact"][0]["unit"] == "USD"
+    assert redo["impact"] == data["impact"] and data["impact"][0]["currency"] == "USD"
+
+
+def test_guardrail_breach_is_rolled_back_by_the_loop(tmp_path):
+    from abkit.demo import run_demo
+    from abkit.lifecycle.audit import read_audit
+    from abkit.lifecycle.spec import load_specs
+    from abkit.store.store import open_store
+
+    result = run_demo(
+        "guardrail-breach", db=tmp_path / "d.db", reports_dir=tmp_path, loop=True, render=False
+    )
+    assert result.actions[-1] == "rollback" and result.status == "stopped"
+    spec = load_specs(result.spec)["recommender-v3"]
+    # the guardrail is declared in the spec, so every entry point reads it
+    assert [m.name for m in spec.metrics.guardrails] == ["errors_per_user"]
+    assert spec.experiment.winner == "v1"
+    (rollback,) = [e for e in read_audit(open_store(result.db_url)) if e.action == "rollback"]
+    assert "errors_per_user" in rollback.reason
 
 
 def test_rerunning_rebuilds_the_demo_database(tmp_path):

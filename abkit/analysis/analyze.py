@@ -1,32 +1,54 @@
 """``analyze``: name an experiment and its metrics, get a trustworthy readout and a decision.
 
-The heavy lifting is one SQL query per analysis (plus one first pass per percentile cap
-and one query per segment dimension) built by :mod:`abkit.analysis.sql`: the database
-aggregates events per unit and then per arm and day, and Python receives a few rows of
-sufficient statistics, never the event table. The statistics engine
-(:func:`abkit.stats.readout.compare`) turns them into lifts with intervals.
+The orchestration, step by step (each step is a function below):
+
+1. :func:`_options` checks the readout options; :func:`resolve_metrics` settles the
+   metrics, the primary one and the guardrails.
+2. :func:`_connect` opens the database (a URL, a ``Store`` or a
+   :class:`~abkit.analysis.runner.QueryRunner`) and the relations to read (abkit's store,
+   or a :class:`~abkit.analysis.sources.Source`); :func:`_configuration` finds the
+   experiment's registered configuration.
+3. :func:`_read` runs the SQL of :mod:`abkit.analysis.sql`: the database aggregates events
+   per unit and then per arm and day, and Python receives a few rows of sufficient
+   statistics, never the event table (one statement overall, one per segment dimension).
+4. :func:`_quality`, :func:`_readouts` (lifts with intervals from
+   :func:`abkit.stats.readout.compare`, corrected for multiplicity), :func:`_guardrails`,
+   :func:`abkit.analysis.decision.decide`, :func:`_plan`, :func:`_impact`,
+   :func:`_daily_rows` and :func:`_segment_results` turn them into the result.
 
 Multiplicity (``correction``, Holm by default): the primary metric is corrected across
 treatment arms; the secondary metrics form a second family (every metric × arm);
 each segment dimension forms a family per metric (every value × arm). Guardrails are not
 corrected: a missed harm costs more than a false alarm.
+
+As-of readouts: ``until`` reads the data as it was before that moment (exposures and events
+at or after it are ignored, like an experiment's end) and ``since`` keeps the units first
+exposed at or after it; both are stated in the result.
 """
 
 from __future__ import annotations
 
-import html
+import contextlib
+import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import String, literal, select
+
+from abkit.analysis import sql
 from abkit.analysis.decision import (
+    DEFAULT_MDE,
+    DEFAULT_POWER,
     Decision,
     GuardrailCheck,
     decide,
     guardrail_check,
     noninferiority_check,
+    power_needed,
 )
 from abkit.analysis.impact import BusinessAssumptions, Impact, project_impact
 from abkit.analysis.quality import (
@@ -37,289 +59,130 @@ from abkit.analysis.quality import (
     build_quality,
     srm_check,
 )
+from abkit.analysis.result import (
+    AnalysisResult,
+    DailyRow,
+    ExperimentFacts,
+    MetricInfo,
+    SamplePlan,
+    SegmentResult,
+)
+from abkit.analysis.runner import (
+    QueryRunner,
+    SQLAlchemyRunner,
+    registered_runner,
+    session_runner,
+)
+from abkit.analysis.sources import Relations, Source, load_source, store_relations
+from abkit.analysis.sql import Aggregates, Scope
+from abkit.assignment.config import Experiment
 from abkit.errors import ConfigError, NotEnoughDataError, StoreError
-from abkit.metrics.definitions import Metric, load_metrics
-from abkit.stats._render import ResultMixin, html_table, json_safe
+from abkit.metrics.definitions import Metric
+from abkit.metrics.files import load_metrics
+from abkit.metrics.library import builtin_metric, builtin_metrics
 from abkit.stats.estimators import ratio_linearised
+from abkit.stats.lift import LiftResult
 from abkit.stats.sufficient import MeanStats, RatioStats
-from abkit.store.schema import MICROS_PER_DAY, from_us, to_us
+from abkit.store.schema import Tables, build_tables
+from abkit.store.store import Store, open_store
+from abkit.timeutil import MICROS_PER_DAY, from_us, to_us
+from abkit.vocabulary import METHODS, Correction, Method
 
-METHODS = ("fixed", "sequential", "bayesian")
 
-
+# ------------------------------------------------------------------------ options
 @dataclass(frozen=True)
-class ExperimentFacts(ResultMixin):
-    """What was analysed: the configuration, the database, the exposure period."""
+class Options:
+    """The readout options, checked."""
 
-    key: str
-    control: str
-    variants: tuple[str, ...]
-    weights: dict[str, float]
-    traffic: float
-    registered: bool  # False: no configuration found, equal weights assumed for SRM
-    dialect: str
-    units: dict[str, int]  # analysed units per arm
-    first_exposure: str | None
-    last_exposure: str | None
-    days: float
-    units_per_day: float | None
-    description: str = ""
-    hypothesis: str = ""
-    owner: str = ""
+    method: Method
+    alpha: float
+    correction: Correction
+    cuped: bool
+    segments: tuple[str, ...]
+    since_us: int | None
+    until_us: int | None
+    business: BusinessAssumptions
+    traffic_per_day: float | None
 
 
-@dataclass(frozen=True)
-class SegmentResult(ResultMixin):
-    """One metric in one segment value for one treatment arm."""
-
-    segment: str
-    value: str
-    result: Any  # LiftResult
-
-    def _flat_row(self) -> dict[str, Any]:
-        row = {"segment": self.segment, "segment_value": self.value}
-        row.update(self.result._flat_row())
-        return row
-
-
-@dataclass(frozen=True)
-class DailyRow(ResultMixin):
-    """Cumulative value of a metric per arm up to a day (UTC day of first exposure)."""
-
-    date: str
-    metric: str
-    variant: str
-    n: int
-    value: float | None
-    rel_lift: float | None = None
-    rel_ci_lower: float | None = None
-    rel_ci_upper: float | None = None
-
-
-@dataclass(frozen=True)
-class AnalysisResult(ResultMixin):
-    """The full readout; ``to_frame()`` gives one row per metric and treatment arm."""
-
-    experiment: ExperimentFacts
-    quality: QualityReport
-    metrics: tuple[Any, ...]  # LiftResult per (metric, treatment arm), guardrails included
-    guardrails: tuple[GuardrailCheck, ...]
-    segments: tuple[SegmentResult, ...]
-    decision: Decision
-    impact: Impact | None
-    daily: tuple[DailyRow, ...]
-    primary: str
-    roles: dict[str, str]  # metric -> primary | secondary | guardrail
-    arm_stats: dict[str, dict[str, Any]]  # metric -> variant -> MeanStats | RatioStats
-    method: str = "fixed"
-    alpha: float = 0.05
-    correction: str = "holm"
-    cuped: bool = True
-
-    # ------------------------------------------------------------------ views
-    def to_frame(self):  # type: ignore[no-untyped-def]
-        """One row per metric and treatment arm (guardrails included, ``role`` says which)."""
-        import pandas as pd
-
-        rows = []
-        for r in self.metrics:
-            row = {"role": self.roles.get(r.metric, "secondary")}
-            row.update(r._flat_row())
-            rows.append(row)
-        return pd.DataFrame(rows)
-
-    def segments_frame(self):  # type: ignore[no-untyped-def]
-        import pandas as pd
-
-        return pd.DataFrame([s._flat_row() for s in self.segments])
-
-    def daily_frame(self):  # type: ignore[no-untyped-def]
-        import pandas as pd
-
-        return pd.DataFrame([json_safe(d) for d in self.daily])
-
-    def to_dict(self) -> dict[str, Any]:
-        """Everything, JSON-safe (non-finite floats become ``null``)."""
-        return json_safe(
-            {
-                "experiment": self.experiment,
-                "primary": self.primary,
-                "method": self.method,
-                "alpha": self.alpha,
-                "correction": self.correction,
-                "cuped": self.cuped,
-                "decision": self.decision.to_dict(),
-                "quality": {
-                    "srm": self.quality.srm,
-                    "multiple_exposure": self.quality.multiple_exposure,
-                    "balance": self.quality.balance,
-                    "excluded_events": self.quality.excluded_events,
-                    "unknown_variants": self.quality.unknown_variants,
-                    "warnings": self.quality.warnings,
-                },
-                "metrics": [
-                    {"role": self.roles.get(r.metric), **_lift_dict(r)} for r in self.metrics
-                ],
-                "guardrails": self.guardrails,
-                "segments": [
-                    {"segment": s.segment, "value": s.value, **_lift_dict(s.result)}
-                    for s in self.segments
-                ],
-                "impact": self.impact,
-                "daily": self.daily,
-                "arm_stats": self.arm_stats,
-            }
-        )
-
-    def summary(self) -> str:
-        """A plain-text readout (what ``abkit analyze --format table`` prints)."""
-        e = self.experiment
-        lines = [
-            f"Experiment {e.key}: {sum(e.units.values()):,} units "
-            f"({', '.join(f'{v} {n:,}' for v, n in e.units.items())}), "
-            f"{e.first_exposure or '-'} to {e.last_exposure or '-'}",
-            "",
-            f"DECISION: {self.decision.verdict.upper()}"
-            + (f" ({self.decision.winner})" if self.decision.winner else ""),
-        ]
-        lines += [f"  - {r}" for r in self.decision.reasons]
-        lines += ["", "Data quality:"]
-        if self.quality.warnings:
-            lines += [f"  ! {w}" for w in self.quality.warnings]
-        else:
-            lines.append("  all checks passed")
-        srm = self.quality.srm
-        lines.append(
-            f"  SRM p = {_fmt(getattr(srm, 'p_value', None))}; "
-            f"multiple-exposure units excluded: {self.quality.multiple_exposure.multiple}"
-        )
-        lines += ["", "Metrics:"]
-        header = (
-            "metric",
-            "role",
-            "variant",
-            "control",
-            "treatment",
-            "rel lift",
-            "CI",
-            "p",
-            "p adj",
-        )
-        table = [header]
-        for r in self.metrics:
-            ci = r.rel_ci
-            table.append(
-                (
-                    r.metric,
-                    self.roles.get(r.metric, ""),
-                    r.variant,
-                    _fmt(r.control_mean),
-                    _fmt(r.treatment_mean),
-                    _pct(r.rel_lift),
-                    "-" if ci is None else f"[{_pct(ci[0])}, {_pct(ci[1])}]",
-                    _fmt(r.p_value),
-                    _fmt(r.p_value_adjusted),
+def _moment_us(value: datetime | str | None, field_name: str) -> int | None:
+    """Epoch µs of a timezone-aware datetime or ISO-8601 text (a date means its UTC midnight)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise ConfigError(
+                f"{field_name} must be an ISO-8601 date or time, got {value!r}", field=field_name
+            ) from None
+        if moment.tzinfo is None:
+            if len(text) > 10:  # a time without a zone is ambiguous
+                raise ConfigError(
+                    f"{field_name} {value!r} has no time zone; add one (e.g. +00:00 or Z)",
+                    field=field_name,
                 )
-            )
-        widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
-        for row in table:
-            lines.append(
-                "  " + "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True))
-            )
-        if self.guardrails:
-            lines += ["", "Guardrails:"]
-            lines += [f"  [{g.status}] {g.reason}" for g in self.guardrails]
-        if self.segments:
-            lines += ["", "Segments (primary metric and guardrails, corrected per dimension):"]
-            for seg in self.segments:
-                r = seg.result
-                ci = r.rel_ci
-                lines.append(
-                    f"  {seg.segment}={seg.value}  {r.metric}  {r.variant}  {_pct(r.rel_lift)}  "
-                    + ("-" if ci is None else f"[{_pct(ci[0])}, {_pct(ci[1])}]")
-                    + f"  p adj {_fmt(r.p_value_adjusted)}"
-                )
-        if self.impact is not None:
-            lines += ["", "Business impact:", "  " + self.impact.sentence()]
-        return "\n".join(lines)
+            moment = moment.replace(tzinfo=from_us(0).tzinfo)
+        value = moment
+    if not isinstance(value, datetime):
+        raise ConfigError(f"{field_name} must be a datetime or ISO-8601 text", field=field_name)
+    try:
+        return to_us(value)
+    except ValueError as exc:
+        raise ConfigError(str(exc), field=field_name) from None
 
-    def _repr_html_(self) -> str:
-        e = self.experiment
-        d = self.decision
-        parts = [
-            f"<h3>Experiment {html.escape(e.key)}</h3>",
-            f"<p><strong>Decision: {html.escape(d.verdict)}"
-            + (f" ({html.escape(d.winner)})" if d.winner else "")
-            + "</strong></p><ul>"
-            + "".join(f"<li>{html.escape(r)}</li>" for r in d.reasons)
-            + "</ul>",
-        ]
-        if self.quality.warnings:
-            parts.append(
-                "<p><strong>Data quality warnings</strong></p><ul>"
-                + "".join(f"<li>{html.escape(w)}</li>" for w in self.quality.warnings)
-                + "</ul>"
-            )
-        parts.append(html_table(self.quality.rows(), caption="Data quality"))
-        keep = (
-            "metric",
-            "variant",
-            "control_mean",
-            "treatment_mean",
-            "rel_lift",
-            "rel_ci_lower",
-            "rel_ci_upper",
-            "p_value",
-            "p_value_adjusted",
-            "significant",
+
+def _options(
+    *,
+    method: str,
+    alpha: float,
+    correction: str,
+    cuped: bool,
+    segments: Sequence[str] | str,
+    since: datetime | str | None,
+    until: datetime | str | None,
+    business: BusinessAssumptions | Mapping[str, Any] | None,
+    traffic_per_day: float | None,
+) -> Options:
+    from abkit.stats.multiple import normalise_method
+
+    if method not in METHODS:
+        raise ConfigError(
+            f"method must be one of {', '.join(METHODS)}, got {method!r}", field="method"
         )
-        rows = []
-        for r in self.metrics:
-            flat = r._flat_row()
-            rows.append({"role": self.roles.get(r.metric), **{k: flat.get(k) for k in keep}})
-        parts.append(html_table(rows, caption="Metrics"))
-        if self.impact is not None:
-            parts.append(f"<p>{html.escape(self.impact.sentence())}</p>")
-        if self.segments:
-            seg_rows = []
-            for s in self.segments:
-                flat = s.result._flat_row()
-                seg_rows.append(
-                    {"segment": s.segment, "value": s.value, **{k: flat.get(k) for k in keep}}
-                )
-            parts.append(html_table(seg_rows, caption="Segments"))
-        return "<div class='abkit-analysis'>" + "".join(parts) + "</div>"
+    if not 0 < alpha < 0.5:
+        raise ConfigError(f"alpha must be in (0, 0.5), got {alpha!r}", field="alpha")
+    try:
+        normalised: Correction = normalise_method(correction)
+    except ValueError as exc:
+        raise ConfigError(str(exc), field="correction") from None
+    since_us, until_us = _moment_us(since, "since"), _moment_us(until, "until")
+    if since_us is not None and until_us is not None and since_us >= until_us:
+        raise ConfigError("since must be before until", field="since")
+    return Options(
+        method=method,
+        alpha=alpha,
+        correction=normalised,
+        cuped=cuped,
+        segments=(segments,) if isinstance(segments, str) else tuple(segments),
+        since_us=since_us,
+        until_us=until_us,
+        business=BusinessAssumptions.coerce(business),
+        traffic_per_day=traffic_per_day,
+    )
 
 
-def _lift_dict(result: Any) -> dict[str, Any]:
-    out = result.to_dict()
-    out.pop("details", None)
-    return out
+# ------------------------------------------------------------------------ metrics
+DEFAULT_METRICS = ("conversion_rate", "revenue_per_user", "orders_per_user", "average_order_value")
 
 
-def _fmt(x: Any) -> str:
-    if x is None:
-        return "-"
-    if isinstance(x, float):
-        return f"{x:.4g}"
-    return str(x)
-
-
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{x:+.2%}"
-
-
-# ------------------------------------------------------------------------ helpers
-def _resolve_metrics(
+def resolve_metrics(
     metrics: Sequence[Metric] | str | Path | None, guardrails: Sequence[Metric | str] | None
 ) -> tuple[list[Metric], Metric, list[Metric]]:
     """(all metrics in order, primary, guardrails)."""
-    from abkit.metrics.library import builtin_metrics
-
     if metrics is None:
-        chosen = builtin_metrics(
-            "conversion_rate", "revenue_per_user", "orders_per_user", "average_order_value"
-        )
+        chosen = builtin_metrics(*DEFAULT_METRICS)
         chosen[0] = chosen[0].with_(role="primary")
     elif isinstance(metrics, (str, Path)):
         chosen = load_metrics(metrics)
@@ -360,24 +223,231 @@ def _resolve_metrics(
 
 
 def _builtin_or_error(name: str) -> Metric:
-    from abkit.metrics.library import builtin_metric
-
     try:
         return builtin_metric(name)
     except KeyError as exc:
         raise ConfigError(str(exc.args[0]), field="guardrails") from None
 
 
-def _resolve_experiment(store: Any, experiment: Any) -> tuple[Any, bool]:
-    """(Experiment or None, registered?)."""
+# --------------------------------------------------------------------- connection
+@dataclass(frozen=True)
+class Connected:
+    """An open database: how to run statements, what to read, where the registry is."""
+
+    runner: QueryRunner
+    relations: Relations
+    dialect: str
+    source: str
+    registry: Tables | None  # the tables holding the experiment registry, if any
+    store: Store | None  # the Store when one was given or opened
+
+
+@contextlib.contextmanager
+def _connect(db: Any, source: Source | str | Path | None) -> Iterator[Connected]:
+    """Open ``db`` (URL, Store or QueryRunner) for reading; close what was opened here."""
+    declared = load_source(source) if isinstance(source, (str, Path)) else source
+
+    def relations(tables: Tables | None) -> tuple[Relations, str]:
+        if declared is not None:
+            return declared.relations(), declared.describe()
+        assert tables is not None  # without a declared source the store's tables are read
+        return store_relations(tables), "abkit store"
+
+    if not isinstance(db, (str, Store, QueryRunner)):
+        db = session_runner(db)  # e.g. a SparkSession: the caller keeps owning it
+    if isinstance(db, QueryRunner):
+        tables = build_tables()
+        rel, what = relations(tables)
+        yield Connected(db, rel, db.dialect.name, what, tables, None)
+        return
+    opened = registered_runner(db) if isinstance(db, str) else None
+    if opened is not None and declared is not None and getattr(opened, "store_only", False):
+        # a runner that serves only abkit's own tables (a replica of the store) cannot read
+        # the user's tables: read them on the database itself
+        close_opened = getattr(opened, "close", None)
+        if callable(close_opened):
+            close_opened()
+        opened = None
+    if opened is not None:
+        try:
+            tables = build_tables()
+            rel, what = relations(tables)
+            yield Connected(opened, rel, opened.dialect.name, what, tables, None)
+        finally:
+            close = getattr(opened, "close", None)
+            if callable(close):
+                close()
+        return
+    if declared is not None and isinstance(db, str):
+        # the user's own tables: connect without opening (or creating) an abkit store
+        from sqlalchemy import create_engine
+
+        from abkit.store.store import normalise_url
+
+        engine = create_engine(normalise_url(db))
+        try:
+            with engine.connect() as conn:
+                rel, what = relations(None)
+                # abkit's registry may live beside the user's tables: looked up, not required
+                registry = build_tables()
+                yield Connected(
+                    SQLAlchemyRunner(conn), rel, engine.dialect.name, what, registry, None
+                )
+        finally:
+            engine.dispose()
+        return
+    store = db if isinstance(db, Store) else open_store(db, create=False)
+    with store.engine.connect() as conn:
+        rel, what = relations(store.tables)
+        runner = SQLAlchemyRunner(conn, where=str(store.url))
+        yield Connected(runner, rel, store.dialect_name, what, store.tables, store)
+
+
+def _configuration(conn: Connected, experiment: str | Experiment) -> tuple[Experiment | None, bool]:
+    """(Experiment or None, registered?): the object given, or the registry's entry."""
     if not isinstance(experiment, str):
         if not hasattr(experiment, "variant_names"):
             raise ConfigError("experiment must be a key or an abkit Experiment")
         return experiment, True
-    try:
-        return store.get_experiment(experiment), True
-    except StoreError:
+    if conn.store is not None:
+        try:
+            return conn.store.get_experiment(experiment), True
+        except StoreError:
+            return None, False
+    if conn.registry is None:
         return None, False
+    table = conn.registry.experiments
+    stmt = select(table.c.config).where(table.c.key == literal(experiment, String()))
+    try:
+        rows = conn.runner.run(stmt)
+    except StoreError:  # no registry table on this engine: not registered
+        return None, False
+    if not rows:
+        return None, False
+    return Experiment.from_dict(json.loads(rows[0][0])), True
+
+
+# --------------------------------------------------------------------------- read
+def _read(
+    conn: Connected, scope: Scope, metrics: Sequence[Metric], options: Options
+) -> tuple[Aggregates, dict[str, dict[str | None, Aggregates]]]:
+    """The overall aggregates and, per segment dimension, the aggregates per value."""
+    overall = sql.fetch_aggregates(
+        conn.runner, conn.relations, scope, metrics, cuped=options.cuped
+    ).get(None)
+    if overall is None:
+        raise NotEnoughDataError(
+            f"experiment {scope.experiment!r} has no exposures in {conn.runner.where}"
+        )
+    if options.segments:
+        _check_segments(conn, scope, options.segments)
+    by_segment = {
+        name: sql.fetch_aggregates(
+            conn.runner,
+            conn.relations,
+            scope,
+            metrics,
+            cuped=options.cuped,
+            caps=overall.caps,
+            segment=name,
+            daily=False,
+        )
+        for name in options.segments
+    }
+    return overall, by_segment
+
+
+def _check_segments(conn: Connected, scope: Scope, segments: Sequence[str]) -> None:
+    """An attribute no exposure of the experiment carries is a mistake (a misspelling)."""
+    rel = conn.relations
+    known = set(rel.attribute_columns)
+    if rel.attributes is not None:
+        stmt = sql.known_attributes_query(rel, scope)
+        known |= {str(r[0]) for r in conn.runner.run(stmt)}
+    for name in segments:
+        if name not in known:
+            listed = ", ".join(sorted(known)) or "none"
+            raise ConfigError(
+                f"unknown segment attribute {name!r}: the exposures of {scope.experiment!r} "
+                f"carry {listed}",
+                field="segments",
+            )
+
+
+# ------------------------------------------------------------------------ results
+@dataclass(frozen=True)
+class Arms:
+    """The experiment's arms as analysed."""
+
+    variants: tuple[str, ...]
+    weights: dict[str, float]
+    traffic: float
+    unknown: tuple[str, ...]
+
+    @property
+    def control(self) -> str:
+        return self.variants[0]
+
+    @property
+    def treatments(self) -> list[str]:
+        return list(self.variants[1:])
+
+
+def _arms(exp: Experiment | None, overall: Aggregates) -> Arms:
+    seen = sorted({*overall.units, *overall.contaminated})
+    if exp is not None:
+        variants = tuple(exp.variant_names)
+        weights = dict(zip(variants, exp.effective_weights, strict=True))
+        traffic = float(exp.traffic)
+    else:  # not registered: equal split, control named "control" or else the first name
+        control = "control" if "control" in seen else seen[0]
+        variants = (control, *[v for v in seen if v != control])
+        weights = dict.fromkeys(variants, 1.0 / len(variants))
+        traffic = 1.0
+    return Arms(variants, weights, traffic, tuple(v for v in seen if v not in variants))
+
+
+def _quality(
+    overall: Aggregates, arms: Arms, metrics: Sequence[Metric]
+) -> tuple[QualityReport, dict[str, dict[str, Any]]]:
+    """Data-quality checks and the per-arm statistics of every metric."""
+    units = {v: overall.units.get(v, 0) for v in arms.variants}
+    seen = sorted({*overall.units, *overall.contaminated})
+    multi_by = {v: overall.contaminated.get(v, 0) for v in seen}
+    total_units = sum(overall.units.values()) + sum(multi_by.values())
+    multiple = MultipleExposure(
+        units=total_units,
+        multiple=sum(multi_by.values()),
+        share=sum(multi_by.values()) / total_units if total_units else 0.0,
+        by_variant=multi_by,
+    )
+    arm_stats: dict[str, dict[str, Any]] = {}
+    excluded = []
+    for m in metrics:
+        per_arm = overall.metrics.get(m.name, {})
+        arm_stats[m.name] = {v: per_arm[v].stats for v in arms.variants if v in per_arm}
+        excluded.append(
+            ExcludedEvents(
+                metric=m.name,
+                before_exposure=sum(a.events_before_exposure for a in per_arm.values()),
+                after_window=sum(a.events_after_window for a in per_arm.values()),
+            )
+        )
+    balance = balance_checks(
+        {
+            m.name: {v: s for v, s in arm_stats[m.name].items() if isinstance(s, MeanStats)}
+            for m in metrics
+        },
+        arms.control,
+    )
+    quality = build_quality(
+        srm=srm_check(units, arms.weights),
+        multiple=multiple,
+        balance=balance,
+        excluded=excluded,
+        unknown_variants=arms.unknown,
+    )
+    return quality, arm_stats
 
 
 def _cap_text(metric: Metric, caps: Mapping[str, float]) -> str | None:
@@ -399,21 +469,32 @@ def _strip_covariate(stats: Any) -> Any:
     return stats
 
 
-def _cuped_capable(metric: Metric) -> bool:
-    """Mean and proportion metrics (covariate ``x``) and ratio metrics (pre-period
-    numerator and denominator, delta-method CUPED) can be CUPED-adjusted."""
-    return metric.supports_cuped or metric.kind == "ratio"
-
-
 def _varying_covariate(stats: Any) -> bool:
+    """A covariate that never varies carries no information (no pre-period data)."""
     if isinstance(stats, RatioStats):
         if not stats.has_covariate or stats.n < 2 or not stats.pre_den_sum:
             return False
-        # the pre-period ratio term must vary (no pre-period activity: nothing to learn)
         return ratio_linearised(stats)[3] > 0
     if not isinstance(stats, MeanStats) or not stats.has_covariate or stats.n < 2:
         return False
     return stats.cov_var > 0
+
+
+def _use_cuped(cuped: bool, control: Any, treatment: Any) -> bool:
+    return bool(cuped and _varying_covariate(control) and _varying_covariate(treatment))
+
+
+def _small_counts(metric: Metric, control: object, treatment: object) -> bool:
+    """A fixed-horizon proportion with too few (or all) conversions for the normal
+    approximation (:func:`abkit.stats.exact.needs_exact`: 0 or all conversions in an arm, or
+    an expected cell count below its minimum)."""
+    from abkit.stats.exact import needs_exact
+
+    if metric.type != "proportion":
+        return False
+    if not isinstance(control, MeanStats) or not isinstance(treatment, MeanStats):
+        return False
+    return control.n > 0 and treatment.n > 0 and needs_exact(control, treatment)
 
 
 def _compare(
@@ -426,363 +507,345 @@ def _compare(
     cuped: bool,
     method: str,
     cap: str | None,
+    **method_options: Any,
 ) -> Any:
     from abkit.stats.readout import compare
 
-    use_cuped = bool(
-        cuped
-        and _cuped_capable(metric)
-        # a covariate that never varies carries no information (no pre-period data)
-        and _varying_covariate(control)
-        and _varying_covariate(treatment)
-    )
+    if metric.type == "quantile":
+        return _quantile_readout(metric, control, treatment, variant=variant, alpha=alpha)
+    use_cuped = _use_cuped(cuped, control, treatment)
+    if method == "fixed" and _small_counts(metric, control, treatment):
+        # few conversions: the Wald test is anti-conservative; the exact test decides
+        method, use_cuped = "exact", False
     if not use_cuped:
         control, treatment = _strip_covariate(control), _strip_covariate(treatment)
     return compare(
         control,
         treatment,
-        metric_type=metric.kind,
+        metric_type=metric.type,
         alpha=alpha,
         cuped=use_cuped,
         method=method,
         metric=metric.name,
         variant=variant,
         cap=cap,
+        **method_options,
     )
 
 
-def _guardrail(
-    metric: Metric,
-    stats: Mapping[str, Any],
-    control: str,
-    result: Any,
-    *,
-    alpha: float,
-    cuped: bool,
-) -> GuardrailCheck:
-    """Non-inferiority test when the metric has a margin, else the harm-interval check."""
-    if metric.margin is None:
-        return guardrail_check(result, metric, result.variant, alpha)
-    from abkit.stats.guardrails import guardrail
+def _quantile_readout(
+    metric: Metric, control: object, treatment: object, *, variant: str, alpha: float
+) -> LiftResult:
+    """A quantile metric's readout (:func:`abkit.stats.quantile.compare_quantiles`, a
+    clustered z-test) in the shape of every other readout. Fixed-horizon only: the
+    sequential and Bayesian engines have no quantile form yet, so every method reads it so."""
+    from abkit.errors import AbkitError
+    from abkit.stats.lift import not_enough_data
+    from abkit.stats.quantile import QuantileStats, compare_quantiles
 
-    c, t = stats.get(control), stats.get(result.variant)
-    use_cuped = bool(
-        cuped and _cuped_capable(metric) and _varying_covariate(c) and _varying_covariate(t)
-    )
-    if not use_cuped:
-        c, t = _strip_covariate(c), _strip_covariate(t)
-    outcome = guardrail(
-        c,
-        t,
-        metric_type=metric.kind,
-        margin=metric.margin,
-        margin_type="relative",
-        higher_is_better=metric.higher_is_better,
+    common = dict(method="fixed", alpha=alpha, alternative="two-sided", cuped=False)
+    c_n = control.n if isinstance(control, QuantileStats) else 0
+    t_n = treatment.n if isinstance(treatment, QuantileStats) else 0
+    if not isinstance(control, QuantileStats) or not isinstance(treatment, QuantileStats):
+        return not_enough_data(
+            "quantile",
+            "no events with a value in an arm (or a segment: quantiles are computed overall)",
+            n_control=c_n,
+            n_treatment=t_n,
+            metric=metric.name,
+            variant=variant,
+            cap=None,
+            **common,  # type: ignore[arg-type]
+        )
+    try:
+        q = compare_quantiles(control, treatment, alpha=alpha)
+    except (AbkitError, ValueError) as exc:
+        return not_enough_data(
+            "quantile",
+            str(exc),
+            n_control=c_n,
+            n_treatment=t_n,
+            metric=metric.name,
+            variant=variant,
+            cap=None,
+            **common,  # type: ignore[arg-type]
+        )
+    return LiftResult(
+        metric_type="quantile",
+        control_mean=q.control_quantile,
+        treatment_mean=q.treatment_quantile,
+        abs_lift=q.abs_diff,
+        abs_ci=q.abs_ci,
+        rel_lift=q.rel_lift,
+        rel_ci=q.rel_ci,
+        rel_ci_bounded=q.rel_ci is not None,
+        p_value=q.p_value,
+        significant=q.significant,
+        method="fixed",
+        test=q.test,
+        n_control=q.n_control,
+        n_treatment=q.n_treatment,
+        variance_reduction=None,
+        status="ok",
+        note=f"p{metric.probability * 100 if metric.probability else 0:g} of the event values",
         alpha=alpha,
-        cuped=use_cuped,
+        se_abs=q.se_abs,
         metric=metric.name,
+        variant=variant,
     )
-    return noninferiority_check(outcome, metric, result.variant)
 
 
-def _day_iso(day: int) -> str:
-    return from_us(day * MICROS_PER_DAY).date().isoformat()
+# Confidence sequences are calibrated to stop by this multiple of the planned sample.
+CONFSEQ_HORIZON = 2.0
 
 
-# ------------------------------------------------------------------------- analyze
-def analyze(
-    db: Any,
-    experiment: Any,
-    metrics: Sequence[Metric] | str | Path | None = None,
-    *,
-    guardrails: Sequence[Metric | str] | None = None,
-    method: str = "fixed",
-    alpha: float = 0.05,
-    segments: Sequence[str] = (),
-    correction: str = "holm",
-    cuped: bool = True,
-    traffic_per_day: float | None = None,
-    business: BusinessAssumptions | Mapping[str, Any] | None = None,
-) -> AnalysisResult:
-    """Analyse ``experiment`` in the store ``db`` (URL or :class:`~abkit.store.store.Store`).
-
-    ``metrics``: ``Metric`` objects, a TOML file, or ``None`` for conversion rate (primary),
-    revenue per user, orders per user and average order value. The primary metric is the
-    one with ``role="primary"`` (else the first non-guardrail one). ``guardrails``:
-    metrics or names (library or listed metrics) that must not get significantly worse.
-    ``method``: ``fixed``, ``sequential`` or ``bayesian`` (see :mod:`abkit.stats.readout`).
-    ``segments``: exposure attribute names (e.g. ``"platform"``) to break the primary
-    metric and the guardrails down by (fixed-horizon readouts, corrected per dimension).
-    ``traffic_per_day``: exposed units per day (default: observed) for the sample still
-    needed and the impact projection; ``business``: :class:`BusinessAssumptions`.
-    """
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from abkit.analysis import sql
-    from abkit.stats.multiple import apply_correction, normalise_method
-    from abkit.store.store import open_store
-
-    if method not in METHODS:
+def _method_options(
+    primary: Metric, arm_stats: Mapping[str, Mapping[str, Any]], arms: Arms, options: Options
+) -> dict[str, float]:
+    """What a method needs beyond the statistics: a confidence sequence (``confseq``) is
+    tightest at the planned total sample (the primary metric's plan for its mde) and valid
+    up to :data:`CONFSEQ_HORIZON` times it."""
+    if options.method != "confseq":
+        return {}
+    control = arm_stats[primary.name].get(arms.control)
+    if not isinstance(control, (MeanStats, RatioStats)):
         raise ConfigError(
-            f"method must be one of {', '.join(METHODS)}, got {method!r}", field="method"
+            f"method 'confseq' needs a plan for the primary metric {primary.name!r}",
+            field="method",
         )
-    if not 0 < alpha < 0.5:
-        raise ConfigError(f"alpha must be in (0, 0.5), got {alpha!r}", field="alpha")
-    try:
-        correction = normalise_method(correction)
-    except ValueError as exc:
-        raise ConfigError(str(exc), field="correction") from None
-    if isinstance(segments, str):
-        segments = (segments,)
-    assumptions = BusinessAssumptions.coerce(business)
-    all_metrics, primary, guard_metrics = _resolve_metrics(metrics, guardrails)
-    roles = {m.name: m.role for m in all_metrics}
-
-    store = open_store(db, create=False)
-    exp, registered = _resolve_experiment(store, experiment)
-    key = experiment if isinstance(experiment, str) else exp.key
-    end_us = to_us(exp.end) if exp is not None and exp.end is not None else None
-    tables = store.tables
-    try:
-        with store.engine.connect() as conn:
-            counts = conn.execute(sql.exposure_counts_query(tables, key, end_us=end_us)).all()
-            if not counts:
-                raise NotEnoughDataError(
-                    f"experiment {key!r} has no exposures in {store.url}"
-                    + ("" if registered else " (and it is not registered)")
-                )
-            caps = sql.compute_caps(conn, tables, key, all_metrics, end_us=end_us)
-            overall = sql.fetch_aggregates(
-                conn, tables, key, all_metrics, end_us=end_us, caps=caps, ratio_cuped=cuped
-            ).get(None)
-            by_segment = {
-                name: sql.fetch_aggregates(
-                    conn,
-                    tables,
-                    key,
-                    all_metrics,
-                    end_us=end_us,
-                    caps=caps,
-                    segment=name,
-                    daily=False,
-                    ratio_cuped=cuped,
-                )
-                for name in segments
-            }
-    except SQLAlchemyError as exc:
-        raise StoreError(f"the analysis query failed on {store.url}: {exc}") from exc
-
-    seen_variants = sorted({str(r.variant) for r in counts})
-    if exp is not None:
-        variants = tuple(exp.variant_names)
-        weights = dict(zip(variants, exp.effective_weights, strict=True))
-        traffic = float(exp.traffic)
-    else:  # not registered: equal split, control named "control" or else the first name
-        control_name = "control" if "control" in seen_variants else seen_variants[0]
-        variants = (control_name, *[v for v in seen_variants if v != control_name])
-        weights = dict.fromkeys(variants, 1.0 / len(variants))
-        traffic = 1.0
-    control = variants[0]
-    unknown = tuple(v for v in seen_variants if v not in variants)
-
-    units = {v: (overall.units.get(v, 0) if overall else 0) for v in variants}
-    first_us = min(int(r.first_us) for r in counts)
-    last_us = max(int(r.last_us) for r in counts)
-    span_days = max((last_us - first_us) / MICROS_PER_DAY, 1.0)
-    observed_per_day = sum(units.values()) / span_days if sum(units.values()) else None
-    per_day = traffic_per_day if traffic_per_day is not None else observed_per_day
-
-    # ---- quality
-    total_units = sum(int(r.units) for r in counts)
-    multi_by = {str(r.variant): int(r.multi or 0) for r in counts}
-    multiple = MultipleExposure(
-        units=total_units,
-        multiple=sum(multi_by.values()),
-        share=sum(multi_by.values()) / total_units if total_units else 0.0,
-        by_variant=multi_by,
-    )
-    srm = srm_check(units, weights)
-    arm_stats: dict[str, dict[str, Any]] = {}
-    excluded = []
-    for m in all_metrics:
-        arms = overall.metrics.get(m.name, {}) if overall else {}
-        arm_stats[m.name] = {v: arms[v].stats for v in variants if v in arms}
-        excluded.append(
-            ExcludedEvents(
-                metric=m.name,
-                before_exposure=sum(a.events_before_exposure for a in arms.values()),
-                after_window=sum(a.events_after_window for a in arms.values()),
-            )
-        )
-    balance = balance_checks(
-        {
-            m.name: {v: s for v, s in arm_stats[m.name].items() if isinstance(s, MeanStats)}
-            for m in all_metrics
-            if m.supports_cuped
-        },
+    _, _, plan, target = power_needed(
+        primary,
         control,
+        current_units=0,
+        weights=[arms.weights[v] for v in arms.variants],
+        alpha=options.alpha,
+        traffic_per_day=None,
     )
-    quality = build_quality(
-        srm=srm, multiple=multiple, balance=balance, excluded=excluded, unknown_variants=unknown
-    )
+    n_total = getattr(plan, "n_total", None)
+    if not n_total:
+        raise ConfigError(f"method 'confseq' needs a sample plan: {target}", field="method")
+    return {"n_planned": float(n_total), "horizon": CONFSEQ_HORIZON}
 
-    # ---- readouts
-    treatments = [v for v in variants if v != control]
+
+def _readouts(
+    metrics: Sequence[Metric],
+    primary: Metric,
+    arm_stats: Mapping[str, Mapping[str, Any]],
+    caps: Mapping[str, float],
+    arms: Arms,
+    options: Options,
+) -> dict[str, list[Any]]:
+    """Lifts per metric and treatment arm, corrected per family (module docstring)."""
+    from abkit.stats.family import correct_family
+
+    options_for_method = _method_options(primary, arm_stats, arms, options)
     readouts: dict[str, list[Any]] = {}
-    for m in all_metrics:
-        cap = _cap_text(m, caps)
+    for m in metrics:
         stats = arm_stats[m.name]
         readouts[m.name] = [
             _compare(
                 m,
-                stats.get(control),
+                stats.get(arms.control),
                 stats.get(v),
                 variant=v,
-                alpha=alpha,
-                cuped=cuped,
-                method=method,
-                cap=cap,
+                alpha=options.alpha,
+                cuped=options.cuped,
+                method=options.method,
+                cap=_cap_text(m, caps),
+                **options_for_method,
             )
-            for v in treatments
+            for v in arms.treatments
         ]
-    readouts[primary.name] = apply_correction(readouts[primary.name], correction)
-    secondary = [m.name for m in all_metrics if m.role == "secondary"]
+    readouts[primary.name] = correct_family(readouts[primary.name], options.correction)
+    secondary = [m.name for m in metrics if m.role == "secondary"]
     family = [r for name in secondary for r in readouts[name]]
-    corrected = iter(apply_correction(family, correction))
+    corrected = iter(correct_family(family, options.correction))
     for name in secondary:
         readouts[name] = [next(corrected) for _ in readouts[name]]
-    lift_results = tuple(r for m in all_metrics for r in readouts[m.name])
+    return readouts
 
-    checks = tuple(
-        _guardrail(m, arm_stats[m.name], control, r, alpha=alpha, cuped=cuped)
-        for m in guard_metrics
-        for r in readouts[m.name]
+
+def _guardrails(
+    guard_metrics: Sequence[Metric],
+    arm_stats: Mapping[str, Mapping[str, Any]],
+    readouts: Mapping[str, Sequence[Any]],
+    control: str,
+    options: Options,
+) -> tuple[GuardrailCheck, ...]:
+    """Non-inferiority test when the metric has a margin, else the harm-interval check."""
+    from abkit.stats.guardrails import guardrail
+
+    checks = []
+    for metric in guard_metrics:
+        for result in readouts[metric.name]:
+            if metric.margin is None or metric.type == "quantile":
+                # a quantile's margin is read on its relative interval (the same rule)
+                checks.append(
+                    guardrail_check(
+                        result,
+                        metric.with_(mde=metric.margin or metric.mde),
+                        result.variant,
+                        options.alpha,
+                    )
+                    if metric.margin is not None
+                    else guardrail_check(result, metric, result.variant, options.alpha)
+                )
+                continue
+            c, t = arm_stats[metric.name].get(control), arm_stats[metric.name].get(result.variant)
+            use_cuped = _use_cuped(options.cuped, c, t)
+            if not use_cuped:
+                c, t = _strip_covariate(c), _strip_covariate(t)
+            outcome = guardrail(
+                c,
+                t,
+                metric_type=metric.type,
+                margin=metric.margin,
+                margin_type="relative",
+                higher_is_better=metric.higher_is_better,
+                alpha=options.alpha,
+                cuped=use_cuped,
+                metric=metric.name,
+            )
+            checks.append(noninferiority_check(outcome, metric, result.variant))
+    return tuple(checks)
+
+
+def _plan(
+    primary: Metric,
+    decision: Decision,
+    control_stats: Any,
+    units: int,
+    arms: Arms,
+    options: Options,
+    per_day: float | None,
+) -> SamplePlan:
+    """The sample plan for the primary metric, whatever the verdict."""
+    mde = primary.mde or DEFAULT_MDE
+    plan = decision.power_plan
+    needed, days = decision.sample_needed, decision.days_needed
+    target = f"{mde:.1%} relative change with {DEFAULT_POWER:.0%} power"
+    if plan is None and isinstance(control_stats, (MeanStats, RatioStats)):
+        needed, days, plan, target = power_needed(
+            primary,
+            control_stats,
+            current_units=units,
+            weights=[arms.weights[v] for v in arms.variants],
+            alpha=options.alpha,
+            traffic_per_day=per_day,
+        )
+    n_total = getattr(plan, "n_total", None)
+    return SamplePlan(
+        metric=primary.name,
+        n_total=int(n_total) if n_total else None,
+        mde=mde,
+        power=DEFAULT_POWER,
+        alpha=options.alpha,
+        target=target,
+        units_collected=units,
+        sample_needed=needed,
+        days_needed=days,
+        information_fraction=(
+            decision.information_fraction
+            if decision.information_fraction is not None
+            else (min(units / int(n_total), 1.0) if n_total else None)
+        ),
     )
 
-    decision = decide(
-        primary=primary,
-        primary_results={r.variant: r for r in readouts[primary.name]},
-        guardrails=checks,
-        srm_detected=quality.srm_detected,
-        srm_note=quality.warnings[0] if quality.srm_detected else "",
-        control_stats=arm_stats[primary.name].get(control),
-        current_units=sum(units.values()),
-        weights=[weights[v] for v in variants],
-        alpha=alpha,
-        traffic_per_day=per_day,
-        method=method,
-    )
 
-    # ---- impact
-    impact_metric = next(
-        (m for m in all_metrics if m.name == assumptions.metric),
-        None,
-    )
+def _impact(
+    metrics: Sequence[Metric],
+    primary: Metric,
+    readouts: Mapping[str, Sequence[Any]],
+    arm_stats: Mapping[str, Mapping[str, Any]],
+    decision: Decision,
+    arms: Arms,
+    options: Options,
+    per_day: float | None,
+) -> Impact | None:
+    assumptions = options.business
+    impact_metric = next((m for m in metrics if m.name == assumptions.metric), None)
     if assumptions.metric is not None and impact_metric is None:
         raise ConfigError(
             f"business.metric {assumptions.metric!r} is not among the analysed metrics",
             field="business.metric",
         )
     if impact_metric is None:
-        impact_metric = next((m for m in all_metrics if m.name == "revenue_per_user"), primary)
-    impact = None
-    if treatments:
-        best = decision.winner or _best_arm(readouts[primary.name], primary) or treatments[0]
-        result = next(r for r in readouts[impact_metric.name] if r.variant == best)
-        impact = project_impact(
-            metric=impact_metric,
-            variant=best,
-            result=result,
-            control_stats=arm_stats[impact_metric.name].get(control),
-            assumptions=assumptions,
-            observed_units_per_day=per_day,
-            experiment_traffic=traffic,
-        )
+        impact_metric = next((m for m in metrics if m.name == "revenue_per_user"), primary)
+    if not arms.treatments:
+        return None
+    best = decision.winner or _best_arm(readouts[primary.name], primary) or arms.treatments[0]
+    result = next(r for r in readouts[impact_metric.name] if r.variant == best)
+    return project_impact(
+        metric=impact_metric,
+        variant=best,
+        result=result,
+        control_stats=arm_stats[impact_metric.name].get(arms.control),
+        assumptions=assumptions,
+        observed_units_per_day=per_day,
+        experiment_traffic=arms.traffic,
+    )
 
-    # ---- daily cumulative series
-    daily = _daily_rows(overall, all_metrics, control, alpha) if overall else ()
 
-    # ---- segments
-    segment_results: list[SegmentResult] = []
+def _best_arm(results: Sequence[Any], metric: Metric) -> str | None:
+    ok = [r for r in results if r.rel_lift is not None]
+    if not ok:
+        return None
+    sign = 1.0 if metric.higher_is_better else -1.0
+    return str(max(ok, key=lambda r: sign * r.rel_lift).variant)
+
+
+def _segment_results(
+    by_segment: Mapping[str, Mapping[str | None, Aggregates]],
+    metrics: Sequence[Metric],
+    caps: Mapping[str, float],
+    arms: Arms,
+    options: Options,
+) -> tuple[SegmentResult, ...]:
+    """Fixed-horizon readouts per segment value, corrected per dimension and metric."""
+    from abkit.stats.family import correct_family
+
+    out: list[SegmentResult] = []
     for name, parts in by_segment.items():
-        for m in [primary, *guard_metrics]:
-            family_rows: list[tuple[str, Any]] = []
+        for m in metrics:
+            family: list[tuple[str, Any]] = []
             for value, agg in sorted(parts.items(), key=lambda kv: str(kv[0])):
-                st = {v: s.stats for v, s in agg.metrics.get(m.name, {}).items()}
-                for v in treatments:
-                    family_rows.append(
+                stats = {v: s.stats for v, s in agg.metrics.get(m.name, {}).items()}
+                for v in arms.treatments:
+                    family.append(
                         (
                             str(value),
                             _compare(
                                 m,
-                                st.get(control),
-                                st.get(v),
+                                stats.get(arms.control),
+                                stats.get(v),
                                 variant=v,
-                                alpha=alpha,
-                                cuped=cuped,
+                                alpha=options.alpha,
+                                cuped=options.cuped,
                                 method="fixed",
                                 cap=_cap_text(m, caps),
                             ),
                         )
                     )
-            adjusted = apply_correction([r for _, r in family_rows], correction)
-            segment_results += [
+            adjusted = correct_family([r for _, r in family], options.correction)
+            out += [
                 SegmentResult(segment=name, value=val, result=r)
-                for (val, _), r in zip(family_rows, adjusted, strict=True)
+                for (val, _), r in zip(family, adjusted, strict=True)
             ]
-
-    facts = ExperimentFacts(
-        key=key,
-        control=control,
-        variants=variants,
-        weights=weights,
-        traffic=traffic,
-        registered=registered,
-        dialect=store.dialect_name,
-        units=units,
-        first_exposure=from_us(first_us).isoformat(),
-        last_exposure=from_us(last_us).isoformat(),
-        days=round(span_days, 3),
-        units_per_day=per_day,
-        description=getattr(exp, "description", "") if exp is not None else "",
-        hypothesis=getattr(exp, "hypothesis", "") if exp is not None else "",
-        owner=getattr(exp, "owner", "") if exp is not None else "",
-    )
-    return AnalysisResult(
-        experiment=facts,
-        quality=quality,
-        metrics=lift_results,
-        guardrails=checks,
-        segments=tuple(segment_results),
-        decision=decision,
-        impact=impact,
-        daily=daily,
-        primary=primary.name,
-        roles=roles,
-        arm_stats=arm_stats,
-        method=method,
-        alpha=alpha,
-        correction=correction,
-        cuped=cuped,
-    )
+    return tuple(out)
 
 
-def _best_arm(results: Sequence[Any], metric: Metric) -> str | None:
-    ok = [r for r in results if getattr(r, "rel_lift", None) is not None]
-    if not ok:
-        return None
-    sign = 1.0 if metric.higher_is_better else -1.0
-    return max(ok, key=lambda r: sign * r.rel_lift).variant
+def _day_iso(day: int) -> str:
+    return from_us(day * MICROS_PER_DAY).date().isoformat()
 
 
 def _daily_rows(
-    overall: Any, metrics: Sequence[Metric], control: str, alpha: float
+    overall: Aggregates, metrics: Sequence[Metric], control: str, alpha: float
 ) -> tuple[DailyRow, ...]:
     """Cumulative mean per arm and day; treatment rows carry the cumulative relative lift."""
     from abkit.stats.estimators import arm_mean
     from abkit.stats.readout import compare
 
-    kinds = {m.name: m.kind for m in metrics}
+    types = {m.name: m.type for m in metrics}
     latest: dict[tuple[str, str], Any] = {}
     by_day: dict[int, list[Any]] = {}
     for point in overall.daily:
@@ -792,9 +855,9 @@ def _daily_rows(
         for point in by_day[day]:
             latest[(point.metric, point.variant)] = point.stats
         for (metric, variant), stats in sorted(latest.items()):
-            kind = kinds[metric]
+            kind = types[metric]
             try:
-                value = arm_mean(stats, kind)  # type: ignore[arg-type]
+                value = arm_mean(stats, kind)
             except (NotEnoughDataError, ValueError, ZeroDivisionError):
                 value = None
             rel = lo = hi = None
@@ -821,10 +884,165 @@ def _daily_rows(
     return tuple(rows)
 
 
+def _facts(
+    key: str,
+    exp: Experiment | None,
+    registered: bool,
+    conn: Connected,
+    arms: Arms,
+    overall: Aggregates,
+    options: Options,
+    per_day: float | None,
+    spec_version: str | None,
+    span_days: float,
+) -> ExperimentFacts:
+    def iso(value: datetime | None) -> str | None:
+        return None if value is None else value.isoformat()
+
+    return ExperimentFacts(
+        key=key,
+        control=arms.control,
+        variants=arms.variants,
+        weights=arms.weights,
+        traffic=arms.traffic,
+        registered=registered,
+        dialect=conn.dialect,
+        units={v: overall.units.get(v, 0) for v in arms.variants},
+        first_exposure=None if overall.first_us is None else from_us(overall.first_us).isoformat(),
+        last_exposure=None if overall.last_us is None else from_us(overall.last_us).isoformat(),
+        days=round(span_days, 3),
+        units_per_day=per_day,
+        description=getattr(exp, "description", "") if exp is not None else "",
+        hypothesis=getattr(exp, "hypothesis", "") if exp is not None else "",
+        owner=getattr(exp, "owner", "") if exp is not None else "",
+        status=str(getattr(exp, "status", "") or "") if exp is not None else "",
+        start=iso(getattr(exp, "start", None)),
+        end=iso(getattr(exp, "end", None)),
+        tags=tuple(getattr(exp, "tags", ()) or ()),
+        payloads=({v.name: v.payload for v in exp.variants} if exp is not None else {}),
+        namespace=getattr(exp, "namespace", None),
+        spec_version=spec_version,
+        since=None if options.since_us is None else from_us(options.since_us).isoformat(),
+        until=None if options.until_us is None else from_us(options.until_us).isoformat(),
+        source=conn.source,
+    )
+
+
+# ------------------------------------------------------------------------- analyze
+def analyze(
+    db: Any,
+    experiment: str | Experiment,
+    metrics: Sequence[Metric] | str | Path | None = None,
+    *,
+    guardrails: Sequence[Metric | str] | None = None,
+    method: str = "fixed",
+    alpha: float = 0.05,
+    segments: Sequence[str] | str = (),
+    correction: str = "holm",
+    cuped: bool = True,
+    traffic_per_day: float | None = None,
+    business: BusinessAssumptions | Mapping[str, Any] | None = None,
+    since: datetime | str | None = None,
+    until: datetime | str | None = None,
+    source: Source | str | Path | None = None,
+    spec_version: str | None = None,
+) -> AnalysisResult:
+    """Analyse ``experiment`` (a key or an ``Experiment``) in ``db``.
+
+    ``db``: a SQLAlchemy URL, a :class:`~abkit.store.store.Store`, a
+    :class:`~abkit.analysis.runner.QueryRunner`, or a URL of a registered runner
+    (``spark://...``). ``source``: a :class:`~abkit.analysis.sources.Source` (or its TOML
+    file) naming the user's own tables; default abkit's store. ``metrics``: ``Metric``
+    objects, a TOML file, or ``None`` for conversion rate (primary), revenue per user,
+    orders per user and average order value. The primary metric is the one with
+    ``role="primary"`` (else the first non-guardrail one). ``guardrails``: metrics or names
+    (library or listed metrics) that must not get significantly worse. ``method``:
+    ``fixed``, ``sequential`` or ``bayesian``. ``segments``: exposure attribute names (e.g.
+    ``"platform"``) to break the primary metric and the guardrails down by (fixed-horizon
+    readouts, corrected per dimension); an attribute no exposure carries is an error.
+    ``since``/``until``: an as-of readout window (module docstring). ``traffic_per_day``:
+    exposed units per day (default: observed) for the sample still needed and the impact
+    projection; ``business``: :class:`BusinessAssumptions`. ``spec_version``: the
+    experiment spec version the inputs came from, stated in the result.
+    """
+    options = _options(
+        method=method,
+        alpha=alpha,
+        correction=correction,
+        cuped=cuped,
+        segments=segments,
+        since=since,
+        until=until,
+        business=business,
+        traffic_per_day=traffic_per_day,
+    )
+    all_metrics, primary, guard_metrics = resolve_metrics(metrics, guardrails)
+    with _connect(db, source) as conn:
+        exp, registered = _configuration(conn, experiment)
+        key = experiment if isinstance(experiment, str) else experiment.key
+        ends = [to_us(exp.end)] if exp is not None and exp.end is not None else []
+        ends += [options.until_us] if options.until_us is not None else []
+        scope = Scope(key, end_us=min(ends) if ends else None, since_us=options.since_us)
+        overall, by_segment = _read(conn, scope, all_metrics, options)
+
+    arms = _arms(exp, overall)
+    quality, arm_stats = _quality(overall, arms, all_metrics)
+    units = sum(overall.units.get(v, 0) for v in arms.variants)
+    first, last = overall.first_us or 0, overall.last_us or 0
+    span_days = max((last - first) / MICROS_PER_DAY, 1.0)
+    observed_per_day = units / span_days if units else None
+    per_day = options.traffic_per_day if options.traffic_per_day is not None else observed_per_day
+
+    readouts = _readouts(all_metrics, primary, arm_stats, overall.caps, arms, options)
+    checks = _guardrails(guard_metrics, arm_stats, readouts, arms.control, options)
+    decision = decide(
+        primary=primary,
+        primary_results={r.variant: r for r in readouts[primary.name]},
+        guardrails=checks,
+        srm_detected=quality.srm_detected,
+        srm_note=quality.warnings[0] if quality.srm_detected else "",
+        control_stats=arm_stats[primary.name].get(arms.control),
+        current_units=units,
+        weights=[arms.weights[v] for v in arms.variants],
+        alpha=options.alpha,
+        traffic_per_day=per_day,
+        method=options.method,
+    )
+    plan = _plan(
+        primary, decision, arm_stats[primary.name].get(arms.control), units, arms, options, per_day
+    )
+    return AnalysisResult(
+        experiment=_facts(
+            key, exp, registered, conn, arms, overall, options, per_day, spec_version, span_days
+        ),
+        quality=quality,
+        metrics=tuple(r for m in all_metrics for r in readouts[m.name]),
+        guardrails=checks,
+        segments=_segment_results(
+            by_segment, [primary, *guard_metrics], overall.caps, arms, options
+        ),
+        decision=decision,
+        impact=_impact(all_metrics, primary, readouts, arm_stats, decision, arms, options, per_day),
+        daily=_daily_rows(overall, all_metrics, arms.control, options.alpha),
+        primary=primary.name,
+        roles={m.name: m.role for m in all_metrics},
+        arm_stats=arm_stats,
+        method=options.method,
+        alpha=options.alpha,
+        correction=options.correction,
+        cuped=options.cuped,
+        metric_defs=tuple(MetricInfo.of(m, cap=overall.caps.get(m.name)) for m in all_metrics),
+        plan=plan,
+    )
+
+
 __all__ = [
     "AnalysisResult",
     "DailyRow",
     "ExperimentFacts",
+    "MetricInfo",
+    "SamplePlan",
     "SegmentResult",
     "analyze",
+    "resolve_metrics",
 ]

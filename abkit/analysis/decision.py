@@ -43,44 +43,79 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 from abkit.metrics.definitions import Metric
-from abkit.stats._render import ResultMixin, html_table
+from abkit.results import Interval, ResultMixin, html_table
+from abkit.stats.guardrails import GuardrailResult
+from abkit.stats.lift import LiftResult
+from abkit.stats.planning import PowerPlan
 from abkit.stats.sufficient import MeanStats, RatioStats
+from abkit.vocabulary import GuardrailStatus, Verdict
 
 DEFAULT_MDE = 0.05
 DEFAULT_POWER = 0.8
 
+# Which rule of the module docstring gave the verdict (for plain-words reports).
+DecisionBasis = Literal[
+    "srm",
+    "inconclusive_guardrail",
+    "early_look",
+    "primary_better",
+    "guardrail_breach",
+    "primary_worse",
+    "no_data",
+    "underpowered",
+    "powered_null",
+]
+DECISION_BASES: tuple[DecisionBasis, ...] = get_args(DecisionBasis)
+
 
 @dataclass(frozen=True)
 class GuardrailCheck(ResultMixin):
-    """One guardrail metric for one treatment arm."""
+    """One guardrail metric for one treatment arm.
+
+    ``status`` (one rule, :func:`guardrail_check` and :func:`noninferiority_check`):
+    ``fail`` when harm is shown (the interval wholly on the harmful side, or with a
+    ``margin`` declared, harm beyond it shown); ``pass`` when harm beyond ``margin`` is ruled
+    out at ``alpha`` (the metric's margin, else its mde, else 5%); ``inconclusive``
+    otherwise, or when the readout had too little data (``evaluated`` is then False). Only a
+    non-inferiority test (a declared margin) holds back a ship while inconclusive.
+    """
 
     metric: str
     variant: str
-    status: str  # "breached" | "ok" | "inconclusive" | "not enough data"
+    status: GuardrailStatus
     rel_lift: float | None
-    rel_ci: tuple[float | None, float | None] | None
+    rel_ci: Interval | None
     p_value: float | None
     direction: str
     reason: str
     margin: float | None = None
     test: str = "two-sided interval"
+    evaluated: bool = True
+
+    @property
+    def holds_ship(self) -> bool:
+        """An evaluated non-inferiority test that has not yet shown safety."""
+        return self.evaluated and self.status == "inconclusive" and self.test == "non-inferiority"
 
 
 @dataclass(frozen=True)
 class Decision(ResultMixin):
     """The verdict and why; ``sample_needed`` is in units (all arms) when keep running."""
 
-    verdict: str  # "ship" | "roll back" | "keep running" | "no detectable effect"
+    verdict: Verdict
     winner: str | None
     reasons: tuple[str, ...]
     sample_needed: int | None = None
     days_needed: float | None = None
     trustworthy: bool = True
-    power_plan: object | None = None  # abkit.stats.planning.PowerPlan
+    power_plan: PowerPlan | None = None
     # share of the planned fixed-horizon sample collected (None when not computed)
     information_fraction: float | None = None
+    basis: DecisionBasis = "underpowered"
+    decided_by: tuple[str, str] | None = None  # (metric, variant) that decided
 
     def _flat_row(self) -> dict[str, object]:
         return {
@@ -91,10 +126,11 @@ class Decision(ResultMixin):
             "days_needed": self.days_needed,
             "trustworthy": self.trustworthy,
             "information_fraction": self.information_fraction,
+            "basis": self.basis,
         }
 
     def to_dict(self) -> dict[str, object]:
-        from abkit.stats._render import json_safe
+        from abkit.results import json_safe
 
         return json_safe(
             {
@@ -105,6 +141,8 @@ class Decision(ResultMixin):
                 "days_needed": self.days_needed,
                 "trustworthy": self.trustworthy,
                 "information_fraction": self.information_fraction,
+                "basis": self.basis,
+                "decided_by": self.decided_by,
             }
         )
 
@@ -112,74 +150,91 @@ class Decision(ResultMixin):
         return html_table([self._flat_row()], caption="Decision")
 
 
-def _is_better(result: object, metric: Metric) -> bool | None:
+def _is_better(result: LiftResult, metric: Metric) -> bool | None:
     """True/False when significant in the good/bad direction; None when not significant."""
-    if getattr(result, "status", "ok") != "ok" or not result.significant:  # type: ignore[attr-defined]
+    if result.status != "ok" or not result.significant:
         return None
-    lift = result.abs_lift  # type: ignore[attr-defined]
+    lift = result.abs_lift
     if lift is None or lift == 0:
         return None
     return (lift > 0) == metric.higher_is_better
 
 
-def guardrail_check(result: object, metric: Metric, variant: str, alpha: float) -> GuardrailCheck:
-    """Breached when the whole ``1 - alpha`` interval of the lift is on the harmful side."""
-    status = getattr(result, "status", "ok")
-    rel_ci = getattr(result, "rel_ci", None)
-    abs_ci = getattr(result, "abs_ci", None)
-    common = dict(
-        metric=metric.name,
-        variant=variant,
-        rel_lift=getattr(result, "rel_lift", None),
-        rel_ci=rel_ci,
-        p_value=getattr(result, "p_value", None),
-        direction=metric.direction,
-    )
-    if status != "ok" or abs_ci is None:
+def guardrail_check(
+    result: LiftResult, metric: Metric, variant: str, alpha: float
+) -> GuardrailCheck:
+    """``fail`` when the whole ``1 - alpha`` interval of the lift is on the harmful side;
+    ``pass`` when the harmful end of the relative interval is within the metric's mde (5% by
+    default); ``inconclusive`` otherwise (:class:`GuardrailCheck`)."""
+    margin = metric.mde or DEFAULT_MDE
+
+    def check(status: GuardrailStatus, reason: str, *, evaluated: bool = True) -> GuardrailCheck:
         return GuardrailCheck(
-            status="not enough data", reason=getattr(result, "note", ""), **common
+            metric=metric.name,
+            variant=variant,
+            status=status,
+            rel_lift=result.rel_lift,
+            rel_ci=result.rel_ci,
+            p_value=result.p_value,
+            direction=metric.direction,
+            reason=reason,
+            margin=margin,
+            evaluated=evaluated,
         )
-    lo, hi = abs_ci
+
+    if result.status != "ok" or result.abs_ci is None:
+        return check("inconclusive", result.note, evaluated=False)
+    lo, hi = result.abs_ci
     harmful = (
         (lo is not None and lo > 0) if not metric.higher_is_better else (hi is not None and hi < 0)
     )
-    rel = common["rel_lift"]
-    rel_text = "" if rel is None else f" ({rel:+.1%})"
+    rel_text = "" if result.rel_lift is None else f" ({result.rel_lift:+.1%})"
     if harmful:
         # A Bayesian readout has no p-value: its evidence is the credible interval.
-        p_value = common["p_value"]
         evidence = (
-            f"p = {p_value:.2g}"
-            if p_value is not None
-            else f"{1 - alpha:.0%} interval {_fmt_ci(rel_ci)} excludes 0"
-            if rel_ci
-            else f"{1 - alpha:.0%} interval [{lo:+.3g}, {hi:+.3g}] excludes 0"
+            f"p = {result.p_value:.2g}"
+            if result.p_value is not None
+            else f"{1 - alpha:.0%} interval {_fmt_ci(result.rel_ci)} excludes 0"
+            if result.rel_ci
+            else f"{1 - alpha:.0%} interval {_fmt_ci(result.abs_ci, percent=False)} excludes 0"
         )
-        reason = (
-            f"guardrail {metric.name} is significantly worse in {variant}{rel_text}, {evidence}"
+        return check(
+            "fail",
+            f"guardrail {metric.name} is significantly worse in {variant}{rel_text}, {evidence}",
         )
-        return GuardrailCheck(status="breached", reason=reason, **common)
-    return GuardrailCheck(
-        status="ok",
-        reason=f"guardrail {metric.name} shows no significant harm in {variant}{rel_text}",
-        **common,
+    return check(
+        "pass"
+        if _harm_ruled_out(result.rel_ci, metric.higher_is_better, margin)
+        else "inconclusive",
+        f"guardrail {metric.name} shows no significant harm in {variant}{rel_text}",
     )
 
 
-def noninferiority_check(result: object, metric: Metric, variant: str) -> GuardrailCheck:
+def _harm_ruled_out(rel_ci: Interval | None, higher_is_better: bool, margin: float) -> bool:
+    """Whether the harmful end of the relative interval is within ``margin``."""
+    if rel_ci is None:
+        return False
+    lo, hi = rel_ci
+    if higher_is_better:
+        return lo is not None and -lo <= margin
+    return hi is not None and hi <= margin
+
+
+def noninferiority_check(result: GuardrailResult, metric: Metric, variant: str) -> GuardrailCheck:
     """Map :class:`abkit.stats.guardrails.GuardrailResult` onto a :class:`GuardrailCheck`."""
-    status = {"fail": "breached", "pass": "ok"}.get(result.status, result.status)  # type: ignore[attr-defined]
-    est = result.estimate  # type: ignore[attr-defined]
-    margin = result.margin  # type: ignore[attr-defined]
+    status = result.status
+    est = result.estimate
+    margin = result.margin
     est_text = "" if est is None else f" ({est:+.1%})"
-    if status == "breached":
+    evaluated = status in ("fail", "pass", "inconclusive")
+    if status == "fail":
         reason = (
             f"guardrail {metric.name} is worse in {variant}{est_text} by more than the "
             f"{margin:.1%} margin"
         )
-    elif status == "ok":
+    elif status == "pass":
         reason = f"guardrail {metric.name} is shown within the {margin:.1%} margin in {variant}"
-        if result.harmful:  # type: ignore[attr-defined]
+        if result.harmful:
             reason += f"{est_text}, although significantly worse"
     elif status == "inconclusive":
         reason = (
@@ -187,14 +242,16 @@ def noninferiority_check(result: object, metric: Metric, variant: str) -> Guardr
             f"the {margin:.1%} margin"
         )
     else:
-        reason = f"guardrail {metric.name}: {result.note}"  # type: ignore[attr-defined]
+        reason = f"guardrail {metric.name}: {result.note}"
+        status = "inconclusive"
     return GuardrailCheck(
         metric=metric.name,
         variant=variant,
         status=status,
+        evaluated=evaluated,
         rel_lift=est,
-        rel_ci=result.ci,  # type: ignore[attr-defined]
-        p_value=result.p_value,  # type: ignore[attr-defined]
+        rel_ci=result.ci,
+        p_value=result.p_value,
         direction=metric.direction,
         reason=reason,
         margin=margin,
@@ -202,11 +259,16 @@ def noninferiority_check(result: object, metric: Metric, variant: str) -> Guardr
     )
 
 
-def _fmt_ci(ci: object) -> str:
-    if not ci:
+def _fmt_ci(ci: Interval | None, *, percent: bool = True) -> str:
+    if ci is None:
         return "n/a"
-    lo, hi = ci  # type: ignore[misc]
-    f = lambda x: "-∞" if x is None else f"{x:+.1%}"  # noqa: E731
+    lo, hi = ci
+
+    def f(x: float | None) -> str:
+        if x is None:
+            return "-∞"
+        return f"{x:+.1%}" if percent else f"{x:+.3g}"
+
     return f"[{f(lo)}, {f(hi)}]"
 
 
@@ -218,7 +280,7 @@ def power_needed(
     weights: Sequence[float],
     alpha: float,
     traffic_per_day: float | None,
-) -> tuple[int | None, float | None, object | None, str]:
+) -> tuple[int | None, float | None, PowerPlan | None, str]:
     """Units still needed (all arms) to detect ``metric.mde``; days at current traffic."""
     from abkit.errors import AbkitError
     from abkit.stats.planning import plan_from_stats
@@ -227,7 +289,7 @@ def power_needed(
     try:
         plan = plan_from_stats(
             control,
-            metric.kind,
+            metric.type,
             mde=mde,  # two-sided: the size of a change either way
             relative=True,
             power=DEFAULT_POWER,
@@ -237,7 +299,7 @@ def power_needed(
         )
     except (AbkitError, ValueError, ZeroDivisionError) as exc:
         return None, None, None, f"the sample needed could not be planned ({exc})"
-    total = int(plan.n_total)  # type: ignore[attr-defined]
+    total = int(plan.n_total)
     needed = max(total - current_units, 0)
     days = None
     if traffic_per_day and traffic_per_day > 0 and needed > 0:
@@ -264,7 +326,7 @@ def early_stopping_alpha(information_fraction: float, alpha: float) -> float:
 def decide(
     *,
     primary: Metric,
-    primary_results: Mapping[str, object],  # variant -> LiftResult (adjusted)
+    primary_results: Mapping[str, LiftResult],  # variant -> its readout (adjusted)
     guardrails: Sequence[GuardrailCheck],
     srm_detected: bool,
     srm_note: str,
@@ -291,10 +353,11 @@ def decide(
                 "then restart or re-analyse.",
             ),
             trustworthy=False,
+            basis="srm",
         )
-    breached = {g.variant for g in guardrails if g.status == "breached"}
+    breached = {g.variant for g in guardrails if g.status == "fail"}
     for g in guardrails:
-        if g.status == "breached":
+        if g.status == "fail":
             reasons.append(g.reason[0].upper() + g.reason[1:] + ".")
     better = {v: r for v, r in primary_results.items() if _is_better(r, primary) is True}
     worse = {v: r for v, r in primary_results.items() if _is_better(r, primary) is False}
@@ -306,20 +369,26 @@ def decide(
         p_text = "" if p is None else f", p = {p:.2g}"
         reasons.append(
             f"{primary.name}: {v} is {verdict_word} than control "
-            f"({_fmt_rel(r)}, {1 - alpha:.0%} CI {_fmt_ci(getattr(r, 'rel_ci', None))}{p_text})."
+            f"({_fmt_rel(r)}, {1 - alpha:.0%} CI {_fmt_ci(r.rel_ci)}{p_text})."
         )
     shippable = {v: r for v, r in better.items() if v not in breached}
-    pending = {g.variant for g in guardrails if g.status == "inconclusive"}
+    pending = {g.variant for g in guardrails if g.holds_ship}
     if shippable and all(v in pending for v in shippable):
-        for g in guardrails:
-            if g.status == "inconclusive" and g.variant in shippable:
-                reasons.append(g.reason[0].upper() + g.reason[1:] + ".")
+        holding = [g for g in guardrails if g.holds_ship and g.variant in shippable]
+        for g in holding:
+            reasons.append(g.reason[0].upper() + g.reason[1:] + ".")
         reasons.insert(
             0,
             "Keep running: the primary metric improves, but a guardrail is not yet shown to "
             "stay within its margin.",
         )
-        return Decision(verdict="keep running", winner=None, reasons=tuple(reasons))
+        return Decision(
+            verdict="keep running",
+            winner=None,
+            reasons=tuple(reasons),
+            basis="inconclusive_guardrail",
+            decided_by=(holding[0].metric, holding[0].variant),
+        )
     shippable = {v: r for v, r in shippable.items() if v not in pending}
     fraction: float | None = None
     plan = None
@@ -333,7 +402,7 @@ def decide(
             traffic_per_day=traffic_per_day,
         )
         if plan is not None and needed:
-            n_planned = int(plan.n_total)  # type: ignore[attr-defined]
+            n_planned = int(plan.n_total)
             fraction = current_units / n_planned if n_planned > 0 else 1.0
             bound = early_stopping_alpha(fraction, alpha)
             early = {v: r for v, r in shippable.items() if _below(_p_adj(r), bound)}
@@ -357,6 +426,8 @@ def decide(
                     days_needed=days,
                     power_plan=plan,
                     information_fraction=fraction,
+                    basis="early_look",
+                    decided_by=(primary.name, _best(shippable, primary)),
                 )
             reasons.append(
                 f"Stopped early at {fraction:.0%} of the planned {n_planned:,} units: the "
@@ -365,18 +436,15 @@ def decide(
             )
             shippable = early
         elif plan is not None:
-            fraction = current_units / max(int(plan.n_total), 1)  # type: ignore[attr-defined]
+            fraction = current_units / max(int(plan.n_total), 1)
     if shippable:
-        winner = max(
-            shippable,
-            key=lambda v: (shippable[v].rel_lift or 0.0) * (1 if primary.higher_is_better else -1),  # type: ignore[attr-defined]
-        )
+        winner = _best(shippable, primary)
         reasons.insert(
             0, f"Ship {winner}: it improves the primary metric and no guardrail is breached."
         )
         # a guardrail that could not be evaluated is not evidence of safety: say so
         for g in guardrails:
-            if g.variant == winner and g.status == "not enough data":
+            if g.variant == winner and not g.evaluated:
                 note = f" ({g.reason})" if g.reason else ""
                 reasons.append(
                     f"Guardrail {g.metric} could not be evaluated in {winner}{note}; "
@@ -388,16 +456,33 @@ def decide(
             reasons=tuple(reasons),
             power_plan=plan,
             information_fraction=fraction,
+            basis="primary_better",
+            decided_by=(primary.name, winner),
         )
     if breached:
         reasons.insert(0, "Roll back: a guardrail is significantly harmed.")
-        return Decision(verdict="roll back", winner=None, reasons=tuple(reasons))
+        first = next(g for g in guardrails if g.status == "fail")
+        return Decision(
+            verdict="roll back",
+            winner=None,
+            reasons=tuple(reasons),
+            basis="guardrail_breach",
+            decided_by=(first.metric, first.variant),
+        )
     if worse:
         reasons.insert(0, "Roll back: the primary metric is significantly worse.")
-        return Decision(verdict="roll back", winner=None, reasons=tuple(reasons))
+        return Decision(
+            verdict="roll back",
+            winner=None,
+            reasons=tuple(reasons),
+            basis="primary_worse",
+            decided_by=(primary.name, next(iter(worse))),
+        )
     if control_stats is None:
         reasons.insert(0, "No conclusion: the control arm has no data.")
-        return Decision(verdict="keep running", winner=None, reasons=tuple(reasons))
+        return Decision(
+            verdict="keep running", winner=None, reasons=tuple(reasons), basis="no_data"
+        )
     needed, days, plan, target = power_needed(
         primary,
         control_stats,
@@ -435,19 +520,26 @@ def decide(
         reasons=tuple(reasons),
         sample_needed=0,
         power_plan=plan,
+        basis="powered_null",
     )
 
 
-def _p_adj(result: object) -> float | None:
+def _best(candidates: Mapping[str, LiftResult], primary: Metric) -> str:
+    """The arm with the largest relative lift in the primary metric's good direction."""
+    sign = 1 if primary.higher_is_better else -1
+    return max(candidates, key=lambda v: (candidates[v].rel_lift or 0.0) * sign)
+
+
+def _p_adj(result: LiftResult) -> float | None:
     """The multiplicity-adjusted p-value when there is one, else the raw one."""
-    p = getattr(result, "p_value_adjusted", None)
-    return p if p is not None else getattr(result, "p_value", None)
+    p = result.p_value_adjusted
+    return p if p is not None else result.p_value
 
 
 def _below(p: float | None, bound: float) -> bool:
     return p is not None and p < bound
 
 
-def _fmt_rel(result: object) -> str:
-    rel = getattr(result, "rel_lift", None)
+def _fmt_rel(result: LiftResult) -> str:
+    rel = result.rel_lift
     return "n/a" if rel is None else f"{rel:+.2%}"

@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from abkit.stats._render import ResultMixin
+from abkit.results import ResultMixin
 
 PERIODS = {"day": 1.0, "week": 7.0, "month": 365.25 / 12, "quarter": 365.25 / 4, "year": 365.25}
 
@@ -142,7 +142,7 @@ def project_impact(
     scale = eligible * assumptions.value_per_unit
     per_unit = 1.0
     note = ""
-    if metric.kind == "ratio":
+    if metric.type == "ratio":
         per_unit = control_stats.den_sum / control_stats.n if control_stats.n else 0.0
         note = "ratio metric: scaled by the control's denominator per unit (assumed unchanged)"
         formula += "; × control denominator per unit for a ratio"

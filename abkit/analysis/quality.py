@@ -21,7 +21,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from abkit.stats._render import ResultMixin, html_table
+from abkit.results import ResultMixin, html_table
+from abkit.stats.srm import SRMResult, srm_test
 from abkit.stats.sufficient import MeanStats
 
 BALANCE_THRESHOLD = 0.001
@@ -64,7 +65,7 @@ class ExcludedEvents(ResultMixin):
 class QualityReport(ResultMixin):
     """Every check, and ``warnings`` in words (empty when all is well)."""
 
-    srm: object  # abkit.stats.srm.SRMResult
+    srm: SRMResult
     multiple_exposure: MultipleExposure
     balance: tuple[BalanceCheck, ...]
     excluded_events: tuple[ExcludedEvents, ...]
@@ -73,7 +74,7 @@ class QualityReport(ResultMixin):
 
     @property
     def srm_detected(self) -> bool:
-        return bool(getattr(self.srm, "mismatch", False))
+        return self.srm.mismatch
 
     @property
     def ok(self) -> bool:
@@ -87,8 +88,8 @@ class QualityReport(ResultMixin):
                 "check": "sample ratio mismatch",
                 "value": getattr(srm, "p_value", None),
                 "flag": self.srm_detected,
-                "detail": f"observed {dict(zip(srm.variants, srm.observed, strict=True))}, "  # type: ignore[attr-defined]
-                f"expected {dict(zip(srm.variants, (round(e, 1) for e in srm.expected), strict=True))}",  # type: ignore[attr-defined]
+                "detail": f"observed {dict(zip(srm.variants, srm.observed, strict=True))}, "
+                f"expected {dict(zip(srm.variants, (round(e, 1) for e in srm.expected), strict=True))}",
             },
             {
                 "check": "multiple exposure",
@@ -125,9 +126,8 @@ class QualityReport(ResultMixin):
 
 def srm_check(
     units: Mapping[str, int], weights: Mapping[str, float], *, threshold: float = 0.001
-) -> object:
+) -> SRMResult:
     """SRM on analysed units against configured weights (arms with no unit count as 0)."""
-    from abkit.stats.srm import srm_test
 
     counts = {name: int(units.get(name, 0)) for name in weights}
     return srm_test(counts, dict(weights), threshold=threshold)
@@ -169,7 +169,7 @@ def balance_checks(
 
 def build_quality(
     *,
-    srm: object,
+    srm: SRMResult,
     multiple: MultipleExposure,
     balance: Sequence[BalanceCheck],
     excluded: Sequence[ExcludedEvents],
@@ -178,10 +178,10 @@ def build_quality(
     """Assemble the report and phrase its warnings."""
     warnings: list[str] = []
     if getattr(srm, "mismatch", False):
-        observed = dict(zip(srm.variants, srm.observed, strict=True))  # type: ignore[attr-defined]
-        expected = {v: round(e) for v, e in zip(srm.variants, srm.expected, strict=True)}  # type: ignore[attr-defined]
+        observed = dict(zip(srm.variants, srm.observed, strict=True))
+        expected = {v: round(e) for v, e in zip(srm.variants, srm.expected, strict=True)}
         warnings.append(
-            f"sample ratio mismatch (p = {srm.p_value:.2g}): observed {observed}, "  # type: ignore[attr-defined]
+            f"sample ratio mismatch (p = {srm.p_value:.2g}): observed {observed}, "
             f"expected about {expected}; units are being lost or added unevenly, so the "
             "lifts below are not trustworthy until the cause is found"
         )

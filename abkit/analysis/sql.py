@@ -1,46 +1,50 @@
 """The analysis query: per-unit aggregates, then per-arm sufficient statistics, in the database.
 
-One SQLAlchemy Core construction serves every dialect (SQLite, PostgreSQL, DuckDB and the
-warehouses reachable through SQLAlchemy). Every value that comes from a user (experiment
-key, event types, windows, caps) is a **bound parameter**, so a name such as
-``x'; DROP TABLE abkit_events; --`` is compared as text, never executed.
+One SQLAlchemy Core construction serves every engine; what an engine spells differently is
+a construct of :mod:`abkit.analysis.constructs`, and statements execute through a
+:class:`~abkit.analysis.runner.QueryRunner`. Every value that comes from a user (experiment
+key, event types, windows, caps, dates) is a **bound parameter**, so a name such as
+``x'; DROP TABLE abkit_events; --`` is compared as text, never executed. The tables come from
+a :class:`~abkit.analysis.sources.Relations` (abkit's store or the user's own tables), whose
+columns are already named and typed as below.
 
 The query, stage by stage (all timestamps are BIGINT epoch microseconds):
 
 1. ``abkit_first`` - per unit of the experiment: first exposure time, smallest and largest
-   variant seen. Exposures at or after the experiment's end are
-   ignored.
+   variant seen, over exposures in the readout period (before the experiment's end and the
+   ``until`` of an as-of readout; units first exposed before ``since`` are left out).
 2. ``abkit_units`` - every unit with its first exposure; units whose smallest and largest
    variant differ (seen in two or more variants) are **excluded** (they are contaminated:
    no arm's effect can be attributed to them): they are aggregated like the others, kept
    apart by a ``single`` flag in the final GROUP BY and dropped in Python, and counted by
-   the quality checks. ``day = first_us // 86_400_000_000`` is the UTC day of first exposure.
+   the quality checks. ``day`` is the UTC day of first exposure (:class:`DayBucket`).
 3. ``abkit_unit_values`` - a LEFT JOIN of units to their events of the metrics' event types;
    for each metric measure, conditional aggregates over the events in the unit's window
    ``first <= ts < first + window`` (and ``ts < end``), over the pre-period
-   ``first - lookback <= ts < first`` (CUPED covariate; for a ratio metric both its
-   numerator and its denominator), and counts of the events outside
+   ``first - lookback <= ts < first`` (CUPED covariate), and counts of the events outside
    the window (before first exposure; after the window or the end). Units without events
    get zeros. An aggregate shared by several metrics (the purchases in a 7-day window feed
    conversion, orders and AOV) is computed once.
-4. ``abkit_unit_metrics`` - the per-unit metric value ``y`` (0/1 for proportions, capped
-   sums and counts for means, numerator and denominator ``d`` for ratios) and covariate
-   ``x`` (ratios: pre-period numerator ``x`` and denominator ``e``), cast to double
-   precision so every engine does the same float arithmetic.
-5. The final ``GROUP BY variant, day, single [, segment]``: ``n, Σy, Σy², Σx, Σx², Σxy, Σd, Σd²,
-   Σyd`` (ratios add ``Σe, Σe², Σxe, Σxd, Σey, Σed`` for delta-method CUPED) and the
-   outside-window counts. Python receives only these rows (a few per day and
-   arm) and adds the days up into totals and a cumulative daily series.
+4. ``abkit_caps`` - one row: each percentile cap, the nearest-rank percentile
+   (:class:`NearestRank`: the smallest value whose rank ``r`` satisfies ``100·r >= p·N``) of
+   the metric's non-zero per-unit window values pooled across arms (contaminated units count
+   as zero), computed from stage 3 in the same statement.
+5. ``abkit_unit_metrics`` - the per-unit values each metric's kind declares
+   (:mod:`abkit.metrics.kinds`: ``y``, ``x``, ``d``, ``e``...), as doubles, capped where the
+   kind says so.
+6. The final ``GROUP BY variant, day, single [, segment]``: ``n``, the first and last first
+   exposure, each kind's per-arm sums (``Σy, Σy², Σxy, ...``) and the outside-window counts.
+   Python receives only these rows (a few per day and arm) and adds the days up into totals
+   and a cumulative daily series.
 
-Percentile caps are computed by a first pass over stage 3: the nearest-rank percentile
-(the smallest value whose rank ``r`` satisfies ``100·r >= p·N``) of the non-zero per-unit
-values pooled across arms, with ``ROW_NUMBER() OVER (ORDER BY v)``; nearest-rank rather than
-interpolation so every engine returns the same stored value.
+A kind whose per-arm statistics are not sums (an :class:`ArmPercentile`, a quantile) is not
+additive across days: :func:`order_statistics_query` computes it over the whole period, per
+arm, with ``ROW_NUMBER()`` partitioned by arm.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,24 +60,39 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    true,
 )
-from sqlalchemy.engine import Connection
+from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.selectable import CTE, FromClause
 
-from abkit.metrics.definitions import MICROS_PER_HOUR, Measure, Metric
-from abkit.stats.sufficient import MeanStats, RatioStats
-from abkit.store.schema import MICROS_PER_DAY, Tables
+from abkit.analysis.constructs import day_bucket, nearest_rank, to_double
+from abkit.analysis.runner import QueryRunner, as_mappings
+from abkit.analysis.sources import Relations
+from abkit.errors import ConfigError
+from abkit.metrics.definitions import Measure, Metric
+from abkit.metrics.kinds import ArmPercentile, ArmSum, EventQuantile, UnitValue, is_additive
+from abkit.timeutil import MICROS_PER_HOUR
 
 MISSING_SEGMENT = "(missing)"
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which exposures and events a readout reads (bounds in epoch microseconds).
+
+    ``end_us`` is exclusive (the experiment's end or an as-of ``until``, whichever is
+    first); units first exposed before ``since_us`` are left out.
+    """
+
+    experiment: str
+    end_us: int | None = None
+    since_us: int | None = None
 
 
 def _p(value: Any, type_: Any) -> ColumnElement[Any]:
     """A bound parameter with an explicit type (PostgreSQL needs it for arithmetic)."""
     return literal(value, type_)
-
-
-def _dbl(expr: Any) -> ColumnElement[Any]:
-    return cast(expr, Double())
 
 
 def _one() -> ColumnElement[Any]:
@@ -86,32 +105,23 @@ def _zero() -> ColumnElement[Any]:
 
 
 def _col(i: int, what: str) -> str:
-    """Name of a per-metric column of stages 4-5 (``m{i}_{what}``)."""
+    """Name of a per-metric column (``m{i}_{what}``)."""
     return f"m{i}_{what}"
 
 
-def _has_covariate(metric: Metric, ratio_cuped: bool) -> bool:
-    """Whether the query computes the metric's pre-period (CUPED) columns.
-
-    Mean and proportion metrics always get the covariate ``x``; ratio metrics get the
-    pre-period numerator ``x`` and denominator ``e`` (delta-method CUPED,
-    :mod:`abkit.stats.estimators`) only when ``ratio_cuped`` asks for them: they cost six
-    more sums per ratio metric, and an analysis without CUPED has no use for them.
-    """
-    return metric.supports_cuped or (ratio_cuped and metric.kind == "ratio")
-
-
-def _in_types(events: Any, measure: Measure) -> ColumnElement[bool]:
+def _in_types(events: FromClause, measure: Measure) -> ColumnElement[bool]:
     return events.c.event_type.in_([_p(t, String()) for t in measure.event_types])
 
 
 def _measure_aggregate(
-    events: Any, measure: Measure, in_period: ColumnElement[bool], first_us: Any
+    events: FromClause, measure: Measure, in_period: ColumnElement[bool], first_us: Any
 ) -> ColumnElement[Any]:
     """Per-unit aggregate of one measure over the events where ``in_period`` holds."""
     cond = and_(_in_types(events, measure), in_period)
     if measure.aggregate == "sum":
-        return func.sum(case((cond, _dbl(func.coalesce(events.c.value, _zero()))), else_=_zero()))
+        return func.sum(
+            case((cond, to_double(func.coalesce(events.c.value, _zero()))), else_=_zero())
+        )
     if measure.aggregate in ("count", "converted"):
         return func.sum(case((cond, 1), else_=0))
     # hours_to_first: the earliest qualifying event; NULL when the unit has none
@@ -119,38 +129,27 @@ def _measure_aggregate(
 
 
 def _measure_value(measure: Measure, raw: Any, *, min_count: int | None = None) -> Any:
-    """Stage 4: per-unit value of a measure from its stage-3 aggregate, as a double."""
-    if min_count is not None:  # proportion
+    """Per-unit value of a measure from its stage-3 aggregate, as a double."""
+    if min_count is not None:  # an indicator
         return case((raw >= _p(min_count, Integer()), _one()), else_=_zero())
     if measure.aggregate == "converted":
         return case((raw > 0, _one()), else_=_zero())
     if measure.aggregate == "hours_to_first":
-        return _dbl(func.coalesce(raw, 0)) / _p(float(MICROS_PER_HOUR), Double())
-    return _dbl(raw)
+        return to_double(func.coalesce(raw, 0)) / _p(float(MICROS_PER_HOUR), Double())
+    return to_double(raw)
 
 
-def _capped(value: Any, cap: float | None) -> Any:
-    if cap is None:
+def _capped(value: Any, bound: Any) -> Any:
+    if bound is None:
         return value
-    bound = _p(float(cap), Double())
     return case((value > bound, bound), else_=value)
 
 
-def _base_ctes(
-    tables: Tables,
-    experiment: str,
-    metrics: Sequence[Metric],
-    *,
-    end_us: int | None,
-    segment: str | None,
-    ratio_cuped: bool = False,
-) -> Any:
-    """Stages 1-3: the ``abkit_unit_values`` CTE and, per ``(metric index, tag)``
-    (``num``, ``den``, ``pre_num``, ``pre_den``, ``before``, ``after``), its column name."""
-    exposures, events = tables.exposures, tables.events
-    exp_filter = [exposures.c.experiment == _p(experiment, String())]
-    if end_us is not None:
-        exp_filter.append(exposures.c.ts_us < _p(end_us, BigInteger()))
+def _first_cte(rel: Relations, scope: Scope) -> CTE:
+    exposures = rel.exposures
+    where = [exposures.c.experiment == _p(scope.experiment, String())]
+    if scope.end_us is not None:
+        where.append(exposures.c.ts_us < _p(scope.end_us, BigInteger()))
     first = (
         select(
             exposures.c.unit_id,
@@ -158,126 +157,35 @@ def _base_ctes(
             func.min(exposures.c.variant).label("variant"),
             func.max(exposures.c.variant).label("variant_max"),
         )
-        .where(*exp_filter)
+        .where(*where)
         .group_by(exposures.c.unit_id)
-        .cte("abkit_first")
     )
-    unit_cols = [
-        first.c.unit_id,
-        first.c.first_us,
-        first.c.variant,
-        (first.c.first_us // _p(MICROS_PER_DAY, BigInteger())).label("day"),
-    ]
-    # Contaminated units (variant != variant_max) are not filtered out with a WHERE: a
-    # predicate comparing two aggregates gets a tiny default selectivity from
-    # PostgreSQL's planner (which pushes it down into this GROUP BY wherever it is
-    # written), and the planner then probes the events index once per unit instead of
-    # hash-joining. They are carried as a ``single`` flag into the final GROUP BY and
-    # dropped in Python.
-    units_q = select(*unit_cols, first.c.variant_max)
-    if segment is not None:
-        seg = _segment_cte(tables, experiment, first, segment, end_us)
-        units_q = units_q.add_columns(
-            func.coalesce(seg.c.segment, _p(MISSING_SEGMENT, String())).label("segment")
-        ).outerjoin(seg, seg.c.unit_id == first.c.unit_id)
-    units = units_q.cte("abkit_units")
-
-    all_types: list[str] = []
-    for metric in metrics:
-        all_types += [t for t in metric.event_types if t not in all_types]
-    join_on = [
-        events.c.unit_id == units.c.unit_id,
-        events.c.event_type.in_([_p(t, String()) for t in all_types]),
-    ]
-    first_us = units.c.first_us
-    end = _p(end_us, BigInteger()) if end_us is not None else None
-    columns: list[Any] = [units.c.unit_id, units.c.variant, units.c.variant_max, units.c.day]
-    if segment is not None:
-        columns.append(units.c.segment)
-    # Metrics often share aggregates (conversion, orders, revenue and AOV all read the
-    # purchases in the same window): each distinct aggregate is computed once per joined
-    # row, which is where the engine spends its time, and metrics point at it by name.
-    names: dict[tuple[Any, ...], str] = {}
-    plan: dict[tuple[int, str], str] = {}
-
-    def add(index: int, tag: str, key: tuple[Any, ...], build: Any) -> None:
-        if key not in names:
-            names[key] = f"a{len(names)}"
-            columns.append(build().label(names[key]))
-        plan[(index, tag)] = names[key]
-
-    for i, metric in enumerate(metrics):
-        after_first = events.c.ts_us >= first_us
-        window = [after_first]
-        if metric.window_us is not None:
-            window.append(events.c.ts_us < first_us + _p(metric.window_us, BigInteger()))
-        if end is not None:
-            window.append(events.c.ts_us < end)
-        in_window = and_(*window)
-        pre = and_(
-            events.c.ts_us < first_us,
-            events.c.ts_us >= first_us - _p(metric.pre_period_us, BigInteger()),
-        )
-        measures = [("num", metric.numerator)]
-        if metric.denominator is not None:
-            measures.append(("den", metric.denominator))
-        for tag, measure in measures:
-            # "count" and "converted" share one SQL aggregate (the count)
-            agg = "count" if measure.aggregate == "converted" else measure.aggregate
-            types = tuple(sorted(measure.event_types))
-            add(
-                i,
-                tag,
-                ("window", types, agg, metric.window_us),
-                lambda m=measure, w=in_window: _measure_aggregate(events, m, w, first_us),
-            )
-            if _has_covariate(metric, ratio_cuped):
-                add(
-                    i,
-                    f"pre_{tag}",
-                    ("pre", types, agg, metric.pre_period_us),
-                    lambda m=measure, p=pre: _measure_aggregate(events, m, p, first_us),
-                )
-        all_types = tuple(sorted({t for _, m in measures for t in m.event_types}))
-        any_type = or_(*[_in_types(events, m) for _, m in measures])
-        add(
-            i,
-            "before",
-            ("before", all_types),
-            lambda a=any_type: func.sum(case((and_(a, events.c.ts_us < first_us), 1), else_=0)),
-        )
-        add(
-            i,
-            "after",
-            ("after", all_types, metric.window_us),
-            lambda a=any_type, f=after_first, w=in_window: func.sum(
-                case((and_(a, f, ~w), 1), else_=0)
-            ),
-        )
-    group = [units.c.unit_id, units.c.variant, units.c.variant_max, units.c.day]
-    if segment is not None:
-        group.append(units.c.segment)
-    cte = (
-        select(*columns)
-        .select_from(units.outerjoin(events, and_(*join_on)))
-        .group_by(*group)
-        .cte("abkit_unit_values")
-    )
-    return cte, plan
+    if scope.since_us is not None:
+        first = first.having(func.min(exposures.c.ts_us) >= _p(scope.since_us, BigInteger()))
+    return first.cte("abkit_first")
 
 
-def _segment_cte(
-    tables: Tables, experiment: str, first: Any, segment: str, end_us: int | None
-) -> Any:
+def _segment_cte(rel: Relations, scope: Scope, first: CTE, segment: str) -> CTE:
     """Per unit, the value of attribute ``segment`` on its first exposure (MIN on ties)."""
-    exposures, attrs = tables.exposures, tables.exposure_attributes
+    exposures = rel.exposures
     cond = [
-        exposures.c.experiment == _p(experiment, String()),
+        exposures.c.experiment == _p(scope.experiment, String()),
         exposures.c.unit_id == first.c.unit_id,
         exposures.c.ts_us == first.c.first_us,
     ]
-    if end_us is not None:
-        cond.append(exposures.c.ts_us < _p(end_us, BigInteger()))
+    if segment in rel.attribute_columns:
+        value = to_text(exposures.c[rel.attribute_columns[segment]])
+        return (
+            select(exposures.c.unit_id, func.min(value).label("segment"))
+            .select_from(first.join(exposures, and_(*cond)))
+            .group_by(exposures.c.unit_id)
+            .cte("abkit_segment")
+        )
+    attrs = rel.attributes
+    if attrs is None:
+        raise ConfigError(
+            f"this source declares no exposure attributes; cannot segment by {segment!r}"
+        )
     return (
         select(exposures.c.unit_id, func.min(attrs.c.value).label("segment"))
         .select_from(
@@ -294,155 +202,315 @@ def _segment_cte(
     )
 
 
-def _raw_numerator(metric: Metric, values: Any, plan: dict[tuple[int, str], str], i: int) -> Any:
-    col = values.c[plan[(i, "num")]]
-    if metric.kind == "proportion":
-        return _measure_value(metric.numerator, col, min_count=metric.min_count)
-    return _measure_value(metric.numerator, col)
+def to_text(value: Any) -> Any:
+    return cast(value, String())
 
 
-def percentile_caps_query(
-    tables: Tables,
-    experiment: str,
-    metrics: Sequence[Metric],
-    index: int,
-    *,
-    end_us: int | None = None,
-) -> Any:
-    """First pass: the nearest-rank ``cap_percentile`` of metric ``index``'s non-zero values."""
-    metric = metrics[index]
-    assert metric.cap_percentile is not None
-    values, plan = _base_ctes(tables, experiment, [metric], end_us=end_us, segment=None)
-    v = _raw_numerator(metric, values, plan, 0)
-    # contaminated units count as zero (see the note in _base_ctes on why not WHERE)
-    v = case((values.c.variant == values.c.variant_max, v), else_=_zero())
-    nonzero = select(v.label("v")).where(v != _zero()).subquery("abkit_nonzero")
-    ranked = select(
-        nonzero.c.v,
-        func.row_number().over(order_by=nonzero.c.v).label("rn"),
-        func.count().over().label("cnt"),
-    ).subquery("abkit_ranked")
-    return select(func.min(ranked.c.v)).where(
-        ranked.c.rn * 100 >= _dbl(ranked.c.cnt) * _p(float(metric.cap_percentile), Double())
+def known_attributes_query(rel: Relations, scope: Scope) -> Select[Any]:
+    """The exposure attribute names seen in the experiment (long-form attributes)."""
+    exposures, attrs = rel.exposures, rel.attributes
+    assert attrs is not None
+    return (
+        select(attrs.c.name)
+        .select_from(attrs.join(exposures, attrs.c.event_id == exposures.c.event_id))
+        .where(exposures.c.experiment == _p(scope.experiment, String()))
+        .distinct()
+        .order_by(attrs.c.name)
     )
+
+
+class _Plan:
+    """Stage-3 columns, each distinct aggregate computed once and named ``a{k}``."""
+
+    def __init__(self) -> None:
+        self.columns: list[Any] = []
+        self.names: dict[tuple[Any, ...], str] = {}
+        self.by_metric: dict[tuple[int, str], str] = {}
+
+    def add(self, index: int, tag: str, key: tuple[Any, ...], expr: ColumnElement[Any]) -> None:
+        if key not in self.names:
+            self.names[key] = f"a{len(self.names)}"
+            self.columns.append(expr.label(self.names[key]))
+        self.by_metric[(index, tag)] = self.names[key]
+
+
+def _unit_values_cte(
+    rel: Relations,
+    scope: Scope,
+    metrics: Sequence[Metric],
+    *,
+    cuped: bool,
+    segment: str | None,
+) -> tuple[CTE, _Plan]:
+    """Stages 1-3: the ``abkit_unit_values`` CTE and where each metric's aggregates are."""
+    events = rel.events
+    first = _first_cte(rel, scope)
+    units_q = select(
+        first.c.unit_id,
+        first.c.first_us,
+        first.c.variant,
+        day_bucket(first.c.first_us).label("day"),
+        # Contaminated units (variant != variant_max) are not filtered out with a WHERE: a
+        # predicate comparing two aggregates gets a tiny default selectivity from
+        # PostgreSQL's planner (which pushes it down into this GROUP BY wherever it is
+        # written), and the planner then probes the events index once per unit instead of
+        # hash-joining. They are carried as a ``single`` flag and dropped in Python.
+        first.c.variant_max,
+    )
+    if segment is not None:
+        seg = _segment_cte(rel, scope, first, segment)
+        units_q = units_q.add_columns(
+            func.coalesce(seg.c.segment, _p(MISSING_SEGMENT, String())).label("segment")
+        ).outerjoin(seg, seg.c.unit_id == first.c.unit_id)
+    units = units_q.cte("abkit_units")
+
+    all_types: list[str] = []
+    for metric in metrics:
+        all_types += [t for t in metric.event_types if t not in all_types]
+    first_us = units.c.first_us
+    end = _p(scope.end_us, BigInteger()) if scope.end_us is not None else None
+    group: list[Any] = [
+        units.c.unit_id,
+        units.c.variant,
+        units.c.variant_max,
+        units.c.day,
+        units.c.first_us,
+    ]
+    if segment is not None:
+        group.append(units.c.segment)
+    plan = _Plan()
+    for i, metric in enumerate(metrics):
+        after_first = events.c.ts_us >= first_us
+        window = [after_first]
+        if metric.window_us is not None:
+            window.append(events.c.ts_us < first_us + _p(metric.window_us, BigInteger()))
+        if end is not None:
+            window.append(events.c.ts_us < end)
+        in_window = and_(*window)
+        pre = and_(
+            events.c.ts_us < first_us,
+            events.c.ts_us >= first_us - _p(metric.pre_period_us, BigInteger()),
+        )
+        covariate = metric.kind_spec.has_covariate(metric, cuped)
+        values = metric.kind_spec.unit_values(metric, covariate=covariate)
+        measures = {
+            name: metric.numerator if name == "numerator" else metric.denominator
+            for name in metric.kind_spec.measures
+        }
+        periods = {(v.measure, v.period) for v in values.values()}
+        for name, measure in measures.items():
+            assert measure is not None
+            # "count" and "converted" share one SQL aggregate (the count)
+            agg = "count" if measure.aggregate == "converted" else measure.aggregate
+            types = tuple(sorted(measure.event_types))
+            if (name, "window") in periods:
+                plan.add(
+                    i,
+                    f"{name}/window",
+                    ("window", types, agg, metric.window_us),
+                    _measure_aggregate(events, measure, in_window, first_us),
+                )
+            if (name, "pre") in periods:
+                plan.add(
+                    i,
+                    f"{name}/pre",
+                    ("pre", types, agg, metric.pre_period_us),
+                    _measure_aggregate(events, measure, pre, first_us),
+                )
+        read = tuple(sorted({t for m in measures.values() if m for t in m.event_types}))
+        any_type = or_(*[_in_types(events, m) for m in measures.values() if m is not None])
+        plan.add(
+            i,
+            "before",
+            ("before", read),
+            func.sum(case((and_(any_type, events.c.ts_us < first_us), 1), else_=0)),
+        )
+        plan.add(
+            i,
+            "after",
+            ("after", read, metric.window_us),
+            func.sum(case((and_(any_type, after_first, ~in_window), 1), else_=0)),
+        )
+    join_on = and_(
+        events.c.unit_id == units.c.unit_id,
+        events.c.event_type.in_([_p(t, String()) for t in all_types]),
+    )
+    cte = (
+        select(*group, *plan.columns)
+        .select_from(units.outerjoin(events, join_on))
+        .group_by(*group)
+        .cte("abkit_unit_values")
+    )
+    return cte, plan
+
+
+def _unit_value(
+    metric: Metric, value: UnitValue, values: CTE, plan: _Plan, i: int, cap: Any
+) -> Any:
+    measure = metric.numerator if value.measure == "numerator" else metric.denominator
+    assert measure is not None
+    raw = values.c[plan.by_metric[(i, f"{value.measure}/{value.period}")]]
+    if value.indicator:
+        return _measure_value(measure, raw, min_count=metric.min_count)
+    out = _measure_value(measure, raw)
+    return _capped(out, cap) if value.capped else out
+
+
+def _caps_cte(
+    values: CTE, plan: _Plan, metrics: Sequence[Metric], cap_values: Mapping[str, float]
+) -> tuple[CTE | None, dict[int, Any]]:
+    """Stage 4: the one-row CTE of percentile caps; per metric index, its cap expression."""
+    bounds: dict[int, Any] = {}
+    columns: list[Any] = []
+    for i, metric in enumerate(metrics):
+        if metric.cap is not None:
+            bounds[i] = _p(float(metric.cap), Double())
+        elif metric.name in cap_values:
+            bounds[i] = _p(float(cap_values[metric.name]), Double())
+        elif metric.cap_percentile is not None:
+            raw = _unit_value(metric, UnitValue("numerator"), values, plan, i, None)
+            # contaminated units count as zero (see the note in _unit_values_cte on why not WHERE)
+            v = case((values.c.variant == values.c.variant_max, raw), else_=_zero())
+            nonzero = select(v.label("v")).where(v != _zero()).subquery(f"abkit_nonzero_{i}")
+            columns.append(nearest_rank(nonzero, "v", metric.cap_percentile).label(f"cap{i}"))
+    if not columns:
+        return None, bounds
+    caps = select(*columns).cte("abkit_caps")
+    for i in range(len(metrics)):
+        if f"cap{i}" in caps.c:
+            bounds[i] = caps.c[f"cap{i}"]
+    return caps, bounds
 
 
 def aggregates_query(
-    tables: Tables,
-    experiment: str,
+    rel: Relations,
+    scope: Scope,
     metrics: Sequence[Metric],
     *,
-    caps: dict[str, float] | None = None,
-    end_us: int | None = None,
+    cuped: bool = True,
     segment: str | None = None,
-    ratio_cuped: bool = False,
-) -> Any:
-    """Stages 1-5: one row per (variant, day[, segment]) with every metric's sums.
+    caps: Mapping[str, float] | None = None,
+) -> Select[Any]:
+    """Stages 1-6: one row per (variant, day, single[, segment]) with every metric's sums.
 
-    ``ratio_cuped=True`` adds the pre-period numerator and denominator sums of ratio
-    metrics (the :class:`RatioStats` covariate fields) for delta-method CUPED.
+    Only the additive part of each kind is here; ``caps`` gives percentile caps already
+    computed (a segmented query reuses the overall caps), the others are computed in the
+    statement and returned as ``m{i}_cap``.
     """
-    caps = caps or {}
-    values, plan = _base_ctes(
-        tables, experiment, metrics, end_us=end_us, segment=segment, ratio_cuped=ratio_cuped
-    )
+    values, plan = _unit_values_cte(rel, scope, metrics, cuped=cuped, segment=segment)
+    caps_cte, bounds = _caps_cte(values, plan, metrics, caps or {})
     single = case((values.c.variant == values.c.variant_max, 1), else_=0).label("single")
-    stage4: list[Any] = [values.c.variant, values.c.day, single]
+    stage5: list[Any] = [values.c.variant, values.c.day, single, values.c.first_us]
     if segment is not None:
-        stage4.append(values.c.segment)
+        stage5.append(values.c.segment)
+    sums: list[tuple[int, str, ArmSum]] = []
     for i, metric in enumerate(metrics):
-        cap = metric.cap if metric.cap is not None else caps.get(metric.name)
-        y = _capped(_raw_numerator(metric, values, plan, i), cap)
-        stage4.append(y.label(_col(i, "y")))
-        if _has_covariate(metric, ratio_cuped):
-            # the pre-period value is built exactly like y (same measure, same cap)
-            pre = values.c[plan[(i, "pre_num")]]
-            if metric.kind == "proportion":
-                x = _measure_value(metric.numerator, pre, min_count=metric.min_count)
-            else:
-                x = _capped(_measure_value(metric.numerator, pre), cap)
-            stage4.append(x.label(_col(i, "x")))
-        if metric.denominator is not None:
-            d = _measure_value(metric.denominator, values.c[plan[(i, "den")]])
-            stage4.append(d.label(_col(i, "d")))
-            if _has_covariate(metric, ratio_cuped):
-                e = _measure_value(metric.denominator, values.c[plan[(i, "pre_den")]])
-                stage4.append(e.label(_col(i, "e")))
-        stage4.append(values.c[plan[(i, "before")]].label(_col(i, "before")))
-        stage4.append(values.c[plan[(i, "after")]].label(_col(i, "after")))
-    per_unit = select(*stage4).cte("abkit_unit_metrics")
+        covariate = metric.kind_spec.has_covariate(metric, cuped)
+        for name, value in metric.kind_spec.unit_values(metric, covariate=covariate).items():
+            stage5.append(
+                _unit_value(metric, value, values, plan, i, bounds.get(i)).label(_col(i, name))
+            )
+        for name, aggregate in metric.kind_spec.arm_aggregates(metric, covariate=covariate).items():
+            if isinstance(aggregate, ArmSum):
+                sums.append((i, name, aggregate))
+        stage5.append(values.c[plan.by_metric[(i, "before")]].label(_col(i, "before")))
+        stage5.append(values.c[plan.by_metric[(i, "after")]].label(_col(i, "after")))
+        if caps_cte is not None and f"cap{i}" in caps_cte.c:
+            stage5.append(caps_cte.c[f"cap{i}"].label(_col(i, "cap")))
+    stage5_q = select(*stage5)
+    if caps_cte is not None:
+        stage5_q = stage5_q.select_from(values.join(caps_cte, true()))
+    per_unit = stage5_q.cte("abkit_unit_metrics")
 
-    keys = [per_unit.c.variant, per_unit.c.day, per_unit.c.single]
+    keys: list[Any] = [per_unit.c.variant, per_unit.c.day, per_unit.c.single]
     if segment is not None:
         keys.append(per_unit.c.segment)
-    out: list[Any] = [*keys, func.count().label("n")]
-    for i, metric in enumerate(metrics):
-        y = per_unit.c[_col(i, "y")]
-        out += [func.sum(y).label(f"m{i}_sy"), func.sum(y * y).label(f"m{i}_syy")]
-        if _has_covariate(metric, ratio_cuped):
-            x = per_unit.c[_col(i, "x")]
-            out += [
-                func.sum(x).label(f"m{i}_sx"),
-                func.sum(x * x).label(f"m{i}_sxx"),
-                func.sum(x * y).label(f"m{i}_sxy"),
-            ]
-        if metric.denominator is not None:
-            d = per_unit.c[_col(i, "d")]
-            out += [
-                func.sum(d).label(f"m{i}_sd"),
-                func.sum(d * d).label(f"m{i}_sdd"),
-                func.sum(y * d).label(f"m{i}_syd"),
-            ]
-            if _has_covariate(metric, ratio_cuped):
-                # ratio CUPED: the pre-period denominator e and the cross moments of (x, e)
-                # with (y, d) that the delta-method linearisation needs
-                e = per_unit.c[_col(i, "e")]
-                out += [
-                    func.sum(e).label(f"m{i}_se"),
-                    func.sum(e * e).label(f"m{i}_see"),
-                    func.sum(x * e).label(f"m{i}_sxe"),
-                    func.sum(x * d).label(f"m{i}_sxd"),
-                    func.sum(e * y).label(f"m{i}_sey"),
-                    func.sum(e * d).label(f"m{i}_sed"),
-                ]
+    out: list[Any] = [
+        *keys,
+        func.count().label("n"),
+        func.min(per_unit.c.first_us).label("first_min"),
+        func.max(per_unit.c.first_us).label("first_max"),
+    ]
+    for i, name, aggregate in sums:
+        product: ColumnElement[Any] = per_unit.c[_col(i, aggregate.factors[0])]
+        for factor in aggregate.factors[1:]:
+            product = product * per_unit.c[_col(i, factor)]
+        out.append(func.sum(product).label(_col(i, name)))
+    for i, _metric in enumerate(metrics):
         out += [
-            func.sum(_dbl(per_unit.c[_col(i, "before")])).label(f"m{i}_before"),
-            func.sum(_dbl(per_unit.c[_col(i, "after")])).label(f"m{i}_after"),
+            func.sum(to_double(per_unit.c[_col(i, "before")])).label(_col(i, "before")),
+            func.sum(to_double(per_unit.c[_col(i, "after")])).label(_col(i, "after")),
         ]
+        if _col(i, "cap") in per_unit.c:
+            out.append(func.max(per_unit.c[_col(i, "cap")]).label(_col(i, "cap")))
     return select(*out).group_by(*keys).order_by(*keys)
 
 
-def exposure_counts_query(tables: Tables, experiment: str, *, end_us: int | None = None) -> Any:
-    """Per variant of first exposure: units, contaminated units, exposure rows."""
-    exposures = tables.exposures
-    cond = [exposures.c.experiment == _p(experiment, String())]
-    if end_us is not None:
-        cond.append(exposures.c.ts_us < _p(end_us, BigInteger()))
-    first = (
-        select(
-            exposures.c.unit_id,
-            func.min(exposures.c.variant).label("variant"),
-            func.max(exposures.c.variant).label("variant_max"),
-            func.count().label("rows"),
-            func.min(exposures.c.ts_us).label("first_us"),
+def order_statistics_query(
+    rel: Relations,
+    scope: Scope,
+    metrics: Sequence[Metric],
+    index: int,
+    *,
+    cuped: bool = True,
+    segment: str | None = None,
+    caps: Mapping[str, float] | None = None,
+) -> Select[Any]:
+    """The non-sum aggregates (:class:`ArmPercentile`) of metric ``index``, per arm over the
+    whole period: one row per (variant, single[, segment]) with ``m{i}_{name}`` columns.
+
+    Nearest-rank as in :class:`~abkit.analysis.constructs.NearestRank`, with the ranks
+    partitioned by arm so an engine sorts each arm separately.
+    """
+    metric = metrics[index]
+    values, plan = _unit_values_cte(rel, scope, [metric], cuped=cuped, segment=segment)
+    bound = metric.cap if metric.cap is not None else (caps or {}).get(metric.name)
+    covariate = metric.kind_spec.has_covariate(metric, cuped)
+    single = case((values.c.variant == values.c.variant_max, 1), else_=0).label("single")
+    keys: list[Any] = [values.c.variant, single]
+    if segment is not None:
+        keys.append(values.c.segment)
+    unit_values = metric.kind_spec.unit_values(metric, covariate=covariate)
+    columns = [
+        _unit_value(
+            metric, v, values, plan, 0, None if bound is None else _p(bound, Double())
+        ).label(name)
+        for name, v in unit_values.items()
+    ]
+    per_unit = select(*keys, *columns).subquery("abkit_unit_metrics")
+    part = [per_unit.c.variant, per_unit.c.single]
+    if segment is not None:
+        part.append(per_unit.c.segment)
+    subs: list[tuple[str, Any]] = []
+    for name, aggregate in metric.kind_spec.arm_aggregates(metric, covariate=covariate).items():
+        if not isinstance(aggregate, ArmPercentile):
+            continue
+        v = per_unit.c[aggregate.value]
+        ranked = select(
+            *part,
+            v.label("v"),
+            func.row_number().over(partition_by=part, order_by=v).label("rn"),
+            func.count().over(partition_by=part).label("cnt"),
+        ).subquery(f"abkit_ranked_{name}")
+        rkeys = [ranked.c[c.key] for c in part]
+        chosen = (
+            select(*rkeys, func.min(ranked.c.v).label("v"))
+            .where(
+                ranked.c.rn * 100
+                >= to_double(ranked.c.cnt) * _p(float(aggregate.percent), Double())
+            )
+            .group_by(*rkeys)
+            .subquery(f"abkit_os_{name}")
         )
-        .where(*cond)
-        .group_by(exposures.c.unit_id)
-        .subquery("abkit_first")
-    )
-    multi = case((first.c.variant != first.c.variant_max, 1), else_=0)
-    return (
-        select(
-            first.c.variant,
-            func.count().label("units"),
-            func.sum(multi).label("multi"),
-            func.sum(_dbl(first.c.rows)).label("rows"),
-            func.min(first.c.first_us).label("first_us"),
-            func.max(first.c.first_us).label("last_us"),
-        )
-        .group_by(first.c.variant)
-        .order_by(first.c.variant)
-    )
+        subs.append((name, chosen))
+    if not subs:
+        raise ValueError(f"metric {metric.name!r} has no order statistic")
+    base = subs[0][1]
+    base_keys = [base.c[c.key] for c in part]
+    stmt = select(*base_keys, *[sub.c.v.label(_col(index, name)) for name, sub in subs])
+    for _, sub in subs[1:]:
+        stmt = stmt.join_from(base, sub, and_(*[sub.c[c.key] == base.c[c.key] for c in part]))
+    return stmt.order_by(*base_keys)
 
 
 # ------------------------------------------------------------------------- results
@@ -450,7 +518,7 @@ def exposure_counts_query(tables: Tables, experiment: str, *, end_us: int | None
 class MetricSums:
     """One metric's statistics for one arm, plus the events excluded as outside the window."""
 
-    stats: MeanStats | RatioStats
+    stats: Any  # the kind's sufficient statistics (MeanStats, RatioStats, ...)
     events_before_exposure: int
     events_after_window: int
 
@@ -462,139 +530,121 @@ class DailyPoint:
     day: int  # UTC days since 1970-01-01 of first exposure
     variant: str
     metric: str
-    stats: MeanStats | RatioStats
+    stats: Any
 
 
 @dataclass(frozen=True)
 class Aggregates:
-    """Everything the database returns for one analysis (one segment value at most)."""
+    """Everything the database returns for one analysis (one segment value at most).
+
+    ``units`` counts the analysed (single-variant) units per arm; ``contaminated`` the units
+    seen in two or more variants, by their smallest variant; ``first_us``/``last_us`` bound
+    the first exposures of every unit read.
+    """
 
     units: dict[str, int]
     metrics: dict[str, dict[str, MetricSums]]  # metric -> variant -> sums
     daily: tuple[DailyPoint, ...] = ()
     caps: dict[str, float] = field(default_factory=dict)
+    contaminated: dict[str, int] = field(default_factory=dict)
+    first_us: int | None = None
+    last_us: int | None = None
 
 
 def _num(value: Any) -> float:
     return 0.0 if value is None else float(value)
 
 
-def _stats_from_row(
-    metric: Metric, i: int, row: Any, *, n: int, ratio_cuped: bool = False
-) -> MeanStats | RatioStats:
-    m = row._mapping
-    if metric.kind == "ratio":
-        covariate: dict[str, float] = {}
-        if _has_covariate(metric, ratio_cuped):
-            covariate = {
-                "pre_num_sum": _num(m[f"m{i}_sx"]),
-                "pre_num_sum_sq": _num(m[f"m{i}_sxx"]),
-                "pre_den_sum": _num(m[f"m{i}_se"]),
-                "pre_den_sum_sq": _num(m[f"m{i}_see"]),
-                "pre_num_pre_den_sum": _num(m[f"m{i}_sxe"]),
-                "pre_num_num_sum": _num(m[f"m{i}_sxy"]),
-                "pre_num_den_sum": _num(m[f"m{i}_sxd"]),
-                "pre_den_num_sum": _num(m[f"m{i}_sey"]),
-                "pre_den_den_sum": _num(m[f"m{i}_sed"]),
-            }
-        return RatioStats(
-            n=n,
-            num_sum=_num(m[f"m{i}_sy"]),
-            num_sum_sq=_num(m[f"m{i}_syy"]),
-            den_sum=_num(m[f"m{i}_sd"]),
-            den_sum_sq=_num(m[f"m{i}_sdd"]),
-            num_den_sum=_num(m[f"m{i}_syd"]),
-            **covariate,
-        )
-    return MeanStats(
-        n=n,
-        sum=_num(m[f"m{i}_sy"]),
-        sum_sq=_num(m[f"m{i}_syy"]),
-        cov_sum=_num(m[f"m{i}_sx"]),
-        cov_sum_sq=_num(m[f"m{i}_sxx"]),
-        cross_sum=_num(m[f"m{i}_sxy"]),
-    )
-
-
-def compute_caps(
-    conn: Connection,
-    tables: Tables,
-    experiment: str,
-    metrics: Sequence[Metric],
-    *,
-    end_us: int | None = None,
-) -> dict[str, float]:
-    """Run the first pass for every metric with a percentile cap."""
-    caps: dict[str, float] = {}
-    for i, metric in enumerate(metrics):
-        if metric.cap_percentile is None:
-            continue
-        value = conn.execute(
-            percentile_caps_query(tables, experiment, metrics, i, end_us=end_us)
-        ).scalar()
-        if value is not None:  # no non-zero value: nothing to cap
-            caps[metric.name] = float(value)
-    return caps
-
-
 def fetch_aggregates(
-    conn: Connection,
-    tables: Tables,
-    experiment: str,
+    runner: QueryRunner,
+    rel: Relations,
+    scope: Scope,
     metrics: Sequence[Metric],
     *,
-    end_us: int | None = None,
+    cuped: bool = True,
     segment: str | None = None,
-    caps: dict[str, float] | None = None,
+    caps: Mapping[str, float] | None = None,
     daily: bool = True,
-    ratio_cuped: bool = False,
 ) -> dict[str | None, Aggregates]:
-    """Run the analysis query; one :class:`Aggregates` per segment value (key ``None``
-    when not segmented). Days are added up in ascending order, which also yields the
-    cumulative daily series. ``ratio_cuped=True`` fills the covariate fields of ratio
-    metrics' :class:`RatioStats` (pre-period numerator and denominator)."""
+    """Run the analysis statements; one :class:`Aggregates` per segment value (key ``None``
+    when not segmented). Additive kinds' days are added up in ascending order, which also
+    yields the cumulative daily series; non-additive kinds get their whole-period
+    statistics from :func:`order_statistics_query` and no daily points."""
     metrics = tuple(metrics)
-    if caps is None:
-        caps = compute_caps(conn, tables, experiment, metrics, end_us=end_us)
-    rows = conn.execute(
-        aggregates_query(
-            tables,
-            experiment,
-            metrics,
-            caps=caps,
-            end_us=end_us,
-            segment=segment,
-            ratio_cuped=ratio_cuped,
+    stmt = aggregates_query(rel, scope, metrics, cuped=cuped, segment=segment, caps=caps)
+    rows = as_mappings(stmt, runner.run(stmt))
+    found_caps = dict(caps or {})
+    for i, metric in enumerate(metrics):
+        key = _col(i, "cap")
+        value = next((r[key] for r in rows if r.get(key) is not None), None)
+        if value is not None:  # no non-zero value: nothing to cap
+            found_caps[metric.name] = float(value)
+    covariates = [m.kind_spec.has_covariate(m, cuped) for m in metrics]
+    additive = [
+        is_additive(m.kind_spec, m, covariate=c) for m, c in zip(metrics, covariates, strict=True)
+    ]
+    order_stats: dict[int, dict[tuple[str | None, str], Mapping[str, Any]]] = {}
+    for i, metric in enumerate(metrics):
+        aggregates = metric.kind_spec.arm_aggregates(metric, covariate=covariates[i]).values()
+        if segment is None:
+            for aggregate in aggregates:
+                if isinstance(aggregate, EventQuantile):
+                    arms = quantile_stats(runner, rel, scope, metric, aggregate.probability)
+                    order_stats.setdefault(i, {}).update(
+                        {(None, v): {_col(i, "quantile"): s} for v, s in arms.items()}
+                    )
+        if not any(isinstance(a, ArmPercentile) for a in aggregates):
+            continue
+        os_stmt = order_statistics_query(
+            rel, scope, metrics, i, cuped=cuped, segment=segment, caps=found_caps
         )
-    ).all()
+        order_stats.setdefault(i, {}).update(
+            {
+                (r["segment"] if segment is not None else None, str(r["variant"])): r
+                for r in as_mappings(os_stmt, runner.run(os_stmt))
+                if int(r["single"]) == 1
+            }
+        )
 
-    # (segment, variant) -> running totals, in day order
     running: dict[tuple[str | None, str], dict[str, Any]] = {}
+    contaminated: dict[str | None, dict[str, int]] = {}
+    bounds: dict[str | None, list[int]] = {}
     daily_points: dict[str | None, list[DailyPoint]] = {}
     for row in rows:
-        m = row._mapping
-        if int(m["single"]) != 1:  # units exposed to more than one variant: excluded
+        seg = row["segment"] if segment is not None else None
+        variant = str(row["variant"])
+        n = int(row["n"])
+        span = bounds.setdefault(seg, [int(row["first_min"]), int(row["first_max"])])
+        span[0], span[1] = min(span[0], int(row["first_min"])), max(span[1], int(row["first_max"]))
+        if int(row["single"]) != 1:  # units exposed to more than one variant: excluded
+            counts = contaminated.setdefault(seg, {})
+            counts[variant] = counts.get(variant, 0) + n
             continue
-        seg = m["segment"] if segment is not None else None
-        variant = str(m["variant"])
-        key = (seg, variant)
-        n = int(m["n"])
-        state = running.setdefault(key, {"n": 0, "stats": {}, "before": {}, "after": {}})
+        state = running.setdefault(
+            (seg, variant), {"n": 0, "sums": {}, "stats": {}, "before": {}, "after": {}}
+        )
         state["n"] += n
         for i, metric in enumerate(metrics):
-            piece = _stats_from_row(metric, i, row, n=n, ratio_cuped=ratio_cuped)
-            prev = state["stats"].get(metric.name)
-            state["stats"][metric.name] = piece if prev is None else prev + piece
             state["before"][metric.name] = state["before"].get(metric.name, 0) + int(
-                _num(m[f"m{i}_before"])
+                _num(row[_col(i, "before")])
             )
             state["after"][metric.name] = state["after"].get(metric.name, 0) + int(
-                _num(m[f"m{i}_after"])
+                _num(row[_col(i, "after")])
             )
+            names = metric.kind_spec.arm_aggregates(metric, covariate=covariates[i])
+            row_sums = {k: _num(row[_col(i, k)]) for k, a in names.items() if isinstance(a, ArmSum)}
+            if not additive[i]:  # sums add up; the statistics are built once, below
+                totals = state["sums"].setdefault(metric.name, {})
+                for k, v in row_sums.items():
+                    totals[k] = totals.get(k, 0.0) + v
+                continue
+            piece = metric.kind_spec.stats(n, row_sums)
+            prev = state["stats"].get(metric.name)
+            state["stats"][metric.name] = piece if prev is None else prev + piece
             if daily:
                 daily_points.setdefault(seg, []).append(
                     DailyPoint(
-                        day=int(m["day"]),
+                        day=int(row["day"]),
                         variant=variant,
                         metric=metric.name,
                         stats=state["stats"][metric.name],
@@ -603,14 +653,181 @@ def fetch_aggregates(
 
     out: dict[str | None, Aggregates] = {}
     for (seg, variant), state in sorted(running.items(), key=lambda kv: (str(kv[0][0]), kv[0][1])):
+        lo, hi = bounds[seg]
         agg = out.setdefault(
-            seg, Aggregates(units={}, metrics={}, daily=tuple(daily_points.get(seg, ())), caps=caps)
+            seg,
+            Aggregates(
+                units={},
+                metrics={},
+                daily=tuple(daily_points.get(seg, ())),
+                caps=found_caps,
+                contaminated=contaminated.get(seg, {}),
+                first_us=lo,
+                last_us=hi,
+            ),
         )
         agg.units[variant] = state["n"]
-        for metric in metrics:
+        for i, metric in enumerate(metrics):
+            stats = state["stats"].get(metric.name)
+            if not additive[i]:
+                names = metric.kind_spec.arm_aggregates(metric, covariate=covariates[i])
+                row = order_stats.get(i, {}).get((seg, variant), {})
+                sums: dict[str, Any] = dict(state["sums"].get(metric.name, {}))
+                sums.update(
+                    {
+                        k: _num(row.get(_col(i, k)))
+                        for k, a in names.items()
+                        if isinstance(a, ArmPercentile)
+                    }
+                )
+                quantiles = {
+                    k: row.get(_col(i, k)) for k, a in names.items() if isinstance(a, EventQuantile)
+                }
+                # per segment value, quantiles are not computed: no statistics for the arm
+                stats = (
+                    None
+                    if any(q is None for q in quantiles.values())
+                    else metric.kind_spec.stats(state["n"], {**sums, **quantiles})
+                )
             agg.metrics.setdefault(metric.name, {})[variant] = MetricSums(
-                stats=state["stats"][metric.name],
+                stats=stats,
                 events_before_exposure=state["before"][metric.name],
                 events_after_window=state["after"][metric.name],
             )
+    for seg, counts in contaminated.items():  # a segment value with only contaminated units
+        if seg not in out:
+            lo, hi = bounds[seg]
+            out[seg] = Aggregates(
+                units={}, metrics={}, caps=found_caps, contaminated=counts, first_us=lo, last_us=hi
+            )
     return out
+
+
+# ------------------------------------------------------------------------ quantiles
+def _scoped_values(rel: Relations, scope: Scope, metric: Metric) -> Any:
+    """Per event in scope: ``variant`` and ``v``, the value of each of the metric's events
+    (non-NULL) in its unit's window, for single-variant units (the quantile's population)."""
+    events = rel.events
+    first = _first_cte(rel, scope)
+    window = [
+        events.c.ts_us >= first.c.first_us,
+        _in_types(events, metric.numerator),
+        events.c.value.is_not(None),
+    ]
+    if metric.window_us is not None:
+        window.append(events.c.ts_us < first.c.first_us + _p(metric.window_us, BigInteger()))
+    if scope.end_us is not None:
+        window.append(events.c.ts_us < _p(scope.end_us, BigInteger()))
+    return (
+        select(
+            first.c.unit_id,
+            first.c.variant,
+            to_double(events.c.value).label("v"),
+        )
+        .select_from(first.join(events, events.c.unit_id == first.c.unit_id))
+        .where(first.c.variant == first.c.variant_max, *window)
+        .subquery("abkit_scoped")
+    )
+
+
+def _ranked(values: Any) -> Any:
+    return select(
+        values.c.variant,
+        values.c.v,
+        func.row_number().over(partition_by=values.c.variant, order_by=values.c.v).label("rn"),
+        func.count().over(partition_by=values.c.variant).label("cnt"),
+    ).subquery("abkit_ranked")
+
+
+def quantile_stats(
+    runner: QueryRunner,
+    rel: Relations,
+    scope: Scope,
+    metric: Metric,
+    probability: float,
+    *,
+    alpha: float = 0.05,
+) -> dict[str, Any]:
+    """Per arm, the :class:`~abkit.stats.quantile.QuantileStats` of the ``probability``
+    quantile of the metric's event values, clustered by unit, in three passes in the
+    database (the interface of :mod:`abkit.stats.quantile`): the nearest-rank quantile
+    ``X_(k)``, ``k = ⌈pM⌉``; per unit the events ``n_i`` and those ``<= X_(k)`` ``s_i``
+    summed per arm; the order statistics at the interval's bracketing ranks. Python
+    receives a few rows per arm, never the events.
+
+    A quantile is not additive across days: there is no daily series for it.
+    """
+    from abkit.stats.quantile import QuantileStats, bracket_ranks, with_bracket
+
+    values = _scoped_values(rel, scope, metric)
+    ranked = _ranked(values)
+    first_pass = (
+        select(ranked.c.variant, func.min(ranked.c.v).label("q"))
+        .where(ranked.c.rn >= ranked.c.cnt * _p(probability, Double()))
+        .group_by(ranked.c.variant)
+        .order_by(ranked.c.variant)
+    )
+    estimates = {
+        str(r["variant"]): float(r["q"]) for r in as_mappings(first_pass, runner.run(first_pass))
+    }
+    if not estimates:
+        return {}
+    threshold = case(
+        *[(values.c.variant == _p(v, String()), _p(q, Double())) for v, q in estimates.items()]
+    )
+    per_unit = (
+        select(
+            values.c.variant,
+            to_double(func.count()).label("n_i"),
+            to_double(func.sum(case((values.c.v <= threshold, 1), else_=0))).label("s_i"),
+        )
+        .group_by(values.c.unit_id, values.c.variant)
+        .subquery("abkit_unit_counts")
+    )
+    n_i, s_i = per_unit.c.n_i, per_unit.c.s_i
+    second_pass = select(
+        per_unit.c.variant,
+        func.count().label("n"),
+        func.sum(n_i).label("events"),
+        func.sum(n_i * n_i).label("events_sq"),
+        func.sum(s_i).label("below"),
+        func.sum(s_i * s_i).label("below_sq"),
+        func.sum(s_i * n_i).label("below_events"),
+    ).group_by(per_unit.c.variant)
+    arms: dict[str, Any] = {}
+    for row in as_mappings(second_pass, runner.run(second_pass)):
+        variant = str(row["variant"])
+        arms[variant] = QuantileStats(
+            probability=probability,
+            estimate=estimates[variant],
+            n=int(row["n"]),
+            **{
+                k: float(row[k])
+                for k in ("events", "events_sq", "below", "below_sq", "below_events")
+            },
+        )
+    ranks = {v: bracket_ranks(s, alpha) for v, s in arms.items()}
+    third_pass = select(ranked.c.variant, ranked.c.rn, ranked.c.v).where(
+        or_(
+            *[
+                and_(
+                    ranked.c.variant == _p(v, String()),
+                    ranked.c.rn.in_([_p(lo, BigInteger()), _p(hi, BigInteger())]),
+                )
+                for v, (lo, hi) in ranks.items()
+            ]
+        )
+    )
+    order_stats: dict[tuple[str, int], float] = {
+        (str(r["variant"]), int(r["rn"])): float(r["v"])
+        for r in as_mappings(third_pass, runner.run(third_pass))
+    }
+    return {
+        v: with_bracket(
+            s,
+            lower_value=order_stats[(v, ranks[v][0])],
+            upper_value=order_stats[(v, ranks[v][1])],
+            alpha=alpha,
+        )
+        for v, s in arms.items()
+    }

@@ -7,35 +7,33 @@ without pulling in the analysis stack. The hashing is specified in
 
 from __future__ import annotations
 
+from abkit._lazy import lazy_attributes
 from abkit.assignment.assign import Assignment, BulkAssignment, Reason, assign, assign_many
 from abkit.assignment.config import Experiment, Holdout, Namespace, Variant
 from abkit.assignment.exposure import (
     ExposureRecord,
     add_exposure_hook,
+    configure_exposure_dedup,
     exposure_hook_errors,
     remove_exposure_hook,
 )
 
-# Registry files and the config diff are not needed on the request path: load them on
-# first use (PEP 562) to keep ``from abkit import assign`` fast.
+# Registry files, the live registry and the config diff are not needed to import the
+# request path: load them on first use (PEP 562) to keep ``from abkit import assign`` fast.
 _LAZY = {
     "ConfigDiff": "abkit.assignment.diff",
     "ExperimentDiff": "abkit.assignment.diff",
     "diff_experiments": "abkit.assignment.diff",
+    "LiveExperiment": "abkit.assignment.live",
+    "LiveRegistry": "abkit.assignment.live",
     "Registry": "abkit.assignment.registry",
     "load_experiments": "abkit.assignment.registry",
+    "parse_registry": "abkit.assignment.registry",
+    "read_registry": "abkit.assignment.registry",
 }
 
 
-def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'abkit.assignment' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = [
@@ -46,6 +44,8 @@ __all__ = [
     "ExperimentDiff",
     "ExposureRecord",
     "Holdout",
+    "LiveExperiment",
+    "LiveRegistry",
     "Namespace",
     "Reason",
     "Registry",
@@ -53,8 +53,11 @@ __all__ = [
     "add_exposure_hook",
     "assign",
     "assign_many",
+    "configure_exposure_dedup",
     "diff_experiments",
     "exposure_hook_errors",
     "load_experiments",
+    "parse_registry",
+    "read_registry",
     "remove_exposure_hook",
 ]

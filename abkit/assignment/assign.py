@@ -32,11 +32,12 @@ from typing import Any, NamedTuple
 from mmh3 import hash as _h
 
 from abkit.assignment import exposure as _exposure
-from abkit.assignment.config import Experiment, _Plan, to_us
+from abkit.assignment.config import Experiment, _Plan
 from abkit.assignment.hashing import SEED_HOLDOUT, SEED_NAMESPACE, SEED_TRAFFIC, SEED_VARIANT
+from abkit.timeutil import to_us
 
 _HOOKS = _exposure._HOOKS  # the same list object; truthiness is checked per call
-_emit = _exposure.emit
+_expose_first = _exposure.expose_first
 _new = tuple.__new__
 _NO_ATTRS: Mapping[str, Any] = MappingProxyType({})
 
@@ -117,8 +118,9 @@ def assign(
             # two variants (the common case): one comparison instead of a bisect call
             i = (h >= plan.split) if plan.split else bisect_right(plan.bounds, h)
             name = plan.names[i]
-            if _HOOKS and expose:
-                _emit(plan.key, unit_id, name, now, attributes)
+            # a unit already exposed to this variant: one dict lookup, no call
+            if _HOOKS and expose and plan.exposed.get(unit_id) is not name:
+                _expose_first(plan, unit_id, name, now, attributes)
             return _new(Assignment, (plan.key, unit_id, name, plan.payloads[i], True, h, None))
         return _new(
             Assignment,
@@ -127,7 +129,7 @@ def assign(
     now_us = None if now is None else _now_us(now)
     uid, i, bucket, reason = _decide(plan, unit_id, attributes, now_us, True)
     if reason is None and _HOOKS and expose:
-        _emit(plan.key, uid, plan.names[i], now, attributes)
+        _expose_first(plan, uid, plan.names[i], now, attributes)
     return _new(
         Assignment, (plan.key, uid, plan.names[i], plan.payloads[i], reason is None, bucket, reason)
     )
@@ -311,11 +313,13 @@ def assign_many(
     plan = experiment._plan
     ids = unit_ids if isinstance(unit_ids, list) else list(unit_ids)
     now_us = None if now is None else _now_us(now)
-    per_unit = attributes is not None and not isinstance(attributes, Mapping)
-    if per_unit:
-        attributes = list(attributes)  # type: ignore[arg-type]
-        if len(attributes) != len(ids):
-            raise ValueError(f"attributes has {len(attributes)} entries for {len(ids)} unit ids")
+    # one mapping for every unit (repeated), or one per unit
+    per_unit: list[Mapping[str, Any] | None] | None = None
+    if attributes is not None and not isinstance(attributes, Mapping):
+        per_unit = list(attributes)
+        if len(per_unit) != len(ids):
+            raise ValueError(f"attributes has {len(per_unit)} entries for {len(ids)} unit ids")
+    shared = attributes if isinstance(attributes, Mapping) else None
     names = plan.names
     if plan.simple and _all_plain_strings(ids):
         uids, variants, enrolled, buckets, reasons = _many_fast(plan, ids)
@@ -323,7 +327,9 @@ def assign_many(
         cols: tuple[list, list, list, list] = ([], [], [], [])
         a_uid, a_idx, a_bucket, a_reason = (c.append for c in cols)
         decide = _decide
-        attrs_iter = attributes if per_unit else repeat(attributes)
+        attrs_iter: Iterable[Mapping[str, Any] | None] = (
+            per_unit if per_unit is not None else repeat(shared)
+        )
         for uid, attrs in zip(ids, attrs_iter, strict=False):
             u, i, b, r = decide(plan, uid, attrs, now_us, check_targeting)
             a_uid(u)
@@ -336,10 +342,15 @@ def assign_many(
         buckets, reasons = tuple(bucket_list), tuple(reason_list)
     bulk = BulkAssignment(experiment, tuple(uids), variants, enrolled, buckets, reasons)
     if expose and _HOOKS:
-        attrs_iter = attributes if per_unit else repeat(attributes)
-        for uid, v, e, attrs in zip(bulk.unit_ids, variants, enrolled, attrs_iter, strict=False):
+        for uid, v, e, attrs in zip(
+            bulk.unit_ids,
+            variants,
+            enrolled,
+            per_unit if per_unit is not None else repeat(shared),
+            strict=False,
+        ):
             if e:
-                _emit(plan.key, uid, v, now, attrs)
+                _expose_first(plan, uid, v, now, attrs)
     return bulk
 
 
@@ -362,17 +373,17 @@ def _many_fast(plan: _Plan, ids: list[str]) -> tuple:
     names = plan.names
     split = plan.split
     if plan.full_traffic:
-        hv = [h(prefix + u, SEED_VARIANT, False) for u in ids]
+        every = [h(prefix + u, SEED_VARIANT, False) for u in ids]
         if split:
             c, t = names
-            chosen = [t if x >= split else c for x in hv]
+            chosen = [t if x >= split else c for x in every]
         else:
-            chosen = list(map(names.__getitem__, map(bisect_right, repeat(plan.bounds, n), hv)))
-        return ids, tuple(chosen), (True,) * n, tuple(hv), (None,) * n
+            chosen = list(map(names.__getitem__, map(bisect_right, repeat(plan.bounds, n), every)))
+        return ids, tuple(chosen), (True,) * n, tuple(every), (None,) * n
     thr = plan.traffic_t
     inside = [h(prefix + u, SEED_TRAFFIC, False) < thr for u in ids]
     # Only enrolled units need the variant hash: a 5% rollout hashes 1.05 times per id, not 2.
-    hv = [
+    hv: list[int | None] = [
         h(prefix + u, SEED_VARIANT, False) if ok else None
         for u, ok in zip(ids, inside, strict=True)
     ]

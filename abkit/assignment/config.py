@@ -10,20 +10,20 @@ from __future__ import annotations
 
 import copy
 import math
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from types import MappingProxyType
 from typing import Any
 
 from abkit.assignment import hashing
 from abkit.assignment.targeting import Predicate, compile_rule, freeze, thaw
 from abkit.errors import ConfigError
+from abkit.timeutil import to_us
 
 STATUSES = ("draft", "running", "paused", "stopped")
 WEIGHT_TOLERANCE = 1e-9  # |sum(weights) - 1| allowed (binary64 sums of decimals)
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_US = timedelta(microseconds=1)
 
 
 def _err(message: str, field_name: str | None = None, key: str | None = None) -> ConfigError:
@@ -34,7 +34,10 @@ def _err(message: str, field_name: str | None = None, key: str | None = None) ->
 def _fraction(value: Any, name: str, key: str | None) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise _err(f"{name} must be a number in [0, 1], got {value!r}", name, key)
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an integer of hundreds of digits
+        raise _err(f"{name} must be in [0, 1], got an integer too large", name, key) from None
     if not (0.0 <= value <= 1.0) or math.isnan(value):
         raise _err(f"{name} must be in [0, 1], got {value!r}", name, key)
     return value
@@ -78,11 +81,6 @@ def parse_time(value: Any, field_name: str, key: str | None = None) -> datetime 
             key,
         )
     return value.astimezone(timezone.utc)
-
-
-def to_us(value: datetime) -> int:
-    """Epoch microseconds of an aware datetime (exact integer arithmetic)."""
-    return (value - _EPOCH) // _US
 
 
 def check_fields(data: Mapping[str, Any], allowed: Sequence[str], what: str, key: str | None):
@@ -256,10 +254,11 @@ class Experiment:
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise _err(f"duplicate variant names {dupes}", "variants", key)
-        weights = [v.weight for v in variants]
-        if all(w is None for w in weights):
+        given = [v.weight for v in variants]
+        weights: list[float] = [w for w in given if w is not None]
+        if not weights:
             weights = [1.0 / len(variants)] * len(variants)
-        elif any(w is None for w in weights):
+        elif len(weights) < len(given):
             raise _err("give a weight to every variant or to none (equal split)", "weight", key)
         else:
             total = math.fsum(weights)
@@ -399,7 +398,7 @@ def _namespace_from(value: Any, key: str | None) -> Namespace:
     if not isinstance(value, Mapping):
         raise _err("namespace must be a name or {name, start, end}", "namespace", key)
     check_fields(value, ("name", "start", "end"), "namespace", key)
-    return Namespace(value.get("name"), value.get("start", 0.0), value.get("end", 1.0))
+    return Namespace(value.get("name", ""), value.get("start", 0.0), value.get("end", 1.0))
 
 
 def _holdout_from(value: Any, key: str | None) -> Holdout:
@@ -415,8 +414,12 @@ class _Plan:
     """Precomputed, immutable evaluation data of one experiment (internal)."""
 
     __slots__ = (
+        "__weakref__",
         "bounds",
         "end_us",
+        "experiment",
+        "exposed",
+        "exposed_old",
         "fallback",
         "forced",
         "full_traffic",
@@ -441,6 +444,11 @@ class _Plan:
 
     def __init__(self, exp: Experiment, weights: list[float], predicate: Predicate | None):
         self.key = exp.key
+        # the experiment this plan evaluates, without keeping it alive (plan <-> experiment)
+        self.experiment = weakref.ref(exp)
+        # units already exposed, unit -> variant name (abkit.assignment.exposure.expose_first)
+        self.exposed: dict[str, str] = {}
+        self.exposed_old: dict[str, str] = {}
         self.names = tuple(v.name for v in exp.variants)
         self.index = {n: i for i, n in enumerate(self.names)}
         self.payloads = tuple(v.payload for v in exp.variants)
@@ -449,7 +457,7 @@ class _Plan:
         # Two variants split at B[1] (0 disables the shortcut; B[1] == 0 means all-treatment,
         # which bisect handles).
         self.split = self.bounds[0] if len(self.bounds) == 2 else 0
-        self.prefix = exp.salt + hashing.SEPARATOR
+        self.prefix = (exp.salt or exp.key) + hashing.SEPARATOR  # salt defaults to the key
         self.traffic_t = hashing.threshold(exp.traffic)
         self.full_traffic = self.traffic_t == hashing.SCALE
         self.status = exp.status
@@ -463,7 +471,7 @@ class _Plan:
         self.ns_prefix = None if ns is None else (ns.name + hashing.SEPARATOR).encode()
         self.ns_lo, self.ns_hi = (0, 0) if ns is None else ns.range
         ho = exp.holdout
-        self.holdout_prefix = None if ho is None else (ho.name + hashing.SEPARATOR).encode()
+        self.holdout_prefix = b"" if ho is None else (ho.name + hashing.SEPARATOR).encode()
         self.holdout_t = 0 if ho is None else hashing.threshold(ho.fraction)
         # The fast path of assign() handles exactly this case; everything else goes
         # through the general path (same decisions, more checks).

@@ -179,6 +179,7 @@ def diff_experiments(
     different keys are compared as one (a rename reshuffles). Without ``attributes``,
     targeting is not evaluated (every unit counts as targeted) and a warning says so.
     """
+    pairs: list[tuple[str, Experiment | None, Experiment | None]]
     if isinstance(old, Experiment) and isinstance(new, Experiment):
         pairs = [(new.key, old, new)]
     else:
@@ -186,7 +187,7 @@ def diff_experiments(
         keys = list(a) + [k for k in b if k not in a]
         pairs = [(k, a.get(k), b.get(k)) for k in keys]
     sampled = unit_ids is None
-    ids = [f"abkit-diff-{i}" for i in range(sample)] if sampled else list(unit_ids)
+    ids = [f"abkit-diff-{i}" for i in range(sample)] if unit_ids is None else list(unit_ids)
     out = [_diff_one(k, o, n, ids, attributes, now) for k, o, n in pairs]
     return ConfigDiff(tuple(out), len(ids), sampled)
 

@@ -1,25 +1,38 @@
 """Exposure records (ARCHITECTURE.md Contract 1) and the exposure hooks services register.
 
-A hook is any callable taking one :class:`ExposureRecord`; it is called once per enrolled
-assignment (``assign(..., expose=True)``, the default). Hooks run synchronously in the
-service's request path, so they should enqueue, not do I/O. A hook that raises never
-breaks ``assign``: the error is counted (:func:`exposure_hook_errors`) and logged on the
-``abkit.assignment.exposure`` logger (the first 10 failures of each hook, then every
-1000th, so a broken logger cannot flood the service's logs).
+A hook is any callable taking one :class:`ExposureRecord`; it is called for an enrolled
+assignment (``assign(..., expose=True)``, the default) the first time this process serves
+that (experiment, unit, variant), like the leading SDKs: a unit seen on every page view
+is one exposure, not thousands. The memory of what was seen is bounded: each experiment
+version remembers up to :func:`configure_exposure_dedup` units (100,000 by default; two
+generations that keep the most recently seen, an approximate LRU), and everything is
+forgotten whenever hooks are added or removed, so a new hook (a new ``Tracker``) receives
+every unit again. An evicted unit, or every unit after a new version of the experiment is
+loaded, fires again: a repeated exposure, which the analysis treats as the same unit; a
+first exposure is never skipped. ``configure_exposure_dedup(0)`` fires on every
+assignment.
+
+Hooks run synchronously in the service's request path, so they should enqueue, not do
+I/O. A hook that raises never breaks ``assign``: the error is counted
+(:func:`exposure_hook_errors`) and logged on the ``abkit.assignment.exposure`` logger
+(the first 10 failures of each hook, then every 1000th, so a broken logger cannot flood
+the service's logs).
 """
 
 from __future__ import annotations
 
+import weakref
 from _thread import allocate_lock
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from time import time_ns
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
 
 from abkit.assignment import hashing
-from abkit.assignment.config import _EPOCH, to_us
+from abkit.assignment.config import Experiment
+from abkit.timeutil import EPOCH, to_us
 
 LOGGER_NAME = __name__
 
@@ -33,6 +46,85 @@ _LOCK = allocate_lock()
 _ERRORS: dict[int, int] = {}
 _ERROR_TOTAL = [0]
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+class _Remembers(Protocol):
+    """What :func:`expose_first` needs of an evaluation plan (``config._Plan``)."""
+
+    key: str
+    exposed: dict[str, str]
+    exposed_old: dict[str, str]
+    experiment: weakref.ref[Experiment]
+
+
+DEFAULT_DEDUP_CAPACITY = 100_000
+# Units remembered per experiment plan (0: no de-duplication); see configure_exposure_dedup.
+_CAPACITY = [DEFAULT_DEDUP_CAPACITY]
+# Plans currently remembering exposures, to forget them all when the hooks change.
+_REMEMBERING: weakref.WeakSet[_Remembers] = weakref.WeakSet()
+# Experiment key -> the experiment (weakly) of its latest first exposure in this process.
+_SERVED: dict[str, weakref.ref[Experiment]] = {}
+
+
+def served_experiment(key: str) -> Experiment | None:
+    """The :class:`~abkit.assignment.config.Experiment` this process last exposed a unit
+    of under ``key`` (None when none, or no longer alive): what a ``Tracker`` registers in
+    the store when the store does not know ``key``."""
+    ref = _SERVED.get(key)
+    return None if ref is None else ref()
+
+
+def configure_exposure_dedup(capacity: int = DEFAULT_DEDUP_CAPACITY) -> None:
+    """Remember up to ``capacity`` units per experiment to fire hooks once for each
+    (unit, variant); 0 fires hooks on every enrolled assignment."""
+    if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 0:
+        raise ValueError("capacity must be a non-negative integer")
+    with _LOCK:
+        _CAPACITY[0] = capacity
+        _forget_exposures()
+
+
+def _forget_exposures() -> None:
+    """Called with _LOCK held whenever the hooks change: a new hook has seen nothing."""
+    for plan in list(_REMEMBERING):
+        plan.exposed = {}
+        plan.exposed_old = {}
+    _REMEMBERING.clear()
+
+
+def expose_first(
+    plan: _Remembers,
+    unit_id: str,
+    variant: str,
+    now: datetime | None,
+    attributes: Mapping[str, Any] | None,
+) -> None:
+    """Emit the exposure unless ``plan`` remembers ``unit_id`` with this ``variant``.
+
+    Each plan (one per experiment version) keeps two dicts unit -> variant used as
+    generations: a unit is looked up in the young one, then the old one (and written back
+    to the young one); when the young one holds half the capacity it becomes the old one
+    and the previous old one is dropped. So a plan holds at most ``capacity`` units, and a
+    unit seen within the last ``capacity / 2`` distinct units is always remembered (an
+    approximate LRU). ``assign``'s fast path checks the young dict inline and calls this
+    only on a miss. Dict operations are atomic under the GIL; two threads rotating at once
+    can only forget units (a repeated exposure), never skip a first one.
+    """
+    capacity = _CAPACITY[0]
+    if capacity:
+        young = plan.exposed
+        if young.get(unit_id) is variant:
+            return
+        repeat = plan.exposed_old.get(unit_id) is variant
+        young[unit_id] = variant
+        if len(young) == 1:
+            _REMEMBERING.add(plan)
+        if len(young) * 2 >= capacity:
+            plan.exposed_old, plan.exposed = young, {}
+        if repeat:
+            return
+    _SERVED[plan.key] = plan.experiment
+    emit(plan.key, unit_id, variant, now, attributes)
 
 
 @dataclass(frozen=True)
@@ -66,7 +158,7 @@ class ExposureRecord:
         if timestamp is None:
             # one clock read, exact integer microseconds; cheaper than datetime.now()
             us = time_ns() // 1000
-            ts = _EPOCH + timedelta(microseconds=us)
+            ts = EPOCH + timedelta(microseconds=us)
         else:
             if timestamp.tzinfo is None or timestamp.utcoffset() is None:
                 raise ValueError("exposure timestamps must be timezone-aware")
@@ -117,6 +209,7 @@ def add_exposure_hook(callback: ExposureHook) -> ExposureHook:
     with _LOCK:
         if callback not in _HOOKS:
             _HOOKS.append(callback)
+            _forget_exposures()
     return callback
 
 
@@ -127,12 +220,14 @@ def remove_exposure_hook(callback: ExposureHook) -> bool:
             _HOOKS.remove(callback)
         except ValueError:
             return False
+        _forget_exposures()
         return True
 
 
 def clear_exposure_hooks() -> None:
     with _LOCK:
         _HOOKS.clear()
+        _forget_exposures()
 
 
 def exposure_hooks() -> tuple[ExposureHook, ...]:

@@ -10,9 +10,10 @@ A rule is JSON/TOML data, compiled once into a predicate over the attribute mapp
 
 A condition on a missing attribute (or one of the wrong type, e.g. ``gt`` on a string) is
 false, so ``{"not": {"attr": "user_agent", "regex": "bot"}}`` keeps units without a user
-agent. Numeric comparisons ignore booleans. ``regex`` uses :func:`re.search`; the pattern
-is compiled when the experiment is built, so a bad pattern fails at load time, not in the
-request path. Versions compare by SemVer 2.0 precedence with missing components equal to
+agent. Numeric comparisons ignore booleans. ``regex`` has :func:`re.search` semantics
+and a bounded cost (:mod:`abkit.assignment.patterns`: RE2 when installed, else Python's
+``re`` on patterns proven unambiguous); it is compiled when the experiment is built, so a
+bad or unsafe pattern fails at load time, not in the request path. Versions compare by SemVer 2.0 precedence with missing components equal to
 zero (``1.2 == 1.2.0``; ``1.2.0-beta < 1.2.0``; a leading ``v`` and ``+build`` are ignored).
 """
 
@@ -56,6 +57,9 @@ OPERATORS = (
 _MAX_REGEX = 1000  # patterns are config, not user input; still refuse absurd ones
 #: ``regex`` conditions are false on strings longer than this (spec §5).
 MAX_REGEX_INPUT = 4096
+#: Combinators (``all``/``any``/``not``) nest at most this deep: evaluating a rule recurses
+#: once per level on the request path, far below Python's recursion limit.
+MAX_RULE_DEPTH = 32
 
 
 def parse_version(text: str) -> tuple | None:
@@ -106,8 +110,10 @@ def thaw(rule: Any) -> Any:
     return rule
 
 
-def compile_rule(rule: Any, path: str = "targeting") -> Predicate:
+def compile_rule(rule: Any, path: str = "targeting", depth: int = 0) -> Predicate:
     """Validate ``rule`` and return a predicate; errors name the rule's path."""
+    if depth > MAX_RULE_DEPTH:
+        raise _fail(path, f"rules nest more than {MAX_RULE_DEPTH} levels deep")
     if not isinstance(rule, Mapping):
         raise _fail(path, f"a rule must be a table/object, got {type(rule).__name__}")
     keys = set(rule)
@@ -118,14 +124,16 @@ def compile_rule(rule: Any, path: str = "targeting") -> Predicate:
             items = rule[combinator]
             if not isinstance(items, (list, tuple)) or not items:
                 raise _fail(path, f"'{combinator}' needs a non-empty list of rules")
-            preds = tuple(compile_rule(r, f"{path}.{combinator}[{i}]") for i, r in enumerate(items))
+            preds = tuple(
+                compile_rule(r, f"{path}.{combinator}[{i}]", depth + 1) for i, r in enumerate(items)
+            )
             if combinator == "all":
                 return lambda attrs: all(p(attrs) for p in preds)
             return lambda attrs: any(p(attrs) for p in preds)
     if "not" in keys:
         if keys != {"not"}:
             raise _fail(path, f"'not' must be the only key, got {sorted(keys)}")
-        inner = compile_rule(rule["not"], f"{path}.not")
+        inner = compile_rule(rule["not"], f"{path}.not", depth + 1)
         return lambda attrs: not inner(attrs)
     if "attr" not in keys:
         raise _fail(path, "expected 'all', 'any', 'not' or a condition with 'attr'")
@@ -171,26 +179,17 @@ def compile_rule(rule: Any, path: str = "targeting") -> Predicate:
     if op == "regex":
         if not isinstance(value, str) or len(value) > _MAX_REGEX:
             raise _fail(where, f"needs a pattern string of at most {_MAX_REGEX} characters")
-        import re  # only experiments with regex rules pay for importing re
+        # only experiments with regex rules pay for importing re (and re2)
+        from abkit.assignment.patterns import PatternError, compile_search
 
         try:
-            search = re.compile(value).search
-        except re.error as exc:
-            raise _fail(where, f"invalid regular expression {value!r}: {exc}") from None
-        risk = _backtracking_risk(value)
-        if risk:
-            raise _fail(
-                where,
-                f"regular expression {value!r} risks catastrophic backtracking ({risk}); "
-                "attribute values come from clients, so rewrite it without a repeated group "
-                "whose body can match the same text in several ways, e.g. '(a+)+' -> 'a+'",
-            )
+            search, _engine = compile_search(value)
+        except PatternError as exc:
+            raise _fail(where, str(exc)) from None
         limit = MAX_REGEX_INPUT
-        # Values are client-controlled (user agents); capping their length bounds the time
-        # of any polynomial backtracking left in an accepted pattern.
-        return lambda attrs: (
-            isinstance(v := get(attrs), str) and len(v) <= limit and search(v) is not None
-        )
+        # Values come from clients: the cap keeps regex answers the same on every engine
+        # and, with the linearity proof of the stdlib fallback, bounds the time (spec §5).
+        return lambda attrs: isinstance(v := get(attrs), str) and len(v) <= limit and search(v)
     if op == "exists":
         if not isinstance(value, bool):
             raise _fail(where, "needs true or false")
@@ -221,70 +220,3 @@ def _member(v: Any, members: frozenset) -> bool:
 
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _backtracking_risk(pattern: str) -> str | None:
-    """Why ``pattern`` may backtrack exponentially in Python's ``re``, or None.
-
-    A static check of the classic shapes on the parsed pattern: an unbounded repeat whose
-    body holds another unbounded repeat with nothing mandatory beside it (``(a+)+``,
-    ``(\\w+\\s?)*``, ``(.*)*``) or two unbounded repeats (``(\\d+\\.?\\d+)*``). Patterns such
-    as ``(\\.\\d+)*`` stay accepted: a mandatory literal separates the iterations. This is a
-    heuristic, not a proof (alternations with overlapping branches, ``(a|aa)+``, pass), so
-    the spec also caps the length of the values a regex sees.
-    """
-    try:
-        from re import _constants as c
-        from re import _parser as parser
-    except ImportError:
-        try:  # Python 3.10 keeps the parser under its old names
-            import sre_constants as c  # type: ignore[no-redef]
-            import sre_parse as parser  # type: ignore[no-redef]
-        except ImportError:  # private modules moved (future Python): keep the length cap only
-            return None
-    unbounded = {c.MAX_REPEAT, c.MIN_REPEAT}
-    try:
-        tree = parser.parse(pattern)
-    except Exception:
-        return None
-
-    def walk(items) -> str | None:
-        for op, av in items:
-            if op in unbounded:
-                _lo, hi, body = av
-                if hi == c.MAXREPEAT:
-                    inner = [
-                        x for x in _flatten(body, c) if x[0] in unbounded and x[1][1] == c.MAXREPEAT
-                    ]
-                    # what must match in every iteration besides repeats ("\\." in "(\\.\\d+)*")
-                    separators = [x for x in _flatten(body, c, top=True) if x[0] not in unbounded]
-                    if len(inner) >= 2 or (inner and not separators):
-                        return "nested unbounded repeats"
-                found = walk(body)
-            elif op == c.SUBPATTERN:
-                found = walk(av[-1])
-            elif op == c.BRANCH:
-                found = next((r for b in av[1] if (r := walk(b))), None)
-            else:
-                found = None
-            if found:
-                return found
-        return None
-
-    return walk(tree)
-
-
-def _flatten(items, c, top: bool = False) -> list:
-    """Items of a body, looking through groups (only the top level when ``top``)."""
-    out = []
-    for op, av in items:
-        if op == c.SUBPATTERN:
-            out.extend(_flatten(av[-1], c, top))
-        elif op == c.BRANCH and not top:
-            for b in av[1]:
-                out.extend(_flatten(b, c))
-        else:
-            out.append((op, av))
-            if not top and op in (c.MAX_REPEAT, c.MIN_REPEAT):
-                out.extend(_flatten(av[2], c))
-    return out

@@ -1,39 +1,86 @@
-"""``abkit analyze``: the readout of one experiment from the store.
+"""``abkit analyze``: the readout of one experiment from the store (or the user's tables).
 
-Exit status: 0 when the analysis ran (whatever the verdict); 2 for a user error (unknown
-experiment, bad metrics file, unreachable database).
+With ``--spec`` (or, without it, the default spec file when it declares the experiment:
+``$ABKIT_SPEC``, ``./experiments.toml``, ``./reports/experiments.toml``) the experiment's spec
+gives the metrics, method and business inputs; flags given on the command line override it. ``--since``/``--until`` (``--as-of`` is ``--until``)
+reproduce a readout as of a date. Exit status: 0 when the analysis ran (whatever the verdict);
+2 for a user error (unknown experiment or segment, bad metrics or source file, unreachable
+database).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
+
+
+def _spec_file(args: argparse.Namespace) -> Any:
+    """The spec file given with --spec, else the default one when it declares the
+    experiment (said on stderr, so the inputs' origin is never a surprise), else None."""
+    from abkit.lifecycle.spec import default_spec_path, load_specs
+
+    if args.spec is not None:
+        return load_specs(args.spec)
+    path = default_spec_path()
+    if path is None:
+        return None
+    specs = load_specs(path)
+    if args.experiment not in specs.specs:
+        return None
+    print(f"spec: {path}", file=sys.stderr)
+    return specs
+
+
+def _inputs(args: argparse.Namespace) -> dict[str, Any]:
+    """analyze() keywords: the spec's declared inputs, overridden by the flags given."""
+    given: dict[str, Any] = {
+        "metrics": args.metrics,
+        "method": args.method,
+        "alpha": args.alpha,
+        "correction": args.correction,
+        "cuped": False if args.no_cuped else None,
+    }
+    business = {
+        "metric": args.impact_metric,
+        "period": args.period,
+        "eligible_units_per_day": args.eligible_per_day,
+        "value_per_unit": args.value_per_unit,
+    }
+    business = {k: v for k, v in business.items() if v is not None}
+    spec_file = _spec_file(args)
+    if spec_file is not None:
+        from abkit.lifecycle.spec import resolve_analysis_inputs
+
+        spec = spec_file[args.experiment]
+        overrides = {k: v for k, v in given.items() if v is not None and k != "metrics"}
+        kwargs = resolve_analysis_inputs(spec, **overrides).analyze_kwargs()
+        if args.metrics is not None:
+            kwargs["metrics"] = args.metrics
+        if business:
+            kwargs["business"] = {**(kwargs.get("business") or {}), **business}
+        return kwargs
+    kwargs = {k: v for k, v in given.items() if v is not None}
+    kwargs["business"] = business or None
+    return kwargs
 
 
 def _handler(args: argparse.Namespace) -> int:
     import json
 
     from abkit.analysis.analyze import analyze
-    from abkit.analysis.impact import BusinessAssumptions
+    from abkit.locations import default_store_url
 
-    business = BusinessAssumptions(
-        metric=args.impact_metric,
-        period=args.period,
-        eligible_units_per_day=args.eligible_per_day,
-        value_per_unit=args.value_per_unit,
-    )
     result = analyze(
-        args.db,
+        default_store_url(args.db),
         args.experiment,
-        args.metrics,
         guardrails=args.guardrail or None,
-        method=args.method,
-        alpha=args.alpha,
         segments=tuple(args.segment or ()),
-        correction=args.correction,
-        cuped=not args.no_cuped,
         traffic_per_day=args.traffic_per_day,
-        business=business,
+        since=args.since,
+        until=args.until or args.as_of,
+        source=args.source,
+        **_inputs(args),
     )
     out = sys.stdout
     if args.format == "json":
@@ -49,7 +96,10 @@ def _handler(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from abkit.analysis.impact import PERIODS
+    from abkit.vocabulary import CORRECTIONS, METHODS
+
     parser = subparsers.add_parser(
         "analyze",
         help="analyse an experiment: quality checks, lifts, decision, business impact",
@@ -63,13 +113,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument(
         "--db",
         default=None,
-        help="SQLAlchemy URL (default $ABKIT_DATABASE_URL or sqlite:///abkit.db)",
+        help="SQLAlchemy URL (default $ABKIT_DATABASE_URL, else ./abkit.db or ./abkit-demo.db)",
     )
     parser.add_argument("--experiment", required=True, help="experiment key")
     parser.add_argument(
+        "--spec", default=None, help="experiment spec file: its metrics, method and business"
+    )
+    parser.add_argument(
+        "--source",
+        default=None,
+        help="TOML file declaring your own exposure and event tables (default: abkit's store)",
+    )
+    parser.add_argument(
         "--metrics",
         default=None,
-        help="TOML file of [[metric]] tables (default: conversion, revenue, orders, AOV)",
+        help="TOML file of [[metric]] tables (default: the spec's, else conversion, revenue, "
+        "orders, AOV)",
     )
     parser.add_argument(
         "--guardrail",
@@ -81,11 +140,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         action="append",
         help="exposure attribute to break results down by (repeatable)",
     )
-    parser.add_argument("--method", choices=("fixed", "sequential", "bayesian"), default="fixed")
-    parser.add_argument("--alpha", type=float, default=0.05)
     parser.add_argument(
-        "--correction", default="holm", help="holm (default), bh, bonferroni or none"
+        "--since",
+        default=None,
+        help="only units first exposed at or after this UTC date/time (ISO-8601)",
     )
+    parser.add_argument(
+        "--until",
+        default=None,
+        help="read the data as it was before this UTC date/time (ISO-8601, exclusive)",
+    )
+    parser.add_argument("--as-of", default=None, help="the same as --until")
+    parser.add_argument("--method", choices=METHODS, default=None, help="default fixed")
+    parser.add_argument("--alpha", type=float, default=None, help="default 0.05")
+    parser.add_argument("--correction", choices=CORRECTIONS, default=None, help="default holm")
     parser.add_argument(
         "--no-cuped", action="store_true", help="do not use the pre-period covariate"
     )
@@ -100,9 +168,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         default=None,
         help="metric projected onto the business (default revenue_per_user or the primary)",
     )
-    parser.add_argument(
-        "--period", default="year", choices=("day", "week", "month", "quarter", "year")
-    )
+    parser.add_argument("--period", default=None, choices=tuple(PERIODS), help="default year")
     parser.add_argument(
         "--eligible-per-day",
         type=float,
@@ -110,7 +176,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="eligible units per day if the winner ships to everyone",
     )
     parser.add_argument(
-        "--value-per-unit", type=float, default=1.0, help="money per unit of the impact metric"
+        "--value-per-unit", type=float, default=None, help="money per unit of the impact metric"
     )
     parser.add_argument("--format", choices=("table", "json", "csv"), default="table")
     parser.set_defaults(handler=_handler)

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from abkit._version import __version__
 from abkit.errors import AbkitError
+from abkit.extras import missing_extra_message
 
 # Order is the order shown by ``abkit --help``.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -23,6 +24,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "abkit.cli.analyze",
     "abkit.cli.report",
     "abkit.cli.demo",
+    "abkit.cli.experiments",
+    "abkit.cli.controller",
 )
 
 
@@ -68,13 +71,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ModuleNotFoundError as exc:
         if debug:
             raise
+        wanted = f"abkit {args.command}"
         print(
-            f"abkit {args.command}: error: this command needs the Python package "
-            f"{exc.name!r}; install abkit with the matching extra, e.g. "
-            "pip install 'abkit[all]'",
+            f"abkit {args.command}: error: {missing_extra_message(exc.name, wanted=wanted)}",
             file=sys.stderr,
         )
         return 3
+    except BrokenPipeError:
+        # The reader went away (``abkit analyze | head``): stop quietly, as a shell tool does.
+        _silence_stdout()
+        return 141
     except KeyboardInterrupt:
         print(f"abkit {args.command}: interrupted", file=sys.stderr)
         return 130
@@ -82,11 +88,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug:
             raise
         print(
-            f"abkit {args.command}: unexpected error: {type(exc).__name__}: {exc} "
+            f"abkit {args.command}: unexpected error: {one_line(exc)} "
             "(run with --debug for the traceback)",
             file=sys.stderr,
         )
         return 1
+
+
+def one_line(exc: BaseException) -> str:
+    """``Type: message`` on one line; a database driver's error without its SQL and links.
+
+    SQLAlchemy wraps driver errors (``exc.orig``) and appends the statement, its parameters
+    and a documentation link on further lines; the user needs the driver's first line.
+    """
+    inner = getattr(exc, "orig", None)
+    source = inner if isinstance(inner, BaseException) else exc
+    lines = [line.strip() for line in str(source).splitlines() if line.strip()]
+    message = lines[0] if lines else ""
+    return f"{type(source).__name__}: {message}" if message else type(source).__name__
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

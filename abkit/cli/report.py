@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from abkit.vocabulary import METHODS
+
 
 def _parse_param(text: str) -> tuple[str, object]:
     """``NAME=VALUE``: VALUE is read as JSON when it parses (numbers, lists), else a string."""
@@ -26,8 +28,96 @@ def _parse_param(text: str) -> tuple[str, object]:
     return name.strip(), value
 
 
+def _parse_value(text: str) -> tuple[str, float]:
+    """``METRIC=AMOUNT``: money per unit of a metric."""
+    import math
+
+    from abkit.errors import ConfigError
+
+    name, sep, raw = text.partition("=")
+    try:
+        amount = float(raw)
+    except ValueError:
+        amount = math.nan
+    if not sep or not name.strip() or not math.isfinite(amount):
+        raise ConfigError(f"--value needs METRIC=AMOUNT (a number), got {text!r}", field="value")
+    return name.strip(), amount
+
+
+def _registered(db: str | None) -> list[tuple[str, str]]:
+    """(key, status) of every experiment registered in the store, for the index page."""
+    from abkit.errors import AbkitError
+    from abkit.report.adapt import resolve_db_url
+    from abkit.store.store import open_store
+
+    try:
+        url = resolve_db_url(db, field="db")
+        store = open_store(url, create=False)
+    except AbkitError:  # no store: the index lists the reports it finds
+        return []
+    try:
+        return [
+            (key, str(config.get("status") or ""))
+            for key, config in store.experiment_configs().items()
+        ]
+    finally:
+        store.close()
+
+
+def _index(args: argparse.Namespace, reports_dir: str) -> None:
+    from abkit.report.index import write_index
+
+    path = write_index(reports_dir, registered=_registered(args.db), force=args.force)
+    print(f"index written to {path}", file=sys.stdout)
+
+
+def _check_experiment(db: str | None, key: str) -> None:
+    """Raise ``NotEnoughDataError`` when the store has no exposure of ``key``: a user error
+    found in a second, before a kernel starts (the report itself never opens the store)."""
+    from sqlalchemy import select
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from abkit.errors import NotEnoughDataError, StoreError
+    from abkit.report.adapt import resolve_db_url
+    from abkit.store.store import open_store
+
+    # Opening a missing SQLite file would create it and then report "no exposures".
+    store = open_store(resolve_db_url(db, field="db"), create=False)
+    exposures = store.tables.exposures
+    try:
+        with store.engine.connect() as conn:
+            found = conn.execute(
+                select(exposures.c.event_id).where(exposures.c.experiment == key).limit(1)
+            ).first()
+    except SQLAlchemyError as exc:
+        raise StoreError(f"cannot read exposures from {store.url}: {exc}") from None
+    finally:
+        store.close()
+    if found is None:
+        raise NotEnoughDataError(f"experiment {key!r} has no exposures in {store.url}")
+
+
+def _spec(args: argparse.Namespace) -> str | None:
+    """--spec, else the default spec file when it declares the experiment (as analyze)."""
+    from abkit.lifecycle.spec import default_spec_path, load_specs
+
+    if args.spec is not None or not args.experiment:
+        return args.spec
+    path = default_spec_path()
+    if path is None or args.experiment not in load_specs(path).specs:
+        return None
+    print(f"spec: {path}", file=sys.stderr)
+    return str(path)
+
+
 def _handler(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from abkit.report.render import render_report
+
+    if args.index and not args.experiment:
+        _index(args, args.reports_dir)
+        return 0
 
     impact = {
         "metric": args.impact_metric,
@@ -38,6 +128,8 @@ def _handler(args: argparse.Namespace) -> int:
     }
     business = {k: v for k, v in impact.items() if v is not None} or None
     extra = dict(_parse_param(p) for p in (args.param or ()))
+    if args.experiment:
+        _check_experiment(args.db, args.experiment)
     report = render_report(
         args.db,
         args.experiment,
@@ -50,9 +142,15 @@ def _handler(args: argparse.Namespace) -> int:
         guardrails=args.guardrail,
         business=business,
         traffic_per_day=args.traffic_per_day,
+        since=args.since,
+        until=args.until or args.as_of,
+        horizon_days=args.horizon_days,
+        values=dict(_parse_value(v) for v in (args.value or ())) or None,
+        spec=_spec(args),
         title=args.title,
         parameters=extra,
         save_notebook=args.save_notebook,
+        force=args.force,
         timeout=args.timeout,
     )
     size_kb = report.size_bytes / 1024
@@ -61,10 +159,12 @@ def _handler(args: argparse.Namespace) -> int:
         + (f"; executed notebook: {report.notebook_path}" if report.notebook_path else ""),
         file=sys.stdout,
     )
+    if args.index:
+        _index(args, str(Path(report.path).parent))
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "report",
         help="render an executive HTML report (or the deep-dive / planner notebook)",
@@ -94,6 +194,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument(
         "--out", default=None, help="output HTML file (default reports/<experiment>.html)"
     )
+    parser.add_argument(
+        "--spec",
+        default=None,
+        help="experiment spec file: its metrics, method and business (default $ABKIT_SPEC, "
+        "./experiments.toml, ./reports/experiments.toml when it declares the experiment)",
+    )
     parser.add_argument("--metrics", default=None, help="TOML file of [[metric]] tables")
     parser.add_argument("--guardrail", action="append", help="guardrail metric name (repeatable)")
     parser.add_argument(
@@ -101,7 +207,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         action="append",
         help="exposure attribute to break results down by (repeatable)",
     )
-    parser.add_argument("--method", choices=("fixed", "sequential", "bayesian"), default=None)
+    parser.add_argument("--method", choices=METHODS, default=None)
     parser.add_argument("--alpha", type=float, default=None)
     parser.add_argument(
         "--traffic-per-day",
@@ -125,6 +231,40 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument(
         "--currency", default=None, help="ISO currency of the impact (e.g. USD, EUR)"
     )
+    parser.add_argument(
+        "--since", default=None, help="read only data from this ISO date-time on (UTC)"
+    )
+    parser.add_argument(
+        "--until",
+        default=None,
+        help="read the experiment as of this ISO date-time (UTC; later data is left out)",
+    )
+    parser.add_argument("--as-of", default=None, help="the same as --until")
+    parser.add_argument(
+        "--horizon-days",
+        type=float,
+        default=None,
+        help="days from the first exposure a test may run before the report says it "
+        "cannot finish (default 56: eight weeks)",
+    )
+    parser.add_argument(
+        "--value",
+        action="append",
+        metavar="METRIC=AMOUNT",
+        help="money per unit of a metric (in --currency), to price a harmed guardrail "
+        "(repeatable), e.g. errors_per_user=0.40",
+    )
+    parser.add_argument(
+        "--index",
+        action="store_true",
+        help="write the index page of every experiment (reports/index.html); with "
+        "--experiment, after rendering its report",
+    )
+    parser.add_argument(
+        "--reports-dir",
+        default="reports",
+        help="folder of reports the index page lists (default reports)",
+    )
     parser.add_argument("--title", default=None, help="heading of the report")
     parser.add_argument(
         "--param",
@@ -136,6 +276,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--save-notebook",
         action="store_true",
         help="also write the executed notebook next to the HTML",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing --out (or notebook) file that is not a report; "
+        "the database itself is never replaced",
     )
     parser.add_argument(
         "--timeout", type=float, default=600, help="seconds allowed per notebook cell"

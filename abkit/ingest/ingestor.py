@@ -5,16 +5,18 @@ How a run goes (see docs/ingest.md for the reasoning):
 1. **Pre-flight, for every source before anything is written**: open it, read its
    header, apply the column map, decide the kind, check the schema contract (a missing
    required column raises :class:`~abkit.errors.DataError` naming the column and the
-   columns found) and verify gzip streams end to end.
-2. **One batch per source** in ``abkit_ingest_batches``. A file identical (SHA-256) to
-   one already committed with the same options is skipped unless ``force=True``. A
-   ``running`` batch of the same file and options whose owner process is dead (a run
-   that was killed) is *claimed and resumed* from its committed row count.
-3. **Chunks**, each in one write transaction: new rows inserted through
-   :meth:`abkit.store.store.Store.insert_new` (the dialect fast path), rejected rows into
-   quarantine, and the batch counters advanced. A kill at any moment loses at most the
-   uncommitted chunk, which the resumed run reads again: the end state equals one clean
-   run. Counters are updated only by the batch's owner (checked in the same statement).
+   columns found) and scan text and gzip streams end to end (UTF-8, line length, a
+   complete gzip stream). Options may differ per source (:class:`IngestSource`).
+2. **One batch per source** (:mod:`abkit.ingest.batches`), under the store's exclusive
+   lock for the file's content: a file identical (SHA-256) to one already committed with
+   the same options is skipped unless ``force=True``; an interrupted batch of the same
+   file and options (its owner died: it cannot hold the lock) is claimed and resumed
+   from its committed row count; the same file ingested by two processes at once is
+   read by one, then skipped by the other.
+3. **Chunks**, each in one write transaction (:mod:`abkit.ingest.writer`): new rows,
+   conflicts and rejected rows quarantined, the batch counters advanced. A kill at any
+   moment loses at most the uncommitted chunk, which the resumed run reads again: the
+   end state equals one clean run.
 4. Accounting, checked for every chunk: ``rows_read = accepted + duplicates +
    quarantined``. A duplicate is a row whose event id is already stored (or appeared
    earlier in the run) with identical content; the same id with different content is a
@@ -24,30 +26,36 @@ How a run goes (see docs/ingest.md for the reasoning):
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import queue
-import signal
-import socket
-import sys
 import threading
 import time
-import uuid
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, func, insert, select, update
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 from abkit.errors import ConfigError, DataError, StoreError
 from abkit.ingest import validate as v
-from abkit.ingest.readers import Chunk, Reader, describe_type, open_reader
-from abkit.stats._render import ResultMixin, json_safe
-from abkit.store.store import Store, open_store, to_us_now
+from abkit.ingest.batches import BatchIdentity, BatchOwner
+from abkit.ingest.progress import ProgressEvent, ProgressReporter
+from abkit.ingest.readers import (
+    DEFAULT_LIMITS,
+    Chunk,
+    Reader,
+    ReadLimits,
+    describe_type,
+    open_reader,
+)
+from abkit.ingest.writer import ChunkWriter
+from abkit.results import ResultMixin, json_safe
+from abkit.store.store import Store, one_line, open_store
+from abkit.timeutil import now_us
 
 # Names people use for the abkit fields in a --map (the issue's ``user_id``, ``ts``).
 FIELD_ALIASES = {
@@ -59,13 +67,42 @@ FIELD_ALIASES = {
     "event": "event_type",
     "id": "event_id",
 }
-# A batch whose owner is on another host counts as abandoned after this long without a
-# heartbeat (one heartbeat per committed chunk).
-STALE_AFTER = timedelta(minutes=10)
-# Test hook: SIGKILL this process inside chunk N+1's transaction, after its rows were
-# written but before the commit (the worst moment), to prove resumption.
-KILL_HOOK_ENV = "ABKIT_TEST_KILL_AFTER_CHUNKS"
-_RETRIES = 5
+# The most common quarantine reason, in words, and what fixes it (for the summary).
+FIXES: dict[str, tuple[str, str]] = {
+    "naive_timestamp": ("have no time zone", "pass --timezone"),
+    "ambiguous_local_time": ("fall in a repeated DST hour", "write them with a UTC offset"),
+    "nonexistent_local_time": ("fall in a skipped DST hour", "check --timezone"),
+    "missing_unit_id": ("have no unit id", "check --map (unit_id=COLUMN)"),
+    "missing_event_type": ("have no event type", "check --map (event_type=COLUMN)"),
+    "missing_timestamp": ("have no timestamp", "check --map (timestamp=COLUMN)"),
+    "missing_experiment": ("have no experiment", "check --map (experiment=COLUMN)"),
+    "missing_variant": ("have no variant", "check --map (variant=COLUMN)"),
+    "unknown_experiment": ("name an unregistered experiment", "pass --experiments FILE"),
+    "unknown_variant": ("name a variant the experiment lacks", "check --experiments FILE"),
+    "future_timestamp": ("are in the future", "check --timezone or --max-future-days"),
+    "bad_timestamp": ("have an unreadable timestamp", "write ISO 8601 with an offset"),
+    "malformed_row": ("cannot be split into fields", "check --delimiter and quoting"),
+    "non_numeric_value": ("have a value that is not a number", "fix the value column"),
+    "non_finite_value": ("have a NaN or infinite value", "fix the value column"),
+    "conflict": ("reuse an event id for other content", "give each event its own id"),
+}
+ProgressCallback = Callable[[ProgressEvent], None]
+
+
+@dataclass(frozen=True)
+class IngestSource:
+    """One source with its own options, overriding those given to :func:`ingest`.
+
+    ``column_map`` entries are added to (and override) the call's map; ``timezone``,
+    ``kind``, ``delimiter`` and ``name`` replace the call's when given.
+    """
+
+    source: Any
+    column_map: Mapping[str, str] | None = None
+    timezone: str | None = None
+    kind: str | None = None
+    delimiter: str | None = None
+    name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -150,13 +187,36 @@ class IngestReport(ResultMixin):
                 f"  schema drift in {source} since batch {drift.previous_batch}: {drift.describe()}"
             )
         lines.extend(f"  warning: {w}" for w in self.warnings)
+        hint = self.fix_hint()
+        if hint:
+            lines.append(hint)
         return "\n".join(lines)
+
+    def fix_hint(self) -> str | None:
+        """The most common quarantine reason and its fix, e.g.
+        ``3,913 rows have no time zone: pass --timezone``."""
+        if not self.by_reason:
+            return None
+        code, count = min(self.by_reason.items(), key=lambda kv: (-kv[1], kv[0]))
+        what, fix = FIXES.get(code, (f"were quarantined as {code}", "see abkit quarantine"))
+        if count == 1:  # the phrases are plural: "have" -> "has", "name" -> "names"
+            verb, _, rest = what.partition(" ")
+            verb = {"have": "has", "are": "is", "were": "was", "cannot": "cannot"}.get(
+                verb, verb + "s"
+            )
+            what = f"{verb} {rest}"
+        return f"{count:,} row{'s' if count != 1 else ''} {what}: {fix}"
+
+    @property
+    def nothing_accepted(self) -> bool:
+        """Rows were read and every one was quarantined (a wrong map or time zone?)."""
+        return self.rows_read > 0 and self.quarantined == self.rows_read
 
     def to_dict(self) -> dict[str, Any]:
         return json_safe(self)
 
-    def to_frame(self):  # type: ignore[no-untyped-def]
-        """One row per source."""
+    def to_frame(self) -> Any:
+        """One row per source (a pandas DataFrame)."""
         import pandas as pd
 
         return pd.DataFrame(
@@ -171,36 +231,10 @@ class _Plan:
     columns: dict[str, str]  # abkit field -> input column
     extras: tuple[str, ...]
     input_columns: list[str]
-
-
-class _Progress:
-    """A plain progress line on stderr, redrawn at most twice a second."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.last = 0.0
-        self.started = time.monotonic()
-
-    def update(self, source: str, rows: int, fraction: float | None, force: bool = False) -> None:
-        if not self.enabled:
-            return
-        now = time.monotonic()
-        if not force and now - self.last < 0.5:
-            return
-        self.last = now
-        rate = rows / max(now - self.started, 1e-9)
-        pct = f" {fraction * 100:5.1f}%" if fraction is not None else ""
-        bar = ""
-        if fraction is not None:
-            filled = int(fraction * 24)
-            bar = " [" + "#" * filled + "." * (24 - filled) + "]"
-        sys.stderr.write(f"\r{source}:{bar}{pct} {rows:,} rows {rate:,.0f} rows/s ")
-        sys.stderr.flush()
-
-    def done(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
+    timezone: str | None = None
+    tz: tzinfo | None = None
+    delimiter: str | None = None
+    column_map: dict[str, str] = field(default_factory=dict)
 
 
 def _normalise_map(column_map: Mapping[str, str] | None) -> dict[str, str]:
@@ -271,44 +305,72 @@ def _plan(reader: Reader, kind: str, column_map: dict[str, str]) -> _Plan:
     return _Plan(reader, resolved, columns, extras, input_columns)
 
 
-def _owner_token() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+def _zone(name: str | None) -> tzinfo | None:
+    if not name:
+        return None
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(
+            f"unknown timezone {name!r} (use an IANA name such as Europe/Paris)"
+        ) from exc
 
 
-def _owner_alive(owner: str | None, heartbeat_us: int | None) -> bool:
-    if not owner:
-        return False
-    host, _, rest = owner.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host == socket.gethostname() and pid_text.isdigit():
-        try:
-            os.kill(int(pid_text), 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    stale_us = int(STALE_AFTER / timedelta(microseconds=1))
-    return heartbeat_us is not None and to_us_now() - heartbeat_us < stale_us
-
-
-def _params_hash(
-    plan: _Plan, timezone_name: str | None, max_future: timedelta, delimiter: str | None
-) -> str:
-    params = {
+def _params(plan: _Plan, max_future: timedelta) -> dict[str, Any]:
+    """The options that change what a source's rows become (fingerprinted and stored)."""
+    return {
         "kind": plan.kind,
         "columns": plan.columns,
         "extras": list(plan.extras),
-        "timezone": timezone_name,
+        "timezone": plan.timezone,
         "max_future_s": max_future.total_seconds(),
-        "delimiter": delimiter,
+        "delimiter": plan.delimiter,
         "format": plan.reader.format,
     }
-    return v.hash_hex(v.canonical_json(params))
+
+
+def _column_types(plan: _Plan) -> dict[str, str]:
+    sample: dict[str, list[Any]] = {c: [] for c in plan.input_columns}
+    for row in plan.reader.sample_rows(500):
+        for name in sample:
+            sample[name].append(row.get(name))
+    return {name: describe_type(values) for name, values in sample.items()}
+
+
+def _drift(owner: BatchOwner, columns: dict[str, str]) -> SchemaDrift | None:
+    previous = owner.previous_columns()
+    if previous is None:
+        return None
+    previous_batch, old = previous
+    changed = {
+        name: (old[name], columns[name])
+        for name in columns
+        if name in old and old[name] != columns[name] and "empty" not in (old[name], columns[name])
+    }
+    return SchemaDrift(
+        source=owner.identity.source,
+        previous_batch=previous_batch,
+        added=tuple(n for n in columns if n not in old),
+        removed=tuple(n for n in old if n not in columns),
+        changed=changed,
+    )
+
+
+@dataclass
+class _Tally:
+    """Running totals of one source (a resumed batch starts from its committed counters)."""
+
+    rows_read: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    by_reason: Counter[str] = field(default_factory=Counter)
 
 
 class _Run:
-    """Ingests one planned source into one batch."""
+    """Ingests one planned source into one batch: lock, batch, chunks, finish."""
 
     def __init__(
         self,
@@ -316,396 +378,135 @@ class _Run:
         plan: _Plan,
         *,
         source_name: str,
-        tz: Any,
-        timezone_name: str | None,
         max_future: timedelta,
-        delimiter: str | None,
         chunk_size: int,
         force: bool,
-        progress: _Progress,
         experiments: Mapping[str, frozenset[str]],
+        report_progress: Callable[[int, float | None, bool], None],
     ) -> None:
         self.store = store
         self.plan = plan
         self.source = source_name
-        self.tz = tz
         self.max_future = max_future
         self.chunk_size = chunk_size
         self.force = force
-        self.progress = progress
         self.experiments = experiments
-        self.owner = _owner_token()
-        self.params_hash = _params_hash(plan, timezone_name, max_future, delimiter)
-        self.tables = store.tables
-        kill_at = os.environ.get(KILL_HOOK_ENV)
-        self.kill_after = int(kill_at) if kill_at else None
-
-    # -- batch bookkeeping -----------------------------------------------------------------
-    def _column_types(self) -> dict[str, str]:
-        sample: dict[str, list[Any]] = {c: [] for c in self.plan.input_columns}
-        for row in self.plan.reader.sample_rows(500):
-            for name in sample:
-                sample[name].append(row.get(name))
-        return {name: describe_type(values) for name, values in sample.items()}
-
-    def _drift(self, columns: dict[str, str], batch_id: int) -> SchemaDrift | None:
-        b = self.tables.ingest_batches
-        with self.store.engine.connect() as conn:
-            previous = conn.execute(
-                select(b.c.id, b.c.columns)
-                .where(
-                    and_(b.c.source == self.source, b.c.status == "committed", b.c.id != batch_id),
-                    b.c.columns.is_not(None),
-                )
-                .order_by(b.c.id.desc())
-                .limit(1)
-            ).first()
-        if previous is None:
-            return None
-        old: dict[str, str] = json.loads(previous.columns)
-        changed = {
-            name: (old[name], columns[name])
-            for name in columns
-            if name in old
-            and old[name] != columns[name]
-            and "empty" not in (old[name], columns[name])
-        }
-        return SchemaDrift(
-            source=self.source,
-            previous_batch=previous.id,
-            added=tuple(n for n in columns if n not in old),
-            removed=tuple(n for n in old if n not in columns),
-            changed=changed,
+        self.report_progress = report_progress
+        params = _params(plan, max_future)
+        reader = plan.reader
+        self.identity = BatchIdentity(
+            source=source_name,
+            kind=plan.kind,
+            path=str(reader.path) if reader.path else None,
+            content_hash=reader.content_hash(),
+            params_hash=v.hash_hex(v.canonical_json(params)),
+            params=v.canonical_json({**params, "column_map": plan.column_map}),
         )
 
-    def _existing(self, content_hash: str | None) -> tuple[Any | None, Any | None]:
-        """(a committed identical batch, a resumable running batch)."""
-        if content_hash is None:
-            return None, None
-        b = self.tables.ingest_batches
-        with self.store.engine.connect() as conn:
-            rows = conn.execute(
-                select(b)
-                .where(
-                    and_(
-                        b.c.content_hash == content_hash,
-                        b.c.params_hash == self.params_hash,
-                        b.c.source == self.source,
-                    )
-                )
-                .order_by(b.c.id)
-            ).all()
-        committed = next((r for r in rows if r.status == "committed"), None)
-        # A killed run (running, owner dead) and a run that stopped on an error or Ctrl-C
-        # (failed) are both resumed: re-reading them from the start would quarantine
-        # their already-committed rejected rows a second time.
-        running = [
-            r
-            for r in rows
-            if (r.status == "running" and not _owner_alive(r.owner, r.heartbeat_at_us))
-            or r.status == "failed"
-        ]
-        return committed, (running[0] if running else None)
-
-    def _claim(self, batch: Any) -> Any | None:
-        """Take ``batch`` over (compare-and-set on owner and status); its fresh row or None.
-
-        The counters are read back inside the claiming transaction: the row seen by
-        :meth:`_existing` may predate a last chunk committed by a slow owner on another
-        host, and resuming from those stale counters would read that chunk twice.
-        """
-        b = self.tables.ingest_batches
-        with self.store.write() as conn:
-            result = conn.execute(
-                update(b)
-                .where(
-                    and_(b.c.id == batch.id, b.c.status == batch.status, b.c.owner == batch.owner)
-                )
-                .values(
-                    owner=self.owner,
-                    status="running",
-                    heartbeat_at_us=to_us_now(),
-                    finished_at_us=None,
-                    message=None,
-                )
-            )
-            fresh = conn.execute(select(b).where(b.c.id == batch.id)).first()
-        if result.rowcount not in (-1, 1):  # -1: DuckDB 1.x does not count; the owner tells
-            return None
-        return fresh if fresh is not None and fresh.owner == self.owner else None
-
-    def _new_batch(self, content_hash: str | None, columns: dict[str, str]) -> int:
-        b = self.tables.ingest_batches
-        now = to_us_now()
-        with self.store.write() as conn:
-            result = conn.execute(
-                insert(b).values(
-                    source=self.source,
-                    kind=self.plan.kind,
-                    path=str(self.plan.reader.path) if self.plan.reader.path else None,
-                    content_hash=content_hash,
-                    status="running",
-                    rows_read=0,
-                    accepted=0,
-                    duplicates=0,
-                    quarantined=0,
-                    columns=json.dumps(columns, sort_keys=True),
-                    started_at_us=now,
-                    params_hash=self.params_hash,
-                    owner=self.owner,
-                    heartbeat_at_us=now,
-                )
-            )
-            return int(result.inserted_primary_key[0])
-
-    def _finish(self, batch_id: int, status: str, message: str | None) -> None:
-        b = self.tables.ingest_batches
-        with self.store.write() as conn:
-            conn.execute(
-                update(b)
-                .where(and_(b.c.id == batch_id, b.c.owner == self.owner))
-                .values(status=status, finished_at_us=to_us_now(), message=message)
-            )
-
-    # -- the run -----------------------------------------------------------------------------
     def run(self) -> FileReport:
-        reader = self.plan.reader
-        content_hash = reader.content_hash()
-        committed, resumable = self._existing(content_hash)
+        key = self.identity.lock_key
+        if key is None:
+            return self._run_locked()
+        try:
+            with self.store.exclusive(key, on_wait=self._waiting):
+                return self._run_locked()
+        except SQLAlchemyError as exc:  # a driver error outside a chunk (claim, finish)
+            raise StoreError(f"{self.source}: the database failed: {one_line(exc)}") from exc
+
+    def _waiting(self) -> None:
+        import sys
+
+        print(
+            f"abkit ingest: {self.source}: another process is ingesting this file; waiting "
+            "for it to finish",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def _run_locked(self) -> FileReport:
+        owner = BatchOwner(self.store, self.identity)
+        committed = owner.committed()
         if committed is not None and not self.force:
             return FileReport(
                 source=self.source,
                 kind=self.plan.kind,
-                batch_id=committed.id,
+                batch_id=committed,
                 rows_read=0,
                 accepted=0,
                 duplicates=0,
                 quarantined=0,
                 by_reason={},
                 status="skipped",
-                note=f"identical to batch {committed.id}, already ingested; use force to re-read",
+                note=f"identical to batch {committed}, already ingested; pass --force to re-read",
             )
-        columns = self._column_types() if not reader.empty else {}
-        skip = 0
-        totals = Counter()
-        by_reason: Counter[str] = Counter()
-        status = "committed"
-        note = None
-        batch_id: int | None = None
-        if resumable is not None:
-            resumable = self._claim(resumable)
-        if resumable is not None:
-            batch_id = int(resumable.id)
-            skip = int(resumable.rows_read)
-            totals.update(
-                rows_read=int(resumable.rows_read),
-                accepted=int(resumable.accepted),
-                duplicates=int(resumable.duplicates),
-                quarantined=int(resumable.quarantined),
-            )
-            by_reason.update(self._reasons_so_far(batch_id))
+        reader = self.plan.reader
+        columns = _column_types(self.plan) if not reader.empty else {}
+        start = owner.start(columns)
+        tally = _Tally(start.rows_read, start.accepted, start.duplicates, start.quarantined)
+        status, note = "committed", None
+        if start.resumed:
+            tally.by_reason.update(owner.reasons_so_far(start.batch_id))
             status = "resumed"
-            note = f"resumed an interrupted run after row {skip:,}"
-        if batch_id is None:
-            batch_id = self._new_batch(content_hash, columns)
-        drift = self._drift(columns, batch_id) if columns else None
-        validator = v.Validator(
-            kind=self.plan.kind,
-            source=self.source,
-            columns=self.plan.columns,
-            extras=self.plan.extras,
-            batch_id=batch_id,
-            tz=self.tz,
-            now_us=to_us_now(),
-            max_future=self.max_future,
-            experiments=self.experiments,
-            open_schema=self.plan.reader.format in {"jsonl", "records"},
-        )
-        try:
-            pipeline = _pipelined(reader.chunks(self.chunk_size, skip=skip), validator)
-            for chunks_done, (rows_in_chunk, checked) in enumerate(pipeline):
-                counts = self._write(batch_id, rows_in_chunk, checked, chunks_done)
-                for key in ("rows_read", "accepted", "duplicates", "quarantined"):
-                    totals[key] += counts[key]
-                by_reason.update(counts["by_reason"])
-                self.progress.update(self.source, totals["rows_read"], reader.fraction_done())
-        except BaseException as exc:
-            with contextlib.suppress(Exception):  # the original error matters more
-                self._finish(batch_id, "failed", f"{type(exc).__name__}: {exc}"[:2000])
-            raise
-        self._finish(batch_id, "committed", note)
-        self.progress.update(self.source, totals["rows_read"], 1.0, force=True)
+            note = f"resumed an interrupted run after row {start.rows_read:,}"
+        drift = _drift(owner, columns) if columns else None
+        self._load(owner, start.batch_id, start.rows_read, tally)
+        owner.finish(start.batch_id, "committed", note)
+        self.report_progress(tally.rows_read, 1.0, True)
         if reader.empty:
             note = "empty file: no header and no rows"
         return FileReport(
             source=self.source,
             kind=self.plan.kind,
-            batch_id=batch_id,
-            rows_read=totals["rows_read"],
-            accepted=totals["accepted"],
-            duplicates=totals["duplicates"],
-            quarantined=totals["quarantined"],
-            by_reason=dict(by_reason),
+            batch_id=start.batch_id,
+            rows_read=tally.rows_read,
+            accepted=tally.accepted,
+            duplicates=tally.duplicates,
+            quarantined=tally.quarantined,
+            by_reason=dict(tally.by_reason),
             status=status,
             note=note,
             drift=drift,
         )
 
-    def _reasons_so_far(self, batch_id: int) -> Counter[str]:
-        from sqlalchemy import func
-
-        q = self.tables.quarantine
-        with self.store.engine.connect() as conn:
-            rows = conn.execute(
-                select(q.c.reason_code, func.count())
-                .where(q.c.batch_id == batch_id)
-                .group_by(q.c.reason_code)
-            ).all()
-        return Counter({code: int(n) for code, n in rows})
-
-    def _write(
-        self, batch_id: int, rows_read: int, checked: v.Validated, chunk_index: int
-    ) -> dict[str, Any]:
-        for attempt in range(_RETRIES):
-            try:
-                return self._write_once(batch_id, rows_read, checked, chunk_index)
-            except DBAPIError as exc:
-                # PostgreSQL deadlock / serialisation failure: the transaction rolled back
-                # whole, so retrying the chunk is safe.
-                code = getattr(getattr(exc, "orig", None), "sqlstate", None)
-                if code not in {"40P01", "40001"} or attempt == _RETRIES - 1:
-                    raise StoreError(f"writing batch {batch_id} failed: {exc.orig}") from exc
-                time.sleep(0.05 * (attempt + 1))
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _write_once(
-        self, batch_id: int, rows_read: int, checked: v.Validated, chunk_index: int
-    ) -> dict[str, Any]:
-        t = self.tables
-        exposures = self.plan.kind == "exposures"
-        target = t.exposures if exposures else t.events
-        columns = v.EXPOSURE_COLUMNS if exposures else v.EVENT_COLUMNS
-        rejected = list(checked.rejected)
-        now = to_us_now()
-        with self.store.write() as conn:
-            result = self.store.insert_new(conn, target, columns, checked.rows)
-            conflict_set = set(result.conflicts)
-            id_column = self.plan.columns.get("event_id", "event_id")
-            for index in result.conflicts:
-                row = checked.rows[index]
-                rejected.append(
-                    v.Quarantined(
-                        checked.row_numbers[index],
-                        checked.raws[index],
-                        "conflict",
-                        id_column,
-                        f"{self.source} row {checked.row_numbers[index]}, field {id_column!r}: "
-                        f"event id {row[0]!r} is already stored with different content",
-                    )
-                )
-            # Later uses of an id within the chunk, against the version that won.
-            hash_pos = columns.index("content_hash")
-            first_hash = {row[0]: row[hash_pos] for row in checked.rows} if checked.repeats else {}
-            repeat_duplicates = 0
-            for event_id, content_hash, row_number, raw, first_row in checked.repeats:
-                winner = result.stored_hashes.get(event_id, first_hash[event_id])
-                if content_hash == winner:
-                    repeat_duplicates += 1
-                    continue
-                if event_id in result.stored_hashes:
-                    detail = "is already stored with different content"
-                else:
-                    detail = f"was used by row {first_row} of this file for different content"
-                rejected.append(
-                    v.Quarantined(
-                        row_number,
-                        raw,
-                        "conflict",
-                        id_column,
-                        f"{self.source} row {row_number}, field {id_column!r}: "
-                        f"event id {event_id!r} {detail}",
-                    )
-                )
-            if exposures and checked.attributes:
-                attrs = [
-                    attr
-                    for index, row_attrs in enumerate(checked.attributes)
-                    if index not in conflict_set
-                    for attr in row_attrs
-                ]
-                self.store.insert_new(
-                    conn,
-                    t.exposure_attributes,
-                    v.ATTRIBUTE_COLUMNS,
-                    attrs,
-                    key=("event_id", "name"),
-                )
-            quarantine_rows = [
-                (
-                    batch_id,
-                    self.source,
-                    q.row_number,
-                    v.raw_json(q.raw),
-                    q.code,
-                    q.reason,
-                    q.field,
-                    now,
-                )
-                for q in rejected
-            ]
-            self.store.insert_new(
-                conn,
-                t.quarantine,
-                (
-                    "batch_id",
-                    "source",
-                    "row_number",
-                    "raw",
-                    "reason_code",
-                    "reason",
-                    "field",
-                    "quarantined_at_us",
-                ),
-                quarantine_rows,
-                key=None,
-            )
-            duplicates = repeat_duplicates + result.duplicates
-            if rows_read != result.inserted + duplicates + len(rejected):
-                raise StoreError(
-                    f"accounting broke in batch {batch_id}: read {rows_read}, accepted "
-                    f"{result.inserted}, duplicates {duplicates}, quarantined {len(rejected)}"
-                )
-            b = t.ingest_batches
-            advanced = conn.execute(
-                update(b)
-                .where(and_(b.c.id == batch_id, b.c.owner == self.owner, b.c.status == "running"))
-                .values(
-                    rows_read=b.c.rows_read + rows_read,
-                    accepted=b.c.accepted + result.inserted,
-                    duplicates=b.c.duplicates + duplicates,
-                    quarantined=b.c.quarantined + len(rejected),
-                    heartbeat_at_us=now,
-                )
-            ).rowcount
-            if advanced == -1:  # the driver does not count updated rows (DuckDB 1.x): look
-                advanced = conn.execute(
-                    select(func.count())
-                    .select_from(b)
-                    .where(
-                        and_(b.c.id == batch_id, b.c.owner == self.owner, b.c.status == "running")
-                    )
-                ).scalar_one()
-            if advanced != 1:
-                raise StoreError(f"batch {batch_id} was taken over by another process; stopping")
-            if self.kill_after is not None and chunk_index >= self.kill_after:
-                os.kill(os.getpid(), signal.SIGKILL)  # test hook: die before the commit
-        return {
-            "rows_read": rows_read,
-            "accepted": result.inserted,
-            "duplicates": duplicates,
-            "quarantined": len(rejected),
-            "by_reason": Counter(q.code for q in rejected),
-        }
+    def _load(self, owner: BatchOwner, batch_id: int, skip: int, tally: _Tally) -> None:
+        plan = self.plan
+        validator = v.Validator(
+            kind=plan.kind,
+            source=self.source,
+            columns=plan.columns,
+            extras=plan.extras,
+            batch_id=batch_id,
+            tz=plan.tz,
+            now_us=now_us(),
+            max_future=self.max_future,
+            experiments=self.experiments,
+            open_schema=plan.reader.format in {"jsonl", "records"},
+        )
+        writer = ChunkWriter(
+            self.store,
+            kind=plan.kind,
+            source=self.source,
+            id_column=plan.columns.get("event_id", "event_id"),
+            owner=owner.owner,
+        )
+        self.report_progress(tally.rows_read, None if skip else 0.0, False)
+        try:
+            for rows_in_chunk, fraction, checked in _pipelined(
+                plan.reader.chunks(self.chunk_size, skip=skip), validator
+            ):
+                done = writer.write(batch_id, rows_in_chunk, checked)
+                tally.rows_read += done.rows_read
+                tally.accepted += done.accepted
+                tally.duplicates += done.duplicates
+                tally.quarantined += done.quarantined
+                tally.by_reason.update(done.by_reason)
+                self.report_progress(tally.rows_read, fraction, False)
+        except BaseException as exc:
+            with contextlib.suppress(Exception):  # the original error matters more
+                owner.finish(batch_id, "failed", f"{type(exc).__name__}: {exc}"[:2000])
+            if isinstance(exc, SQLAlchemyError):
+                raise StoreError(f"{self.source}: the database failed: {one_line(exc)}") from exc
+            raise
 
 
 _DONE = object()
@@ -713,7 +514,7 @@ _DONE = object()
 
 def _pipelined(
     chunks: Iterator[Chunk], validator: v.Validator
-) -> Iterator[tuple[int, v.Validated]]:
+) -> Iterator[tuple[int, float | None, v.Validated]]:
     """Read and validate the next chunk in a thread while the caller writes this one.
 
     The database drivers release the GIL while SQLite works on its B-trees and while
@@ -727,7 +528,7 @@ def _pipelined(
     def produce() -> None:
         try:
             for chunk in chunks:
-                item = (len(chunk), validator.validate(chunk))
+                item = (len(chunk), chunk.fraction, validator.validate(chunk))
                 while not stop.is_set():
                     try:
                         handoff.put(item, timeout=0.1)
@@ -762,16 +563,30 @@ def _pipelined(
             worker.join(timeout=0.05)
 
 
-def _sources(source: Any) -> list[Any]:
-    if isinstance(source, (str, os.PathLike)):
-        return [source]
+def _sources(source: object) -> list[IngestSource]:
+    """The sources of one call: a path, an :class:`IngestSource`, a list of those, or one
+    DataFrame / iterable of records."""
+
+    def one(item: object) -> IngestSource:
+        return item if isinstance(item, IngestSource) else IngestSource(item)
+
     if (
         isinstance(source, (list, tuple))
         and source
-        and all(isinstance(s, (str, os.PathLike)) for s in source)
+        and all(isinstance(item, (str, os.PathLike, IngestSource)) for item in source)
     ):
-        return list(source)
-    return [source]
+        return [one(item) for item in source]
+    return [one(source)]
+
+
+def _display(spec: IngestSource, source_name: str | None, many: bool) -> str:
+    name = spec.name or source_name
+    if isinstance(spec.source, (str, os.PathLike)):
+        file_name = Path(spec.source).name
+        if spec.name:
+            return spec.name
+        return f"{name}:{file_name}" if name and many else (name or file_name)
+    return name or ("dataframe" if type(spec.source).__name__ == "DataFrame" else "records")
 
 
 def _known_experiments(store: Store) -> dict[str, frozenset[str]]:
@@ -794,93 +609,114 @@ def ingest(
     column_map: Mapping[str, str] | None = None,
     timezone: str | None = None,
     chunk_size: int = 50_000,
-    progress: bool = False,
+    progress: bool | ProgressCallback = False,
     delimiter: str | None = None,
     max_future: timedelta = timedelta(days=1),
     force: bool = False,
+    limits: ReadLimits = DEFAULT_LIMITS,
 ) -> IngestReport:
     """Ingest files, a DataFrame or records into the store; see the module docstring.
 
-    ``source_name`` names the source for drift reports and quarantine (default: the file
-    name, or ``"dataframe"``/``"records"``); with several files it is a prefix
-    (``NAME:file.csv``). ``timezone`` (IANA name) is applied to naive timestamps, which
-    are otherwise quarantined. Timestamps more than ``max_future`` ahead of now are
-    quarantined as ``future_timestamp``. ``force`` re-reads a file already ingested.
+    ``source`` is a path, a DataFrame, an iterable of records, an :class:`IngestSource`
+    (a source with its own column map, time zone, kind or delimiter), or a list of paths
+    and :class:`IngestSource` objects. ``source_name`` names the source for drift reports
+    and quarantine (default: the file name, or ``"dataframe"``/``"records"``); with
+    several files it is a prefix (``NAME:file.csv``). ``timezone`` (IANA name) is applied
+    to naive timestamps, which are otherwise quarantined. Timestamps more than
+    ``max_future`` ahead of now are quarantined as ``future_timestamp``. ``force``
+    re-reads a file already ingested. ``progress`` is a callback receiving a
+    :class:`~abkit.ingest.progress.ProgressEvent` after every commit (``True``: a bar on
+    stderr). ``limits`` bound line length and column count (a located DataError beyond).
     """
     if chunk_size < 1:
         raise ConfigError(f"chunk_size must be positive, not {chunk_size}")
     if max_future < timedelta(0):
         # A negative horizon would quarantine today's events as "in the future".
         raise ConfigError(f"max_future must not be negative, not {max_future}")
-    tz = None
-    if timezone:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            tz = ZoneInfo(timezone)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ConfigError(
-                f"unknown timezone {timezone!r} (use an IANA name such as Europe/Paris)"
-            ) from exc
     mapping = _normalise_map(column_map)
+    _zone(timezone)  # an unknown zone is an error even when every file names its own
     started = time.monotonic()
-    sources = _sources(source)
-    readers: list[tuple[str, Reader]] = []
-    for item in sources:
-        if isinstance(item, (str, os.PathLike)):
-            name = Path(item).name
-            display = (
-                f"{source_name}:{name}"
-                if source_name and len(sources) > 1
-                else (source_name or name)
-            )
-        else:
-            display = source_name or (
-                "dataframe" if type(item).__name__ == "DataFrame" else "records"
-            )
-        readers.append((display, open_reader(item, delimiter=delimiter, display=display)))
-    # Pre-flight: every schema contract and every gzip stream is checked before any write.
-    plans = []
-    for _display, reader in readers:
+    specs = _sources(source)
+    # Pre-flight: every schema contract and every stream is checked before any write.
+    plans: list[tuple[str, _Plan]] = []
+    for spec in specs:
+        display = _display(spec, source_name, len(specs) > 1)
+        zone_name = spec.timezone or timezone
+        file_delimiter = spec.delimiter or delimiter
+        file_map = {**mapping, **_normalise_map(spec.column_map)}
+        reader = open_reader(spec.source, delimiter=file_delimiter, display=display, limits=limits)
         # Verify the bytes first: reading the header of a cut gzip or non-UTF-8 file
         # would otherwise fail with a raw decoder error instead of a located message.
         verify = getattr(reader, "verify", None)
         if verify is not None:
             verify()
-        plans.append(_plan(reader, kind, mapping))
+        plan = _plan(reader, spec.kind or kind, file_map)
+        plan.timezone, plan.tz, plan.delimiter = zone_name, _zone(zone_name), file_delimiter
+        plan.column_map = file_map
+        plans.append((display, plan))
     owns_store = not isinstance(db, Store)
     store = open_store(db)
-    bar = _Progress(progress)
+    reporter = ProgressReporter() if progress is True else None
+    callback: ProgressCallback | None = reporter
+    if callable(progress):
+        callback = progress
     files: list[FileReport] = []
     warnings: list[str] = []
+    committed_before = 0
     try:
-        experiments = _known_experiments(store) if any(p.kind == "exposures" for p in plans) else {}
-        for (display, _reader), plan in zip(readers, plans, strict=True):
+        experiments = (
+            _known_experiments(store) if any(p.kind == "exposures" for _, p in plans) else {}
+        )
+        for number, (display, plan) in enumerate(plans, start=1):
             if plan.reader.empty:
                 warnings.append(f"{display}: empty file (no header and no rows), nothing to ingest")
+
+            def report(
+                rows: int,
+                fraction: float | None,
+                done: bool,
+                _display: str = display,
+                _number: int = number,
+                _before: int = committed_before,
+            ) -> None:
+                if callback is not None:
+                    callback(
+                        ProgressEvent(
+                            source=_display,
+                            file_number=_number,
+                            files=len(plans),
+                            committed=rows,
+                            total_committed=_before + rows,
+                            fraction=fraction,
+                            elapsed=time.monotonic() - started,
+                            done=done,
+                        )
+                    )
+
             run = _Run(
                 store,
                 plan,
                 source_name=display,
-                tz=tz,
-                timezone_name=timezone,
                 max_future=max_future,
-                delimiter=delimiter,
                 chunk_size=chunk_size,
                 force=force,
-                progress=bar,
                 experiments=experiments,
+                report_progress=report,
             )
             files.append(run.run())
+            committed_before += files[-1].rows_read
             if files[-1].status == "skipped":
                 warnings.append(f"{display}: {files[-1].note}")
     finally:
-        bar.done()
+        if reporter is not None:
+            reporter.close()
+        for _display_name, plan in plans:
+            plan.reader.close()
         if owns_store:
             store.close()
     by_reason: Counter[str] = Counter()
-    for report in files:
-        by_reason.update(report.by_reason)
+    for file_report in files:
+        by_reason.update(file_report.by_reason)
     return IngestReport(
         rows_read=sum(f.rows_read for f in files),
         accepted=sum(f.accepted for f in files),
@@ -912,4 +748,11 @@ def batches(db: str | Store | None = None, *, source: str | None = None) -> list
             store.close()
 
 
-__all__: Sequence[str] = ["FileReport", "IngestReport", "SchemaDrift", "batches", "ingest"]
+__all__: Sequence[str] = [
+    "FileReport",
+    "IngestReport",
+    "IngestSource",
+    "SchemaDrift",
+    "batches",
+    "ingest",
+]

@@ -8,9 +8,16 @@ Python iterables. Columns whose name starts with ``_abkit_`` (added by
 ``abkit quarantine --export``) are dropped, so an exported file re-ingests cleanly.
 
 Compressed files (``.gz`` or gzip magic bytes) are verified end to end before the first
-row is handed out: a truncated or corrupt gzip stream is reported with the last complete
-line, and nothing of that file is written (partial rows at a cut are indistinguishable
-from real ones, so loading "what was readable" could store a silently clipped value).
+row is handed out: a truncated or corrupt gzip stream is reported with its first
+incomplete line, and nothing of that file is written (partial rows at a cut are
+indistinguishable from real ones, so loading "what was readable" could store a silently
+clipped value).
+
+Memory is bounded whatever the input (:class:`ReadLimits`): a line longer than
+``max_line_bytes`` (a 1 GB single-line CSV, a gzip bomb of zeros), a field over the csv
+module's limit, or more than ``max_columns`` distinct columns or JSON keys is refused
+with a :class:`~abkit.errors.DataError` naming the file and line, found by the pre-flight
+scan before anything is written; a gzip stream is decompressed in bounded steps.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ import os
 import sys
 import zlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -34,9 +41,32 @@ from typing import Any, TextIO
 from abkit.errors import DataError
 
 EXPORT_PREFIX = "_abkit_"
+# The quarantine row an exported row came from: read back so that accepting the fixed
+# row marks the quarantine entry resolved.
+QUARANTINE_ID_COLUMN = "_abkit_quarantine_id"
 _GZIP_MAGIC = b"\x1f\x8b"
 _DELIMITERS = (",", "\t", ";", "|")
-csv.field_size_limit(64 * 1024 * 1024)  # long JSON cells are legitimate
+MAX_LINE_BYTES = 16 * 1024 * 1024  # long JSON cells are legitimate; a 1 GB line is not
+MAX_COLUMNS = 4096
+# Decompressed bytes per step when verifying gzip: a bomb never expands all at once.
+_INFLATE_STEP = 1 << 20
+# A field cannot be longer than its line; multi-line quoted fields are bounded by this too.
+csv.field_size_limit(MAX_LINE_BYTES)
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    """What one input may hold before it is refused: bytes per line, distinct columns."""
+
+    max_line_bytes: int = MAX_LINE_BYTES
+    max_columns: int = MAX_COLUMNS
+
+    def __post_init__(self) -> None:
+        if self.max_line_bytes < 1 or self.max_columns < 1:
+            raise ValueError(f"read limits must be positive: {self}")
+
+
+DEFAULT_LIMITS = ReadLimits()
 
 
 @dataclass
@@ -50,6 +80,10 @@ class Chunk:
     rows: list[dict[str, Any]] = field(default_factory=list)
     row_numbers: list[int] = field(default_factory=list)
     malformed: list[tuple[int, Any, str]] = field(default_factory=list)
+    # The fraction of the source read when this chunk was cut (progress of committed rows).
+    fraction: float | None = None
+    # ``_abkit_quarantine_id`` of each row, aligned with ``rows`` (empty: no such column).
+    origins: list[int | None] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.rows) + len(self.malformed)
@@ -69,69 +103,128 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def verify_gzip(path: Path, display: str, text: bool = False) -> None:
+def verify_gzip(
+    path: Path, display: str, text: bool = False, limits: ReadLimits = DEFAULT_LIMITS
+) -> None:
     """Decompress the whole stream once; raise a located DataError if it is cut or corrupt.
 
-    With ``text`` the decompressed bytes are also checked to be UTF-8 (see
-    :func:`verify_utf8`).
+    Every decompressed byte is counted before a cut is detected, so the error names the
+    first incomplete line. Output comes in steps of at most 1 MiB, so a gzip bomb costs
+    time, not memory. With ``text`` the bytes are also checked as UTF-8 lines no longer
+    than ``limits.max_line_bytes`` (see :class:`_TextCheck`).
     """
-    lines = 0
-    checker = _Utf8Check(display) if text else None
+    checker = _TextCheck(display, limits.max_line_bytes if text else None, utf8=text)
+    inflater = zlib.decompressobj(wbits=31)
     try:
-        with gzip.open(path, "rb") as fh:
-            # Small reads so the data before a cut is counted before the EOFError.
-            for block in iter(lambda: fh.read(1 << 16), b""):
-                if checker is not None:
-                    checker.feed(block)
-                lines += block.count(b"\n")
-    except (EOFError, OSError, zlib.error) as exc:
+        with open(path, "rb") as raw:
+            for block in iter(lambda: raw.read(1 << 16), b""):
+                pending = block
+                while pending:
+                    checker.feed(inflater.decompress(pending, _INFLATE_STEP))
+                    pending = inflater.unconsumed_tail
+                    if inflater.eof:
+                        rest = inflater.unused_data + pending
+                        if rest[:2] == _GZIP_MAGIC:  # the next member of a multi-member file
+                            inflater = zlib.decompressobj(wbits=31)
+                            pending = rest
+                        elif rest.strip(b"\x00"):
+                            raise zlib.error("data after the end of the gzip stream")
+                        else:
+                            pending = b""
+            if not inflater.eof:
+                while not inflater.eof and (tail := inflater.flush(_INFLATE_STEP)):
+                    checker.feed(tail)
+                raise EOFError("the compressed stream ended before the end-of-stream marker")
+    except (EOFError, zlib.error) as exc:
+        complete = checker.lines
         raise DataError(
-            f"the gzip stream is truncated or corrupt after line {lines} ({exc}); "
-            "nothing from this file was written - re-send the complete file",
+            f"the gzip stream is truncated or corrupt: line {complete + 1} is incomplete "
+            f"({exc}); nothing from this file was written - re-send the complete file",
             file=display,
-            row=lines + 1,
+            row=complete + 1,
         ) from exc
-    if checker is not None:
-        checker.finish()
+    except OSError as exc:
+        raise DataError(f"cannot read the file ({exc.strerror or exc})", file=display) from exc
+    checker.finish()
 
 
-class _Utf8Check:
-    """Incremental UTF-8 validation that knows the line of the first bad byte.
+class _TextCheck:
+    """Incremental checks of a text file's bytes that know the line of the first fault.
 
-    Decoding happens in 64 KiB blocks, so the text reader's own UnicodeDecodeError
-    cannot say which line is at fault, and it would only surface mid-run after earlier
-    chunks were committed. Checking up front refuses the file whole, like a cut gzip.
+    * UTF-8 (``utf8``): decoding happens in 64 KiB blocks, so the text reader's own
+      UnicodeDecodeError cannot say which line is at fault, and it would only surface
+      mid-run after earlier chunks were committed. Checking up front refuses the file
+      whole, like a cut gzip.
+    * line length (``max_line``): a line longer than this many bytes is refused before
+      any reader tries to hold it in memory.
     """
 
-    def __init__(self, display: str) -> None:
+    def __init__(self, display: str, max_line: int | None, *, utf8: bool = True) -> None:
         self.display = display
-        self.decoder = codecs.getincrementaldecoder("utf-8")()
-        self.lines = 0
+        self.decoder = codecs.getincrementaldecoder("utf-8")() if utf8 else None
+        self.max_line = max_line
+        self.lines = 0  # complete lines seen
+        self.current = 0  # bytes of the line being read
 
     def feed(self, block: bytes, final: bool = False) -> None:
-        pending = len(self.decoder.getstate()[0])  # a cut multi-byte character, no newline
-        try:
-            self.decoder.decode(block, final)
-        except UnicodeDecodeError as exc:
-            line = self.lines + block[: max(exc.start - pending, 0)].count(b"\n") + 1
-            raise DataError(
-                f"not UTF-8 text ({exc.reason}: byte 0x{exc.object[exc.start]:02x}); nothing "
-                "from this file was written - re-encode the file as UTF-8",
-                file=self.display,
-                row=line,
-            ) from None
-        self.lines += block.count(b"\n")
+        if self.decoder is not None:
+            pending = len(self.decoder.getstate()[0])  # a cut multi-byte character
+            try:
+                self.decoder.decode(block, final)
+            except UnicodeDecodeError as exc:
+                line = self.lines + block[: max(exc.start - pending, 0)].count(b"\n") + 1
+                raise DataError(
+                    f"not UTF-8 text ({exc.reason}: byte 0x{exc.object[exc.start]:02x}); "
+                    "nothing from this file was written - re-encode the file as UTF-8",
+                    file=self.display,
+                    row=line,
+                ) from None
+        if self.max_line is not None:
+            self._check_lengths(block)
+        else:
+            self.lines += block.count(b"\n")
+
+    def _check_lengths(self, block: bytes) -> None:
+        limit = self.max_line
+        assert limit is not None
+        start = 0
+        while True:
+            end = block.find(b"\n", start)
+            stop = len(block) if end == -1 else end
+            self.current += stop - start
+            if self.current > limit:
+                raise DataError(
+                    f"line {self.lines + 1} is longer than {limit:,} bytes; nothing from "
+                    "this file was written - split the record or raise the line limit",
+                    file=self.display,
+                    row=self.lines + 1,
+                )
+            if end == -1:
+                return
+            self.lines += 1
+            self.current = 0
+            start = end + 1
+            # Lines shorter than the limit cannot be longer within one block: skip ahead
+            # to the last newline when the rest of the block is under the limit.
+            if len(block) - start <= limit:
+                last = block.rfind(b"\n", start)
+                if last != -1:
+                    self.lines += block.count(b"\n", start, last + 1)
+                    start = last + 1
+                self.current = len(block) - start
+                return
 
     def finish(self) -> None:
         self.feed(b"", final=True)
 
 
-def verify_utf8(path: Path, display: str) -> str:
-    """Check a plain file is UTF-8 (raising a DataError with the line) and return its SHA-256.
+def verify_utf8(path: Path, display: str, limits: ReadLimits = DEFAULT_LIMITS) -> str:
+    """Check a plain file is UTF-8 with lines within the limit (raising a DataError with
+    the line) and return its SHA-256.
 
-    One pass does both, so the pre-flight check costs no extra read of the file.
+    One pass does all three, so the pre-flight check costs no extra read of the file.
     """
-    checker = _Utf8Check(display)
+    checker = _TextCheck(display, limits.max_line_bytes)
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -169,7 +262,7 @@ class Reader(ABC):
         return None
 
     @abstractmethod
-    def chunks(self, size: int, skip: int = 0) -> Iterator[Chunk]:
+    def chunks(self, size: int, skip: int = 0) -> Generator[Chunk, None, None]:
         """Rows in chunks of ``size``, skipping the first ``skip`` rows (resume)."""
 
     def fraction_done(self) -> float | None:
@@ -188,6 +281,12 @@ class Reader(ABC):
         """Release the underlying file, if any."""
 
 
+def _origin(value: object) -> int | None:
+    """A ``_abkit_quarantine_id`` cell as an id (anything else: no origin)."""
+    text = str(value).strip() if value is not None else ""
+    return int(text) if text.isascii() and text.isdigit() else None
+
+
 def _clean_columns(names: list[str], display: str) -> list[str]:
     cleaned = []
     seen: set[str] = set()
@@ -204,9 +303,45 @@ def _clean_columns(names: list[str], display: str) -> list[str]:
     return cleaned
 
 
+def _bounded_lines(text: TextIO, limits: ReadLimits, display: str) -> Iterator[str]:
+    """The lines of ``text``, refusing (DataError with the line) one over the limit.
+
+    ``readline(n)`` never holds more than ``n`` characters, so an endless line costs at
+    most the limit in memory. The limit is in bytes; a character is at least one byte,
+    so a line within the byte limit always passes.
+    """
+    limit = limits.max_line_bytes
+    number = 0
+    while True:
+        line = text.readline(limit + 1)
+        if not line:
+            return
+        number += 1
+        if len(line) > limit:
+            raise DataError(
+                f"line {number} is longer than {limit:,} bytes; split the record or raise "
+                "the line limit",
+                file=display,
+                row=number,
+            )
+        yield line
+
+
+def _too_many_columns(count: int, limits: ReadLimits, display: str, line: int) -> DataError:
+    return DataError(
+        f"{count:,} distinct columns, more than the limit of {limits.max_columns:,}; "
+        "is this the right file?",
+        file=display,
+        row=line,
+    )
+
+
 class _FileReader(Reader):
-    def __init__(self, path: Path, display: str | None = None) -> None:
+    def __init__(
+        self, path: Path, display: str | None = None, limits: ReadLimits = DEFAULT_LIMITS
+    ) -> None:
         self.path = path
+        self.limits = limits
         self.display = display or str(path)
         if not path.exists():
             raise DataError("no such file", file=self.display)
@@ -225,18 +360,21 @@ class _FileReader(Reader):
         self._raw: Any = None
         self._hash: str | None = None
 
+    path: Path
+
     def content_hash(self) -> str:
         if self._hash is None:
-            self._hash = file_digest(self.path)  # type: ignore[arg-type]
+            self._hash = file_digest(self.path)
         return self._hash
 
     def verify(self) -> None:
-        """Pre-flight: a cut gzip stream or (for text formats) bytes that are not UTF-8."""
+        """Pre-flight: a cut gzip stream, or (text formats) bytes that are not UTF-8 or a
+        line over the limit."""
         text = self.format in {"csv", "jsonl"}
         if self.gzip:
-            verify_gzip(self.path, self.display, text=text)  # type: ignore[arg-type]
+            verify_gzip(self.path, self.display, text=text, limits=self.limits)
         elif text:
-            self._hash = verify_utf8(self.path, self.display)  # type: ignore[arg-type]
+            self._hash = verify_utf8(self.path, self.display, self.limits)
 
     def _open_text(self) -> TextIO:
         self._raw = open(self.path, "rb")  # noqa: SIM115 - closed in close()
@@ -261,8 +399,14 @@ class _FileReader(Reader):
 class CsvReader(_FileReader):
     format = "csv"
 
-    def __init__(self, path: Path, display: str | None = None, delimiter: str | None = None):
-        super().__init__(path, display)
+    def __init__(
+        self,
+        path: Path,
+        display: str | None = None,
+        delimiter: str | None = None,
+        limits: ReadLimits = DEFAULT_LIMITS,
+    ) -> None:
+        super().__init__(path, display, limits)
         self.delimiter = delimiter
         self._header: list[str] | None = None
 
@@ -280,7 +424,7 @@ class CsvReader(_FileReader):
                 return self._header
             with self._open_text() as text:
                 try:
-                    first = text.readline()
+                    first = next(_bounded_lines(text, self.limits, self.display), "")
                 except UnicodeDecodeError as exc:
                     raise DataError(f"not UTF-8 text ({exc})", file=self.display, row=1) from exc
             self.close()
@@ -290,20 +434,27 @@ class CsvReader(_FileReader):
                 return self._header
             if self.delimiter is None:
                 self.delimiter = self._sniff(first)
-            names = next(csv.reader([first], delimiter=self.delimiter))
+            try:
+                names = next(csv.reader([first], delimiter=self.delimiter))
+            except csv.Error as exc:  # a header field over the csv module's limit
+                raise DataError(f"unreadable CSV header ({exc})", file=self.display, row=1) from exc
+            if len(names) > self.limits.max_columns:
+                raise _too_many_columns(len(names), self.limits, self.display, 1)
             self._header = _clean_columns(names, self.display)
         return self._header
 
-    def chunks(self, size: int, skip: int = 0) -> Iterator[Chunk]:
+    def chunks(self, size: int, skip: int = 0) -> Generator[Chunk, None, None]:
         header = self.columns()
         if not header:
             return
         keep = [i for i, name in enumerate(header) if not name.startswith(EXPORT_PREFIX)]
         names = [header[i] for i in keep]
+        origin_at = header.index(QUARANTINE_ID_COLUMN) if QUARANTINE_ID_COLUMN in header else None
         width = len(header)
         text = self._open_text()
         try:
-            lines = _nul_standins(text) if _CSV_REFUSES_NUL else text
+            bounded = _bounded_lines(text, self.limits, self.display)
+            lines = _nul_standins(bounded) if _CSV_REFUSES_NUL else bounded
             reader = csv.reader(lines, delimiter=self.delimiter or ",")
             next(reader)  # header
             chunk = Chunk()
@@ -335,7 +486,13 @@ class CsvReader(_FileReader):
                     else:
                         chunk.rows.append({names[j]: record[i] for j, i in enumerate(keep)})
                         chunk.row_numbers.append(line)
+                        if origin_at is not None:
+                            chunk.origins.extend(
+                                [None] * (len(chunk.rows) - 1 - len(chunk.origins))
+                            )
+                            chunk.origins.append(_origin(record[origin_at]))
                     if len(chunk) >= size:
+                        chunk.fraction = self.fraction_done()
                         yield chunk
                         chunk = Chunk()
             except UnicodeDecodeError as exc:
@@ -356,8 +513,14 @@ class CsvReader(_FileReader):
 class JsonLinesReader(_FileReader):
     format = "jsonl"
 
-    def __init__(self, path: Path, display: str | None = None, peek_rows: int = 1000):
-        super().__init__(path, display)
+    def __init__(
+        self,
+        path: Path,
+        display: str | None = None,
+        peek_rows: int = 1000,
+        limits: ReadLimits = DEFAULT_LIMITS,
+    ) -> None:
+        super().__init__(path, display, limits)
         self._columns: list[str] | None = None
         self.peek_rows = peek_rows
 
@@ -368,7 +531,9 @@ class JsonLinesReader(_FileReader):
             seen = 0
             if not self.empty:
                 with self._open_text() as text:
-                    for raw_line in text:
+                    for line, raw_line in enumerate(
+                        _bounded_lines(text, self.limits, self.display), start=1
+                    ):
                         if not raw_line.strip():
                             continue
                         try:
@@ -377,6 +542,8 @@ class JsonLinesReader(_FileReader):
                             value = None
                         if isinstance(value, dict):
                             names.update(dict.fromkeys(value))
+                            if len(names) > self.limits.max_columns:
+                                raise _too_many_columns(len(names), self.limits, self.display, line)
                         seen += 1
                         if seen >= self.peek_rows:
                             break
@@ -385,14 +552,16 @@ class JsonLinesReader(_FileReader):
             self._columns = [n for n in names if not n.startswith(EXPORT_PREFIX)]
         return self._columns
 
-    def chunks(self, size: int, skip: int = 0) -> Iterator[Chunk]:
+    def chunks(self, size: int, skip: int = 0) -> Generator[Chunk, None, None]:
         text = self._open_text()
         try:
             chunk = Chunk()
             seen = 0
             line = 0
             try:
-                for line, raw_line in enumerate(text, start=1):
+                for line, raw_line in enumerate(
+                    _bounded_lines(text, self.limits, self.display), start=1
+                ):
                     if not raw_line.strip():
                         continue
                     seen += 1
@@ -405,7 +574,21 @@ class JsonLinesReader(_FileReader):
                             (line, raw_line.rstrip("\r\n"), f"is not valid JSON ({exc})")
                         )
                     else:
-                        if isinstance(value, dict):
+                        if isinstance(value, dict) and len(value) > self.limits.max_columns:
+                            chunk.malformed.append(
+                                (
+                                    line,
+                                    f"{{...{len(value):,} keys...}}",
+                                    f"has {len(value):,} keys, more than the limit of "
+                                    f"{self.limits.max_columns:,}",
+                                )
+                            )
+                        elif isinstance(value, dict):
+                            if QUARANTINE_ID_COLUMN in value:
+                                chunk.origins.extend(
+                                    [None] * (len(chunk.rows) - len(chunk.origins))
+                                )
+                                chunk.origins.append(_origin(value[QUARANTINE_ID_COLUMN]))
                             if any(k.startswith(EXPORT_PREFIX) for k in value):
                                 value = {
                                     k: v
@@ -419,6 +602,7 @@ class JsonLinesReader(_FileReader):
                                 (line, value, f"is a JSON {type(value).__name__}, not an object")
                             )
                     if len(chunk) >= size:
+                        chunk.fraction = self.fraction_done()
                         yield chunk
                         chunk = Chunk()
             except UnicodeDecodeError as exc:
@@ -455,7 +639,7 @@ class ParquetReader(_FileReader):
             self.close()
         return [n for n in names if not n.startswith(EXPORT_PREFIX)]
 
-    def chunks(self, size: int, skip: int = 0) -> Iterator[Chunk]:
+    def chunks(self, size: int, skip: int = 0) -> Generator[Chunk, None, None]:
         if self.empty:
             return
         names = self.columns()
@@ -471,7 +655,11 @@ class ParquetReader(_FileReader):
                 if start < skip:
                     rows = rows[skip - start :]
                     start = skip
-                yield Chunk(rows=rows, row_numbers=list(range(start + 1, start + 1 + len(rows))))
+                yield Chunk(
+                    rows=rows,
+                    row_numbers=list(range(start + 1, start + 1 + len(rows))),
+                    fraction=position / parquet.metadata.num_rows,
+                )
         finally:
             self.close()
 
@@ -490,7 +678,7 @@ class FrameReader(Reader):
     def columns(self) -> list[str]:
         return [str(c) for c in self.frame.columns if not str(c).startswith(EXPORT_PREFIX)]
 
-    def chunks(self, size: int, skip: int = 0) -> Iterator[Chunk]:
+    def chunks(self, size: int, skip: int = 0) -> Generator[Chunk, None, None]:
         import pandas as pd
 
         names = self.columns()
@@ -501,7 +689,11 @@ class FrameReader(Reader):
             part = part.astype(object).where(pd.notna(part), None)
             rows = part.to_dict("records")
             self._position = start + len(rows)
-            yield Chunk(rows=rows, row_numbers=list(range(start + 1, start + 1 + len(rows))))
+            yield Chunk(
+                rows=rows,
+                row_numbers=list(range(start + 1, start + 1 + len(rows))),
+                fraction=self.fraction_done(),
+            )
 
     def fraction_done(self) -> float | None:
         return self._position / len(self.frame) if len(self.frame) else None
@@ -534,6 +726,10 @@ class RecordsReader(Reader):
                 self._peeked.append(row)
                 if isinstance(row, dict):
                     names.update(dict.fromkeys(row))
+                    if len(names) > MAX_COLUMNS:
+                        raise _too_many_columns(
+                            len(names), DEFAULT_LIMITS, self.display, len(self._peeked)
+                        )
                 if len(self._peeked) >= 1000:
                     break
             self.empty = not self._peeked
@@ -544,7 +740,7 @@ class RecordsReader(Reader):
         self.columns()
         return [row for row in self._peeked[:limit] if isinstance(row, dict)]
 
-    def chunks(self, size: int, skip: int = 0) -> Iterator[Chunk]:
+    def chunks(self, size: int, skip: int = 0) -> Generator[Chunk, None, None]:
         self.columns()
         chunk = Chunk()
 
@@ -580,18 +776,24 @@ def _format_of(path: Path) -> str:
     return "csv"  # .csv, .tsv, .txt and anything else
 
 
-def open_reader(source: Any, *, delimiter: str | None = None, display: str | None = None) -> Reader:
+def open_reader(
+    source: Any,
+    *,
+    delimiter: str | None = None,
+    display: str | None = None,
+    limits: ReadLimits = DEFAULT_LIMITS,
+) -> Reader:
     """A reader for a path, a DataFrame or an iterable of records."""
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         fmt = _format_of(path)
         if fmt == "jsonl":
-            return JsonLinesReader(path, display)
+            return JsonLinesReader(path, display, limits=limits)
         if fmt == "parquet":
-            return ParquetReader(path, display)
+            return ParquetReader(path, display, limits)
         if delimiter is None and path.suffix.lower() == ".tsv":
             delimiter = "\t"
-        return CsvReader(path, display, delimiter)
+        return CsvReader(path, display, delimiter, limits)
     if type(source).__name__ == "DataFrame" and hasattr(source, "iloc"):
         return FrameReader(source, display or "dataframe")
     if isinstance(source, Iterable) and not isinstance(source, (bytes, Mapping)):

@@ -57,7 +57,8 @@ from typing import Any
 import mmh3
 
 from abkit.ingest.readers import Chunk
-from abkit.store.schema import EVENT_ID_LENGTH, ID_LENGTH, KEY_LENGTH, to_us
+from abkit.store.schema import EVENT_ID_LENGTH, ID_LENGTH, KEY_LENGTH
+from abkit.timeutil import EPOCH, MICROS_PER_DAY, to_us
 
 CURRENCY_LENGTH = 16
 EVENT_COLUMNS = (
@@ -94,11 +95,12 @@ KNOWN = {
 # flagged by range checks downstream); larger numbers (µs, ns) are refused, not guessed.
 EPOCH_SECONDS_LIMIT = 1e11
 EPOCH_MILLIS_LIMIT = 1e14
+_SECONDS_LIMIT = Decimal(int(EPOCH_SECONDS_LIMIT))
+_MILLIS_LIMIT = Decimal(int(EPOCH_MILLIS_LIMIT))
 # ASCII digits only: ``\d`` and ``str.isdigit`` also accept other scripts' digits (and
 # superscripts, which ``int()`` then refuses), which are no epoch a pipeline writes.
 _EPOCH_RE = re.compile(r"[+-]?[0-9]+(\.[0-9]+)?")
 _UTC = timezone.utc
-_EPOCH = datetime(1970, 1, 1, tzinfo=_UTC)
 _MICRO = timedelta(microseconds=1)
 _OFFSET_END = frozenset("Z0123456789")
 _NON_FINITE = {"nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"}
@@ -192,6 +194,10 @@ class Validated:
     # other content a conflict. Deciding against the first use alone would call a row
     # identical to the stored event a conflict when the first use was the odd one out.
     repeats: list[tuple[str, str, int, Any, int]] = field(default_factory=list)
+    # The quarantine id each row was exported from (``_abkit_quarantine_id``), or None;
+    # aligned with ``rows`` and ``repeats``: accepted or duplicate rows resolve it.
+    origins: list[int | None] = field(default_factory=list)
+    repeat_origins: list[int | None] = field(default_factory=list)
 
 
 def parse_timestamp(value: Any, tz: tzinfo | None, field_name: str = "timestamp") -> int:
@@ -272,10 +278,12 @@ def _localise(moment: datetime, tz: tzinfo, value: Any, field_name: str) -> date
 
 
 def _epoch(number: int | Decimal, text: str, field_name: str) -> int:
-    magnitude = abs(number)
-    if magnitude < EPOCH_SECONDS_LIMIT:
+    # Exact comparisons (int and Decimal against Decimal): a float limit could round a
+    # number just below the boundary onto it.
+    magnitude: int | Decimal = -number if number < 0 else number
+    if magnitude < _SECONDS_LIMIT:
         micros = number * 1_000_000
-    elif magnitude < EPOCH_MILLIS_LIMIT:
+    elif magnitude < _MILLIS_LIMIT:
         micros = number * 1_000
     else:
         raise Rejected(
@@ -398,7 +406,9 @@ class Validator:
     def __post_init__(self) -> None:
         self._future_limit = self.now_us + int(self.max_future / timedelta(microseconds=1))
         get = self.columns.get
-        self._c_unit, self._c_type, self._c_ts = get("unit_id"), get("event_type"), get("timestamp")
+        # Required fields: the plan guarantees a column for each (default: the field name).
+        self._c_unit = get("unit_id", "unit_id")
+        self._c_type, self._c_ts = get("event_type", "event_type"), get("timestamp", "timestamp")
         self._c_value, self._c_currency, self._c_id = get("value"), get("currency"), get("event_id")
         self._has_properties = bool(self.extras) or "properties" in self.columns or self.open_schema
         self._used = frozenset(self.columns.values())
@@ -429,7 +439,9 @@ class Validator:
         seen: dict[str, tuple[str, int]] = {}
         id_index = 0
         hash_index = 7 if self.kind == "events" else 5
-        for raw, row_number in zip(chunk.rows, chunk.row_numbers, strict=True):
+        # Readers record origins up to the last row that had one: pad the rest.
+        origins = chunk.origins + [None] * (len(chunk.rows) - len(chunk.origins))
+        for raw, row_number, origin in zip(chunk.rows, chunk.row_numbers, origins, strict=True):
             try:
                 row, attrs = check(raw)
             except Rejected as exc:
@@ -447,11 +459,13 @@ class Validator:
             previous = seen.get(event_id)
             if previous is not None:
                 out.repeats.append((event_id, row[hash_index], row_number, raw, previous[1]))
+                out.repeat_origins.append(origin)
                 continue
             seen[event_id] = (row[hash_index], row_number)
             out.rows.append(row)
             out.row_numbers.append(row_number)
             out.raws.append(raw)
+            out.origins.append(origin)
             if attrs is not None:
                 out.attributes.append(attrs)
         return out
@@ -467,13 +481,13 @@ class Validator:
                 except ValueError:
                     moment = None
                 if moment is not None and moment.tzinfo is not None:
-                    ts_us = (moment - _EPOCH) // _MICRO
+                    ts_us = (moment - EPOCH) // _MICRO
             elif raw.isascii() and raw.isdigit() and len(raw) <= 10:
                 ts_us = int(raw) * 1_000_000
         if ts_us is None:
             ts_us = parse_timestamp(raw, self.tz)
         if ts_us > self._future_limit:
-            ahead = (ts_us - self.now_us) / 86_400_000_000
+            ahead = (ts_us - self.now_us) / MICROS_PER_DAY
             raise Rejected(
                 "future_timestamp",
                 "timestamp",

@@ -39,25 +39,28 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from abkit.errors import ConfigError
+from abkit.metrics.kinds import Kind, kind_names, kind_of
+from abkit.timeutil import MICROS_PER_HOUR
+from abkit.vocabulary import (
+    DIRECTIONS,
+    METRIC_UNITS,
+    ROLES,
+    Direction,
+    MetricType,
+    MetricUnit,
+    Role,
+)
 
-MetricKind = Literal["proportion", "mean", "ratio"]
+# How a measure reduces a unit's matching events (module docstring).
 Aggregate = Literal["sum", "count", "converted", "hours_to_first"]
-Direction = Literal["higher", "lower"]
-Role = Literal["primary", "secondary", "guardrail"]
+AGGREGATES: tuple[Aggregate, ...] = get_args(Aggregate)
 
-KINDS: tuple[str, ...] = ("proportion", "mean", "ratio")
-AGGREGATES: tuple[str, ...] = ("sum", "count", "converted", "hours_to_first")
-DIRECTIONS: tuple[str, ...] = ("higher", "lower")
-ROLES: tuple[str, ...] = ("primary", "secondary", "guardrail")
-
-MICROS_PER_HOUR = 3_600_000_000
 DEFAULT_LOOKBACK_US = 14 * 24 * MICROS_PER_HOUR
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|ms|s|m|min|h|d|w)\s*$")
@@ -128,7 +131,13 @@ class Measure:
 
 @dataclass(frozen=True)
 class Metric:
-    """One metric; build with :func:`proportion`, :func:`mean`, :func:`ratio` or TOML.
+    """One metric; build with :func:`proportion`, :func:`mean`, :func:`ratio`, TOML, or directly:
+    ``Metric(name="conversion", type="proportion", numerator=Measure("purchase", "count"))``.
+
+    ``type`` is one of the registered kinds (:mod:`abkit.metrics.kinds`), the same word as the
+    TOML ``type`` key. ``unit`` says what the figures are measured in (``"currency"``,
+    ``"percent"``, ``"count"``, ``"duration"`` or a plain ``"number"``); ``currency`` is the
+    ISO 4217 code of a money metric when known.
 
     ``window_us`` is the attribution window after first exposure (``None``: until the end
     of the analysis); ``mde`` is the smallest *relative* change worth detecting, used by
@@ -138,7 +147,7 @@ class Metric:
     """
 
     name: str
-    kind: MetricKind
+    type: MetricType
     numerator: Measure
     denominator: Measure | None = None
     window_us: int | None = None
@@ -152,13 +161,17 @@ class Metric:
     lookback_us: int | None = None
     tags: tuple[str, ...] = field(default_factory=tuple)
     margin: float | None = None
+    unit: MetricUnit = "number"
+    currency: str = ""
+    probability: float | None = None  # quantile metrics: 0.5 (median), 0.95 (p95), ...
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
             raise ConfigError("a metric needs a non-empty name", field="name")
-        if self.kind not in KINDS:
+        if self.type not in kind_names():
             raise ConfigError(
-                f"metric {self.name!r}: unknown type {self.kind!r}; choose one of {', '.join(KINDS)}",
+                f"metric {self.name!r}: unknown type {self.type!r}; "
+                f"choose one of {', '.join(kind_names())}",
                 field="type",
             )
         if self.direction not in DIRECTIONS:
@@ -171,18 +184,35 @@ class Metric:
                 f"metric {self.name!r}: role must be one of {', '.join(ROLES)}, got {self.role!r}",
                 field="role",
             )
-        if self.kind == "ratio" and self.denominator is None:
+        if self.unit not in METRIC_UNITS:
             raise ConfigError(
-                f"ratio metric {self.name!r} needs a denominator", field="denominator"
+                f"metric {self.name!r}: unit must be one of {', '.join(METRIC_UNITS)}, "
+                f"got {self.unit!r}",
+                field="unit",
             )
-        if self.kind != "ratio" and self.denominator is not None:
+        if not isinstance(self.currency, str) or (
+            self.currency and not re.fullmatch(r"[A-Z]{3}", self.currency)
+        ):
+            raise ConfigError(
+                f"metric {self.name!r}: currency must be an ISO 4217 code such as 'EUR', "
+                f"got {self.currency!r}",
+                field="currency",
+            )
+        if self.probability is not None:
+            if "probability" not in self.kind_spec.parameters:
+                raise ConfigError(
+                    f"metric {self.name!r}: only quantile metrics have a probability",
+                    field="probability",
+                )
+            if not (isinstance(self.probability, float) and 0 < self.probability < 1):
+                raise ConfigError(
+                    f"metric {self.name!r}: probability must be in (0, 1), got "
+                    f"{self.probability!r}",
+                    field="probability",
+                )
+        if "denominator" not in self.kind_spec.measures and self.denominator is not None:
             raise ConfigError(
                 f"metric {self.name!r}: only ratio metrics have a denominator", field="denominator"
-            )
-        if self.kind == "mean" and self.numerator.aggregate == "converted":
-            raise ConfigError(
-                f"metric {self.name!r}: a 0/1 'converted' mean is a proportion; use type = 'proportion'",
-                field="aggregate",
             )
         if not isinstance(self.min_count, int) or self.min_count < 1:
             raise ConfigError(
@@ -198,11 +228,6 @@ class Metric:
             raise ConfigError(
                 f"metric {self.name!r}: cap_percentile must be in (0, 100)", field="cap_percentile"
             )
-        if self.kind == "proportion" and (self.cap is not None or self.cap_percentile is not None):
-            raise ConfigError(
-                f"metric {self.name!r}: a proportion is already bounded; remove the cap",
-                field="cap",
-            )
         if self.mde is not None and not (math.isfinite(self.mde) and self.mde > 0):
             raise ConfigError(f"metric {self.name!r}: mde must be > 0 (relative)", field="mde")
         if self.margin is not None and not (math.isfinite(self.margin) and self.margin > 0):
@@ -214,8 +239,14 @@ class Metric:
             if value is not None and (not isinstance(value, int) or value <= 0):
                 raise ConfigError(f"metric {self.name!r}: {name} must be a positive integer")
         object.__setattr__(self, "tags", tuple(self.tags))
+        self.kind_spec.validate(self)
 
     # ----------------------------------------------------------------- derived facts
+    @property
+    def kind_spec(self) -> Kind:
+        """The kind object of ``type`` (what is computed per unit and per arm)."""
+        return kind_of(self.type)
+
     @property
     def event_types(self) -> tuple[str, ...]:
         """Every event type the metric reads (numerator first)."""
@@ -230,15 +261,6 @@ class Metric:
         return self.lookback_us or self.window_us or DEFAULT_LOOKBACK_US
 
     @property
-    def supports_cuped(self) -> bool:
-        """Whether the metric takes the single pre-period covariate ``x`` of a mean metric.
-
-        Ratio metrics answer False here: their CUPED uses a pre-period numerator and
-        denominator instead (``RatioStats`` covariate sums, requested separately by
-        ``analyze`` through ``ratio_cuped``)."""
-        return self.kind != "ratio"
-
-    @property
     def higher_is_better(self) -> bool:
         return self.direction == "higher"
 
@@ -250,7 +272,7 @@ class Metric:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe description (the TOML keys)."""
-        out: dict[str, Any] = {"name": self.name, "type": self.kind}
+        out: dict[str, Any] = {"name": self.name, "type": self.type}
         out["numerator"] = {
             "event": list(self.numerator.event_types),
             "aggregate": self.numerator.aggregate,
@@ -270,12 +292,16 @@ class Metric:
             description=self.description,
             mde=self.mde,
             margin=self.margin,
+            unit=self.unit,
+            currency=self.currency,
         )
+        if self.probability is not None:
+            out["probability"] = self.probability
         return out
 
 
 # --------------------------------------------------------------------- constructors
-def _types(event: str | Sequence[str]) -> tuple[str, ...]:
+def as_event_types(event: str | Sequence[str]) -> tuple[str, ...]:
     return (event,) if isinstance(event, str) else tuple(event)
 
 
@@ -289,18 +315,24 @@ def proportion(
     role: Role = "secondary",
     description: str = "",
     mde: float | None = None,
+    margin: float | None = None,
+    unit: MetricUnit = "percent",
+    currency: str = "",
 ) -> Metric:
     """Share of units with at least ``min_count`` events of ``event`` in their window."""
     return Metric(
         name=name,
-        kind="proportion",
-        numerator=Measure(_types(event), "count"),
+        type="proportion",
+        numerator=Measure(as_event_types(event), "count"),
         window_us=parse_duration_us(window),
         min_count=min_count,
         direction=direction,
         role=role,
         description=description,
         mde=mde,
+        margin=margin,
+        unit=unit,
+        currency=currency,
     )
 
 
@@ -316,12 +348,15 @@ def mean(
     role: Role = "secondary",
     description: str = "",
     mde: float | None = None,
+    margin: float | None = None,
+    unit: MetricUnit = "number",
+    currency: str = "",
 ) -> Metric:
     """Mean per exposed unit of the sum (or count) of ``event`` values; zeros included."""
     return Metric(
         name=name,
-        kind="mean",
-        numerator=Measure(_types(event), aggregate),
+        type="mean",
+        numerator=Measure(as_event_types(event), aggregate),
         window_us=parse_duration_us(window),
         cap=cap,
         cap_percentile=cap_percentile,
@@ -329,6 +364,9 @@ def mean(
         role=role,
         description=description,
         mde=mde,
+        margin=margin,
+        unit=unit,
+        currency=currency,
     )
 
 
@@ -344,13 +382,16 @@ def ratio(
     role: Role = "secondary",
     description: str = "",
     mde: float | None = None,
+    margin: float | None = None,
+    unit: MetricUnit = "number",
+    currency: str = "",
 ) -> Metric:
     """``Σ numerator / Σ denominator`` over units (delta method)."""
     return Metric(
         name=name,
-        kind="ratio",
-        numerator=Measure(_types(numerator[0]), numerator[1]),
-        denominator=Measure(_types(denominator[0]), denominator[1]),
+        type="ratio",
+        numerator=Measure(as_event_types(numerator[0]), numerator[1]),
+        denominator=Measure(as_event_types(denominator[0]), denominator[1]),
         window_us=parse_duration_us(window),
         cap=cap,
         cap_percentile=cap_percentile,
@@ -358,242 +399,39 @@ def ratio(
         role=role,
         description=description,
         mde=mde,
+        margin=margin,
+        unit=unit,
+        currency=currency,
     )
 
 
-# ---------------------------------------------------------------------------- TOML
-_METRIC_KEYS = {
-    "name",
-    "type",
-    "builtin",
-    "event",
-    "aggregate",
-    "numerator",
-    "denominator",
-    "window",
-    "window_hours",
-    "lookback",
-    "min_count",
-    "cap",
-    "cap_percentile",
-    "direction",
-    "role",
-    "description",
-    "mde",
-    "margin",
-    "tags",
-}
-
-
-def _measure_from(raw: Any, where: dict[str, Any], field_name: str) -> Measure:
-    if not isinstance(raw, Mapping):
-        raise ConfigError(
-            f"{field_name} must be a table like {{ event = 'purchase', aggregate = 'sum' }}",
-            field=field_name,
-            **where,
-        )
-    unknown = set(raw) - {"event", "aggregate"}
-    if unknown:
-        raise ConfigError(
-            f"unknown key(s) {', '.join(sorted(unknown))} in {field_name}",
-            field=f"{field_name}.{sorted(unknown)[0]}",
-            **where,
-        )
-    if "event" not in raw:
-        raise ConfigError(f"{field_name} needs an event", field=f"{field_name}.event", **where)
-    try:
-        return Measure(_types(raw["event"]), raw.get("aggregate", "sum"))
-    except ConfigError as exc:
-        raise ConfigError(
-            exc.message, field=f"{field_name}.{exc.location.field}", **where
-        ) from None
-
-
-def metric_from_dict(
-    raw: Mapping[str, Any], *, file: str | None = None, row: int | None = None
+def quantile(
+    name: str,
+    event: str | Sequence[str],
+    probability: float,
+    *,
+    window: Any = None,
+    direction: Direction = "lower",
+    role: Role = "guardrail",
+    description: str = "",
+    mde: float | None = None,
+    margin: float | None = None,
+    unit: MetricUnit = "duration",
+    currency: str = "",
 ) -> Metric:
-    """Build a :class:`Metric` from one ``[[metric]]`` table; errors name file, line, field.
-
-    ``builtin = "revenue_per_user"`` starts from the library metric and applies the other
-    keys as overrides (a ``name`` key renames it).
-    """
-    from abkit.metrics.library import builtin_metric
-
-    where: dict[str, Any] = {"file": file, "row": row}
-    unknown = set(raw) - _METRIC_KEYS
-    if unknown:
-        first = sorted(unknown)[0]
-        raise ConfigError(
-            f"unknown key {first!r}; allowed: {', '.join(sorted(_METRIC_KEYS))}",
-            field=first,
-            **where,
-        )
-    try:
-        if "builtin" in raw:
-            try:
-                base = builtin_metric(raw["builtin"])
-            except KeyError as exc:
-                raise ConfigError(str(exc.args[0]), field="builtin") from None
-            changes: dict[str, Any] = {}
-            for key, value in raw.items():
-                if key in {"builtin", "type", "event", "aggregate", "numerator", "denominator"}:
-                    if key != "builtin":
-                        raise ConfigError(
-                            f"{key!r} cannot be overridden on a builtin metric; define a new one",
-                            field=key,
-                        )
-                    continue
-                changes.update(_scalar_option(key, value))
-            return replace(base, **changes)
-        if "name" not in raw:
-            raise ConfigError("a metric needs a name", field="name")
-        if "type" not in raw:
-            raise ConfigError(
-                "a metric needs a type ('proportion', 'mean' or 'ratio')", field="type"
-            )
-        kind = raw["type"]
-        options: dict[str, Any] = {}
-        for key, value in raw.items():
-            if key in {"name", "type", "event", "aggregate", "numerator", "denominator"}:
-                continue
-            options.update(_scalar_option(key, value))
-        if kind == "ratio":
-            for key in ("event", "aggregate"):
-                if key in raw:
-                    raise ConfigError(
-                        f"a ratio metric takes numerator and denominator tables, not {key!r}",
-                        field=key,
-                    )
-            if "numerator" not in raw or "denominator" not in raw:
-                missing = "numerator" if "numerator" not in raw else "denominator"
-                raise ConfigError(f"a ratio metric needs a {missing}", field=missing)
-            numerator = _measure_from(raw["numerator"], {}, "numerator")
-            denominator = _measure_from(raw["denominator"], {}, "denominator")
-            return Metric(
-                name=raw["name"],
-                kind="ratio",
-                numerator=numerator,
-                denominator=denominator,
-                **options,
-            )
-        if "event" not in raw:
-            raise ConfigError(f"a {kind} metric needs an event", field="event")
-        default_aggregate = "count" if kind == "proportion" else "sum"
-        aggregate = raw.get("aggregate", default_aggregate)
-        if kind == "proportion" and aggregate != "count":
-            raise ConfigError(
-                "a proportion counts events (use min_count); remove 'aggregate'", field="aggregate"
-            )
-        return Metric(
-            name=raw["name"],
-            kind=kind,
-            numerator=Measure(_types(raw["event"]), aggregate),
-            **options,
-        )
-    except ConfigError as exc:
-        if exc.location.file is None:
-            raise ConfigError(exc.message, file=file, row=row, field=exc.location.field) from None
-        raise
-    except TypeError as exc:  # a value of the wrong type deep in a constructor
-        raise ConfigError(str(exc), **where) from None
-
-
-def _scalar_option(key: str, value: Any) -> dict[str, Any]:
-    """Translate one TOML key to ``Metric`` keyword arguments, checking its type."""
-    if key == "name":
-        return {"name": value}
-    if key in {"window", "window_hours"}:
-        return {"window_us": parse_duration_us(value, field_name=key)}
-    if key == "lookback":
-        return {"lookback_us": parse_duration_us(value, field_name=key)}
-    if key in {"cap", "cap_percentile", "mde", "margin"}:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key} must be a number, got {value!r}", field=key)
-        return {key: float(value)}
-    if key == "min_count":
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"min_count must be an integer, got {value!r}", field=key)
-        return {key: value}
-    if key in {"direction", "role", "description"}:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key} must be text, got {value!r}", field=key)
-        return {key: value}
-    if key == "tags":
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError("tags must be a list of strings", field=key)
-        return {"tags": tuple(value)}
-    raise ConfigError(f"unknown key {key!r}", field=key)  # pragma: no cover - guarded above
-
-
-def _table_lines(text: str, header: str) -> list[int]:
-    """1-based line numbers of each ``[[header]]`` table, to locate errors."""
-    pattern = re.compile(r"^\s*\[\[\s*" + re.escape(header) + r"\s*\]\]")
-    return [i for i, line in enumerate(text.splitlines(), start=1) if pattern.match(line)]
-
-
-def _read_toml(text: str, file: str) -> dict[str, Any]:
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        match = re.search(r"line (\d+)", str(exc))
-        raise ConfigError(
-            f"not valid TOML: {exc}", file=file, row=int(match.group(1)) if match else None
-        ) from None
-
-
-def load_metrics(source: str | Path, *, text: str | None = None) -> list[Metric]:
-    """Read metrics from a TOML file (``[[metric]]`` tables); errors name file, line, field.
-
-    ``text`` parses a string instead (``source`` then only names it in messages). Example::
-
-        [[metric]]
-        name = "conversion_rate"
-        type = "proportion"
-        event = "purchase"
-        window = "7d"
-        role = "primary"
-
-        [[metric]]
-        builtin = "revenue_per_user"      # from abkit.metrics.library, with overrides
-        cap_percentile = 99
-    """
-    file = str(source)
-    if text is None:
-        path = Path(source)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ConfigError("metrics file not found", file=file) from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot read metrics file: {exc}", file=file) from None
-    data = _read_toml(text, file)
-    unknown = set(data) - {"metric"}
-    if unknown:
-        raise ConfigError(
-            f"unknown top-level key {sorted(unknown)[0]!r}; metrics go in [[metric]] tables",
-            file=file,
-            field=sorted(unknown)[0],
-        )
-    tables = data.get("metric")
-    if not isinstance(tables, list) or not tables:
-        raise ConfigError("no [[metric]] tables found", file=file, field="metric")
-    lines = _table_lines(text, "metric")
-    metrics: list[Metric] = []
-    seen: dict[str, int | None] = {}
-    for index, raw in enumerate(tables):
-        line = lines[index] if index < len(lines) else None
-        metric = metric_from_dict(raw, file=file, row=line)
-        if metric.name in seen:
-            raise ConfigError(
-                f"metric {metric.name!r} is defined twice (first at line {seen[metric.name]})",
-                file=file,
-                row=line,
-                field="name",
-            )
-        seen[metric.name] = line
-        metrics.append(metric)
-    return metrics
+    """The ``probability`` quantile of the values of ``event`` (e.g. p95 request latency),
+    events clustered by unit; by default a latency guardrail (lower is better)."""
+    return Metric(
+        name=name,
+        type="quantile",
+        numerator=Measure(as_event_types(event), "sum"),
+        window_us=parse_duration_us(window),
+        direction=direction,
+        role=role,
+        description=description,
+        mde=mde,
+        margin=margin,
+        unit=unit,
+        currency=currency,
+        probability=float(probability),
+    )

@@ -46,6 +46,7 @@ def _library() -> dict[str, Metric]:
             aggregate="sum",
             window=DEFAULT_WINDOW,
             cap_percentile=99.0,
+            unit="currency",
             description="revenue per exposed unit within 7 days, capped at the 99th "
             "percentile of buyers' revenue",
         ),
@@ -54,6 +55,7 @@ def _library() -> dict[str, Metric]:
             "purchase",
             aggregate="count",
             window=DEFAULT_WINDOW,
+            unit="count",
             description="purchases per exposed unit within 7 days",
         ),
         ratio(
@@ -61,6 +63,7 @@ def _library() -> dict[str, Metric]:
             ("purchase", "sum"),
             ("purchase", "count"),
             window=DEFAULT_WINDOW,
+            unit="currency",
             description="revenue per order (Σ revenue / Σ orders, delta method)",
         ),
         proportion(
@@ -75,6 +78,7 @@ def _library() -> dict[str, Metric]:
             ("click", "count"),
             ("impression", "count"),
             window=DEFAULT_WINDOW,
+            unit="percent",
             description="clicks per impression (Σ clicks / Σ impressions, delta method)",
         ),
         ratio(
@@ -83,6 +87,7 @@ def _library() -> dict[str, Metric]:
             ("purchase", "converted"),
             window=DEFAULT_WINDOW,
             direction="lower",
+            unit="duration",
             description="mean hours from first exposure to first purchase, among units "
             "that purchased within 7 days",
         ),

@@ -1,107 +1,63 @@
 """From an ``AnalysisResult`` (Contract 7) to the :class:`~abkit.report.model.ReportModel`.
 
 This is the only module that knows the analysis result's shape; sections and templates
-read the model. :func:`load_report` is what the notebook templates call: it runs
-:func:`abkit.analysis.analyze.analyze` with the template's parameters and adapts the
-result.
+read the model. It reads the result only: the metric definitions (direction, unit,
+currency, margin), the experiment's configuration, the sample plan and the guardrail
+statuses all come with the result (``result.metric_info``, ``result.experiment``,
+``result.plan``, ``result.guardrails``), so a report never opens the store, re-reads a
+metric file or re-plans. Guardrail status is the analysis' one rule, in
+:data:`abkit.vocabulary.GuardrailStatus` words.
 
-Guardrail status (pass / fail / inconclusive) reads the guardrail's ``1 - alpha``
-interval of the relative lift against a non-inferiority margin ``m`` (the metric's
-``mde``, default 5% relative):
-
-* **fail**: the analysis flagged a breach (the whole interval on the harmful side);
-* **pass**: the harmful end of the interval is within the margin (harm larger than ``m``
-  is ruled out at level ``alpha``);
-* **inconclusive**: otherwise (neither harm nor safety is established, or no data).
+:func:`load_report` is what the notebook templates call: it runs
+:func:`abkit.analysis.analyze.analyze` with the template's parameters and adapts the result.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from abkit.errors import ConfigError
+from abkit.locations import default_store_url
+from abkit.report import story
 from abkit.report.model import (
+    DEFAULT_HORIZON_DAYS,
     DailySeries,
-    Decision,
     Facts,
+    Harm,
     Impact,
     MetricRow,
+    Outcome,
     Quality,
     QualityCheck,
     ReportModel,
+    SegmentRow,
     VariantFact,
 )
+from abkit.report.output import database_file
+from abkit.results import Interval
+from abkit.stats.srm import SRMResult
 
-DEFAULT_GUARDRAIL_MARGIN = 0.05
+if TYPE_CHECKING:
+    from abkit.analysis.analyze import AnalysisResult
+    from abkit.metrics.definitions import Metric
+
 MULTIPLE_EXPOSURE_WARN = 0.01
+# Days per projection period (the analysis' impact uses the same calendar).
+PERIOD_DAYS = {"day": 1.0, "week": 7.0, "month": 365.25 / 12, "quarter": 365.25 / 4, "year": 365.25}
+DEFAULT_PERIOD = "month"
 
 
-def _interval(ci: Any) -> tuple[float | None, float | None]:
-    if not ci:
-        return None, None
-    lo, hi = ci
-    return lo, hi
-
-
-def guardrail_status(
-    check_status: str | None,
-    rel_ci: Any,
-    *,
-    higher_is_better: bool,
-    margin: float = DEFAULT_GUARDRAIL_MARGIN,
-) -> str:
-    """pass / fail / inconclusive for one guardrail readout (module docstring)."""
-    if check_status == "breached":
-        return "fail"
-    lo, hi = _interval(rel_ci)
-    if check_status != "ok" or (lo is None and hi is None):
-        return "inconclusive"
-    harmful_end = lo if higher_is_better else hi
-    if harmful_end is None:
-        return "inconclusive"
-    harm = -harmful_end if higher_is_better else harmful_end
-    return "pass" if harm <= margin else "inconclusive"
-
-
-def _metric_defs(metrics: Any, metric_names: Sequence[str] = ()) -> dict[str, Any]:
-    """Metric definitions by name, as analyze resolves them (for directions and margins)."""
-    from abkit.metrics.definitions import Metric, load_metrics
-    from abkit.metrics.library import builtin_metric
-
-    defs: dict[str, Any] = {}
-    for name in set(metric_names):
-        with contextlib.suppress(KeyError):
-            defs[name] = builtin_metric(name)
-    if isinstance(metrics, (str, os.PathLike)):
-        defs.update({m.name: m for m in load_metrics(metrics)})
-    elif metrics is not None:
-        defs.update({m.name: m for m in metrics if isinstance(m, Metric)})
-    return defs
-
-
-def _experiment_config(db: Any, key: str) -> Any:
-    """The registered Experiment (for variant payloads, dates, status), or None."""
-    from abkit.errors import AbkitError
-    from abkit.store.store import open_store
-
-    try:
-        return open_store(db).get_experiment(key)
-    except AbkitError:
-        return None
+def _label(metric: str) -> str:
+    return metric.replace("_", " ")
 
 
 def _iso(value: Any) -> str | None:
     if value is None:
         return None
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return str(value)
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 
 def _short_time(value: str | None) -> str | None:
@@ -117,40 +73,13 @@ def _short_time(value: str | None) -> str | None:
     return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
-def _sample_needed(result: Any, defs: Mapping[str, Any], collected: int) -> tuple[int | None, str]:
-    """Units (all arms) needed to detect the primary metric's MDE with 80% power.
-
-    The decision carries the plan when it says "keep running" or "no detectable effect";
-    for the other verdicts the same planner (``abkit.analysis.decision.power_needed``) is
-    asked here, so the report always says how the sample compares with the plan.
-    """
-    d = result.decision
-    plan = getattr(d, "power_plan", None)
-    target = ""
-    metric = defs.get(result.primary)
-    if plan is None and metric is not None:
-        from abkit.analysis.decision import power_needed
-
-        control = result.arm_stats.get(result.primary, {}).get(result.experiment.control)
-        if control is not None:
-            try:
-                _, _, plan, target = power_needed(
-                    metric,
-                    control,
-                    current_units=collected,
-                    weights=[result.experiment.weights[v] for v in result.experiment.variants],
-                    alpha=result.alpha,
-                    traffic_per_day=result.experiment.units_per_day,
-                )
-            except Exception:  # a plan is a courtesy here; never fail the report on it
-                plan = None
-    if plan is not None and getattr(plan, "n_total", None):
-        if not target and metric is not None:
-            target = f"{(metric.mde or 0.05):.1%} relative change with 80% power"
-        return int(plan.n_total), target
-    if d.sample_needed is not None:
-        return collected + int(d.sample_needed), target
-    return None, target
+def _scale(ci: Interval | None, factor: float) -> Interval | None:
+    if ci is None:
+        return None
+    return Interval(
+        None if ci.lower is None else ci.lower * factor,
+        None if ci.upper is None else ci.upper * factor,
+    )
 
 
 _P_EQUALS = re.compile(r"\bp = (\d+(?:\.\d+)?(?:[eE]-?\d+)?)")
@@ -165,146 +94,171 @@ def _tiny_p(text: str) -> str:
     return _P_EQUALS.sub(sub, text)
 
 
-def from_analysis(
-    result: Any,
-    *,
-    experiment: Any = None,
-    metrics: Any = None,
-    generated_at: datetime | None = None,
-) -> ReportModel:
-    """Build the report model of ``result`` (an ``AnalysisResult``).
-
-    ``experiment``: the registered ``Experiment`` (adds payloads, planned dates, status);
-    ``metrics``: the metric definitions given to ``analyze`` (directions and margins).
-    """
-    from abkit import __version__
-
-    defs = _metric_defs(metrics, [r.metric for r in result.metrics])
-    facts_in = result.experiment
+def _metric_rows(result: AnalysisResult, currency: str) -> list[MetricRow]:
     guards = {(g.metric, g.variant): g for g in result.guardrails}
-
     rows: list[MetricRow] = []
     for r in result.metrics:
-        role = result.roles.get(r.metric, "secondary")
-        definition = defs.get(r.metric)
+        info = result.metric_info(r.metric)
+        higher = info.direction != "lower"
+        prob = None
+        if result.method == "bayesian" and r.details is not None:
+            prob = getattr(r.details, "prob_beat_control", None)
+            if prob is not None and bool(getattr(r.details, "higher_is_better", True)) != higher:
+                # The engine measured "better" the other way round (it was not told the
+                # metric's direction); for a continuous posterior P(worse) = 1 - P(better).
+                prob = 1.0 - prob
         guard = guards.get((r.metric, r.variant))
-        higher = (
-            definition.higher_is_better
-            if definition is not None
-            else (guard.direction != "lower" if guard is not None else True)
-        )
-        abs_lo, abs_hi = _interval(r.abs_ci)
-        rel_lo, rel_hi = _interval(r.rel_ci)
-        details = getattr(r, "details", None)
-        prob = getattr(details, "prob_beat_control", None)
-        engine_higher = getattr(details, "higher_is_better", True)
-        if prob is not None and bool(engine_higher) != higher:
-            # The engine measured "better" the other way round (it was not told the
-            # metric's direction); for a continuous posterior P(worse) = 1 - P(better).
-            prob = 1.0 - prob
-        g_status = None
-        if role == "guardrail":
-            # The decision's non-inferiority margin when the metric has one, so the chip and
-            # the verdict judge harm against the same bar; else its MDE; else 5%.
-            margin = (
-                getattr(definition, "margin", None)
-                or getattr(definition, "mde", None)
-                or DEFAULT_GUARDRAIL_MARGIN
-            )
-            g_status = guardrail_status(
-                guard.status if guard is not None else None,
-                r.rel_ci,
-                higher_is_better=higher,
-                margin=margin,
-            )
         p = r.p_value_adjusted if r.p_value_adjusted is not None else r.p_value
+        # The intervals that agree with the corrected significance, when the analysis
+        # computed them (a multiplicity correction on a fixed-horizon readout).
+        adjusted = r.rel_ci_adjusted is not None
         rows.append(
             MetricRow(
                 metric=r.metric,
                 variant=r.variant,
-                role=role,
-                metric_type=r.metric_type,
+                role=info.role,
+                metric_type=info.type,
+                label=_label(r.metric),
                 control_mean=r.control_mean,
                 treatment_mean=r.treatment_mean,
                 abs_lift=r.abs_lift,
-                abs_low=abs_lo,
-                abs_high=abs_hi,
+                abs_ci=r.abs_ci_adjusted if adjusted else r.abs_ci,
                 rel_lift=r.rel_lift,
-                rel_low=rel_lo,
-                rel_high=rel_hi,
+                rel_ci=r.rel_ci_adjusted if adjusted else r.rel_ci,
+                interval_adjusted=adjusted,
+                unit=info.unit,
+                currency=(info.currency or currency) if info.unit == "currency" else "",
                 p_value=None if result.method == "bayesian" else p,
-                prob_beat_control=prob if result.method == "bayesian" else None,
+                prob_beat_control=prob,
                 significant=bool(r.significant),
                 higher_is_better=higher,
-                guardrail_status=g_status,
+                guardrail_status=guard.status
+                if guard is not None and info.role == "guardrail"
+                else None,
                 n_control=int(r.n_control or 0),
                 n_treatment=int(r.n_treatment or 0),
                 status=r.status,
                 note=r.note or "",
-                label=r.metric.replace("_", " "),
-                test=getattr(r, "test", "") or "",
+                test=r.test or "",
+                cuped=bool(result.cuped and r.variance_reduction),
             )
         )
     # Display order: primary first, then secondary, then guardrails (stable within).
     order = {"primary": 0, "secondary": 1, "guardrail": 2}
     rows.sort(key=lambda row: order.get(row.role, 1))
+    return rows
 
-    d = result.decision
-    # The engine's reasons name metrics by key ("errors_per_user"); a reader sees the same
-    # words as in the scorecard ("errors per user"). Longest keys first, whole words only.
-    keys = sorted({r.metric for r in rows if "_" in r.metric}, key=len, reverse=True)
-    pattern = re.compile(r"\b(" + "|".join(map(re.escape, keys)) + r")\b") if keys else None
-    reasons = tuple(
-        _tiny_p(pattern.sub(lambda m: m.group(1).replace("_", " "), str(x)) if pattern else str(x))
-        for x in d.reasons
-    )
-    decision = Decision(
-        verdict=d.verdict,
-        reason=reasons[0] if reasons else d.verdict,
-        reasons=reasons[1:],
-    )
 
-    impacts: list[Impact] = []
-    imp = result.impact
-    if imp is not None:
-        lo, hi = _interval(imp.interval)
-        parts = [
-            f"{imp.variant} shipped to about {imp.eligible_units:,.0f} eligible units per {imp.period}"
-        ]
-        if imp.note:
-            parts.append(imp.note)
-        impacts.append(
-            Impact(
-                metric=imp.metric.replace("_", " "),
-                period=imp.period,
-                estimate=imp.change,
-                low=lo,
-                high=hi,
-                unit=imp.currency or "",
-                is_currency=bool(imp.currency),
-                assumption="; ".join(parts),
+def _eligible_per_period(result: AnalysisResult, period: str) -> float | None:
+    """Units a full launch reaches per period: the impact's figure, else observed traffic
+    scaled from the experiment's share to everyone."""
+    if (
+        result.impact is not None
+        and result.impact.period == period
+        and result.impact.eligible_units
+    ):
+        return float(result.impact.eligible_units)
+    per_day = result.experiment.units_per_day
+    if not per_day:
+        return None
+    return per_day / max(result.experiment.traffic, 1e-12) * PERIOD_DAYS[period]
+
+
+def _harms(
+    result: AnalysisResult,
+    rows: Sequence[MetricRow],
+    period: str,
+    values: Mapping[str, float],
+) -> list[Harm]:
+    """Every significantly harmed guardrail, priced per period (see :class:`Harm`)."""
+    users = _eligible_per_period(result, period)
+    harms = []
+    for row in rows:
+        if row.role != "guardrail" or row.guardrail_status != "fail":
+            continue
+        per_unit_count = row.metric_type in ("proportion", "mean")
+        per_period = (
+            row.abs_lift * users
+            if (per_unit_count and users and row.abs_lift is not None)
+            else None
+        )
+        per_period_ci = _scale(row.abs_ci, users) if per_period is not None and users else None
+        value = values.get(row.metric)
+        if value is None and row.unit == "currency":
+            value = 1.0
+        money = per_period * value if (per_period is not None and value is not None) else None
+        harms.append(
+            Harm(
+                metric=row.metric,
+                label=row.display_name,
+                variant=row.variant,
+                period=period,
+                rel_lift=row.rel_lift,
+                rel_ci=row.rel_ci,
+                abs_lift=row.abs_lift,
+                unit=row.unit,
+                metric_type=row.metric_type,
+                per_period=per_period,
+                per_period_ci=per_period_ci,
+                users=users,
+                money=money,
+                money_ci=_scale(per_period_ci, value)
+                if money is not None and value is not None
+                else None,
+                currency=row.currency
+                if row.unit == "currency"
+                else (result.impact.currency if result.impact else ""),
             )
         )
+    return harms
 
+
+def _impacts(result: AnalysisResult) -> list[Impact]:
+    imp = result.impact
+    if imp is None:
+        return []
+    info = result.metric_info(imp.metric)
+    money = bool(imp.currency) or info.unit == "currency"
+    parts = [
+        f"{imp.variant} shipped to about {imp.eligible_units:,.0f} eligible users per {imp.period}"
+    ]
+    if imp.note:
+        parts.append(imp.note)
+    return [
+        Impact(
+            metric=_label(imp.metric),
+            variant=imp.variant,
+            period=imp.period,
+            estimate=imp.change,
+            interval=Interval.of(*imp.interval) if imp.interval is not None else None,
+            unit="" if money else _label(imp.metric),
+            currency=imp.currency or info.currency,
+            is_money=money,
+            eligible_units=imp.eligible_units,
+            assumption="; ".join(parts),
+        )
+    ]
+
+
+def _quality(result: AnalysisResult) -> Quality:
     q = result.quality
-    srm = q.srm
     checks: list[QualityCheck] = []
     me = q.multiple_exposure
     checks.append(
         QualityCheck(
-            name="Units seeing more than one variant",
+            name="Users seeing more than one variant",
             status="warn" if me.share > MULTIPLE_EXPOSURE_WARN else "pass",
-            detail=f"{me.multiple:,} of {me.units:,} units ({me.share:.2%}), excluded from every metric",
+            detail=f"{me.multiple:,} of {me.units:,} users ({me.share:.2%}), left out of every metric",
         )
     )
     for b in q.balance:
         checks.append(
             QualityCheck(
-                name=f"Pre-experiment balance: {b.metric.replace('_', ' ')} ({b.variant})",
+                name=f"Before the test: {_label(b.metric)} ({b.variant})",
                 status="fail" if b.imbalanced else "pass",
-                detail="groups differed before the experiment"
+                detail="the groups differed before the experiment"
                 if b.imbalanced
-                else "groups were alike before the experiment",
+                else "the groups were alike before the experiment",
                 p_value=b.p_value,
             )
         )
@@ -317,125 +271,198 @@ def from_analysis(
                 + ", ".join(q.unknown_variants),
             )
         )
-    collected = int(sum(facts_in.units.values()))
-    needed, target = _sample_needed(result, defs, collected)
-    quality = Quality(
-        counts={k: int(v) for k, v in facts_in.units.items()},
-        expected_shares=dict(facts_in.weights),
-        srm_p_value=getattr(srm, "p_value", None),
+    facts = result.experiment
+    plan = result.plan
+    collected = int(sum(facts.units.values()))
+    return Quality(
+        counts={k: int(v) for k, v in facts.units.items()},
+        expected_shares=dict(facts.weights),
+        srm_p_value=q.srm.p_value if isinstance(q.srm, SRMResult) else None,
         srm_ok=not q.srm_detected,
         checks=tuple(checks),
         sample_collected=collected,
-        sample_needed=needed,
-        sample_target=target,
-        days_remaining=d.days_needed,
+        sample_needed=int(plan.n_total) if plan is not None and plan.n_total else None,
+        sample_target=plan.target if plan is not None else "",
+        days_remaining=plan.days_needed if plan is not None else None,
     )
 
-    payloads: Mapping[str, Any] = {}
-    planned_start = planned_end = None
-    status = ""
-    tags: Sequence[str] = ()
-    if experiment is not None:
-        payloads = {v.name: dict(v.payload) for v in experiment.variants}
-        planned_start, planned_end = _iso(experiment.start), _iso(experiment.end)
-        status = experiment.status
-        tags = experiment.tags
-    facts = Facts(
-        key=facts_in.key,
-        description=facts_in.description,
-        hypothesis=facts_in.hypothesis,
-        owner=facts_in.owner,
-        start=_short_time(planned_start),
-        end=_short_time(planned_end),
-        first_exposure=_short_time(facts_in.first_exposure),
-        last_exposure=_short_time(facts_in.last_exposure),
-        traffic=facts_in.traffic,
-        status=status,
-        tags=tuple(tags),
+
+def _facts(result: AnalysisResult) -> Facts:
+    f = result.experiment
+    return Facts(
+        key=f.key,
+        description=f.description,
+        hypothesis=f.hypothesis,
+        owner=f.owner,
+        start=_short_time(_iso(f.start)),
+        end=_short_time(_iso(f.end)),
+        first_exposure=_short_time(f.first_exposure),
+        last_exposure=_short_time(f.last_exposure),
+        since=_short_time(_iso(f.since)),
+        until=_short_time(_iso(f.until)),
+        days=f.days,
+        units_per_day=f.units_per_day,
+        traffic=f.traffic,
+        status=f.status or "",
+        tags=tuple(f.tags),
         variants=tuple(
             VariantFact(
                 name=name,
-                weight=float(facts_in.weights.get(name, 0.0)),
-                payload=dict(payloads.get(name, {})),
-                is_control=name == facts_in.control,
+                weight=float(f.weights.get(name, 0.0)),
+                payload=dict(f.payloads.get(name, {})),
+                is_control=name == f.control,
             )
-            for name in facts_in.variants
+            for name in f.variants
         ),
     )
 
-    primary_row = next((row for row in rows if row.role == "primary"), None)
-    daily: list[DailySeries] = []
-    if primary_row is not None:
-        points = [
-            p
-            for p in result.daily
-            if p.metric == primary_row.metric and p.variant == primary_row.variant
-        ]
-        if points:
-            daily.append(
-                DailySeries(
-                    metric=primary_row.metric.replace("_", " "),
-                    variant=primary_row.variant,
-                    dates=tuple(p.date for p in points),
-                    rel_lift=tuple(p.rel_lift for p in points),
-                    low=tuple(p.rel_ci_lower for p in points),
-                    high=tuple(p.rel_ci_upper for p in points),
-                )
-            )
 
+def _daily(result: AnalysisResult, row: MetricRow | None) -> list[DailySeries]:
+    if row is None:
+        return []
+    points = [p for p in result.daily if p.metric == row.metric and p.variant == row.variant]
+    if not points:
+        return []
+    return [
+        DailySeries(
+            metric=row.display_name,
+            variant=row.variant,
+            dates=tuple(p.date for p in points),
+            rel_lift=tuple(p.rel_lift for p in points),
+            low=tuple(p.rel_ci_lower for p in points),
+            high=tuple(p.rel_ci_upper for p in points),
+        )
+    ]
+
+
+def _segments(result: AnalysisResult, rows: Sequence[MetricRow]) -> list[SegmentRow]:
+    directions = {row.metric: row.higher_is_better for row in rows}
+    out = []
+    for s in result.segments:
+        r = s.result
+        higher = directions.get(r.metric, True)
+        outcome: Outcome
+        if r.status != "ok" or r.rel_lift is None:
+            outcome = "unknown"
+        elif not r.significant:
+            outcome = "neutral"
+        else:
+            lift = r.abs_lift if r.abs_lift is not None else r.rel_lift
+            outcome = "better" if (lift > 0) == higher else "worse"
+        out.append(
+            SegmentRow(
+                segment=s.segment,
+                value=s.value,
+                metric=r.metric,
+                label=_label(r.metric),
+                variant=r.variant,
+                n_control=int(r.n_control or 0),
+                n_treatment=int(r.n_treatment or 0),
+                rel_lift=r.rel_lift,
+                rel_ci=r.rel_ci,
+                p_value=r.p_value_adjusted if r.p_value_adjusted is not None else r.p_value,
+                significant=bool(r.significant),
+                outcome=outcome,
+            )
+        )
+    return out
+
+
+def from_analysis(
+    result: AnalysisResult,
+    *,
+    generated_at: datetime | None = None,
+    horizon_days: float = DEFAULT_HORIZON_DAYS,
+    values: Mapping[str, float] | None = None,
+    segments: Sequence[str] = (),
+) -> ReportModel:
+    """Build the report model of ``result`` (an ``AnalysisResult``).
+
+    ``horizon_days``: how long a test may sensibly run (from its first exposure) before
+    the report says it cannot finish; ``values``: money per unit of a metric (metric
+    name -> amount in the impact's currency), used to price a harmed guardrail;
+    ``segments``: the attributes the readout was broken down by.
+    """
+    from abkit import __version__
+
+    currency = result.impact.currency if result.impact is not None else ""
+    rows = _metric_rows(result, currency)
+    period = result.impact.period if result.impact is not None else DEFAULT_PERIOD
+    harms = _harms(result, rows, period, values or {})
+    impacts = _impacts(result)
+    quality = _quality(result)
+    facts = _facts(result)
+    d = result.decision
+    # The engine's reasons name metrics by key ("errors_per_user"); a reader sees the same
+    # words as in the scorecard ("errors per user"). Longest keys first, whole words only.
+    keys = sorted({r.metric for r in rows if "_" in r.metric}, key=len, reverse=True)
+    pattern = re.compile(r"\b(" + "|".join(map(re.escape, keys)) + r")\b") if keys else None
+    technical = tuple(
+        _tiny_p(pattern.sub(lambda m: _label(m.group(1)), str(x)) if pattern else str(x))
+        for x in d.reasons
+    )
+    plan = result.plan
+    decision = story.decide(
+        story.Evidence(
+            verdict=d.verdict,
+            basis=d.basis,
+            decided_by=d.decided_by,
+            winner=d.winner,
+            trustworthy=d.trustworthy,
+            rows=tuple(rows),
+            harms=tuple(harms),
+            impacts=tuple(impacts),
+            facts=facts,
+            sample_collected=quality.sample_collected,
+            sample_needed=plan.sample_needed if plan is not None else None,
+            days_needed=plan.days_needed if plan is not None else None,
+            n_total=plan.n_total if plan is not None else None,
+            mde=plan.mde if plan is not None else None,
+            horizon_days=horizon_days,
+        ),
+        technical=technical,
+    )
+    model_rows = tuple(rows)
+    decided = next(
+        (
+            r
+            for r in rows
+            if d.decided_by is not None and (r.metric, r.variant) == tuple(d.decided_by)
+        ),
+        next((r for r in rows if r.role == "primary"), None),
+    )
     moment = generated_at or datetime.now(timezone.utc)
     return ReportModel(
         facts=facts,
         decision=decision,
-        metrics=tuple(rows),
+        metrics=model_rows,
         quality=quality,
         impact=tuple(impacts),
-        daily=tuple(daily),
+        harm=tuple(harms),
+        daily=tuple(_daily(result, decided)),
+        segments=tuple(_segments(result, rows)),
+        segments_requested=tuple(segments),
         method=result.method,
         alpha=result.alpha,
         correction=result.correction,
         cuped=bool(result.cuped),
+        horizon_days=horizon_days,
         generated_at=moment.strftime("%Y-%m-%d %H:%M UTC"),
         abkit_version=__version__,
     )
 
 
-def _sqlite_file(url: str) -> Path | None:
-    """The file a ``sqlite:///`` URL names, or ``None`` for other databases and memory."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        parsed = make_url(url)
-    except Exception:  # an unparsable URL is reported by the store with its own message
-        return None
-    if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
-        return None
-    return Path(parsed.database)
-
-
 def resolve_db_url(db_url: str | None, *, field: str = "db_url") -> str:
     """The database a template reads, refusing a SQLite file that does not exist.
 
-    ``None`` means ``$ABKIT_DATABASE_URL``, else ``sqlite:///abkit.db`` when that file
-    exists, else the database ``abkit demo`` writes (``abkit-demo.db``) in this folder or
-    the one above it: a notebook opened by hand from ``notebooks/`` after running the demo
-    at the repository root then works with its defaults. Opening the store would create an
-    empty file, so a missing one is a :class:`~abkit.errors.ConfigError` that says what to
-    do instead of a confusing "no exposures" later.
+    The one rule of :func:`abkit.locations.default_store_url`, also looking one folder up,
+    so a notebook opened by hand from ``notebooks/`` after running the demo at the
+    repository root works with its defaults. Opening the store would create an empty file,
+    so a missing one is a :class:`~abkit.errors.ConfigError` that says what to do instead of
+    a confusing "no exposures" later.
     """
-    url = db_url or os.environ.get("ABKIT_DATABASE_URL")
-    if url is None:
-        candidates = [Path("abkit.db"), Path("abkit-demo.db"), Path("..") / "abkit-demo.db"]
-        for candidate in candidates:
-            if candidate.is_file():
-                return f"sqlite:///{candidate.resolve()}"
-        raise ConfigError(
-            f"no database given and none found in {Path.cwd()} (looked for abkit.db and "
-            "abkit-demo.db, and abkit-demo.db one folder up): run `abkit demo` in this folder or the one above, or "
-            "set db_url (or $ABKIT_DATABASE_URL) to your store's URL",
-            field=field,
-        )
-    path = _sqlite_file(url)
+    url = default_store_url(db_url, search_parent=True, field=field)
+    path = database_file(url)
     if path is not None and not path.is_file():
         raise ConfigError(
             f"database file {str(path)!r} does not exist (run `abkit demo` or `abkit ingest` "
@@ -456,16 +483,37 @@ def load_report(
     segments: Sequence[str] | None = None,
     business: Mapping[str, Any] | None = None,
     traffic_per_day: float | None = None,
-) -> tuple[Any, ReportModel]:
+    since: str | None = None,
+    until: str | None = None,
+    horizon_days: float | None = None,
+    values: Mapping[str, float] | None = None,
+    spec_path: str | None = None,
+) -> tuple[AnalysisResult, ReportModel]:
     """Run the analysis the way a template's parameters ask and adapt it for display.
 
     ``db_url`` ``None`` means ``ABKIT_DATABASE_URL``, else ``sqlite:///abkit.db``, else the
     demo's ``abkit-demo.db`` here or one folder up (see :func:`resolve_db_url`).
+    ``since``/``until`` limit the readout to a window (an as-of readout: ``until``).
+    ``spec_path``: the experiment spec file; its metrics, method, alpha, correction, CUPED
+    and business assumptions are used (as by ``abkit analyze``), the other parameters win.
     """
     from abkit.analysis.analyze import analyze
 
     db = resolve_db_url(db_url)
     options: dict[str, Any] = {}
+    metrics: Sequence[Metric] | str | None = metrics_path
+    if spec_path is not None:
+        from abkit.lifecycle.spec import load_specs, resolve_analysis_inputs
+
+        spec = load_specs(spec_path)[experiment]
+        options.update(
+            resolve_analysis_inputs(
+                spec, method=method, alpha=alpha, business=business
+            ).analyze_kwargs()
+        )
+        declared = options.pop("metrics")
+        if metrics is None:
+            metrics = declared
     if alpha is not None:
         options["alpha"] = alpha
     if method is not None:
@@ -478,6 +526,15 @@ def load_report(
         options["guardrails"] = list(guardrails)
     if traffic_per_day is not None:
         options["traffic_per_day"] = traffic_per_day
-    result = analyze(db, experiment, metrics_path, **options)
-    config = _experiment_config(db, experiment)
-    return result, from_analysis(result, experiment=config, metrics=metrics_path)
+    if since is not None:
+        options["since"] = since
+    if until is not None:
+        options["until"] = until
+    result = analyze(db, experiment, metrics, **options)
+    model = from_analysis(
+        result,
+        horizon_days=DEFAULT_HORIZON_DAYS if horizon_days is None else horizon_days,
+        values=values,
+        segments=tuple(segments or ()),
+    )
+    return result, model

@@ -10,12 +10,15 @@ Used by the ``deep-dive`` template and handy in any notebook::
 from __future__ import annotations
 
 import html
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from abkit.report import format as F
+from abkit.report.blocks import HTMLBlock
+
+if TYPE_CHECKING:
+    from abkit.analysis.result import AnalysisResult
 from abkit.report.model import ReportModel
 from abkit.report.plots import ForestRow, Plot, bar_plot, cumulative_plot, forest_plot
-from abkit.report.sections import HTMLBlock
 
 
 def _outcome(r: Any, higher_is_better: bool = True) -> str:
@@ -36,7 +39,7 @@ def _direction(model: ReportModel | None, metric: str) -> bool:
 
 
 def segment_forest(
-    result: Any, metric: str | None = None, model: ReportModel | None = None
+    result: AnalysisResult, metric: str | None = None, model: ReportModel | None = None
 ) -> list[Plot]:
     """A forest plot per (metric, segment dimension); ``metric=None``: every segmented metric."""
     metrics = [metric] if metric else list(dict.fromkeys(s.result.metric for s in result.segments))
@@ -48,10 +51,10 @@ def segment_forest(
             rows = [
                 ForestRow(
                     label=f"{s.value} ({s.result.variant}, n="
-                    f"{F.fmt_compact(s.result.n_control + s.result.n_treatment)})",
+                    f"{F.fmt_amount(s.result.n_control + s.result.n_treatment)})",
                     estimate=s.result.rel_lift,
-                    low=(s.result.rel_ci or (None, None))[0],
-                    high=(s.result.rel_ci or (None, None))[1],
+                    low=s.result.rel_ci.lower if s.result.rel_ci else None,
+                    high=s.result.rel_ci.upper if s.result.rel_ci else None,
                     status=_outcome(s.result, higher),
                 )
                 for s in result.segments
@@ -69,7 +72,7 @@ def segment_forest(
     return plots
 
 
-def segment_table(result: Any) -> HTMLBlock:
+def segment_table(result: AnalysisResult) -> HTMLBlock:
     """Every segment readout, formatted."""
     if not result.segments:
         return HTMLBlock("<p>No segments were requested (parameter <code>segments</code>).</p>")
@@ -77,7 +80,8 @@ def segment_table(result: Any) -> HTMLBlock:
     body = []
     for s in result.segments:
         r = s.result
-        lo, hi = r.rel_ci or (None, None)
+        lo = r.rel_ci.lower if r.rel_ci else None
+        hi = r.rel_ci.upper if r.rel_ci else None
         p = r.p_value_adjusted if r.p_value_adjusted is not None else r.p_value
         body.append(
             f"<tr><td class='text'>{e(s.segment)}</td><td class='text'>{e(s.value)}</td>"
@@ -97,7 +101,7 @@ def segment_table(result: Any) -> HTMLBlock:
     )
 
 
-def cumulative_plots(result: Any) -> list[Plot]:
+def cumulative_plots(result: AnalysisResult) -> list[Plot]:
     """Cumulative relative lift over time for every metric and treatment arm."""
     import datetime as _dt
 

@@ -1,64 +1,91 @@
 """What a report shows, as plain frozen data: the single seam between analysis and HTML.
 
 :func:`abkit.report.adapt.from_analysis` fills a :class:`ReportModel` from an
-``AnalysisResult``; :mod:`abkit.report.sections` turns the model into HTML and plots. The
-model is embedded in every report as JSON (``<pre class="abkit-data">``), so tests and
-downstream tools can read exactly the numbers that were displayed.
+``AnalysisResult``; the section modules in :mod:`abkit.report.sections` turn the model into
+HTML and plots (this module imports none of them). The model is embedded in every report
+as JSON (``<pre class="abkit-data">``), so tests, the index page and downstream tools can
+read exactly the numbers that were displayed.
+
+Intervals are :class:`abkit.results.Interval` (``[lower, upper]`` in the JSON); every
+vocabulary comes from :mod:`abkit.vocabulary`. The report adds one state to the analysis'
+verdicts, ``"cannot finish"``: a test told to keep running whose planned sample lies beyond
+the report's horizon (default eight weeks from the first exposure).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
-from abkit.stats._render import ResultMixin
+from abkit.results import Interval, ResultMixin
+from abkit.vocabulary import GuardrailStatus, Verdict
 
-VERDICTS = ("ship", "roll back", "keep running", "no detectable effect")
-GUARDRAIL_STATUSES = ("pass", "fail", "inconclusive")
+# The report's headline state: the analysis' verdict, or "cannot finish" (module docstring).
+ReportState = Literal["ship", "roll back", "keep running", "no detectable effect", "cannot finish"]
+REPORT_STATES: tuple[ReportState, ...] = get_args(ReportState)
+# better | worse | neutral | unknown: the direction that matters to the business.
+Outcome = Literal["better", "worse", "neutral", "unknown"]
+
+DEFAULT_HORIZON_DAYS = 56.0
 
 
 @dataclass(frozen=True)
 class MetricRow(ResultMixin):
-    """One metric for one treatment arm against control, as displayed in the scorecard."""
+    """One metric for one treatment arm against control, as displayed in the scorecard.
+
+    ``control_mean``/``treatment_mean`` are the raw arm means; ``abs_lift``/``rel_lift``
+    and their intervals are the analysis' estimate of the effect (CUPED-adjusted when
+    ``cuped``). ``interval_consistent`` is False when the interval shown excludes zero
+    while the (multiplicity-adjusted) significance says otherwise, or the reverse.
+    """
 
     metric: str
     variant: str
-    role: str  # "primary" | "secondary" | "guardrail"
-    metric_type: str  # "proportion" | "mean" | "ratio" | ...
+    role: str  # abkit.vocabulary.Role
+    metric_type: str  # abkit.vocabulary.MetricType
+    label: str
     control_mean: float | None
     treatment_mean: float | None
     abs_lift: float | None
-    abs_low: float | None
-    abs_high: float | None
+    abs_ci: Interval | None
     rel_lift: float | None
-    rel_low: float | None
-    rel_high: float | None
-    p_value: float | None = None
+    rel_ci: Interval | None
+    unit: str = "number"  # abkit.vocabulary.MetricUnit
+    currency: str = ""  # ISO code of a money metric; "" when not recorded
+    p_value: float | None = None  # adjusted for multiplicity when a correction applies
     prob_beat_control: float | None = None
     significant: bool = False
     higher_is_better: bool = True
-    guardrail_status: str | None = None  # pass | fail | inconclusive, guardrails only
+    guardrail_status: GuardrailStatus | None = None
+    interval_adjusted: bool = False  # the interval accounts for the correction too
     n_control: int = 0
     n_treatment: int = 0
     status: str = "ok"
     note: str = ""
-    label: str = ""
     test: str = ""  # the statistical test that produced the p-value
+    cuped: bool = False
 
     @property
     def display_name(self) -> str:
         return self.label or self.metric
 
     @property
-    def outcome(self) -> str:
+    def outcome(self) -> Outcome:
         """better | worse | neutral | unknown: the direction that matters to the business."""
         if self.status != "ok" or (self.rel_lift is None and self.abs_lift is None):
             return "unknown"
         if not self.significant:
             return "neutral"
         lift = self.abs_lift if self.abs_lift is not None else self.rel_lift
-        good = (lift > 0) == self.higher_is_better
+        good = (lift is not None and lift > 0) == self.higher_is_better
         return "better" if good else "worse"
+
+    @property
+    def interval_consistent(self) -> bool:
+        """The relative interval excludes zero exactly when the row is significant."""
+        if self.rel_ci is None or self.status != "ok":
+            return True
+        return self.rel_ci.contains(0.0) != self.significant
 
 
 @dataclass(frozen=True)
@@ -66,13 +93,41 @@ class Impact(ResultMixin):
     """Projected business impact of shipping: a change per period with its interval."""
 
     metric: str
-    period: str  # "day" | "week" | "month" | "year" | "experiment"
+    variant: str
+    period: str  # "day" | "week" | "month" | "quarter" | "year"
     estimate: float | None
-    low: float | None
-    high: float | None
-    unit: str = ""  # currency code ("USD") or a noun ("orders")
-    is_currency: bool = False
+    interval: Interval | None
+    unit: str = ""  # a noun ("orders") when not money
+    currency: str = ""
+    is_money: bool = False
+    eligible_units: float | None = None
     assumption: str = ""
+
+
+@dataclass(frozen=True)
+class Harm(ResultMixin):
+    """What a harmed guardrail costs per period if the variant shipped to everyone.
+
+    ``per_period`` is the change in the guardrail's own unit (e.g. client errors) over
+    ``users`` eligible users per period; ``money`` prices it when a value per unit of the
+    metric is declared (or the metric is money).
+    """
+
+    metric: str
+    label: str
+    variant: str
+    period: str
+    rel_lift: float | None
+    rel_ci: Interval | None
+    abs_lift: float | None
+    unit: str
+    metric_type: str = "mean"
+    per_period: float | None = None
+    per_period_ci: Interval | None = None
+    users: float | None = None
+    money: float | None = None
+    money_ci: Interval | None = None
+    currency: str = ""
 
 
 @dataclass(frozen=True)
@@ -120,6 +175,10 @@ class Facts(ResultMixin):
     end: str | None = None
     first_exposure: str | None = None
     last_exposure: str | None = None
+    since: str | None = None  # the readout's window, when it was limited (as-of readout)
+    until: str | None = None
+    days: float | None = None  # days of data so far
+    units_per_day: float | None = None
     traffic: float = 1.0
     status: str = ""
     tags: tuple[str, ...] = ()
@@ -128,14 +187,27 @@ class Facts(ResultMixin):
 
 @dataclass(frozen=True)
 class Decision(ResultMixin):
-    verdict: str
-    reason: str
-    reasons: tuple[str, ...] = ()
+    """The recommendation in plain words, and the analysis' technical reasons.
+
+    ``headline`` and ``why`` are what a product manager reads (no code, no test names,
+    rounded figures); ``options`` the choices when the test cannot finish; ``technical``
+    the analysis' own reasons, shown in the methodology section.
+    """
+
+    verdict: Verdict
+    state: ReportState
+    headline: str
+    why: tuple[str, ...] = ()
+    options: tuple[str, ...] = ()
+    technical: tuple[str, ...] = ()
+    basis: str = ""
+    decided_by: tuple[str, str] | None = None
+    trustworthy: bool = True
 
 
 @dataclass(frozen=True)
 class DailySeries(ResultMixin):
-    """Cumulative relative lift of the primary metric by day (ISO dates)."""
+    """Cumulative relative lift of one metric by day (ISO dates)."""
 
     metric: str
     variant: str
@@ -143,6 +215,24 @@ class DailySeries(ResultMixin):
     rel_lift: tuple[float | None, ...]
     low: tuple[float | None, ...]
     high: tuple[float | None, ...]
+
+
+@dataclass(frozen=True)
+class SegmentRow(ResultMixin):
+    """One segment value's readout of one metric (executive and deep-dive reports)."""
+
+    segment: str
+    value: str
+    metric: str
+    label: str
+    variant: str
+    n_control: int
+    n_treatment: int
+    rel_lift: float | None
+    rel_ci: Interval | None
+    p_value: float | None
+    significant: bool
+    outcome: Outcome = "unknown"
 
 
 @dataclass(frozen=True)
@@ -154,26 +244,17 @@ class ReportModel(ResultMixin):
     metrics: tuple[MetricRow, ...]
     quality: Quality
     impact: tuple[Impact, ...] = ()
+    harm: tuple[Harm, ...] = ()
     daily: tuple[DailySeries, ...] = ()
+    segments: tuple[SegmentRow, ...] = ()
+    segments_requested: tuple[str, ...] = ()
     method: str = "fixed"
     alpha: float = 0.05
     correction: str | None = None
     cuped: bool = False
+    horizon_days: float = DEFAULT_HORIZON_DAYS
     generated_at: str = ""
     abkit_version: str = ""
-
-    def _repr_html_(self) -> str:
-        """In a notebook: the banner, the headline and the scorecard, as in the report."""
-        from abkit.report import sections
-
-        return "".join(
-            block.html
-            for block in (
-                sections.decision_banner(self),
-                sections.headline(self),
-                sections.scorecard(self),
-            )
-        )
 
     @property
     def primary(self) -> MetricRow | None:
@@ -182,3 +263,14 @@ class ReportModel(ResultMixin):
             if row.role == "primary":
                 return row
         return self.metrics[0] if self.metrics else None
+
+    @property
+    def decisive(self) -> MetricRow | None:
+        """The row that decided the verdict (the harmed guardrail of a roll-back), else
+        the primary metric's row of the winning or first arm."""
+        if self.decision.decided_by is not None:
+            metric, variant = self.decision.decided_by
+            for row in self.metrics:
+                if row.metric == metric and row.variant == variant:
+                    return row
+        return self.primary

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from abkit.report import format as F
+from abkit.report.blocks import HTMLBlock
 from abkit.report.plots import Plot, line_plot
-from abkit.report.sections import HTMLBlock
 
 e = html.escape
 
@@ -38,7 +38,7 @@ def make_plan(
     from abkit.errors import ConfigError
     from abkit.stats.planning import plan_mean, plan_proportion
 
-    common = {
+    common: dict[str, Any] = {
         "mde": mde,
         "relative": relative,
         "power": power,

@@ -14,7 +14,6 @@ Steps of :func:`render_report`:
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import sys
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from abkit.errors import AbkitError, ConfigError
+from abkit.report.output import check_destination, database_file, write_atomic
 from abkit.report.params import inject_parameters
 
 __all__ = [
@@ -126,7 +126,7 @@ def _resolve_template(template: str | os.PathLike[str]) -> tuple[Path, TemplateI
     return template_path(text), TEMPLATES[key]  # raises the "unknown template" error
 
 
-def load_template(template: str | os.PathLike[str]):  # type: ignore[no-untyped-def]
+def load_template(template: str | os.PathLike[str]) -> Any:
     """The template notebook as an ``nbformat.NotebookNode``."""
     import nbformat
 
@@ -148,7 +148,7 @@ def _kernel_argv() -> list[str]:
     return [*argv, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
 
 
-def _kernel_manager():  # type: ignore[no-untyped-def]
+def _kernel_manager() -> Any:
     """A kernel manager whose kernel is ``sys.executable`` (same venv, no kernelspec)."""
     from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
     from jupyter_client.manager import AsyncKernelManager
@@ -198,28 +198,26 @@ def execute_notebook(
     )
     # The kernel's own log (connection warnings, crashes) goes to a file rather than the
     # user's terminal; its tail is quoted if the kernel dies.
+    failure: CellExecutionError | CellTimeoutError | None = None
     with tempfile.TemporaryFile(mode="w+b") as kernel_log:
         try:
             client.execute(env=kernel_env, stderr=kernel_log, stdout=kernel_log)
-        except DeadKernelError as exc:
+        except DeadKernelError as dead:
             kernel_log.seek(0)
             tail = kernel_log.read().decode("utf-8", "replace").strip().splitlines()[-5:]
             raise ReportError(
-                f"report kernel died while running {template_name!r}: {exc}"
+                f"report kernel died while running {template_name!r}: {dead}"
                 + (f" (kernel log: {' | '.join(tail)})" if tail else "")
             ) from None
-        except (CellExecutionError, CellTimeoutError) as exc:
-            failure = exc
-        else:
-            failure = None
+        except (CellExecutionError, CellTimeoutError) as caught:
+            failure = caught
     if failure is None:
         return nb
     if isinstance(failure, CellExecutionError):
-        exc = failure
         index = _failed_cell_index(nb)
         where = f" in cell {index}" if index is not None else ""
         raise ReportError(
-            f"report template {template_name!r} failed{where}: {exc.ename}: {exc.evalue}"
+            f"report template {template_name!r} failed{where}: {failure.ename}: {failure.evalue}"
         ) from None
     raise ReportError(f"report template {template_name!r} timed out: {failure}") from None
 
@@ -298,7 +296,8 @@ def check_offline(html_text: str) -> list[str]:
     return audit.problems
 
 
-def _stylesheet() -> str:
+def stylesheet() -> str:
+    """The reports' stylesheet (inlined in every report and the index page)."""
     return (_templates_dir() / "nbconvert" / "abkit" / "report.css").read_text(encoding="utf-8")
 
 
@@ -324,7 +323,7 @@ def export_html(
         "abkit": {
             "hide_code": hide_code,
             "show_stderr": (not hide_code) if show_stderr is None else show_stderr,
-            "css": _stylesheet(),
+            "css": stylesheet(),
             "title": title,
         },
     }
@@ -369,6 +368,21 @@ def _writable_out(out_path: Path) -> Path:
     return out_path
 
 
+def _store_file(db: Any) -> Path | None:
+    """The local database file the report reads (SQLite/DuckDB), to never overwrite it."""
+    url_obj = getattr(getattr(db, "engine", None), "url", None)
+    if url_obj is not None:
+        return database_file(url_obj.render_as_string(hide_password=False))
+    if db is not None:
+        return database_file(os.fspath(db) if isinstance(db, os.PathLike) else str(db))
+    from abkit.report.adapt import resolve_db_url
+
+    try:
+        return database_file(resolve_db_url(None))
+    except ConfigError:  # no default store: nothing to protect
+        return None
+
+
 def _db_parameter(db: Any) -> tuple[str | None, dict[str, str]]:
     """The URL to inject, and environment for the kernel.
 
@@ -397,37 +411,6 @@ def _db_parameter(db: Any) -> tuple[str | None, dict[str, str]]:
     return url_text, {}
 
 
-def _check_experiment(db: Any, key: str) -> None:
-    """Raise ``NotEnoughDataError`` when the store has no exposure of ``key``."""
-    from sqlalchemy import select
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from abkit.errors import NotEnoughDataError, StoreError
-    from abkit.store.store import open_store
-
-    if hasattr(db, "tables") and hasattr(db, "engine"):
-        store = db
-    else:
-        from abkit.report.adapt import resolve_db_url
-
-        # Opening a missing SQLite file would create it and then report "no exposures".
-        url = None if db is None else (os.fspath(db) if isinstance(db, os.PathLike) else str(db))
-        store = open_store(resolve_db_url(url, field="db"))
-    exposures = store.tables.exposures
-    try:
-        with store.engine.connect() as conn:
-            found = conn.execute(
-                select(exposures.c.event_id).where(exposures.c.experiment == key).limit(1)
-            ).first()
-    except SQLAlchemyError as exc:
-        raise StoreError(f"cannot read exposures from {store.url}: {exc}") from None
-    finally:
-        if store is not db:
-            store.close()
-    if found is None:
-        raise NotEnoughDataError(f"experiment {key!r} has no exposures in {store.url}")
-
-
 def render_report(
     db: Any = None,
     experiment: str | None = None,
@@ -441,10 +424,16 @@ def render_report(
     guardrails: Sequence[str] | None = None,
     business: Mapping[str, Any] | None = None,
     traffic_per_day: float | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    horizon_days: float | None = None,
+    values: Mapping[str, float] | None = None,
+    spec: str | os.PathLike[str] | None = None,
     title: str | None = None,
     parameters: Mapping[str, Any] | None = None,
     hide_code: bool | None = None,
     save_notebook: bool = False,
+    force: bool = False,
     timeout: float = 600,
 ) -> RenderedReport:
     """Execute a notebook template for one experiment and write a self-contained HTML file.
@@ -462,6 +451,18 @@ def render_report(
     metrics, alpha, method, segments, guardrails, business, traffic_per_day:
         Passed to the template's ``analyze`` call when given (``metrics`` is a TOML path;
         ``guardrails`` metric names; ``business`` a dict of ``BusinessAssumptions``).
+    since, until:
+        Limit the readout to a window (ISO date-times, UTC); ``until`` alone is an as-of
+        readout (later data is left out). The report states the window.
+    horizon_days:
+        How long a test may run from its first exposure before the report says it cannot
+        finish (default 56, eight weeks).
+    values:
+        Money per unit of a metric (metric name -> amount), to price a harmed guardrail.
+    spec:
+        The experiment spec file (``experiments.toml``): the analysis uses its metrics,
+        method and business assumptions, as ``abkit analyze --spec`` does; the other
+        arguments override them.
     title:
         The report's heading and HTML title.
     parameters:
@@ -469,6 +470,8 @@ def render_report(
         value must be plain data (None, bool, int, float, str, lists and dicts of those).
     save_notebook:
         Also write the executed notebook next to the HTML (``.ipynb``).
+    force:
+        Replace an existing output file that is not a report (never the database itself).
 
     Returns the :class:`RenderedReport` (path, size, timings).
     """
@@ -481,11 +484,22 @@ def render_report(
         raise ConfigError(f"the {info.name!r} report needs an experiment key", field="experiment")
 
     db_value, env = _db_parameter(db)
-    if info.needs_experiment and experiment:
-        _check_experiment(db, experiment)  # fail in a second, before a kernel starts
     if out is None:
         out = Path("reports") / f"{_safe_filename(experiment or info.name)}.html"
-    out_path = _writable_out(Path(out))  # likewise: not after a minute of work
+    # Likewise, every refusal about the output comes before a minute of work.
+    store = _store_file(db)
+    out_path = check_destination(
+        _writable_out(Path(out)), kind="html", store=store, force=force, option="out"
+    )
+    notebook_path = None
+    if save_notebook:
+        notebook_path = check_destination(
+            out_path.with_suffix(".ipynb"),
+            kind="notebook",
+            store=store,
+            force=force,
+            option="save_notebook",
+        )
     params: dict[str, Any] = {}
     if experiment is not None:
         params["experiment"] = experiment
@@ -499,6 +513,11 @@ def render_report(
         "guardrails": None if guardrails is None else list(guardrails),
         "business": None if business is None else dict(business),
         "traffic_per_day": traffic_per_day,
+        "since": since,
+        "until": until,
+        "horizon_days": horizon_days,
+        "values": dict(values) if values else None,
+        "spec_path": None if spec is None else str(Path(spec).resolve()),
         "title": title,
     }
     params.update({k: v for k, v in optional.items() if v is not None})
@@ -522,21 +541,9 @@ def render_report(
         raise ReportError("rendered HTML is not self-contained: " + "; ".join(problems[:3]))
 
     data = html_text.encode("utf-8")
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, out_path)  # readers never see a half-written report
-    except OSError as exc:
-        with contextlib.suppress(OSError):  # e.g. the folder is a file: nothing to remove
-            tmp.unlink()
-        raise ConfigError(
-            f"cannot write the report: {exc.strerror or exc}", file=str(out_path), field="out"
-        ) from None
-
-    notebook_path = None
-    if save_notebook:
-        notebook_path = out_path.with_suffix(".ipynb")
-        nbformat.write(nb, notebook_path)
+    write_atomic(out_path, data, option="out")
+    if notebook_path is not None:
+        write_atomic(notebook_path, nbformat.writes(nb).encode("utf-8"), option="save_notebook")
     return RenderedReport(
         path=out_path,
         template=info.name,

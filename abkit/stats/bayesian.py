@@ -24,8 +24,8 @@ With ``δ ~ N(m, s²)`` a posteriori and ``x = m/s`` (higher is better; mirrored
 ``_rel`` variants divide by ``|μ_c|``). The relative lift ``δ/μ_c`` uses the joint
 posterior of ``(μ_c, δ)``: when ``μ_c`` keeps one sign, ``P(δ/μ_c <= t) = P(δ - t·μ_c <= 0)``
 is a normal probability, and the equal-tailed credible interval solves a quadratic, i.e.
-Fieller's construction on the posterior (the same algebra as
-:func:`abkit.stats.readout.fieller_ratio_set`). The approximation error of each tail
+Fieller's construction on the posterior (the same code:
+:func:`abkit.stats.fieller.relative_lift`). The approximation error of each tail
 probability is at most ``P(μ_c on the other side of 0)``, reported in the note when it
 exceeds 1e-4; when ``|E μ_c| <= z·sd(μ_c)`` the interval is unbounded and reported so.
 
@@ -44,19 +44,24 @@ absolute lift excludes 0 (equivalently ``P(beat) > 1 - α/2`` or ``< α/2``).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import integrate, special
 from scipy import stats as sps
 
-from abkit.stats._common import NOT_ENOUGH_DATA, OK, Interval
-from abkit.stats._render import ResultMixin
+from abkit.results import Interval, ResultMixin
+from abkit.stats._common import NOT_ENOUGH_DATA, OK
 from abkit.stats.estimators import Difference
-from abkit.stats.sequential import relative_interval
+from abkit.stats.fieller import relative_lift
+from abkit.stats.lift import LiftResult
 from abkit.stats.sufficient import MeanStats
+from abkit.vocabulary import Method
 
 __all__ = [
+    "BayesianEngine",
     "BayesianResult",
     "bayesian_readout",
     "beta_binomial_readout",
@@ -68,7 +73,10 @@ __all__ = [
 class BayesianResult(ResultMixin):
     """A Bayesian readout of treatment against control.
 
-    ``abs_lift``/``rel_lift`` are posterior means/medians of ``δ`` and ``δ/μ_c``;
+    ``control_mean``/``treatment_mean`` are the arm estimates the posterior is built on
+    (CUPED-adjusted when the difference is; the raw means are on the
+    :class:`~abkit.stats.lift.LiftResult`). ``abs_lift``/``rel_lift`` are posterior
+    means/medians of ``δ`` and ``δ/μ_c``;
     ``abs_ci``/``rel_ci`` equal-tailed ``1-α`` credible intervals (``None`` ends when
     unbounded). ``prob_beat_control`` is the posterior probability that the treatment is
     better in the metric's good direction. ``expected_loss_treatment`` is what shipping the
@@ -98,6 +106,11 @@ class BayesianResult(ResultMixin):
     n_treatment: int
     status: str
     note: str
+
+    @property
+    def p_value(self) -> None:
+        """A Bayesian readout reports no p-value (see ``prob_beat_control``)."""
+        return None
 
 
 def normal_expected_loss(mean: float, sd: float) -> tuple[float, float]:
@@ -229,27 +242,23 @@ def bayesian_readout(
     prob_beat = float(special.ndtr(x))
     loss_treat, loss_control = (float(v) for v in normal_expected_loss(sign * delta, sd))
     z = float(-special.ndtri(alpha / 2))
-    abs_ci = (delta - z * sd, delta + z * sd)
+    abs_ci = Interval(delta - z * sd, delta + z * sd)
     notes: list[str] = []
     # Relative lift δ/μ_c from the joint posterior: Fieller's algebra with the posterior
-    # moments standing in for the estimates (m_c -> E μ_c, m_t -> E δ).
-    post = Difference(
-        control_mean=mu_c,
-        treatment_mean=delta,
-        abs_diff=delta - mu_c,
-        se_abs=sd,
-        var_control_mean=max(float(cov[0, 0]), 0.0),
-        var_treatment_mean=float(cov[1, 1]),
-        cov_means=float(cov[0, 1]),
-        df=None,
-        metric_type=difference.metric_type,
-        n_control=n_c,
-        n_treatment=n_t,
+    # moments standing in for the estimates (m_c -> E μ_c, m_t -> E δ); it reports the
+    # ratio minus 1, so add 1 back.
+    posterior_ratio = relative_lift(
+        mu_c,
+        delta,
+        max(float(cov[0, 0]), 0.0),
+        float(cov[1, 1]),
+        float(cov[0, 1]),
+        z,
+        "two-sided",
     )
-    ratio, rel_ci, bounded, rel_note = relative_interval(post, z, "two-sided")
-    rel = None if ratio is None else ratio + 1.0  # relative_interval reports ρ - 1 = δ/μ_c - 1
-    if rel_ci is not None:
-        rel_ci = tuple(None if v is None else v + 1.0 for v in rel_ci)  # type: ignore[assignment]
+    rel = None if posterior_ratio.lift is None else posterior_ratio.lift + 1.0
+    rel_ci = None if posterior_ratio.ci is None else posterior_ratio.ci.shift(1.0)
+    bounded, rel_note = posterior_ratio.bounded, posterior_ratio.note
     if rel_note:
         notes.append(rel_note)
     elif cov[0, 0] > 0:
@@ -278,7 +287,7 @@ def bayesian_readout(
         expected_loss_control=loss_control,
         expected_loss_treatment_rel=_ratio_or_none(loss_treat, denom),
         expected_loss_control_rel=_ratio_or_none(loss_control, denom),
-        significant=bool(abs_ci[0] > 0 or abs_ci[1] < 0),
+        significant=not abs_ci.contains(0.0),
         n_control=n_c,
         n_treatment=n_t,
         status=OK,
@@ -301,7 +310,7 @@ def _beta_loss(a_x: float, b_x: float, a_y: float, b_y: float) -> float:
     return _integrate_over(inner, fy)
 
 
-def _integrate_over(fn, dist) -> float:  # type: ignore[no-untyped-def]
+def _integrate_over(fn: Callable[[float], float], dist: Any) -> float:
     # Integrate where the posterior has its mass; quad on [0, 1] can miss a spike.
     lo, hi = dist.ppf(1e-15), dist.isf(1e-15)
     mid = dist.median()
@@ -359,9 +368,9 @@ def beta_binomial_readout(
         control_mean=control.sum / n_c,
         treatment_mean=treatment.sum / n_t,
         abs_lift=mean_t - mean_c,
-        abs_ci=(lo, hi),
+        abs_ci=Interval(lo, hi),
         rel_lift=float(np.median(rel)),
-        rel_ci=(rlo, rhi),
+        rel_ci=Interval(rlo, rhi),
         rel_ci_bounded=True,
         prob_beat_control=p_greater,
         expected_loss_treatment=loss_if_treat,
@@ -374,3 +383,19 @@ def beta_binomial_readout(
         status=OK,
         note=f"credible intervals from {draws} posterior draws (seed {seed})",
     )
+
+
+class BayesianEngine:
+    """The ``"bayesian"`` readout engine: the normal-approximation posterior
+    (:func:`bayesian_readout`). Options: ``prior_sd``, ``prior_sd_relative``,
+    ``higher_is_better``.
+    """
+
+    method: Method = "bayesian"
+    options: frozenset[str] = frozenset({"prior_sd", "prior_sd_relative", "higher_is_better"})
+
+    def read(
+        self, difference: Difference, base: LiftResult, options: Mapping[str, Any]
+    ) -> LiftResult:
+        result = bayesian_readout(difference, alpha=base.alpha, **options)
+        return base.with_engine(result, method=self.method, label="Bayesian")

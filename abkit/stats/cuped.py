@@ -22,9 +22,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from abkit.errors import NotEnoughDataError
-from abkit.stats._render import ResultMixin
+from abkit.results import ResultMixin
 from abkit.stats.estimators import cuped_theta, estimate_difference
 from abkit.stats.sufficient import MeanStats
+from abkit.vocabulary import MetricType
 
 __all__ = ["CupedSummary", "cuped_adjust", "cuped_summary"]
 
@@ -46,11 +47,11 @@ def _centred(n: int, a: float, b: float, ab: float) -> float:
 
 
 def cuped_summary(
-    control: MeanStats, treatment: MeanStats, *, metric_type: str = "mean"
+    control: MeanStats, treatment: MeanStats, *, metric_type: MetricType = "mean"
 ) -> CupedSummary:
     """Theta, correlation, expected (``ρ²``) and achieved variance reduction."""
-    raw = estimate_difference(control, treatment, metric_type=metric_type, cuped=False)  # type: ignore[arg-type]
-    adj = estimate_difference(control, treatment, metric_type=metric_type, cuped=True)  # type: ignore[arg-type]
+    raw = estimate_difference(control, treatment, metric_type=metric_type, cuped=False)
+    adj = estimate_difference(control, treatment, metric_type=metric_type, cuped=True)
     s_xy = s_xx = s_yy = 0.0
     for arm in (control, treatment):
         assert arm.cov_sum is not None and arm.cov_sum_sq is not None and arm.cross_sum is not None

@@ -59,34 +59,41 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import NamedTuple
 
 from abkit.errors import DataError, NotEnoughDataError
-from abkit.stats._render import ResultMixin
+from abkit.results import ResultMixin
+from abkit.stats._arith import Real, clip, maximum
 from abkit.stats.sufficient import MeanStats, RatioStats
+from abkit.vocabulary import METRIC_TYPES, MetricType
 
-MetricType = Literal["proportion", "mean", "ratio"]
-METRIC_TYPES: tuple[str, ...] = ("proportion", "mean", "ratio")
+# The metric types estimated here, from moments of per-unit values (a quantile metric has
+# its own estimator).
+ESTIMATED_TYPES: tuple[MetricType, ...] = tuple(t for t in METRIC_TYPES if t != "quantile")
 
 __all__ = [
-    "METRIC_TYPES",
+    "ESTIMATED_TYPES",
     "ArmEstimate",
+    "CupedMoments",
     "Difference",
-    "MetricType",
     "arm_estimate",
     "arm_mean",
     "arm_var_of_mean",
+    "cuped_moments",
     "cuped_theta",
     "estimate_difference",
+    "mean_var_of_mean",
+    "proportion_var_of_mean",
     "ratio_cuped_theta",
     "ratio_linearised",
+    "ratio_var_of_mean",
     "welch_df",
 ]
 
 
 def _check_metric_type(metric_type: str) -> None:
-    if metric_type not in METRIC_TYPES:
-        raise ValueError(f"metric_type must be one of {METRIC_TYPES}, got {metric_type!r}")
+    if metric_type not in ESTIMATED_TYPES:
+        raise ValueError(f"metric_type must be one of {ESTIMATED_TYPES}, got {metric_type!r}")
 
 
 def _check_arm(stats: MeanStats | RatioStats, metric_type: str, label: str = "arm") -> None:
@@ -136,21 +143,55 @@ def arm_var_of_mean(stats: MeanStats | RatioStats, metric_type: MetricType) -> f
     _check_arm(stats, metric_type)
     if stats.n < 2:
         raise NotEnoughDataError(f"a variance needs at least 2 units, got {stats.n}")
-    if metric_type == "proportion":
-        assert isinstance(stats, MeanStats)
-        p = min(max(stats.sum / stats.n, 0.0), 1.0)
-        return p * (1.0 - p) / stats.n
-    if metric_type == "mean":
-        assert isinstance(stats, MeanStats)
-        return stats.var / stats.n
-    assert isinstance(stats, RatioStats)
-    d_bar = stats.den_sum / stats.n
-    if d_bar == 0:
+    if isinstance(stats, MeanStats):
+        rule = proportion_var_of_mean if metric_type == "proportion" else mean_var_of_mean
+        return float(rule(stats.n, stats.sum, stats.sum_sq))
+    if stats.den_sum == 0:
         raise NotEnoughDataError("the ratio's denominator sums to zero")
-    r = stats.num_sum / stats.den_sum
-    unit_var = stats.num_var - 2.0 * r * stats.num_den_cov + r * r * stats.den_var
+    return float(
+        ratio_var_of_mean(
+            stats.n,
+            stats.num_sum,
+            stats.num_sum_sq,
+            stats.den_sum,
+            stats.den_sum_sq,
+            stats.num_den_sum,
+        )
+    )
+
+
+# The per-arm variance rules below are written once for floats and numpy arrays alike
+# (abkit.stats._arith): arm_var_of_mean evaluates them on one arm, abkit.stats.vectorised on
+# arrays of arms.
+
+
+def _sample_moment(n: Real, sum_a: Real, sum_b: Real, sum_ab: Real) -> Real:
+    """Sample (``n - 1``) covariance ``(Σab - Σa·Σb/n)/(n - 1)`` from raw sums."""
+    return (sum_ab - sum_a * sum_b / n) / (n - 1)
+
+
+def proportion_var_of_mean(n: Real, total: Real, total_sq: Real) -> Real:
+    """``p(1 - p)/n`` with ``p = Σy/n`` clipped to [0, 1] (``Σy²`` is not needed)."""
+    p = clip(total / n, 0.0, 1.0)
+    return p * (1.0 - p) / n
+
+
+def mean_var_of_mean(n: Real, total: Real, total_sq: Real) -> Real:
+    """``s²/n`` with the unbiased ``s²``, clamped at 0 against cancellation."""
+    return maximum(_sample_moment(n, total, total, total_sq), 0.0) / n
+
+
+def ratio_var_of_mean(
+    n: Real, num_sum: Real, num_sum_sq: Real, den_sum: Real, den_sum_sq: Real, num_den_sum: Real
+) -> Real:
+    """Delta-method ``Var(R) = (s_y² - 2R·s_yd + R²·s_d²)/(n·d̄²)``, ``R = Σy/Σd``."""
+    r = num_sum / den_sum
+    d_bar = den_sum / n
+    var_y = maximum(_sample_moment(n, num_sum, num_sum, num_sum_sq), 0.0)
+    var_d = maximum(_sample_moment(n, den_sum, den_sum, den_sum_sq), 0.0)
+    cov = _sample_moment(n, num_sum, den_sum, num_den_sum)
     # The linearised variance is a variance (>= 0); clamp rounding noise.
-    return max(unit_var, 0.0) / (stats.n * d_bar * d_bar)
+    return maximum(var_y - 2.0 * r * cov + r * r * var_d, 0.0) / (n * d_bar * d_bar)
 
 
 @dataclass(frozen=True)
@@ -280,6 +321,10 @@ class Difference(ResultMixin):
     Welch–Satterthwaite degrees of freedom for a Welch t reference, or ``None`` for a
     normal reference (proportions, ratios). ``variance_reduction`` is the CUPED reduction
     of ``Var(Δ)`` (``None`` without CUPED); ``theta`` the CUPED coefficient.
+
+    With CUPED, ``control_mean``/``treatment_mean`` are the *adjusted* means the effect is
+    computed on, and ``control_mean_raw``/``treatment_mean_raw`` the unadjusted arm means
+    (``Σy/n``, or ``Σy/Σd`` for a ratio); without CUPED the ``_raw`` fields are ``None``.
     """
 
     control_mean: float
@@ -296,6 +341,8 @@ class Difference(ResultMixin):
     cuped: bool = False
     theta: float | None = None
     variance_reduction: float | None = None
+    control_mean_raw: float | None = None
+    treatment_mean_raw: float | None = None
 
     @property
     def distribution(self) -> str:
@@ -332,6 +379,67 @@ def _raw_difference(
     )
 
 
+ArmMoments = tuple[Real, Real, Real, Real, Real, Real]
+"""One arm for :func:`cuped_moments`: ``(n, ȳ, x̄, s_yy, s_xx, s_xy)``."""
+
+
+class CupedMoments(NamedTuple):
+    """The CUPED-adjusted arm means and their sampling moments (scalars or arrays)."""
+
+    m_c: Real
+    m_t: Real
+    var_c: Real
+    var_t: Real
+    cov: Real
+    res_c: Real
+    res_t: Real
+    raw_var: Real
+
+
+def cuped_moments(
+    theta: Real, w_c: Real, w_t: Real, control: ArmMoments, treatment: ArmMoments
+) -> CupedMoments:
+    """The CUPED algebra of the module docstring on per-arm moments, for scalars or arrays.
+
+    Each arm is ``(n, ȳ, x̄, s_yy, s_xx, s_xy)`` with sample (``n - 1``) moments; ``w`` are
+    the arms' weights in the pooled covariate mean. With ``x̄_pool = w_c·x̄_c + w_t·x̄_t``:
+    ``m = ȳ - θ(x̄ - x̄_pool)`` per arm, so ``m_c = ȳ_c - θ·w_t(x̄_c - x̄_t)`` and the arms'
+    adjusted means are correlated through ``x̄_pool``:
+
+        Var m_c = (s_yy,c - 2θ·w_t·s_xy,c + θ²w_t²·s_xx,c)/n_c + θ²w_t²·s_xx,t/n_t
+        Cov(m_c, m_t) = θ·w_c(s_xy,c - θ·w_t·s_xx,c)/n_c + θ·w_t(s_xy,t - θ·w_c·s_xx,t)/n_t
+
+    ``res = max(s_yy - 2θ·s_xy + θ²s_xx, 0)/n`` per arm gives ``Var(Δ) = res_c + res_t`` directly
+    (the same quantity as ``Var m_c + Var m_t - 2Cov``, with less cancellation); ``raw_var``
+    is the unadjusted ``Var(Δ)`` on the same (``n - 1``) footing. The scalar readout
+    (:func:`estimate_difference`) and the vectorised one (:mod:`abkit.stats.vectorised`)
+    both evaluate this function.
+    """
+    n_c, y_c, x_c, syy_c, sxx_c, sxy_c = control
+    n_t, y_t, x_t, syy_t, sxx_t, sxy_t = treatment
+    x_pool = w_c * x_c + w_t * x_t
+    var_c = (syy_c - 2 * theta * w_t * sxy_c + theta**2 * w_t**2 * sxx_c) / n_c + (
+        theta**2 * w_t**2 * sxx_t / n_t
+    )
+    var_t = (syy_t - 2 * theta * w_c * sxy_t + theta**2 * w_c**2 * sxx_t) / n_t + (
+        theta**2 * w_c**2 * sxx_c / n_c
+    )
+    cov = (
+        theta * w_c * (sxy_c - theta * w_t * sxx_c) / n_c
+        + theta * w_t * (sxy_t - theta * w_c * sxx_t) / n_t
+    )
+    return CupedMoments(
+        m_c=y_c - theta * (x_c - x_pool),
+        m_t=y_t - theta * (x_t - x_pool),
+        var_c=maximum(var_c, 0.0),
+        var_t=maximum(var_t, 0.0),
+        cov=cov,
+        res_c=maximum(syy_c - 2 * theta * sxy_c + theta**2 * sxx_c, 0.0) / n_c,
+        res_t=maximum(syy_t - 2 * theta * sxy_t + theta**2 * sxx_t, 0.0) / n_t,
+        raw_var=syy_c / n_c + syy_t / n_t,
+    )
+
+
 def _cuped_difference(
     control: MeanStats | RatioStats, treatment: MeanStats | RatioStats, metric_type: MetricType
 ) -> Difference:
@@ -363,28 +471,21 @@ def _cuped_difference(
         syy_t, sxx_t, sxy_t = moments(treatment)
         y_c, y_t = control.mean, treatment.mean
         xbar_c, xbar_t = control.cov_mean, treatment.cov_mean
-    x_pool = w_c * xbar_c + w_t * xbar_t
-    m_c = y_c - theta * (xbar_c - x_pool)
-    m_t = y_t - theta * (xbar_t - x_pool)
-    # m_c = ȳ_c - θ·w_t(x̄_c - x̄_t), m_t = ȳ_t - θ·w_c(x̄_t - x̄_c); arms independent.
-    var_c = (syy_c - 2 * theta * w_t * sxy_c + theta**2 * w_t**2 * sxx_c) / n_c + (
-        theta**2 * w_t**2 * sxx_t / n_t
+    adj = cuped_moments(
+        theta,
+        w_c,
+        w_t,
+        (n_c, y_c, xbar_c, syy_c, sxx_c, sxy_c),
+        (n_t, y_t, xbar_t, syy_t, sxx_t, sxy_t),
     )
-    var_t = (syy_t - 2 * theta * w_c * sxy_t + theta**2 * w_c**2 * sxx_t) / n_t + (
-        theta**2 * w_c**2 * sxx_c / n_c
+    m_c, m_t, var_c, var_t, cov = (
+        float(v) for v in (adj.m_c, adj.m_t, adj.var_c, adj.var_t, adj.cov)
     )
-    cov = (
-        theta * w_c * (sxy_c - theta * w_t * sxx_c) / n_c
-        + theta * w_t * (sxy_t - theta * w_c * sxx_t) / n_t
-    )
-    # Var(Δ) directly (the same quantity as var_c + var_t - 2cov, with less cancellation).
-    res_c = max(syy_c - 2 * theta * sxy_c + theta**2 * sxx_c, 0.0) / n_c
-    res_t = max(syy_t - 2 * theta * sxy_t + theta**2 * sxx_t, 0.0) / n_t
+    res_c, res_t = float(adj.res_c), float(adj.res_t)
     var_diff = res_c + res_t
     if not var_diff > 0:
         raise NotEnoughDataError("zero residual variance after CUPED in both arms")
-    # Raw variance on the same (n - 1) footing, so the reduction compares like with like.
-    raw_var = syy_c / n_c + syy_t / n_t
+    raw_var = float(adj.raw_var)
     reduction = 1.0 - var_diff / raw_var if raw_var > 0 else 0.0
     df = welch_df(res_c, n_c, res_t, n_t) if metric_type == "mean" else None
     return Difference(
@@ -392,8 +493,8 @@ def _cuped_difference(
         treatment_mean=m_t,
         abs_diff=m_t - m_c,
         se_abs=math.sqrt(var_diff),
-        var_control_mean=max(var_c, 0.0),
-        var_treatment_mean=max(var_t, 0.0),
+        var_control_mean=var_c,
+        var_treatment_mean=var_t,
         cov_means=cov,
         df=df,
         metric_type=metric_type,
@@ -402,6 +503,8 @@ def _cuped_difference(
         cuped=True,
         theta=theta,
         variance_reduction=reduction,
+        control_mean_raw=y_c,
+        treatment_mean_raw=y_t,
     )
 
 

@@ -36,18 +36,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 from abkit.errors import NotEnoughDataError
-from abkit.stats._common import NOT_ENOUGH_DATA, Interval
-from abkit.stats._render import ResultMixin
+from abkit.results import Interval, ResultMixin
+from abkit.stats._common import NOT_ENOUGH_DATA, P_FLOOR
 from abkit.stats.estimators import Difference, estimate_difference
-from abkit.stats.sequential import relative_interval
+from abkit.stats.fieller import relative_lift_of
 from abkit.stats.sufficient import MeanStats, RatioStats
+from abkit.stats.tails import isf, sf
+from abkit.vocabulary import GuardrailStatus, MetricType
 
-PASS = "pass"
-FAIL = "fail"
-INCONCLUSIVE = "inconclusive"
-MARGIN_TYPES: tuple[str, ...] = ("relative", "absolute")
+MarginType = Literal["relative", "absolute"]
+MARGIN_TYPES: tuple[MarginType, ...] = ("relative", "absolute")
 
 
 __all__ = ["GuardrailResult", "guardrail", "noninferiority"]
@@ -62,11 +63,13 @@ class GuardrailResult(ResultMixin):
     one-sided ``1-α`` bound in the harmful direction (the lower bound when higher is
     better); ``margin_boundary`` the value it is compared with (``-M`` or ``+M``).
     ``margin_abs`` expresses the margin in the metric's units at the control mean.
+    ``control_mean``/``treatment_mean`` are the estimates tested (CUPED-adjusted with
+    ``cuped=True``).
     """
 
     metric: str | None
     metric_type: str
-    status: str
+    status: GuardrailStatus | Literal["not enough data"]
     higher_is_better: bool
     margin: float
     margin_type: str
@@ -88,13 +91,7 @@ class GuardrailResult(ResultMixin):
 
     @property
     def passed(self) -> bool:
-        return self.status == PASS
-
-
-def _dist(df: float | None):  # type: ignore[no-untyped-def]
-    from scipy import stats
-
-    return stats.norm if df is None else stats.t(df)
+        return self.status == "pass"
 
 
 def _not_enough(
@@ -155,35 +152,35 @@ def noninferiority(
         raise ValueError(f"margin_type must be one of {MARGIN_TYPES}, got {margin_type!r}")
     if not (0.0 < alpha < 0.5):
         raise ValueError(f"alpha must be in (0, 0.5), got {alpha!r}")
-    common = dict(
-        metric=metric,
-        metric_type=difference.metric_type,
-        margin=margin,
-        margin_type=margin_type,
-        higher_is_better=higher_is_better,
-        alpha=alpha,
-        n_c=difference.n_control,
-        n_t=difference.n_treatment,
-    )
+
+    def empty(reason: str) -> GuardrailResult:
+        return _not_enough(
+            reason,
+            metric=metric,
+            metric_type=difference.metric_type,
+            margin=margin,
+            margin_type=margin_type,
+            higher_is_better=higher_is_better,
+            alpha=alpha,
+            n_c=difference.n_control,
+            n_t=difference.n_treatment,
+        )
+
     if not (math.isfinite(difference.se_abs) and difference.se_abs > 0):
-        return _not_enough("zero standard error", **common)  # type: ignore[arg-type]
+        return empty("zero standard error")
     s = 1.0 if higher_is_better else -1.0
-    dist = _dist(difference.df)
-    q = float(dist.isf(alpha))
+    q = float(isf(alpha, difference.df))
     m_c, m_t = difference.control_mean, difference.treatment_mean
     notes: list[str] = []
     if margin_type == "absolute":
         d, se = difference.abs_diff, difference.se_abs
         stat = (s * d + margin) / se
         estimate: float | None = d
-        ci: Interval | None = (d - q * se, d + q * se)
+        ci: Interval | None = Interval(d - q * se, d + q * se)
         margin_abs: float | None = margin
     else:
         if not m_c > 0:
-            return _not_enough(  # type: ignore[arg-type]
-                "a relative margin needs a positive control mean; use an absolute margin",
-                **common,
-            )
+            return empty("a relative margin needs a positive control mean; use an absolute margin")
         rho0 = 1.0 - s * margin
         var = (
             difference.var_treatment_mean
@@ -191,32 +188,33 @@ def noninferiority(
             + rho0 * rho0 * difference.var_control_mean
         )
         if not var > 0:
-            return _not_enough("zero variance at the margin", **common)  # type: ignore[arg-type]
+            return empty("zero variance at the margin")
         stat = s * (m_t - rho0 * m_c) / math.sqrt(var)
         # The one-sided Fieller bounds: inversions of this same statistic.
-        rel, lower_set, _, note_lo = relative_interval(difference, q, "larger")
-        _, upper_set, _, note_hi = relative_interval(difference, q, "smaller")
-        lower = None if lower_set is None else lower_set[0]
-        upper = None if upper_set is None else upper_set[1]
-        estimate = rel
-        ci = (lower, upper)
+        above = relative_lift_of(difference, q, "larger")
+        below = relative_lift_of(difference, q, "smaller")
+        lower = None if above.ci is None else above.ci.lower
+        upper = None if below.ci is None else below.ci.upper
+        estimate = above.lift
+        ci = Interval(lower, upper)
         margin_abs = margin * m_c
         if lower is None or upper is None:
-            notes.append(note_lo or note_hi or "relative bound unbounded")
-    p_value = float(dist.sf(stat))
-    p_inferior = float(dist.cdf(stat))
+            notes.append(above.note or below.note or "relative bound unbounded")
+    p_value = float(sf(stat, difference.df))
+    p_inferior = float(sf(-stat, difference.df))  # P(T <= stat)
+    status: GuardrailStatus
     if stat > q:
-        status = PASS
+        status = "pass"
     elif stat < -q:
-        status = FAIL
+        status = "fail"
     else:
-        status = INCONCLUSIVE
+        status = "inconclusive"
     # Significantly harmful at all (even within the margin)?
     d = difference.abs_diff
     harmful = bool(s * d + q * difference.se_abs < 0)
-    if harmful and status != FAIL:
+    if harmful and status != "fail":
         notes.append("significantly harmful, but within the margin")
-    bound = None if ci is None else (ci[0] if higher_is_better else ci[1])
+    bound = None if ci is None else (ci.lower if higher_is_better else ci.upper)
     return GuardrailResult(
         metric=metric,
         metric_type=difference.metric_type,
@@ -231,8 +229,8 @@ def noninferiority(
         ci=ci,
         bound=bound,
         statistic=stat,
-        p_value=max(p_value, 5e-324),
-        p_value_inferiority=max(p_inferior, 5e-324),
+        p_value=max(p_value, P_FLOOR),
+        p_value_inferiority=max(p_inferior, P_FLOOR),
         harmful=harmful,
         control_mean=m_c,
         treatment_mean=m_t,
@@ -246,7 +244,7 @@ def guardrail(
     control: MeanStats | RatioStats | None,
     treatment: MeanStats | RatioStats | None,
     *,
-    metric_type: str,
+    metric_type: MetricType,
     margin: float,
     margin_type: str = "relative",
     higher_is_better: bool = True,
@@ -263,7 +261,7 @@ def guardrail(
     try:
         if control is None or treatment is None:
             raise NotEnoughDataError("an arm has no data")
-        diff = estimate_difference(control, treatment, metric_type=metric_type, cuped=cuped)  # type: ignore[arg-type]
+        diff = estimate_difference(control, treatment, metric_type=metric_type, cuped=cuped)
     except NotEnoughDataError as exc:
         return _not_enough(
             str(exc),

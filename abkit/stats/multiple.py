@@ -17,10 +17,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from abkit.stats.readout import LiftResult
+from abkit.vocabulary import CORRECTIONS, Correction
 
-_ALIASES = {
+if TYPE_CHECKING:
+    from abkit.stats.lift import LiftResult
+
+_ALIASES: dict[str | None, Correction] = {
     "holm": "holm",
     "bh": "bh",
     "fdr_bh": "bh",
@@ -36,14 +38,21 @@ CORRECTION_NAMES = {
     "none": "none",
 }
 
-__all__ = ["CORRECTION_NAMES", "adjust_pvalues", "apply_correction", "normalise_method"]
+__all__ = [
+    "CORRECTION_NAMES",
+    "adjust_pvalues",
+    "apply_correction",
+    "correction_note",
+    "normalise_method",
+]
 
 
-def normalise_method(method: str | None) -> str:
+def normalise_method(method: str | None) -> Correction:
     """Canonical correction name: ``"holm"``, ``"bh"``, ``"bonferroni"`` or ``"none"``."""
     key = method.lower() if isinstance(method, str) else method
     if key not in _ALIASES:
-        raise ValueError(f"unknown correction {method!r}; use holm, bh, bonferroni or none")
+        choices = ", ".join(CORRECTIONS[:-1]) + f" or {CORRECTIONS[-1]}"
+        raise ValueError(f"unknown correction {method!r}; use {choices}")
     return _ALIASES[key]
 
 
@@ -74,17 +83,28 @@ def adjust_pvalues(p: Iterable[float | None], method: str | None = "holm") -> li
     """Adjusted p-values in the input order; ``None`` stays ``None`` and is not counted."""
     values = list(p)
     canon = normalise_method(method)
-    present = [i for i, x in enumerate(values) if x is not None]
-    for i in present:
-        x = values[i]
-        assert x is not None
+    present = [(i, x) for i, x in enumerate(values) if x is not None]
+    for i, x in present:
         if not 0.0 <= x <= 1.0:
             raise ValueError(f"p-values must be in [0, 1], got {x!r} at position {i}")
-    adjusted = _adjust([float(values[i]) for i in present], canon)  # type: ignore[arg-type]
+    adjusted = _adjust([float(x) for _, x in present], canon)
     out: list[float | None] = [None] * len(values)
-    for i, a in zip(present, adjusted, strict=True):
+    for (i, _), a in zip(present, adjusted, strict=True):
         out[i] = a
     return out
+
+
+def correction_note(name: str, family: int, *, intervals_adjusted: bool) -> str:
+    """What a readout's note says about the correction applied to it."""
+    intervals = (
+        "so do the adjusted intervals (abs_ci_adjusted, rel_ci_adjusted)"
+        if intervals_adjusted
+        else "intervals are unadjusted"
+    )
+    return (
+        f"{name} correction over {family} comparisons; significance uses the adjusted "
+        f"p-value, {intervals}"
+    )
 
 
 def apply_correction(
@@ -107,10 +127,7 @@ def apply_correction(
             continue
         note = r.note
         if canon != "none":
-            extra = (
-                f"{name} correction over {family} comparisons; significance uses the adjusted "
-                "p-value, intervals are unadjusted"
-            )
+            extra = correction_note(name, family, intervals_adjusted=False)
             note = f"{note}; {extra}" if note else extra
         out.append(
             replace(r, p_value_adjusted=a, correction=name, significant=a < r.alpha, note=note)

@@ -17,11 +17,17 @@ Rules that keep the comparison fair:
 1. One threshold for all arms, computed on the **pooled** arms: a per-arm percentile would
    cap a treatment that raises big spenders harder than control and bias the lift.
 2. Cap per unit (the unit's total over the window), not per event.
-3. Percentiles use linear interpolation between order statistics (numpy's default,
-   Hyndman & Fan type 7): with ``n`` sorted values and ``h = (n - 1)·q/100`` the threshold is
-   ``v_(⌊h⌋) + (h - ⌊h⌋)·(v_(⌊h⌋+1) - v_(⌊h⌋))`` (0-based). :func:`percentile_positions`
-   gives ``(⌊h⌋, ⌊h⌋+1, h - ⌊h⌋)`` so SQL can fetch the two order statistics with
-   ``ORDER BY v LIMIT 1 OFFSET k`` on any dialect and interpolate identically.
+3. A percentile threshold is the **nearest-rank** percentile of the **non-zero** per-unit
+   values (zeros are units without the event, so in a zero-inflated metric they would
+   otherwise decide the threshold): with the ``N`` non-zero values sorted ascending
+   ``v_(1) <= … <= v_(N)``, the ``p``-th percentile is ``v_(k)`` with ``k`` the smallest rank
+   such that ``100·k >= p·N`` (at least ``p`` % of the values are ``<= v_(k)``; Hyndman &
+   Fan 1996, definition 1, the inverted empirical CDF). It is always one of the values, and
+   it is SQL's ``percentile_disc(p / 100)``, which is how the analysis computes it in the
+   database (``abkit.analysis.constructs.NearestRank``), so Python and SQL agree exactly.
+   With no non-zero value there is nothing to cap: the threshold is ``None``. The same
+   definition serves a lower percentile; it then raises zeros too, so prefer an absolute
+   ``lower`` for zero-inflated metrics.
 
 Readouts record the cap: pass the :class:`AppliedCap` (or :class:`Cap`) as
 ``compare(..., cap=...)`` and ``LiftResult.cap`` describes it.
@@ -33,9 +39,16 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from abkit.stats._render import ResultMixin
+from abkit.results import ResultMixin
 
-__all__ = ["AppliedCap", "Cap", "cap_values", "percentile_positions", "resolve_cap"]
+__all__ = [
+    "AppliedCap",
+    "Cap",
+    "cap_values",
+    "nearest_rank",
+    "nearest_rank_percentile",
+    "resolve_cap",
+]
 
 
 def _check_pct(name: str, value: float | None) -> None:
@@ -93,12 +106,16 @@ class Cap:
             parts.append(f"values below {self.lower:g} raised to it")
         if self.lower_percentile is not None:
             parts.append(
-                f"values below the pooled {self.lower_percentile:g}th percentile raised to it"
+                f"values below the pooled {self.lower_percentile:g}th percentile "
+                "of the non-zero values raised to it"
             )
         if self.upper is not None:
             parts.append(f"values above {self.upper:g} capped")
         if self.upper_percentile is not None:
-            parts.append(f"values above the pooled {self.upper_percentile:g}th percentile capped")
+            parts.append(
+                f"values above the pooled {self.upper_percentile:g}th percentile "
+                "of the non-zero values capped"
+            )
         return "; ".join(parts)
 
 
@@ -118,28 +135,54 @@ class AppliedCap(ResultMixin):
             ends.append(f"lower {self.lower:.6g}")
         if self.upper is not None:
             ends.append(f"upper {self.upper:.6g}")
+        if not ends:
+            return f"not capped: no non-zero values ({self.rule.describe()})"
         text = f"capped per unit at {' and '.join(ends)} ({self.rule.describe()})"
         if self.n_capped is not None and self.n_total is not None:
             text += f"; {self.n_capped} of {self.n_total} units changed"
         return text
 
 
-def percentile_positions(n: int, q: float) -> tuple[int, int, float]:
-    """0-based order-statistic positions and weight for the type-7 ``q``-th percentile.
+def nearest_rank(n: int, q: float) -> int:
+    """1-based rank ``k`` of the nearest-rank ``q``-th percentile of ``n`` values.
 
-    The percentile is ``v[lo] + frac·(v[hi] - v[lo])`` of the ``n`` sorted values.
+    The smallest ``k`` with ``100·k >= q·n``, compared exactly as the SQL does (an integer
+    against the double ``q·n``), so both pick the same order statistic.
     """
     if n < 1:
         raise ValueError("a percentile needs at least one value")
     _check_pct("q", q)
-    h = (n - 1) * q / 100.0
-    lo = math.floor(h)
-    hi = min(lo + 1, n - 1)
-    return lo, hi, h - lo
+    target = q * n
+    k = max(1, math.ceil(target / 100.0))
+    # ceil of a rounded quotient can be one off the exact comparison; settle on the rule.
+    while k > 1 and 100 * (k - 1) >= target:
+        k -= 1
+    while 100 * k < target:
+        k += 1
+    return min(k, n)
+
+
+def nearest_rank_percentile(values: Any, q: float) -> float | None:
+    """The nearest-rank ``q``-th percentile of the non-zero ``values`` (module docstring).
+
+    ``None`` when no value is non-zero. Equals ``numpy.percentile(nonzero, q,
+    method="inverted_cdf")``.
+    """
+    import numpy as np
+
+    v = np.asarray(values, dtype=float)
+    nonzero = np.sort(v[v != 0])
+    if nonzero.size == 0:
+        return None
+    return float(nonzero[nearest_rank(int(nonzero.size), q) - 1])
 
 
 def resolve_cap(cap: Cap, values: Any) -> AppliedCap:
-    """Thresholds of ``cap`` on the pooled per-unit ``values`` (all arms together)."""
+    """Thresholds of ``cap`` on the pooled per-unit ``values`` (all arms together).
+
+    A percentile is the nearest-rank percentile of the non-zero values
+    (:func:`nearest_rank_percentile`); ``None`` (no cap on that tail) when every value is 0.
+    """
     import numpy as np
 
     v = np.asarray(values, dtype=float)
@@ -150,9 +193,9 @@ def resolve_cap(cap: Cap, values: Any) -> AppliedCap:
     upper = cap.upper
     lower = cap.lower
     if cap.upper_percentile is not None:
-        upper = float(np.percentile(v, cap.upper_percentile))
+        upper = nearest_rank_percentile(v, cap.upper_percentile)
     if cap.lower_percentile is not None:
-        lower = float(np.percentile(v, cap.lower_percentile))
+        lower = nearest_rank_percentile(v, cap.lower_percentile)
     mask = np.zeros(v.shape, dtype=bool)
     if upper is not None:
         mask |= v > upper

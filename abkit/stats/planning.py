@@ -44,6 +44,15 @@ More than two variants: each treatment is compared with control at
 Bonferroni is the default because it is the first step of Holm, the readout's default
 correction: a comparison with power ``1-β`` at ``α/m`` has at least that power under Holm.
 
+Variance reduction (:func:`plan_cuped`, :func:`plan_from_stats_cuped`): CUPED or regression
+adjustment with pre-period covariates of multiple ``R²`` (``ρ²`` for one covariate, measured
+on the pre-period) leaves the residual variance ``σ²(1 - R²)`` (Deng et al. 2013, eq. 4;
+the large-sample value, ignoring the ``O(k/n)`` cost of estimating θ). The adjusted plan is
+the same plan with every per-unit sd multiplied by ``√(1 - R²)``, so at a fixed MDE the
+sample shrinks by the factor ``1 - R²``. Proportions use the unpooled variances
+``p(1-p)`` and ``p'(1-p')`` at the given MDE in both plans, so the two differ only by the
+reduction.
+
 Duration: ``days = ceil(n_total / (daily_eligible_traffic × traffic_fraction))``, assuming
 each day brings that many *new* eligible units (returning users do not add units).
 """
@@ -52,16 +61,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
+import numpy as np
 from scipy import optimize, special
 from scipy import stats as sps
 
 from abkit.errors import ConfigError
-from abkit.stats._common import ALTERNATIVES
-from abkit.stats._render import ResultMixin
+from abkit.results import ResultMixin
+from abkit.stats.regression import RegressionStats
 from abkit.stats.sufficient import MeanStats, RatioStats
+from abkit.vocabulary import ALTERNATIVES
 
 Alternative = Literal["two-sided", "larger", "smaller"]
 CORRECTIONS: tuple[str, ...] = ("bonferroni", "sidak", "none")
@@ -70,13 +81,17 @@ MEAN_METHODS: tuple[str, ...] = ("z", "t")
 DEFAULT_POWER = 0.8
 
 __all__ = [
+    "CupedPlan",
     "PowerPlan",
     "corrected_alpha",
     "expected_duration",
+    "plan_cuped",
     "plan_from_stats",
+    "plan_from_stats_cuped",
     "plan_mean",
     "plan_proportion",
     "plan_ratio",
+    "pre_period_r_squared",
     "ratio_unit_sd",
 ]
 
@@ -401,9 +416,10 @@ def _solve(
         solved = "n"
         target = DEFAULT_POWER if power is None else power
         assert delta is not None
+        fixed_delta = delta  # a name the closure sees as a float
 
         def f(n_c: float) -> float:
-            return _min_power(model, delta, n_c, ratios, alpha_c, alternative) - target
+            return _min_power(model, fixed_delta, n_c, ratios, alpha_c, alternative) - target
 
         floor_n = 2.0  # a variance needs two units per arm
         if f(floor_n) >= 0:
@@ -629,7 +645,7 @@ def plan_ratio(
     num_var: float,
     den_var: float,
     num_den_cov: float,
-    **kwargs,  # type: ignore[no-untyped-def]
+    **kwargs: Any,
 ) -> PowerPlan:
     """Plan a ratio metric ``R = Σy/Σd`` from per-unit baseline moments.
 
@@ -640,7 +656,7 @@ def plan_ratio(
     return plan_mean(num_mean / den_mean, sd, metric_type="ratio", **kwargs)
 
 
-def plan_from_stats(baseline: MeanStats | RatioStats, metric_type: str, **kwargs) -> PowerPlan:  # type: ignore[no-untyped-def]
+def plan_from_stats(baseline: MeanStats | RatioStats, metric_type: str, **kwargs: Any) -> PowerPlan:
     """Plan from a baseline period's sufficient statistics (for example last month's control).
 
     ``metric_type`` ``"proportion"`` uses the rate, ``"mean"`` the mean and sd, ``"ratio"``
@@ -669,3 +685,116 @@ def plan_from_stats(baseline: MeanStats | RatioStats, metric_type: str, **kwargs
     if metric_type == "mean":
         return plan_mean(baseline.mean, math.sqrt(baseline.var), **kwargs)
     raise ConfigError("metric_type must be proportion, mean or ratio", field="metric_type")
+
+
+# ------------------------------------------------------------- variance reduction
+
+
+@dataclass(frozen=True)
+class CupedPlan(ResultMixin):
+    """The same plan without and with the variance reduction measured on the pre-period.
+
+    ``r_squared`` is the expected share of variance removed (``ρ²`` for one covariate);
+    ``units_saved`` is ``without_cuped.n_total - with_cuped.n_total``.
+    """
+
+    r_squared: float
+    without_cuped: PowerPlan
+    with_cuped: PowerPlan
+
+    @property
+    def units_saved(self) -> int:
+        return self.without_cuped.n_total - self.with_cuped.n_total
+
+    def describe(self) -> str:
+        """E.g. "29,498 units without CUPED, 17,700 with it (R² = 0.40)"."""
+        return (
+            f"{self.without_cuped.n_total:,} units without CUPED, "
+            f"{self.with_cuped.n_total:,} with it (R² = {self.r_squared:.2f})"
+        )
+
+
+def plan_cuped(
+    metric_type: str,
+    baseline: float,
+    *,
+    r_squared: float,
+    baseline_sd: float | None = None,
+    **kwargs: Any,
+) -> CupedPlan:
+    """Plan a proportion or mean metric without and with a variance reduction ``R²``.
+
+    ``baseline`` is the control rate or mean; a mean needs ``baseline_sd``. Other keyword
+    arguments as :func:`plan_mean` (``mde``, ``relative``, ``power``, ``n_total``, ...);
+    a proportion needs ``mde`` (its variance depends on the treatment rate).
+    """
+    if not (math.isfinite(r_squared) and 0.0 <= r_squared < 1.0):
+        raise ConfigError("r_squared must be in [0, 1)", field="r_squared")
+    if metric_type == "proportion":
+        if not (0 < baseline < 1):
+            raise ConfigError("a baseline rate must be strictly between 0 and 1", field="baseline")
+        mde = kwargs.get("mde")
+        if mde is None:
+            raise ConfigError("a proportion plan with CUPED needs mde", field="mde")
+        delta = mde * baseline if kwargs.get("relative", False) else mde
+        treated = baseline + delta
+        if not 0 < treated < 1:
+            raise ConfigError("baseline + mde must stay in (0, 1)", field="mde")
+        sd_c = math.sqrt(baseline * (1.0 - baseline))
+        sd_t: float | None = math.sqrt(treated * (1.0 - treated))
+    elif metric_type == "mean":
+        if baseline_sd is None:
+            raise ConfigError("a mean plan needs baseline_sd", field="baseline_sd")
+        sd_c, sd_t = baseline_sd, kwargs.pop("treatment_sd", None)
+    else:
+        raise ConfigError("plan_cuped supports proportion and mean metrics", field="metric_type")
+    shrink = math.sqrt(1.0 - r_squared)
+
+    def plan(factor: float) -> PowerPlan:
+        # Planned as a mean with the given sds (a proportion's own model would recompute
+        # them from the rate), then labelled with the metric's type.
+        solved = plan_mean(
+            baseline,
+            sd_c * factor,
+            treatment_sd=None if sd_t is None else sd_t * factor,
+            **kwargs,
+        )
+        return replace(solved, metric_type=metric_type)
+
+    return CupedPlan(r_squared=r_squared, without_cuped=plan(1.0), with_cuped=plan(shrink))
+
+
+def pre_period_r_squared(stats: MeanStats | RegressionStats) -> float:
+    """Share of the metric's variance its pre-period covariate(s) explain in one arm.
+
+    One covariate (``MeanStats``): ``ρ² = Cov(x, y)²/(Var x·Var y)``. Several
+    (``RegressionStats``): the multiple ``R² = s_xyᵀ S_xx⁻¹ s_xy / s_yy``.
+    """
+    if isinstance(stats, MeanStats):
+        stats = RegressionStats.from_mean_stats(stats)
+    s_yy, s_xy, s_xx, _, _ = stats.moments()
+    if not s_yy > 0:
+        raise ConfigError("the metric has no variance in the baseline", field="baseline")
+    explained = float(s_xy @ np.linalg.lstsq(s_xx, s_xy, rcond=None)[0])
+    return min(max(explained / s_yy, 0.0), 1.0 - 1e-12)
+
+
+def plan_from_stats_cuped(
+    baseline: MeanStats | RegressionStats, metric_type: str, **kwargs: Any
+) -> CupedPlan:
+    """:func:`plan_cuped` from a baseline period's statistics with its pre-period covariates.
+
+    The rate or mean and sd come from ``baseline`` and ``R²`` from
+    :func:`pre_period_r_squared`.
+    """
+    if baseline.n < 2:
+        raise ConfigError("the baseline needs at least 2 units", field="baseline")
+    r2 = pre_period_r_squared(baseline)
+    s_yy = baseline.moments()[0] if isinstance(baseline, RegressionStats) else baseline.var
+    return plan_cuped(
+        metric_type,
+        baseline.sum / baseline.n,
+        r_squared=r2,
+        baseline_sd=math.sqrt(s_yy),
+        **kwargs,
+    )

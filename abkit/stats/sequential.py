@@ -24,7 +24,7 @@ inequality ``P(sup_t Λ_t >= 1/α) <= α``. Hence:
   with the boundary ``c² = (1+ρ)/ρ · (2·log(1/α) + log(1+ρ))`` (one-sided: the root of
   ``Λ(c) = 1/α``);
 * the confidence sequence ``θ̂ ± c·√V``, intersected over looks;
-* the relative lift's sequence is Fieller's interval (see :mod:`abkit.stats.readout`) at
+* the relative lift's sequence is Fieller's interval (see :mod:`abkit.stats.fieller`) at
   the same critical value ``c``, so it excludes 0 exactly when the always-valid p < α. It
   treats ``τ`` for ``μ_t - (1+r)μ_c`` as scaled with that contrast's standard error, which
   is what makes the boundary the same for every ``r``.
@@ -54,25 +54,31 @@ about 1.14× (:func:`plan_sequential`; numbers in ``docs/statistics-planning-seq
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import optimize, special
 from scipy import stats as sps
 
 from abkit.errors import NotEnoughDataError
-from abkit.stats._common import ALTERNATIVES, NOT_ENOUGH_DATA, OK, Interval
-from abkit.stats._common import P_FLOOR as _P_FLOOR
-from abkit.stats._render import ResultMixin, html_table
+from abkit.results import Interval, ResultMixin, html_table
+from abkit.stats._common import NOT_ENOUGH_DATA, OK, P_FLOOR, check_alpha_alternative
 from abkit.stats.estimators import Difference, estimate_difference
+from abkit.stats.fieller import relative_lift_of
+from abkit.stats.lift import LiftResult
 from abkit.stats.sufficient import MeanStats, RatioStats
+from abkit.vocabulary import Method, MetricType
+
+if TYPE_CHECKING:  # pragma: no cover - pandas is imported only when a frame is asked for
+    import pandas as pd
 
 DEFAULT_RELATIVE_MDE = 0.05
 
 
 __all__ = [
+    "SequentialEngine",
     "SequentialLook",
     "SequentialPlan",
     "SequentialResult",
@@ -81,7 +87,6 @@ __all__ = [
     "log_mixture_lr",
     "optimal_rho",
     "plan_sequential",
-    "relative_interval",
     "sequential_boundary",
     "sequential_readout",
     "sequential_series",
@@ -90,13 +95,6 @@ __all__ = [
 
 
 # --------------------------------------------------------------------- vectorised core
-
-
-def _check(alpha: float, alternative: str) -> None:
-    if not (0.0 < alpha < 0.5):
-        raise ValueError(f"alpha must be in (0, 0.5), got {alpha!r}")
-    if alternative not in ALTERNATIVES:
-        raise ValueError(f"alternative must be one of {ALTERNATIVES}, got {alternative!r}")
 
 
 def log_mixture_lr(z: Any, rho: Any, alternative: str = "two-sided") -> np.ndarray:
@@ -125,7 +123,7 @@ def sequential_boundary(rho: Any, alpha: float, alternative: str = "two-sided") 
     Two-sided closed form ``c = √((1+ρ)/ρ · (2·log(1/α) + log(1+ρ)))``; one-sided by root
     finding on the increasing ``log Λ(c) = log(1/α)``.
     """
-    _check(alpha, alternative)
+    check_alpha_alternative(alpha, alternative)
     rho_arr = np.asarray(rho, dtype=float)
     if alternative == "two-sided":
         return np.sqrt(
@@ -162,50 +160,6 @@ def tau_for_mde(mde: float, alpha: float = 0.05, power: float = 0.8) -> float:
         raise ValueError("mde must be a non-zero finite number")
     se_horizon = abs(mde) / (sps.norm.isf(alpha / 2) + sps.norm.isf(1 - power))
     return float(math.sqrt(optimal_rho(alpha)) * se_horizon)
-
-
-def relative_interval(
-    diff: Difference, q: float, alternative: str
-) -> tuple[float | None, Interval | None, bool, str]:
-    """Relative lift, its Fieller interval at critical value ``q``, boundedness, and a note.
-
-    Mirrors the fixed-horizon readout (the same Fieller set), so every engine reports an
-    unbounded relative interval the same way: ``None`` ends, ``bounded=False``.
-    """
-    from abkit.stats.readout import fieller_ratio_set
-
-    m_c, m_t = diff.control_mean, diff.treatment_mean
-    if m_c == 0:
-        return None, None, False, "control mean is 0: relative lift is undefined"
-    if not math.isfinite(m_t / m_c):
-        return None, None, False, "control mean is too close to 0 for a relative lift"
-    ratio_set = fieller_ratio_set(
-        m_c, m_t, diff.var_control_mean, diff.var_treatment_mean, diff.cov_means, q, alternative
-    )
-
-    def fix(x: float) -> float | None:
-        return None if math.isinf(x) else x - 1.0
-
-    rel = m_t / m_c - 1.0
-    if len(ratio_set) == 1:
-        lo, hi = fix(ratio_set[0][0]), fix(ratio_set[0][1])
-        n_inf = (lo is None) + (hi is None)
-        bounded = n_inf == (0 if alternative == "two-sided" else 1)
-        if bounded:
-            return rel, (lo, hi), True, ""
-        if n_inf < 2:
-            return (
-                rel,
-                (lo, hi),
-                False,
-                "relative-lift interval is unbounded: the control mean is not clearly away from 0",
-            )
-    return (
-        rel,
-        None,
-        False,
-        "relative-lift interval is unbounded: the control mean is not clearly away from 0",
-    )
 
 
 # --------------------------------------------------------------------------- results
@@ -310,7 +264,7 @@ def sequential_readout(
     :func:`tau_for_mde` at ``power``. Returns ``status="not enough data"`` rather than
     NaN when the standard error is zero or τ cannot be set.
     """
-    _check(alpha, alternative)
+    check_alpha_alternative(alpha, alternative)
     n_c, n_t = difference.n_control, difference.n_treatment
     se = difference.se_abs
     if not (math.isfinite(se) and se > 0):
@@ -331,19 +285,19 @@ def sequential_readout(
     p = math.exp(-max(log_lr, 0.0))
     notes = []
     if p == 0.0:
-        p = _P_FLOOR
+        p = P_FLOOR
         notes.append("p-value below the smallest representable double")
     c = float(sequential_boundary(rho, alpha, alternative))
     d = difference.abs_diff
     if alternative == "two-sided":
-        abs_ci: Interval = (d - c * se, d + c * se)
+        abs_ci = Interval(d - c * se, d + c * se)
     elif alternative == "larger":
-        abs_ci = (d - c * se, None)
+        abs_ci = Interval(d - c * se, None)
     else:
-        abs_ci = (None, d + c * se)
-    rel, rel_ci, bounded, rel_note = relative_interval(difference, c, alternative)
-    if rel_note:
-        notes.append(rel_note)
+        abs_ci = Interval(None, d + c * se)
+    rel = relative_lift_of(difference, c, alternative)
+    if rel.note:
+        notes.append(rel.note)
     notes.append(f"mSPRT, tau={tau_value:.4g} ({source})")
     return SequentialResult(
         method="msprt",
@@ -359,15 +313,33 @@ def sequential_readout(
         boundary_z=c,
         p_value=p,
         abs_ci=abs_ci,
-        rel_lift=rel,
-        rel_ci=rel_ci,
-        rel_ci_bounded=bounded,
+        rel_lift=rel.lift,
+        rel_ci=rel.ci,
+        rel_ci_bounded=rel.bounded,
         significant=p < alpha,
         n_control=n_c,
         n_treatment=n_t,
         status=OK,
         note="; ".join(notes),
     )
+
+
+class SequentialEngine:
+    """The ``"sequential"`` readout engine: the mSPRT at this look (:func:`sequential_readout`).
+
+    Options: ``tau``, ``mde``, ``mde_relative``, ``power``.
+    """
+
+    method: Method = "sequential"
+    options: frozenset[str] = frozenset({"tau", "mde", "mde_relative", "power"})
+
+    def read(
+        self, difference: Difference, base: LiftResult, options: Mapping[str, Any]
+    ) -> LiftResult:
+        result = sequential_readout(
+            difference, alpha=base.alpha, alternative=base.alternative, **options
+        )
+        return base.with_engine(result, method=self.method, label="always-valid")
 
 
 # --------------------------------------------------------------------------- series
@@ -414,7 +386,8 @@ class SequentialSeries(ResultMixin):
     def final(self) -> SequentialLook:
         return self.looks[-1]
 
-    def to_frame(self):  # type: ignore[no-untyped-def]
+    def to_frame(self) -> pd.DataFrame:
+        """One row per look."""
         import pandas as pd
 
         return pd.DataFrame([look._flat_row() for look in self.looks])
@@ -427,24 +400,38 @@ class SequentialSeries(ResultMixin):
 
 
 def _intersect(a: Interval | None, b: Interval | None) -> Interval | None:
+    """Running intersection of the confidence sequence, ``b`` the latest look's interval."""
     if a is None:
         return b
     if b is None:
         return a
-    lo = max((x for x in (a[0], b[0]) if x is not None), default=None)
-    hi = min((x for x in (a[1], b[1]) if x is not None), default=None)
-    if lo is not None and hi is not None and lo > hi:
-        # An empty intersection can only happen with probability <= α; keep the latest
-        # look's interval rather than report an impossible one.
-        return b
-    return (lo, hi)
+    # An empty intersection can only happen with probability <= α; keep the latest look's
+    # interval rather than report an impossible one.
+    return a.intersect(b) or b
+
+
+def _accumulate(
+    total: MeanStats | RatioStats | None, increment: MeanStats | RatioStats | None
+) -> MeanStats | RatioStats | None:
+    """``total + increment`` of per-period sufficient statistics (``None`` adds nothing)."""
+    if total is None:
+        return increment
+    if increment is None:
+        return total
+    if isinstance(total, MeanStats) and isinstance(increment, MeanStats):
+        return total + increment
+    if isinstance(total, RatioStats) and isinstance(increment, RatioStats):
+        return total + increment
+    raise TypeError(
+        f"cannot add {type(increment).__name__} to {type(total).__name__}: one metric type per series"
+    )
 
 
 def sequential_series(
     control_looks: Sequence[MeanStats | RatioStats | None],
     treatment_looks: Sequence[MeanStats | RatioStats | None],
     *,
-    metric_type: str,
+    metric_type: MetricType,
     alpha: float = 0.05,
     alternative: str = "two-sided",
     cumulative: bool = True,
@@ -463,7 +450,7 @@ def sequential_series(
     so the mixture does not change with the data. Looks without enough data get
     ``status="not enough data"`` and do not move the running summaries.
     """
-    _check(alpha, alternative)
+    check_alpha_alternative(alpha, alternative)
     if len(control_looks) != len(treatment_looks):
         raise ValueError("control_looks and treatment_looks must have the same length")
     if labels is not None and len(labels) != len(control_looks):
@@ -481,8 +468,7 @@ def sequential_series(
         if cumulative:
             acc_c, acc_t = c, t
         else:
-            acc_c = c if acc_c is None else (acc_c if c is None else acc_c + c)  # type: ignore[operator]
-            acc_t = t if acc_t is None else (acc_t if t is None else acc_t + t)  # type: ignore[operator]
+            acc_c, acc_t = _accumulate(acc_c, c), _accumulate(acc_t, t)
         label = labels[i] if labels is not None else str(i + 1)
         n_c = 0 if acc_c is None else acc_c.n
         n_t = 0 if acc_t is None else acc_t.n
@@ -492,7 +478,7 @@ def sequential_series(
             reason = "an arm has no data yet"
         else:
             try:
-                diff = estimate_difference(acc_c, acc_t, metric_type=metric_type, cuped=cuped)  # type: ignore[arg-type]
+                diff = estimate_difference(acc_c, acc_t, metric_type=metric_type, cuped=cuped)
             except NotEnoughDataError as exc:
                 reason = str(exc)
         result: SequentialResult | None = None
@@ -606,7 +592,7 @@ def _crossing(
     z = delta * np.sqrt(factor * t / v_n) + brownian / np.sqrt(t)
     rho = tau * tau * factor * t / v_n
     crossed = log_mixture_lr(z, rho[None, :], alternative) >= math.log(1.0 / alpha)
-    any_cross = crossed.any(axis=1)
+    any_cross = np.asarray(crossed.any(axis=1), dtype=bool)
     first = np.where(any_cross, crossed.argmax(axis=1), k - 1)
     return first, any_cross
 

@@ -17,8 +17,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from abkit.stats._render import ResultMixin
+from abkit.results import ResultMixin
 
 DEFAULT_THRESHOLD = 0.001
 
@@ -46,7 +47,7 @@ class SRMResult(ResultMixin):
     status: str
     note: str
 
-    def _flat_row(self):  # type: ignore[no-untyped-def]
+    def _flat_row(self) -> dict[str, Any]:
         return {
             "variants": ", ".join(self.variants),
             "observed": ", ".join(str(o) for o in self.observed),

@@ -16,17 +16,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any
 
 from abkit.errors import NotEnoughDataError
 
+if TYPE_CHECKING:  # pragma: no cover - numpy is imported only by from_values
+    from numpy.typing import ArrayLike
 
-def _check_finite(obj: object) -> None:
-    for f in fields(obj):  # type: ignore[arg-type]
+
+def _check_finite(obj: MeanStats | RatioStats) -> None:
+    for f in fields(obj):
         value = getattr(obj, f.name)
         if value is not None and not math.isfinite(value):
             raise ValueError(f"{type(obj).__name__}.{f.name} must be finite, got {value!r}")
-    if obj.n < 0:  # type: ignore[attr-defined]
-        raise ValueError(f"{type(obj).__name__}.n must be >= 0, got {obj.n}")  # type: ignore[attr-defined]
+    if obj.n < 0:
+        raise ValueError(f"{type(obj).__name__}.n must be >= 0, got {obj.n}")
 
 
 def _sample_cov(n: int, sum_a: float, sum_b: float, sum_ab: float) -> float:
@@ -110,7 +114,7 @@ class MeanStats:
         )
 
     @classmethod
-    def from_values(cls, y, x=None) -> MeanStats:  # type: ignore[no-untyped-def]
+    def from_values(cls, y: ArrayLike, x: ArrayLike | None = None) -> MeanStats:
         """Build from raw per-unit values (tests, simulations, small data)."""
         import numpy as np
 
@@ -252,7 +256,13 @@ class RatioStats:
         )
 
     @classmethod
-    def from_values(cls, num, den, pre_num=None, pre_den=None) -> RatioStats:  # type: ignore[no-untyped-def]
+    def from_values(
+        cls,
+        num: ArrayLike,
+        den: ArrayLike,
+        pre_num: ArrayLike | None = None,
+        pre_den: ArrayLike | None = None,
+    ) -> RatioStats:
         """Build from raw per-unit values; ``pre_num`` and ``pre_den`` (given together) are
         the pre-period numerator and denominator used by ratio CUPED."""
         import numpy as np
@@ -261,7 +271,7 @@ class RatioStats:
         d = np.asarray(den, dtype=float)
         if y.shape != d.shape:
             raise ValueError("numerator and denominator must have the same shape")
-        base = dict(
+        base: dict[str, Any] = dict(
             n=int(y.size),
             num_sum=float(y.sum()),
             num_sum_sq=float((y * y).sum()),
@@ -270,7 +280,7 @@ class RatioStats:
             num_den_sum=float((y * d).sum()),
         )
         if pre_num is None and pre_den is None:
-            return cls(**base)  # type: ignore[arg-type]
+            return cls(**base)
         if pre_num is None or pre_den is None:
             raise ValueError("pre_num and pre_den must be given together")
         x = np.asarray(pre_num, dtype=float)
@@ -278,7 +288,7 @@ class RatioStats:
         if x.shape != y.shape or e.shape != y.shape:
             raise ValueError("pre_num and pre_den must have the shape of num")
         return cls(
-            **base,  # type: ignore[arg-type]
+            **base,
             pre_num_sum=float(x.sum()),
             pre_num_sum_sq=float((x * x).sum()),
             pre_den_sum=float(e.sum()),

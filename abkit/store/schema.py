@@ -3,15 +3,16 @@
 Timestamps are UTC epoch microseconds in BIGINT columns named ``*_us``. Integer time makes
 windows (``ts_us - first_us <= window``) and daily buckets (``ts_us // 86_400_000_000``)
 the same arithmetic on SQLite, PostgreSQL, DuckDB and warehouses, so one query gives
-identical answers everywhere; :func:`to_us` and :func:`from_us` convert.
+identical answers everywhere; :mod:`abkit.timeutil` converts.
 
-Every table name carries the ``abkit_`` prefix so the store can share a warehouse schema.
+Every table name carries a prefix (``abkit_`` unless the store is opened with another) and
+may live in a named database schema, so the store can share a warehouse with other tables.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
 
 from sqlalchemy import (
     BigInteger,
@@ -26,28 +27,12 @@ from sqlalchemy import (
     Text,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Version 1: the initial schema. Version 2: ingest batches gained ``params_hash``, ``owner``,
-``heartbeat_at_us`` and ``message`` (resumable, claimable batches; see ``abkit.store.migrations``)."""
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-MICROS_PER_DAY = 86_400_000_000
-
-
-def to_us(moment: datetime) -> int:
-    """UTC epoch microseconds of a timezone-aware datetime (exact, no float rounding)."""
-    if moment.tzinfo is None:
-        raise ValueError("naive datetime: give a timezone-aware one")
-    delta = moment - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def from_us(micros: int) -> datetime:
-    """Inverse of :func:`to_us`: a UTC datetime."""
-    from datetime import timedelta
-
-    return _EPOCH + timedelta(microseconds=int(micros))
-
+``heartbeat_at_us`` and ``message`` (resumable, claimable batches). Version 3: batches keep
+their ``params`` (column map, time zone), quarantined rows a resolved state
+(``resolved_at_us``, ``resolved_batch_id``), and the events index on (unit, type, time)
+covers ``value``. See ``abkit.store.migrations``."""
 
 # Lengths bound what a row may hold; validation rejects longer values with a message
 # before they reach the database (PostgreSQL would raise, SQLite would store anything).
@@ -55,10 +40,15 @@ KEY_LENGTH = 255
 ID_LENGTH = 255
 EVENT_ID_LENGTH = 128
 
+DEFAULT_PREFIX = "abkit_"
+# Prefixes and schema names are identifiers, quoted by SQLAlchemy anyway; the pattern
+# keeps them portable (unquoted-safe everywhere) and short enough for index names.
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,39}")
+
 
 @dataclass(frozen=True)
 class Tables:
-    """The store's tables, built on one ``MetaData``."""
+    """The store's tables, built on one ``MetaData``, with the prefix and schema they use."""
 
     metadata: MetaData
     meta: Table
@@ -68,37 +58,57 @@ class Tables:
     events: Table
     quarantine: Table
     ingest_batches: Table
+    prefix: str = DEFAULT_PREFIX
+    schema: str | None = None
 
 
-def build_tables(*, sequences: bool = False) -> Tables:
-    """The tables on a fresh ``MetaData``.
+def check_identifier(value: str, what: str) -> str:
+    """``value`` if it is a portable SQL identifier (letters, digits, ``_``), else ValueError."""
+    if not _IDENTIFIER.fullmatch(value):
+        raise ValueError(
+            f"{what} {value!r} must be letters, digits and underscores (at most 40, "
+            "not starting with a digit)"
+        )
+    return value
+
+
+def build_tables(
+    *, prefix: str = DEFAULT_PREFIX, schema: str | None = None, sequences: bool = False
+) -> Tables:
+    """The tables on a fresh ``MetaData``: ``{prefix}events`` etc., in ``schema`` if given.
 
     ``sequences=True`` gives the two surrogate keys explicit sequences, for engines such
     as DuckDB that have no SERIAL/AUTOINCREMENT; SQLite and PostgreSQL use their native
     autoincrement (so existing stores need no sequence objects).
     """
 
+    if prefix:
+        check_identifier(prefix, "table prefix")
+    if schema is not None:
+        check_identifier(schema, "schema")
+    p = prefix
+
     def surrogate_key(table: str) -> Column:
         if sequences:
             return Column("id", Integer, Sequence(f"{table}_id_seq"), primary_key=True)
         return Column("id", Integer, primary_key=True, autoincrement=True)
 
-    metadata = MetaData()
+    metadata = MetaData(schema=schema)
     meta = Table(
-        "abkit_meta",
+        f"{p}meta",
         metadata,
         Column("key", String(64), primary_key=True),
         Column("value", Text, nullable=False),
     )
     experiments = Table(
-        "abkit_experiments",
+        f"{p}experiments",
         metadata,
         Column("key", String(KEY_LENGTH), primary_key=True),
         Column("config", Text, nullable=False),  # JSON of Experiment.to_dict()
         Column("updated_at_us", BigInteger, nullable=False),
     )
     exposures = Table(
-        "abkit_exposures",
+        f"{p}exposures",
         metadata,
         Column("event_id", String(EVENT_ID_LENGTH), primary_key=True),
         Column("experiment", String(KEY_LENGTH), nullable=False),
@@ -107,19 +117,19 @@ def build_tables(*, sequences: bool = False) -> Tables:
         Column("ts_us", BigInteger, nullable=False),
         Column("content_hash", String(32), nullable=False),
         Column("batch_id", Integer, nullable=False),
-        Index("ix_abkit_exposures_experiment_unit", "experiment", "unit_id", "ts_us"),
-        Index("ix_abkit_exposures_experiment_variant", "experiment", "variant"),
+        Index(f"ix_{p}exposures_experiment_unit", "experiment", "unit_id", "ts_us"),
+        Index(f"ix_{p}exposures_experiment_variant", "experiment", "variant"),
     )
     exposure_attributes = Table(
-        "abkit_exposure_attributes",
+        f"{p}exposure_attributes",
         metadata,
         Column("event_id", String(EVENT_ID_LENGTH), primary_key=True),
         Column("name", String(KEY_LENGTH), primary_key=True),
         Column("value", Text, nullable=True),
-        Index("ix_abkit_exposure_attributes_name", "name", "event_id"),
+        Index(f"ix_{p}exposure_attributes_name", "name", "event_id"),
     )
     events = Table(
-        "abkit_events",
+        f"{p}events",
         metadata,
         Column("event_id", String(EVENT_ID_LENGTH), primary_key=True),
         Column("unit_id", String(ID_LENGTH), nullable=False),
@@ -130,13 +140,15 @@ def build_tables(*, sequences: bool = False) -> Tables:
         Column("properties", Text, nullable=True),  # JSON text
         Column("content_hash", String(32), nullable=False),
         Column("batch_id", Integer, nullable=False),
-        Index("ix_abkit_events_unit_type_ts", "unit_id", "event_type", "ts_us"),
-        Index("ix_abkit_events_type_ts", "event_type", "ts_us"),
+        # v3: covering (value included) for the analysis join on unit and event type, which
+        # reads ts_us and value; it replaces v2's (unit_id, event_type, ts_us), its prefix.
+        Index(f"ix_{p}events_unit_type_ts_value", "unit_id", "event_type", "ts_us", "value"),
+        Index(f"ix_{p}events_type_ts", "event_type", "ts_us"),
     )
     quarantine = Table(
-        "abkit_quarantine",
+        f"{p}quarantine",
         metadata,
-        surrogate_key("abkit_quarantine"),
+        surrogate_key(f"{p}quarantine"),
         Column("batch_id", Integer, nullable=False),
         Column("source", Text, nullable=False),
         Column("row_number", BigInteger, nullable=True),
@@ -145,14 +157,17 @@ def build_tables(*, sequences: bool = False) -> Tables:
         Column("reason", Text, nullable=False),
         Column("field", String(KEY_LENGTH), nullable=True),
         Column("quarantined_at_us", BigInteger, nullable=False),
-        Index("ix_abkit_quarantine_batch", "batch_id"),
-        Index("ix_abkit_quarantine_reason", "reason_code"),
-        Index("ix_abkit_quarantine_source", "source", "batch_id"),
+        # v3: set when the row was later accepted (a fixed export re-ingested).
+        Column("resolved_at_us", BigInteger, nullable=True),
+        Column("resolved_batch_id", Integer, nullable=True),
+        Index(f"ix_{p}quarantine_batch", "batch_id"),
+        Index(f"ix_{p}quarantine_reason", "reason_code"),
+        Index(f"ix_{p}quarantine_source", "source", "batch_id"),
     )
     ingest_batches = Table(
-        "abkit_ingest_batches",
+        f"{p}ingest_batches",
         metadata,
-        surrogate_key("abkit_ingest_batches"),
+        surrogate_key(f"{p}ingest_batches"),
         Column("source", Text, nullable=False),
         Column("kind", String(16), nullable=False),
         Column("path", Text, nullable=True),
@@ -172,8 +187,11 @@ def build_tables(*, sequences: bool = False) -> Tables:
         Column("owner", String(255), nullable=True),
         Column("heartbeat_at_us", BigInteger, nullable=True),
         Column("message", Text, nullable=True),  # why a batch failed, or a note
-        Index("ix_abkit_ingest_batches_source", "source", "id"),
-        Index("ix_abkit_ingest_batches_content", "content_hash", "status"),
+        # v3: JSON of the options that shaped the rows (column map, time zone, kind), so an
+        # export of its quarantined rows can be written in abkit's own terms.
+        Column("params", Text, nullable=True),
+        Index(f"ix_{p}ingest_batches_source", "source", "id"),
+        Index(f"ix_{p}ingest_batches_content", "content_hash", "status"),
     )
     return Tables(
         metadata=metadata,
@@ -184,7 +202,6 @@ def build_tables(*, sequences: bool = False) -> Tables:
         events=events,
         quarantine=quarantine,
         ingest_batches=ingest_batches,
+        prefix=prefix,
+        schema=schema,
     )
-
-
-TABLES = build_tables()

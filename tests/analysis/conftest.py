@@ -47,3 +47,29 @@ def write_rows(
 def any_url(request: pytest.FixtureRequest) -> str:
     """Run a test on SQLite, PostgreSQL and DuckDB."""
     return request.getfixturevalue(f"{request.param}_url")
+
+
+def fetch(
+    store: Store,
+    experiment: str,
+    metrics: Any,
+    *,
+    end_us: int | None = None,
+    since_us: int | None = None,
+    ratio_cuped: bool = False,
+    **kwargs: Any,
+) -> Any:
+    """``abkit.analysis.sql.fetch_aggregates`` on ``store`` (ratio CUPED sums on request)."""
+    from abkit.analysis import sql
+    from abkit.analysis.runner import SQLAlchemyRunner
+    from abkit.analysis.sources import store_relations
+
+    with store.engine.connect() as conn:
+        return sql.fetch_aggregates(
+            SQLAlchemyRunner(conn),
+            store_relations(store.tables),
+            sql.Scope(experiment, end_us=end_us, since_us=since_us),
+            metrics,
+            cuped=ratio_cuped,
+            **kwargs,
+        )

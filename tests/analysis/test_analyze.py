@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from abkit.analysis.analyze import AnalysisResult, analyze
-from abkit.analysis.simulate import TrueEffect, load_simulation, simulate_experiment
 from abkit.errors import ConfigError, NotEnoughDataError
-from abkit.metrics.definitions import MICROS_PER_HOUR
+from abkit.simulate import TrueEffect, load_simulation, simulate_experiment
+from abkit.timeutil import MICROS_PER_HOUR
 
 WINDOW_US = 7 * 24 * MICROS_PER_HOUR
 
@@ -156,6 +156,71 @@ def test_result_views(effect_result):
     assert len(days) == 14
     last = [d for d in effect_result.daily if d.date == max(days) and d.metric == "conversion_rate"]
     assert sum(d.n for d in last) == sum(effect_result.experiment.units.values())
+    # identifying columns first, the rest in a second frame keyed by metric and variant
+    assert list(frame.columns[:5]) == ["metric", "variant", "role", "type", "unit"]
+    details = effect_result.details_frame()
+    assert list(details.columns[:2]) == ["metric", "variant"] and "n_control" in details.columns
+    assert not set(frame.columns[2:]) & set(details.columns)
+    # the notebook view rounds figures; the data keep full precision
+    assert "0.0996629270010565" not in html and len(str(frame.p_value.iloc[0])) > 6
+
+
+def test_result_is_self_contained_for_a_report(effect, effect_result):
+    sim, _ = effect
+    info = effect_result.metric_info("revenue_per_user")
+    assert (info.type, info.unit, info.role, info.direction) == (
+        "mean",
+        "currency",
+        "secondary",
+        "higher",
+    )
+    assert info.definition["numerator"] == {"event": ["purchase"], "aggregate": "sum"}
+    assert effect_result.metric_info("conversion_rate").unit == "percent"
+    facts = effect_result.experiment
+    assert facts.payloads == {v.name: v.payload for v in sim.experiment.variants}
+    assert facts.status == sim.experiment.status and facts.tags == ("simulation",)
+    assert facts.source == "abkit store" and facts.since is None and facts.until is None
+    plan = effect_result.plan
+    assert plan is not None and plan.metric == "conversion_rate" and plan.mde == 0.15
+    assert plan.n_total and plan.units_collected == sum(facts.units.values())
+    decision = effect_result.decision
+    assert decision.basis == "primary_better"
+    assert decision.decided_by == ("conversion_rate", "treatment")
+    assert {g.status for g in effect_result.guardrails} <= {"pass", "fail", "inconclusive"}
+
+
+def test_as_of_readout_reads_the_data_before_until(effect):
+    from datetime import timedelta
+
+    from abkit.simulate import DEFAULT_START
+
+    sim, url = effect
+    until = DEFAULT_START + timedelta(days=5)
+    early = analyze(url, sim.experiment.key, list(sim.metrics), until=until.isoformat())
+    full = analyze(url, sim.experiment.key, list(sim.metrics))
+    assert early.experiment.until == until.isoformat()
+    assert early.experiment.last_exposure < until.isoformat() < full.experiment.last_exposure
+    assert sum(early.experiment.units.values()) < sum(full.experiment.units.values())
+    # the as-of readout equals an experiment that ended at that moment
+    ended = sim.experiment.__class__.from_dict(
+        {**sim.experiment.to_dict(), "end": until.isoformat()}
+    )
+    same = analyze(url, ended, list(sim.metrics))
+    assert same.to_dict()["arm_stats"] == early.to_dict()["arm_stats"]
+    late = analyze(url, sim.experiment.key, list(sim.metrics), since="2026-01-10")
+    assert late.experiment.first_exposure >= "2026-01-10"
+    assert late.experiment.since == "2026-01-10T00:00:00+00:00"
+    with pytest.raises(ConfigError, match="no time zone"):
+        analyze(url, sim.experiment.key, until="2026-01-10T05:00:00")
+    with pytest.raises(ConfigError, match="since must be before until"):
+        analyze(url, sim.experiment.key, since="2026-01-10", until="2026-01-09")
+
+
+def test_unknown_segment_lists_the_attributes(effect):
+    sim, url = effect
+    with pytest.raises(ConfigError, match=r"'plattform'.*country, platform") as info:
+        analyze(url, sim.experiment.key, segments=["plattform"])
+    assert info.value.location.field == "segments"
 
 
 def test_planted_srm_is_caught_and_blocks_the_decision(tmp_path_factory):
@@ -207,7 +272,7 @@ def test_planted_guardrail_breach_rolls_back(tmp_path_factory):
         seed=5,
     )
     result = analyze(url, sim.experiment.key, list(sim.metrics))
-    breach = [g for g in result.guardrails if g.status == "breached"]
+    breach = [g for g in result.guardrails if g.status == "fail"]
     assert [g.metric for g in breach] == ["errors_per_user"]
     assert result.decision.verdict == "roll back"
     assert any("errors_per_user" in r for r in result.decision.reasons)
@@ -217,7 +282,7 @@ def test_planted_guardrail_breach_rolls_back(tmp_path_factory):
     # a Bayesian readout has no p-value; the breach is explained by its credible interval
     bayes = analyze(url, sim.experiment.key, list(sim.metrics), method="bayesian")
     assert bayes.decision.verdict == "roll back"
-    bayes_breach = [g for g in bayes.guardrails if g.status == "breached"]
+    bayes_breach = [g for g in bayes.guardrails if g.status == "fail"]
     assert [g.metric for g in bayes_breach] == ["errors_per_user"]
     assert "interval" in bayes_breach[0].reason and "excludes 0" in bayes_breach[0].reason
 
@@ -356,7 +421,7 @@ def test_guardrail_margins_use_noninferiority(effect, tmp_path_factory):
     # no true harm: a 10% margin is shown to hold, so the winner ships
     shipped = analyze(url, sim.experiment.key, [*base, errors.with_(margin=0.10)])
     (check,) = shipped.guardrails
-    assert (check.status, check.test, check.margin) == ("ok", "non-inferiority", 0.10)
+    assert (check.status, check.test, check.margin) == ("pass", "non-inferiority", 0.10)
     assert shipped.decision.verdict == "ship"
     # a 0.5% margin cannot be shown with this sample: the win waits for more data
     waiting = analyze(url, sim.experiment.key, [*base, errors.with_(margin=0.005)])
@@ -374,7 +439,7 @@ def test_guardrail_margins_use_noninferiority(effect, tmp_path_factory):
     )
     metrics = [m.with_(margin=0.05) if m.role == "guardrail" else m for m in harmed.metrics]
     result = analyze(harmed_url, harmed.experiment.key, metrics)
-    assert result.guardrails[0].status == "breached"
+    assert result.guardrails[0].status == "fail"
     assert result.decision.verdict == "roll back"
 
 
@@ -412,3 +477,126 @@ def test_python_memory_does_not_grow_with_units(effect, tmp_path_factory):
             tracemalloc.stop()
     # 5x the units (and events) may not cost more than noise: +25% or +300 kB
     assert peaks[1] < 1.25 * peaks[2] + 300_000, peaks
+
+
+def test_small_counts_use_the_exact_test(tmp_path):
+    """0 conversions in control: the Wald test is anti-conservative; the exact test decides."""
+    from abkit.metrics import proportion
+    from abkit.stats.readout import compare
+    from abkit.stats.sufficient import MeanStats
+
+    from .conftest import HOUR, T0, store_for, write_rows
+
+    store = store_for(f"sqlite:///{tmp_path / 'small.db'}")
+    ex, ev = [], []
+    for i in range(60):
+        variant = "control" if i < 30 else "treatment"
+        ex.append(
+            {
+                "event_id": f"x{i}",
+                "experiment": "e",
+                "unit_id": f"u{i}",
+                "variant": variant,
+                "ts_us": T0 + i,
+            }
+        )
+        if i >= 55:  # 5 conversions in treatment, none in control
+            ev.append(
+                {
+                    "event_id": f"p{i}",
+                    "unit_id": f"u{i}",
+                    "event_type": "purchase",
+                    "value": 1.0,
+                    "ts_us": T0 + i + HOUR,
+                }
+            )
+    write_rows(store, ex, ev)
+    result = analyze(store, "e", [proportion("conv", "purchase", role="primary")])
+    (r,) = result.metrics
+    assert r.method == "exact"
+    control, treatment = MeanStats(30, 0.0, 0.0), MeanStats(30, 5.0, 5.0)
+    exact = compare(control, treatment, metric_type="proportion", method="exact")
+    wald = compare(control, treatment, metric_type="proportion")
+    assert r.p_value == exact.p_value and wald.p_value < r.p_value  # Wald: anti-conservative
+
+
+def test_quantile_latency_guardrail(tmp_path):
+    """p95 latency of clustered requests: the readout equals abkit.stats.quantile on the
+    same events, a slower treatment fails the guardrail, and no daily series is invented."""
+    from abkit.metrics import proportion, quantile
+    from abkit.stats.quantile import compare_quantiles, quantile_stats_from_events
+
+    from .conftest import HOUR, T0, store_for, write_rows
+
+    rng = np.random.default_rng(21)
+    ex, ev = [], []
+    latencies = {"control": ([], []), "treatment": ([], [])}
+    for i in range(600):
+        variant = "control" if i % 2 else "treatment"
+        unit = f"u{i}"
+        ex.append(
+            {
+                "event_id": f"x{i}",
+                "experiment": "lat",
+                "unit_id": unit,
+                "variant": variant,
+                "ts_us": T0 + i * 1000,
+            }
+        )
+        slow = 1.3 if variant == "treatment" else 1.0
+        for j in range(int(rng.integers(1, 6))):
+            value = round(float(rng.lognormal(4.0, 0.4)) * slow, 3)
+            ev.append(
+                {
+                    "event_id": f"r{i}-{j}",
+                    "unit_id": unit,
+                    "event_type": "request",
+                    "value": value,
+                    "ts_us": T0 + i * 1000 + j + 1,
+                }
+            )
+            latencies[variant][0].append(value)
+            latencies[variant][1].append(unit)
+        if rng.random() < 0.2:
+            ev.append(
+                {
+                    "event_id": f"p{i}",
+                    "unit_id": unit,
+                    "event_type": "purchase",
+                    "value": 10.0,
+                    "ts_us": T0 + i * 1000 + HOUR,
+                }
+            )
+    store = store_for(f"sqlite:///{tmp_path / 'lat.db'}")
+    write_rows(store, ex, ev)
+    p95 = quantile("p95_latency", "request", 0.95)
+    result = analyze(store, "lat", [proportion("conv", "purchase", role="primary"), p95])
+    readout = next(r for r in result.metrics if r.metric == "p95_latency")
+    want = compare_quantiles(
+        quantile_stats_from_events(*latencies["control"], 0.95),
+        quantile_stats_from_events(*latencies["treatment"], 0.95),
+    )
+    assert readout.treatment_mean == want.treatment_quantile
+    assert readout.p_value == pytest.approx(want.p_value, rel=1e-12)
+    assert readout.rel_lift == pytest.approx(0.3, abs=0.1)
+    (check,) = result.guardrails
+    assert check.status == "fail" and result.decision.verdict == "roll back"
+    assert result.decision.decided_by == ("p95_latency", "treatment")
+    assert not [d for d in result.daily if d.metric == "p95_latency"]
+    assert result.metric_info("p95_latency").definition["probability"] == 0.95
+
+
+def test_confidence_sequence_is_planned_from_the_primary_metric(effect):
+    sim, url = effect
+    metrics = _planned_for(sim.metrics, 0.15)
+    result = analyze(url, sim.experiment.key, metrics, method="confseq")
+    primary = next(r for r in result.metrics if r.metric == "conversion_rate")
+    assert primary.method == "confseq" and primary.status == "ok"
+    fixed = next(r for r in _fixed(effect, metrics).metrics if r.metric == "conversion_rate")
+    # always valid, hence wider than the fixed-horizon interval at the same data
+    assert primary.abs_ci.upper - primary.abs_ci.lower > fixed.abs_ci.upper - fixed.abs_ci.lower
+
+
+def _fixed(effect, metrics):
+    sim, url = effect
+    return analyze(url, sim.experiment.key, metrics)

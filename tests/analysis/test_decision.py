@@ -21,7 +21,7 @@ def prop(n, k):
 
 
 def lift(metric, control, treatment, variant="treatment"):
-    return compare(control, treatment, metric_type=metric.kind, metric=metric.name, variant=variant)
+    return compare(control, treatment, metric_type=metric.type, metric=metric.name, variant=variant)
 
 
 # a 10% control rate needs ~113k units (both arms) for a 5% relative change: 200k is past
@@ -71,8 +71,19 @@ SAFE = guardrail_check(
 
 
 def test_guardrail_direction():
-    assert HARM.status == "breached" and "significantly worse" in HARM.reason
-    assert SAFE.status == "ok"  # fewer errors is an improvement, never a breach
+    assert HARM.status == "fail" and "significantly worse" in HARM.reason
+    assert SAFE.status == "pass"  # fewer errors is an improvement, never a breach
+
+
+def test_guardrail_without_margin_passes_only_when_harm_beyond_the_mde_is_ruled_out():
+    # +2% errors with a wide interval: no significant harm, but a 5% harm is not ruled out
+    wide = guardrail_check(
+        lift(ERRORS, errors(400, 0.5), errors(400, 0.51)), ERRORS, "treatment", 0.05
+    )
+    assert wide.status == "inconclusive" and wide.evaluated and not wide.holds_ship
+    assert wide.rel_ci is not None and wide.rel_ci.upper > 0.05  # the harmful end
+    assert SAFE.rel_ci is not None and SAFE.rel_ci.upper <= 0.05
+    assert run({"treatment": WIN}, [wide]).verdict == "ship"  # only a margin holds a ship
 
 
 def test_rules_in_order():
@@ -246,7 +257,7 @@ def test_impact_is_projected_for_the_best_arm_in_the_metric_direction():
 def test_an_unevaluated_guardrail_is_named_in_the_reasons():
     empty = lift(ERRORS, errors(1, 0.5), errors(1, 0.5))  # one unit per arm: no variance
     check = guardrail_check(empty, ERRORS, "treatment", 0.05)
-    assert check.status == "not enough data"
+    assert (check.status, check.evaluated) == ("inconclusive", False)
     d = run({"treatment": WIN}, [check])
     assert d.verdict == "ship"
     assert any("could not be evaluated" in r and "errors" in r for r in d.reasons)

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from abkit.analysis.analyze import analyze
-from abkit.analysis.simulate import TrueEffect, load_simulation, simulate_experiment
+from abkit.simulate import TrueEffect, load_simulation, simulate_experiment
 
 from .conftest import store_for
 

@@ -6,14 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from abkit.analysis import sql
 from abkit.analysis.analyze import analyze
-from abkit.analysis.simulate import TrueEffect, load_simulation, simulate_experiment
 from abkit.metrics.definitions import mean, ratio
+from abkit.simulate import TrueEffect, load_simulation, simulate_experiment
 from abkit.stats.estimators import estimate_difference
 from abkit.stats.sufficient import MeanStats, RatioStats
 
-from .conftest import DAY, HOUR, T0, store_for, write_rows
+from .conftest import DAY, HOUR, T0, fetch, store_for, write_rows
 
 METRICS = (
     ratio("aov", ("purchase", "sum"), ("purchase", "count"), window="7d"),
@@ -82,8 +81,7 @@ def loaded(any_url):
 
 
 def _fetch(store, **kwargs):
-    with store.engine.connect() as conn:
-        return sql.fetch_aggregates(conn, store.tables, "exp", METRICS, **kwargs)[None]
+    return fetch(store, "exp", METRICS, **kwargs)[None]
 
 
 def test_pre_period_ratio_sums_match_hand_computation(loaded):
@@ -144,10 +142,10 @@ def test_analyze_applies_ratio_cuped(simulated):
     assert aov_on.variance_reduction > 0.01, aov_on.variance_reduction
     assert not aov_off.cuped and aov_off.variance_reduction is None
     # a narrower interval, still around the planted truth
-    width = lambda r: r.abs_ci[1] - r.abs_ci[0]  # noqa: E731
+    width = lambda r: r.abs_ci.upper - r.abs_ci.lower  # noqa: E731
     assert width(aov_on) < width(aov_off)
     truth = sim.true_lift("average_order_value", aov_on.variant)
-    assert aov_on.abs_ci[0] <= truth <= aov_on.abs_ci[1]
+    assert aov_on.abs_ci.lower <= truth <= aov_on.abs_ci.upper
     # the readout is exactly the estimator on the arm statistics the query returned
     arms = on.arm_stats["average_order_value"]
     c, t = arms["control"], arms[aov_on.variant]

@@ -10,11 +10,12 @@ import pytest
 from sqlalchemy import func, inspect, select
 
 from abkit.analysis import sql
+from abkit.analysis.sources import store_relations
 from abkit.metrics.definitions import mean, proportion, ratio
 from abkit.metrics.library import builtin_metric
 from abkit.stats.sufficient import MeanStats, RatioStats
 
-from .conftest import DAY, HOUR, T0, store_for, write_rows
+from .conftest import DAY, HOUR, T0, fetch, store_for, write_rows
 
 W = "7d"
 METRICS = (
@@ -90,8 +91,7 @@ def loaded(any_url):
 
 
 def _fetch(store, experiment="exp", metrics=METRICS, **kwargs):
-    with store.engine.connect() as conn:
-        return sql.fetch_aggregates(conn, store.tables, experiment, metrics, **kwargs)
+    return fetch(store, experiment, metrics, **kwargs)
 
 
 def test_per_arm_sums_match_hand_computation(loaded):
@@ -148,11 +148,11 @@ def test_daily_series_is_cumulative_by_day_of_first_exposure(loaded):
 
 
 def test_contamination_is_counted(loaded):
-    with loaded.engine.connect() as conn:
-        rows = conn.execute(sql.exposure_counts_query(loaded.tables, "exp")).all()
-    by = {r.variant: (r.units, r.multi, r.rows) for r in rows}
+    agg = _fetch(loaded)[None]
     # d's smallest variant name is "control": it is counted there, and excluded
-    assert by == {"control": (3, 1, 5.0), "treatment": (2, 0, 2.0)}
+    assert agg.contaminated == {"control": 1}
+    assert agg.units == {"control": 2, "treatment": 2}
+    assert (agg.first_us, agg.last_us) == (T0 + HOUR, T0 + 49 * HOUR)
 
 
 def test_segments_use_the_first_exposure_attribute(loaded):
@@ -179,8 +179,9 @@ def test_hostile_names_are_data_not_sql(any_url):
     write_rows(store, *_rows(experiment=key, purchase=kind))
     metric = mean("rev'; DROP TABLE abkit_exposures; --", kind, window=W, cap_percentile=50)
     with store.engine.connect() as conn:
-        compiled = str(sql.aggregates_query(store.tables, key, [metric]).compile(conn))
-        agg = sql.fetch_aggregates(conn, store.tables, key, [metric])[None]
+        stmt = sql.aggregates_query(store_relations(store.tables), sql.Scope(key), [metric])
+        compiled = str(stmt.compile(conn))
+    agg = fetch(store, key, [metric])[None]
     assert "DROP" not in compiled and "DELETE" not in compiled  # values travel as parameters
     assert agg.units == {"control": 2, "treatment": 2}
     assert agg.metrics[metric.name]["control"].stats.sum == 40.0
@@ -188,3 +189,40 @@ def test_hostile_names_are_data_not_sql(any_url):
     assert {"abkit_events", "abkit_exposures"} <= names
     with store.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(store.tables.events)).scalar() == 16
+
+
+@pytest.mark.parametrize("probability", [0.5, 0.95])
+def test_quantile_passes_equal_the_python_reference(any_url, probability):
+    """Clustered events (units with 1 to 6 events): the three database passes give the
+    QuantileStats of abkit.stats.quantile's reference, on every dialect."""
+    import numpy as np
+
+    from abkit.analysis.runner import SQLAlchemyRunner
+    from abkit.stats.quantile import quantile_stats_from_events
+
+    rng = np.random.default_rng(8)
+    ex, ev, truth = [], [], {"control": ([], []), "treatment": ([], [])}
+    for i in range(120):
+        variant = "control" if i % 2 else "treatment"
+        unit = f"u{i}"
+        ex.append(_ex(f"x{i}", unit, variant, T0 + i))
+        for j in range(int(rng.integers(1, 7))):
+            value = float(np.round(rng.lognormal(3.0, 0.5), 3))
+            ev.append(_ev(f"e{i}-{j}", unit, "request", T0 + i + j + 1, value))
+            truth[variant][0].append(value)
+            truth[variant][1].append(unit)
+        ev.append(_ev(f"n{i}", unit, "request", T0 + i + 50))  # no value: not counted
+    ev.append(_ev("late", "u0", "request", T0 + 30 * DAY, 1e9))  # outside the 7-day window
+    store = store_for(any_url)
+    write_rows(store, ex, ev)
+    metric = mean("latency", "request", window=W)
+    with store.engine.connect() as conn:
+        got = sql.quantile_stats(
+            SQLAlchemyRunner(conn),
+            store_relations(store.tables),
+            sql.Scope("exp"),
+            metric,
+            probability,
+        )
+    for variant, (values, units) in truth.items():
+        assert got[variant] == quantile_stats_from_events(values, units, probability)

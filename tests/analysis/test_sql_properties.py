@@ -10,6 +10,8 @@ from sqlalchemy import create_engine, insert
 from sqlalchemy.pool import StaticPool
 
 from abkit.analysis import sql
+from abkit.analysis.runner import SQLAlchemyRunner
+from abkit.analysis.sources import store_relations
 from abkit.metrics.definitions import mean, proportion, ratio
 from abkit.store.store import Store
 
@@ -108,7 +110,9 @@ def test_sql_matches_python(data):
         if ev:
             conn.execute(insert(t.events), ev)
     with engine.connect() as conn:
-        got = sql.fetch_aggregates(conn, t, "e", METRICS).get(None)
+        got = sql.fetch_aggregates(
+            SQLAlchemyRunner(conn), store_relations(t), sql.Scope("e"), METRICS, cuped=False
+        ).get(None)
     want = reference(data)
     if got is None:
         assert all(not arms for arms in want.values())

@@ -15,6 +15,7 @@ from abkit.assignment import (
     add_exposure_hook,
     assign,
     assign_many,
+    configure_exposure_dedup,
     exposure_hook_errors,
     remove_exposure_hook,
 )
@@ -117,3 +118,61 @@ def test_default_timestamp_is_now_utc():
     assign(Experiment("r", variants=["a", "b"]), "u1")
     assert before <= got[0].timestamp <= datetime.now(timezone.utc)
     assert got[0].timestamp.tzinfo == timezone.utc
+
+
+def test_a_unit_is_exposed_once_per_variant_per_process():
+    got: list[ExposureRecord] = []
+    add_exposure_hook(got.append)
+    full = Experiment("dedup", variants=["control", "treatment"])
+    for _ in range(5):
+        for u in ("u1", "u2", "u3"):
+            assign(full, u)
+    assert sorted(r.unit_id for r in got) == ["u1", "u2", "u3"]
+    # a new version of the experiment (here re-randomised) starts a new memory
+    moved = Experiment("dedup", variants=["control", "treatment"], salt="v2")
+    for _ in range(3):
+        for u in ("u1", "u2", "u3"):
+            assign(moved, u)
+    assert len(got) == 6
+
+
+def test_the_dedup_memory_is_bounded_and_forgets_the_oldest():
+    got: list[ExposureRecord] = []
+    add_exposure_hook(got.append)
+    configure_exposure_dedup(100)
+    try:
+        full = Experiment("lru", variants=["control", "treatment"])
+        for i in range(1000):
+            assign(full, f"u{i}")
+        plan = full._plan
+        assert len(plan.exposed) + len(plan.exposed_old) <= 100
+        assign(full, "u999")  # recent: remembered
+        assign(full, "u0")  # long evicted: fires again (a repeat, never a missed first)
+        assert len(got) == 1001 and got[-1].unit_id == "u0"
+        # a key that keeps coming back survives any number of rotations
+        for i in range(1000, 1300):
+            assign(full, f"u{i}")
+            assign(full, "u0")
+        assert sum(r.unit_id == "u0" for r in got) == 2
+    finally:
+        configure_exposure_dedup()
+
+
+def test_dedup_can_be_turned_off_and_new_hooks_see_every_unit():
+    first: list[ExposureRecord] = []
+    add_exposure_hook(first.append)
+    full = Experiment("off", variants=["control", "treatment"])
+    assign(full, "u1")
+    second: list[ExposureRecord] = []
+    add_exposure_hook(second.append)  # a new hook (a new Tracker) has seen nothing
+    assign(full, "u1")
+    assert [r.unit_id for r in second] == ["u1"] and len(first) == 2
+    configure_exposure_dedup(0)
+    try:
+        assign(full, "u1")
+        assign(full, "u1")
+        assert len(second) == 3
+    finally:
+        configure_exposure_dedup()
+    with pytest.raises(ValueError):
+        configure_exposure_dedup(-1)

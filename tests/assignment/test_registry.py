@@ -197,3 +197,171 @@ def test_toml_without_tomllib_gives_a_clear_message(tmp_path, monkeypatch):
 
 
 AB_JSON = ["control", "treatment"]
+
+
+# --- hostile files: a located ConfigError, never an unexpected exception ---------------
+def _rule(depth: int) -> dict:
+    rule: dict = {"attr": "a", "eq": 1}
+    for _ in range(depth):
+        rule = {"not": rule}
+    return rule
+
+
+HOSTILE = {
+    "deep.json": ('{"experiments": ' + "[" * 100_000 + "]" * 100_000 + "}", "nesting too deep"),
+    "deep.toml": ("x = " + "[" * 100_000 + "]" * 100_000 + "\n", "nesting too deep"),
+    "rule.json": (
+        json.dumps(
+            {"experiments": [{"key": "k", "variants": ["a", "b"], "targeting": _rule(600)}]}
+        ),
+        "nested more than 64 levels",
+    ),
+    "rule40.json": (
+        json.dumps({"experiments": [{"key": "k", "variants": ["a", "b"], "targeting": _rule(40)}]}),
+        "more than 32 levels",
+    ),
+    "digits.json": (
+        '{"experiments": [{"key": "k", "variants": ["a", "b"], "traffic": ' + "9" * 5000 + "}]}",
+        "line 1: a number with thousands of digits",
+    ),
+    "digits.toml": (
+        '[[experiments]]\nkey = "k"\nvariants = ["a", "b"]\ntraffic = ' + "9" * 5000 + "\n",
+        "line 4: a number with thousands of digits",
+    ),
+    "digits4000.json": (
+        '{"experiments": [{"key": "k", "variants": ["a", "b"], "traffic": ' + "9" * 4000 + "}]}",
+        "traffic must be in [0, 1], got an integer too large",
+    ),
+    "utf8.toml": (b'[[experiments]]\nkey = "\xff"\n', "line 2: not valid UTF-8"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_hostile_registry_files_give_a_located_config_error(tmp_path, name):
+    content, message = HOSTILE[name]
+    path = tmp_path / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_experiments(path)
+    assert message in str(info.value) and str(info.value).startswith(str(path))
+
+
+def _namespaced(n: int) -> str:
+    width = 1 / (n // 10 + 1)
+    return json.dumps(
+        {
+            "experiments": [
+                {
+                    "key": f"e{i}",
+                    "variants": ["a", "b"],
+                    "namespace": {
+                        "name": f"ns{i % 10}",
+                        "start": (i // 10) * width,
+                        "end": (i // 10 + 1) * width,
+                    },
+                }
+                for i in range(n)
+            ]
+        }
+    )
+
+
+def test_thousands_of_namespaced_experiments_load_in_near_linear_time():
+    import gc
+    import time
+
+    from abkit.assignment.registry import parse_registry
+
+    def best(text: str) -> float:
+        times = []
+        for _ in range(3):  # CPU time of this thread: other processes' load does not count
+            gc.collect()
+            gc.disable()  # a full collection walks the whole test process, not the registry
+            try:
+                t = time.thread_time()
+                parse_registry(text)
+                times.append(time.thread_time() - t)
+            finally:
+                gc.enable()
+        return min(times)
+
+    small, large = best(_namespaced(1000)), best(_namespaced(3000))
+    # linear: 3x; the former pairwise check: 9x
+    assert large / small < 5, (small, large)
+
+
+def test_overlap_found_among_many_slices_names_the_later_experiment():
+    data = json.loads(_namespaced(300))
+    data["experiments"][250]["namespace"]["start"] -= 0.001  # into experiment 240's slice
+    with pytest.raises(ConfigError, match=r"experiment 'e250'.*overlaps experiment 'e240'"):
+        registry_from_dict(data)
+
+
+# --- the spec's sections and the raw entries with their lines ----------------------------
+SPEC = """\
+[[experiments]]
+key = "recommender"
+status = "running"
+variants = ["v1", "v3"]
+
+[experiments.metrics]
+primary = "conversion_rate"
+guardrails = [{ metric = "errors_per_user", direction = "lower", margin = 0.05 }]
+
+[experiments.ramp]
+stages = [
+  { traffic = 0.01, min_hours = 24 },
+  { traffic = 0.05, min_hours = 24 },
+]
+
+[experiments.safety]
+rollback_variant = "v1"
+
+[[experiments]]
+key = "banner"
+variants = ["off", "on"]
+source = { table = "events" }
+"""
+
+
+def test_spec_sections_are_accepted_and_handed_over_with_their_lines(tmp_path):
+    from abkit.assignment.registry import SPEC_SECTIONS, read_registry
+
+    doc = read_registry(write(tmp_path, "spec.toml", SPEC))
+    assert list(doc.registry) == ["recommender", "banner"]
+    assert set(SPEC_SECTIONS) >= {"metrics", "business", "readout", "ramp", "safety", "source"}
+    raw = doc.entries["recommender"]
+    assert raw.data["ramp"]["stages"][1]["traffic"] == 0.05
+    assert raw.line() == 1 and raw.line("key") == 2
+    assert raw.line("ramp.stages[1].traffic") == 13
+    assert raw.line(("metrics", "guardrails", 0, "margin")) == 8
+    assert raw.line("safety.rollback_variant") == 17
+    assert raw.line("safety.missing_field") == 16  # the nearest written parent
+    assert doc.entries["banner"].line("source.table") == 22
+    err = raw.error("must be below the next stage", "ramp.stages[1].traffic")
+    assert str(err) == (
+        f"{tmp_path / 'spec.toml'}, field 'ramp.stages[1].traffic': experiment 'recommender' "
+        "(line 13): ramp.stages[1].traffic: must be below the next stage"
+    )
+    assert len(doc.content_hash) == 64
+
+
+def test_json_spec_lines_match_the_toml_ones(tmp_path):
+    import tomllib
+
+    from abkit.assignment.registry import read_registry
+
+    text = json.dumps(tomllib.loads(SPEC), indent=2)
+    doc = read_registry(write(tmp_path, "spec.json", text))
+    lines = text.splitlines()
+    raw = doc.entries["recommender"]
+    assert '"traffic": 0.05' in lines[raw.line("ramp.stages[1].traffic") - 1]
+    assert '"margin": 0.05' in lines[raw.line("metrics.guardrails[0].margin") - 1]
+
+
+def test_unknown_fields_beside_the_sections_are_still_errors(tmp_path):
+    err = _error(tmp_path, "spec.toml", SPEC.replace("[experiments.safety]", "[experiments.safty]"))
+    assert "unknown field 'safty'" in str(err) and "(line 16)" in str(err)

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from abkit.analysis.simulate import TrueEffect, load_simulation, simulate_experiment
 from abkit.cli.main import main
+from abkit.simulate import TrueEffect, load_simulation, simulate_experiment
 
 
 @pytest.fixture(scope="module")
@@ -110,3 +110,54 @@ def test_user_errors_are_one_line(store_url, tmp_path, capsys):
     assert main(["analyze", "--db", url, "--experiment", "e", "--metrics", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "bad.toml, row 1, field 'event'" in err and "Traceback" not in err
+    assert (
+        main(["analyze", "--db", url, "--experiment", key_of(store_url), "--segment", "plattform"])
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'plattform'" in err and "country, platform" in err
+    assert main(["analyze", "--db", url, "--experiment", key_of(store_url), "--as-of", "soon"]) == 2
+    assert "until must be an ISO-8601" in capsys.readouterr().err
+
+
+def key_of(store_url):
+    return store_url[1]
+
+
+def test_as_of_readout_is_stated(store_url, capsys, monkeypatch, tmp_path):
+    url, key = store_url
+    monkeypatch.chdir(tmp_path)  # no default spec file here
+    args = ["analyze", "--db", url, "--experiment", key, "--format", "json"]
+    assert main([*args, "--as-of", "2026-01-08"]) == 0
+    early = json.loads(capsys.readouterr().out)
+    assert early["experiment"]["until"] == "2026-01-08T00:00:00+00:00"
+    assert early["experiment"]["last_exposure"] < "2026-01-08"
+    assert main(args) == 0
+    full = json.loads(capsys.readouterr().out)
+    assert sum(early["experiment"]["units"].values()) < sum(full["experiment"]["units"].values())
+    assert main(["analyze", "--db", url, "--experiment", key, "--since", "2026-01-08"]) == 0
+    assert "readout window 2026-01-08T00:00:00+00:00 to now" in capsys.readouterr().out
+
+
+def test_source_file_reads_the_users_tables(store_url, capsys, tmp_path):
+    """The store's own tables declared as a source: the same readout, read-only."""
+    url, key = store_url
+    source = tmp_path / "warehouse.toml"
+    source.write_text(
+        '[exposures]\ntable = "abkit_exposures"\nunit = "unit_id"\nexperiment = "experiment"\n'
+        'variant = "variant"\ntimestamp = "ts_us"\ntimestamp_encoding = "us"\n\n'
+        '[events]\ntable = "abkit_events"\nunit = "unit_id"\nevent_type = "event_type"\n'
+        'value = "value"\ntimestamp = "ts_us"\ntimestamp_encoding = "us"\n'
+    )
+    args = ["analyze", "--db", url, "--experiment", key, "--format", "json"]
+    assert main(args) == 0
+    want = json.loads(capsys.readouterr().out)
+    assert main([*args, "--source", str(source)]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["experiment"]["source"].startswith("warehouse (exposures: abkit_exposures")
+    # the registry beside the tables is still read: the same configuration and figures
+    assert got["experiment"]["registered"] is True
+    assert got["arm_stats"] == want["arm_stats"] and got["metrics"] == want["metrics"]
+    source.write_text('[exposures]\ntable = "x; DROP TABLE abkit_events"\n')
+    assert main([*args, "--source", str(source)]) == 2
+    assert "warehouse.toml" in capsys.readouterr().err

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from abkit.assignment import assign, load_experiments
 from abkit.cli.main import main
@@ -191,3 +193,96 @@ def test_no_traceback_in_a_real_process(tmp_path):
     assert res.returncode == 2
     assert "Traceback" not in res.stderr
     assert "duplicate variant names" in res.stderr and "(line 3)" in res.stderr
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        '{"experiments": ' + "[" * 100_000 + "]" * 100_000 + "}",
+        '{"experiments": [{"key": "k", "variants": ["a", "b"], "traffic": ' + "9" * 5000 + "}]}",
+        json.dumps(
+            {
+                "experiments": [
+                    {
+                        "key": "k",
+                        "variants": ["a", "b"],
+                        "targeting": {"attr": "ua", "regex": "(a|aa)+$"},
+                    }
+                ]
+            }
+        ),
+    ],
+    ids=["nested-100k", "5000-digits", "regex"],
+)
+def test_hostile_registries_exit_2_with_one_located_line(tmp_path, capsys, content, monkeypatch):
+    monkeypatch.setitem(sys.modules, "re2", None)  # the regex case: the fallback refuses it
+    path = tmp_path / "hostile.json"
+    path.write_text(content, encoding="utf-8")
+    assert main(["assign", "--experiments", str(path), "--experiment", "k", "u1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(path) in err and "unexpected error" not in err
+
+
+_values = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.floats(),
+        st.text(max_size=8),
+        st.sampled_from(["control", "treatment", "running", "stopped", "(a|aa)+$", "k"]),
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.dictionaries(
+            st.sampled_from(
+                [
+                    "key",
+                    "variants",
+                    "traffic",
+                    "status",
+                    "targeting",
+                    "namespace",
+                    "attr",
+                    "regex",
+                    "not",
+                    "any",
+                    "eq",
+                    "name",
+                    "weight",
+                    "payload",
+                    "start",
+                    "ramp",
+                ]
+            ),
+            inner,
+            max_size=4,
+        ),
+    ),
+    max_leaves=12,
+)
+
+
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    experiments=st.lists(_values, max_size=3),
+    raw=st.binary(max_size=40),
+    as_toml=st.booleans(),
+)
+def test_no_registry_file_makes_assign_exit_with_an_unexpected_error(
+    tmp_path, capsys, experiments, raw, as_toml
+):
+    """Whatever the file holds (shaped like a registry, or random bytes), exit 0 or 2."""
+    for name, content in [
+        ("shaped.json", json.dumps({"experiments": experiments}).encode()),
+        ("raw.toml" if as_toml else "raw.json", raw),
+    ]:
+        path = tmp_path / name
+        path.write_bytes(content)
+        code = main(["assign", "--experiments", str(path), "u1"])
+        err = capsys.readouterr().err
+        assert code in (0, 2), err
+        if code == 2:  # a user error: one line naming the file
+            assert "unexpected error" not in err and str(path) in err

@@ -87,3 +87,55 @@ def test_debug_flag_reraises(failing_command):
     failing_command.append(RuntimeError("boom"))
     with pytest.raises(RuntimeError, match="boom"):
         cli_main.main(["--debug", "explode"])
+
+
+def test_missing_extra_names_the_smallest_extra(failing_command, capsys):
+    failing_command.append(ModuleNotFoundError("No module named 'scipy'", name="scipy"))
+    code = cli_main.main(["explode"])
+    err = capsys.readouterr().err
+    assert code == 3
+    assert "pip install 'abkit[analysis]'" in err
+    assert "abkit[all]" not in err
+
+
+def test_driver_error_is_one_line_without_sql(failing_command, capsys):
+    from sqlalchemy.exc import OperationalError
+
+    driver = RuntimeError(
+        "server closed the connection unexpectedly\n\tThis probably means the server "
+        "terminated abnormally\n\tbefore or while processing the request."
+    )
+    failing_command.append(OperationalError("INSERT INTO abkit_events ...", {"a": 1}, driver))
+    code = cli_main.main(["explode"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.count("\n") == 1
+    assert "server closed the connection unexpectedly" in err
+    assert "INSERT" not in err and "sqlalche.me" not in err
+
+
+def test_closed_pipe_ends_quietly(tmp_path):
+    """``abkit ... | head -n 1``: the reader leaves early; no error, no traceback."""
+    registry = tmp_path / "experiments.toml"
+    registry.write_text(
+        '[[experiments]]\nkey = "e"\nvariants = [{name = "a"}, {name = "b"}]\n', encoding="utf-8"
+    )
+    ids = [f"user-{i}" for i in range(20_000)]
+    command = [
+        sys.executable,
+        "-m",
+        "abkit",
+        "assign",
+        "--experiments",
+        str(registry),
+        "--experiment",
+        "e",
+        *ids,
+    ]
+    producer = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert producer.stdout is not None
+    producer.stdout.readline()
+    producer.stdout.close()  # what head does after its first line
+    _, err = producer.communicate(timeout=60)
+    assert b"Traceback" not in err and b"unexpected error" not in err, err.decode()
+    assert producer.returncode in (0, 141)

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import gzip
 import json
+import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
-from abkit.errors import ConfigError, DataError
+from abkit.errors import ConfigError, DataError, StoreError
 from abkit.ingest.ingestor import ingest
 from abkit.ingest.validate import exposure_event_id, hash_hex
-from abkit.store.store import open_store
+from abkit.store.store import Store, open_store
 
 HEADER = "event_id,unit_id,event_type,value,timestamp\n"
 
@@ -579,3 +581,124 @@ def test_quarantine_jsonl_export_round_trip(sqlite_url, tmp_path):
     assert events(sqlite_url)["e1"][4] is None  # _abkit_ columns did not become properties
     with pytest.raises(ConfigError, match=r"\.csv or \.jsonl"):
         export_quarantine(tmp_path / "q.xlsx", sqlite_url)
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "abkit.cli.main", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_negative_future_horizon_is_a_config_error(tmp_path):
+    from datetime import timedelta
+
+    path = tmp_path / "e.csv"
+    path.write_text(HEADER + "e1,u1,click,,2024-01-01T00:00:00Z\n")
+    with pytest.raises(ConfigError, match="max_future must not be negative"):
+        ingest(path, db=f"sqlite:///{tmp_path / 'n.db'}", max_future=timedelta(days=-1))
+    result = _cli(
+        "ingest",
+        str(path),
+        "--db",
+        f"sqlite:///{tmp_path / 'n.db'}",
+        "--max-future-days",
+        "-1",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2 and "max_future must not be negative" in result.stderr
+
+
+def test_unreachable_postgresql_is_a_one_line_store_error(tmp_path):
+    with pytest.raises(StoreError) as info:
+        open_store("postgresql://nobody@127.0.0.1:1/none")
+    message = str(info.value)
+    assert "\n" not in message and "Connection refused" in message
+    assert "sqlalche.me" not in message
+    result = _cli("ingest", "x.csv", "--db", "postgresql://nobody@127.0.0.1:1/none", cwd=tmp_path)
+    # (x.csv does not exist: the file check comes first and is also one line, exit 2)
+    assert result.returncode == 2 and result.stderr.strip().count("\n") == 0
+
+
+def test_a_failed_run_is_resumed_without_quarantining_twice(db_url, tmp_path, audit, monkeypatch):
+    lines = []
+    for i in range(60):
+        value = "oops" if i % 5 == 0 else str(i)  # 12 rows for quarantine
+        lines.append(f"e{i},u{i},purchase,{value},2024-01-01T00:00:00Z\n")
+    path = tmp_path / "flaky.csv"
+    path.write_text(HEADER + "".join(lines))
+
+    # A real interruption (Ctrl-C) on the fourth chunk's write; chunks 1-3 are committed.
+    calls = {"n": 0}
+    original = Store.insert_new
+
+    def interrupted(self, conn, table, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if table.name == self.tables.events.name:
+            calls["n"] += 1
+            if calls["n"] == 4:
+                raise KeyboardInterrupt
+        return original(self, conn, table, *args, **kwargs)
+
+    monkeypatch.setattr(Store, "insert_new", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        ingest(path, db=db_url, chunk_size=10)
+    monkeypatch.setattr(Store, "insert_new", original)
+    store = open_store(db_url)
+    try:
+        b = store.tables.ingest_batches
+        with store.engine.connect() as conn:
+            first = conn.execute(select(b)).one()
+    finally:
+        store.close()
+    assert first.status == "failed" and first.rows_read == 30
+
+    report = ingest(path, db=db_url, chunk_size=10)
+    (file,) = report.files
+    assert file.status == "resumed" and file.batch_id == first.id
+    assert (report.rows_read, report.accepted, report.duplicates, report.quarantined) == (
+        60,
+        48,
+        0,
+        12,
+    )
+    counts = audit(db_url, report)
+    # One clean run's end state: 48 events, 12 quarantined rows (not 12 + 6), one batch.
+    assert counts == {"events": 48, "exposures": 0, "quarantine": 12, "batches": 1}
+
+
+def test_column_map_typos_and_missing_mapped_columns_are_errors(db_url, tmp_path, audit):
+    path = tmp_path / "shop.csv"
+    path.write_text(
+        "order,unit_id,customer_id,kind,amount,created_at\n"
+        "o1,u-old,c1,purchase,3,2024-01-01T00:00:00Z\n"
+    )
+    base = {"event_type": "kind", "ts": "created_at", "id": "order"}
+    # A misspelt field name used to be ignored (the mapped column fell into properties).
+    with pytest.raises(ConfigError, match="'unit_di' is not an abkit field") as info:
+        ingest(path, db=db_url, column_map={**base, "unit_di": "customer_id"})
+    assert info.value.location.field == "unit_di"
+    # An optional field mapped to a column that does not exist used to be dropped silently.
+    with pytest.raises(DataError, match=r"column 'amt' \(mapped to value\) is not in the file"):
+        ingest(path, db=db_url, column_map={**base, "value": "amt"})
+    # A mapped required column that is missing must not fall back to a same-named column.
+    with pytest.raises(
+        DataError, match=r"column 'client' \(mapped to unit_id\) is not in the file"
+    ):
+        ingest(path, db=db_url, column_map={**base, "user_id": "client"})
+    assert audit(db_url)["batches"] == 0  # nothing written by any of these
+    report = ingest(
+        path, db=db_url, column_map={**base, "user_id": "customer_id", "value": "amount"}
+    )
+    assert report.accepted == 1
+    store = open_store(db_url)
+    try:
+        e = store.tables.events
+        with store.engine.connect() as conn:
+            row = conn.execute(select(e.c.unit_id, e.c.value, e.c.properties)).one()
+    finally:
+        store.close()
+    assert row.unit_id == "c1" and row.value == 3.0
+    assert json.loads(row.properties) == {"unit_id": "u-old"}  # the unmapped column is kept

@@ -1,8 +1,9 @@
 """kill -9 in the middle of a file, then resume; several processes ingesting at once.
 
 Both run real child processes against a real SQLite file and the real PostgreSQL server.
-The kill uses the ``ABKIT_TEST_KILL_AFTER_CHUNKS`` hook: the child SIGKILLs itself inside
-a chunk's transaction after writing its rows and before the commit, the worst moment.
+The kill happens at the worst moment: the child (:data:`KILLED_CHILD`) wraps the writer's
+last step so that it SIGKILLs itself inside a chunk's transaction, after writing its rows
+and before the commit. The hook lives in the test's child script, not in abkit.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from abkit.ingest.ingestor import KILL_HOOK_ENV, ingest
+from abkit.ingest.ingestor import ingest
 from abkit.store.store import open_store
 
 HEADER = "event_id,unit_id,event_type,value,timestamp\n"
@@ -24,6 +25,21 @@ CHILD = (
     "from abkit.ingest.ingestor import ingest\n"
     "r = ingest(sys.argv[1], db=sys.argv[2], chunk_size=int(sys.argv[3]))\n"
     "print(json.dumps([r.rows_read, r.accepted, r.duplicates, r.quarantined]))\n"
+)
+# argv: file, url, chunk size, chunks to commit before dying inside the next one.
+KILLED_CHILD = (
+    "import os, signal, sys\n"
+    "from abkit.ingest import writer\n"
+    "from abkit.ingest.ingestor import ingest\n"
+    "advance = writer.ChunkWriter._advance\n"
+    "done = []\n"
+    "def advance_then_die(self, *args):\n"
+    "    advance(self, *args)\n"
+    "    done.append(1)\n"
+    "    if len(done) > int(sys.argv[4]):\n"
+    "        os.kill(os.getpid(), signal.SIGKILL)  # rows written, commit not reached\n"
+    "writer.ChunkWriter._advance = advance_then_die\n"
+    "ingest(sys.argv[1], db=sys.argv[2], chunk_size=int(sys.argv[3]))\n"
 )
 
 
@@ -41,11 +57,12 @@ def make_file(path: Path, ids: range, bad_every: int = 37) -> Path:
 
 
 def run_child(
-    path: Path, url: str, chunk_size: int, env: dict[str, str] | None = None
+    path: Path, url: str, chunk_size: int, kill_after: int | None = None
 ) -> subprocess.Popen:
+    script, extra = (CHILD, []) if kill_after is None else (KILLED_CHILD, [str(kill_after)])
     return subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(path), url, str(chunk_size)],
-        env={**os.environ, **(env or {})},
+        [sys.executable, "-c", script, str(path), url, str(chunk_size), *extra],
+        env=dict(os.environ),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -84,7 +101,7 @@ def test_kill_9_mid_file_then_resume_equals_one_clean_run(db_url, tmp_path, audi
     clean = ingest(path, db=clean_url, chunk_size=100)
     audit(clean_url, clean)
 
-    child = run_child(path, db_url, 100, {KILL_HOOK_ENV: "4"})
+    child = run_child(path, db_url, 100, kill_after=4)
     _, err = child.communicate(timeout=120)
     assert child.returncode == -signal.SIGKILL, err
     killed = snapshot(db_url)

@@ -1,7 +1,13 @@
-"""Tracker and the assignment hook: Python records through the same pipeline as files."""
+"""Tracker and the assignment hook: Python records through the same pipeline as files, on a
+background thread with a bounded queue; registration, back-pressure and quarantine visible."""
 
 from __future__ import annotations
 
+import logging
+import subprocess
+import sys
+import textwrap
+import threading
 from datetime import datetime, timezone
 
 import pytest
@@ -44,7 +50,8 @@ def test_tracker_events_and_exposure_hook(db_url, audit):
                 f"user-{i}", "purchase", 10.0 + i, timestamp=moment, currency="EUR", plan="pro"
             )
         tracker.track("user-0", "purchase", float("nan"), timestamp=moment)  # quarantined
-        assert tracker.pending < 3 + 3  # flushed at 3 of each kind
+        tracker.flush()
+        assert tracker.pending == 0
     reports = tracker.reports
     assert sum(r.accepted for r in reports) == 5 + 4
     assert sum(r.quarantined for r in reports) == 1
@@ -82,3 +89,206 @@ def test_exposure_records_ingest_directly_and_are_idempotent(db_url, audit):
     store.close()
     assert (first.accepted, again.accepted, again.duplicates) == (10, 0, 10)
     audit(db_url, again)
+
+
+def _exposures(store) -> dict[str, str]:
+    t = store.tables
+    with store.engine.connect() as conn:
+        return {r.unit_id: r.variant for r in conn.execute(select(t.exposures))}
+
+
+def test_the_readme_service_path_registers_its_experiments(sqlite_url, caplog):
+    """Today's README example quarantined every exposure as unknown_experiment, silently."""
+    experiment = config.Experiment(key="ranker", variants=["control", "treatment"])
+    with Tracker(db=sqlite_url, experiments=[experiment]) as tracker:
+        assignment.add_exposure_hook(tracker.expose)
+        try:
+            chosen = [assign_mod.assign(experiment, f"u{i}") for i in range(50)]
+        finally:
+            assignment.remove_exposure_hook(tracker.expose)
+    stats = tracker.stats()
+    assert (stats.accepted, stats.quarantined, stats.dropped) == (50, 0, 0)
+    store = open_store(sqlite_url)
+    assert _exposures(store) == {a.unit_id: a.variant for a in chosen}
+    store.close()
+
+
+def test_the_readme_example_as_written_registers_what_assign_served(sqlite_url, caplog):
+    """No experiments= given: the tracker registers the version the process served."""
+    experiment = config.Experiment(key="checkout", variants=["control", "new"], traffic=0.5)
+    with (
+        caplog.at_level(logging.WARNING, logger="abkit.ingest.tracker"),
+        Tracker(db=sqlite_url) as tracker,
+    ):
+        assignment.add_exposure_hook(tracker.expose)
+        try:
+            enrolled = [
+                a
+                for a in (assign_mod.assign(experiment, f"u{i}") for i in range(100))
+                if a.in_experiment
+            ]
+        finally:
+            assignment.remove_exposure_hook(tracker.expose)
+    assert tracker.stats().accepted == len(enrolled) > 20
+    assert tracker.stats().quarantined == 0 and "quarantined" not in caplog.text
+    store = open_store(sqlite_url)
+    assert store.get_experiment("checkout") == experiment
+    store.close()
+
+
+def test_an_unknown_experiment_is_a_warning_and_a_counter(sqlite_url, caplog):
+    experiment = config.Experiment(key="ghost", variants=["a", "b"])
+    with (
+        caplog.at_level(logging.WARNING, logger="abkit.ingest.tracker"),
+        Tracker(db=sqlite_url, background=False) as tracker,
+    ):
+        for i in range(4):
+            tracker.expose(assignment.ExposureRecord.create("ghost", f"u{i}", "a"))
+        tracker.flush()
+    stats = tracker.stats()
+    assert stats.quarantined == 4 and stats.by_reason == {"unknown_experiment": 4}
+    assert "'ghost' is not registered" in caplog.text
+    assert "4 rows quarantined" in caplog.text and "abkit quarantine" in caplog.text
+    del experiment
+
+
+def test_a_live_registry_version_is_registered_before_its_exposures(sqlite_url, tmp_path):
+    from abkit.assignment.live import LiveRegistry
+
+    spec = tmp_path / "experiments.toml"
+    spec.write_text('[[experiments]]\nkey = "k"\nvariants = ["a", "b"]\n', encoding="utf-8")
+    live = LiveRegistry(spec, start=False)
+    with Tracker(db=sqlite_url, experiments=live, background=False) as tracker:
+        spec.write_text(
+            '[[experiments]]\nkey = "k"\nvariants = ["a", "b", "c"]\n', encoding="utf-8"
+        )
+        assert live.refresh()
+        c_unit = next(
+            f"u{i}" for i in range(100) if live.assign("k", f"u{i}", expose=False).variant == "c"
+        )
+        tracker.expose(assignment.ExposureRecord.create("k", c_unit, "c"))
+        (report,) = tracker.flush()
+    assert report.accepted == 1 and report.quarantined == 0
+    store = open_store(sqlite_url)
+    assert store.get_experiment("k").variant_names == ("a", "b", "c")
+    store.close()
+
+
+def test_back_pressure_drops_are_counted_and_logged(sqlite_url, caplog):
+    experiment = config.Experiment(key="k", variants=["a", "b"])
+    with caplog.at_level(logging.WARNING, logger="abkit.ingest.tracker"):
+        tracker = Tracker(
+            db=sqlite_url, experiments=[experiment], background=False, flush_every=5, max_queue=10
+        )
+        for i in range(15):
+            tracker.expose(assignment.ExposureRecord.create("k", f"u{i}", "a"))
+        assert tracker.dropped == 5 and tracker.pending == 10
+        tracker.close()
+        tracker.expose(assignment.ExposureRecord.create("k", "late", "a"))  # after close
+    stats = tracker.stats()
+    assert (stats.accepted, stats.dropped) == (10, 6)
+    assert "queue full" in caplog.text and "closed: 5 rows dropped" in caplog.text
+
+
+def test_a_failed_flush_keeps_its_rows_and_retries(sqlite_url, monkeypatch):
+    from abkit.ingest import tracker as tracker_module
+
+    experiment = config.Experiment(key="k", variants=["a", "b"])
+    real = tracker_module.ingest
+    calls = []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("database is restarting")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tracker_module, "ingest", flaky)
+    with Tracker(db=sqlite_url, experiments=[experiment], background=False) as tracker:
+        tracker.expose(assignment.ExposureRecord.create("k", "u1", "a"))
+        with pytest.raises(RuntimeError):
+            tracker.flush()
+        assert tracker.pending == 1
+        assert tracker.flush()[0].accepted == 1
+    assert tracker.stats().accepted == 1
+
+
+def test_assign_never_waits_on_the_database(sqlite_url, monkeypatch):
+    """A flush blocked on a stalled database: assign keeps serving meanwhile.
+
+    Checked by progress, not by a wall-clock bound (a loaded machine can pause any thread):
+    the flush stays blocked until every assign has returned, which only a tracker that
+    flushes off the caller's thread survives."""
+    from abkit.ingest import tracker as tracker_module
+
+    real = tracker_module.ingest
+    flushing = threading.Event()
+    release = threading.Event()
+    done = [0]
+    during_flush: list[int] = []
+
+    def stalled(*args, **kwargs):
+        before = done[0]
+        flushing.set()
+        release.wait(30)  # the database answers only once the caller is done
+        during_flush.append(done[0] - before)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tracker_module, "ingest", stalled)
+    experiment = config.Experiment(key="fast", variants=["a", "b"])
+    with Tracker(
+        db=sqlite_url, experiments=[experiment], flush_every=100, flush_interval=0.01
+    ) as tracker:
+        assignment.add_exposure_hook(tracker.expose)
+        try:
+            for i in range(5_000):
+                assign_mod.assign(experiment, f"user-{i}")
+                done[0] += 1
+                if i == 200:
+                    assert flushing.wait(30)  # a flush is blocked from here on
+        finally:
+            assignment.remove_exposure_hook(tracker.expose)
+            release.set()
+    # the synchronous tracker of 2bb3561 made the next assign wait for the whole flush
+    assert during_flush[0] >= 4_799, during_flush
+    assert tracker.stats().accepted == 5_000
+
+
+def test_rows_queued_at_exit_are_stored(tmp_path):
+    db = f"sqlite:///{tmp_path / 'exit.db'}"
+    code = textwrap.dedent(
+        f"""
+        from abkit import assign, add_exposure_hook, Experiment
+        from abkit.ingest.tracker import Tracker
+        e = Experiment("k", variants=["a", "b"])
+        tracker = Tracker(db={db!r}, experiments=[e], flush_interval=60)
+        add_exposure_hook(tracker.expose)
+        for i in range(20):
+            assign(e, f"u{{i}}")
+        # no close(): the interpreter's exit must flush
+        """
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    store = open_store(db)
+    assert len(_exposures(store)) == 20
+    store.close()
+
+
+def test_concurrent_producers_lose_nothing(sqlite_url):
+    experiment = config.Experiment(key="k", variants=["a", "b"])
+    with Tracker(
+        db=sqlite_url, experiments=[experiment], flush_every=100, flush_interval=0.01
+    ) as tracker:
+
+        def produce(offset: int) -> None:
+            for i in range(500):
+                tracker.expose(assignment.ExposureRecord.create("k", f"u{offset + i}", "a"))
+
+        threads = [threading.Thread(target=produce, args=(k * 1000,)) for k in range(4)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+    stats = tracker.stats()
+    assert (stats.accepted, stats.dropped, stats.queued) == (2_000, 0, 0)

@@ -7,8 +7,7 @@ from datetime import timedelta
 import pytest
 
 from abkit.errors import ConfigError
-from abkit.metrics.definitions import (
-    MICROS_PER_HOUR,
+from abkit.metrics import (
     Measure,
     Metric,
     load_metrics,
@@ -18,6 +17,7 @@ from abkit.metrics.definitions import (
     ratio,
 )
 from abkit.metrics.library import BUILTIN_METRICS, builtin_metric, builtin_metrics
+from abkit.timeutil import MICROS_PER_HOUR
 
 
 @pytest.mark.parametrize(
@@ -46,12 +46,12 @@ def test_bad_durations_are_config_errors(value):
 
 def test_builders_set_kind_and_measures():
     conv = proportion("conv", "purchase", window="7d", min_count=2)
-    assert conv.kind == "proportion" and conv.numerator == Measure(("purchase",), "count")
+    assert conv.type == "proportion" and conv.numerator == Measure(("purchase",), "count")
     assert conv.min_count == 2 and conv.window_us == 7 * 24 * MICROS_PER_HOUR
     rev = mean("rev", ["purchase", "renewal"], cap_percentile=99)
     assert rev.event_types == ("purchase", "renewal") and rev.window_us is None
     aov = ratio("aov", ("purchase", "sum"), ("purchase", "count"))
-    assert aov.event_types == ("purchase",) and not aov.supports_cuped
+    assert aov.event_types == ("purchase",)
     ctr = ratio("ctr", ("click", "count"), ("impression", "count"))
     assert ctr.event_types == ("click", "impression")
     # CUPED pre-period has the window's length, 14 days without a window
@@ -62,16 +62,16 @@ def test_builders_set_kind_and_measures():
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [
-        ({"name": "", "kind": "mean"}, "name"),
-        ({"name": "m", "kind": "median"}, "type"),
-        ({"name": "m", "kind": "mean", "direction": "up"}, "direction"),
-        ({"name": "m", "kind": "ratio"}, "denominator"),
-        ({"name": "m", "kind": "mean", "cap": 1.0, "cap_percentile": 99.0}, "cap"),
-        ({"name": "m", "kind": "mean", "cap_percentile": 100.0}, "cap_percentile"),
-        ({"name": "m", "kind": "proportion", "cap": 1.0}, "cap"),
-        ({"name": "m", "kind": "proportion", "min_count": 0}, "min_count"),
-        ({"name": "m", "kind": "mean", "mde": -0.1}, "mde"),
-        ({"name": "m", "kind": "mean", "role": "boss"}, "role"),
+        ({"name": "", "type": "mean"}, "name"),
+        ({"name": "m", "type": "median"}, "type"),
+        ({"name": "m", "type": "mean", "direction": "up"}, "direction"),
+        ({"name": "m", "type": "ratio"}, "denominator"),
+        ({"name": "m", "type": "mean", "cap": 1.0, "cap_percentile": 99.0}, "cap"),
+        ({"name": "m", "type": "mean", "cap_percentile": 100.0}, "cap_percentile"),
+        ({"name": "m", "type": "proportion", "cap": 1.0}, "cap"),
+        ({"name": "m", "type": "proportion", "min_count": 0}, "min_count"),
+        ({"name": "m", "type": "mean", "mde": -0.1}, "mde"),
+        ({"name": "m", "type": "mean", "role": "boss"}, "role"),
     ],
 )
 def test_invalid_metrics_name_the_field(kwargs, field):
@@ -97,7 +97,7 @@ def test_library_covers_the_business_metrics():
         "time_to_convert",
     }
     ttc = builtin_metric("time_to_convert")
-    assert ttc.kind == "ratio" and ttc.direction == "lower"
+    assert ttc.type == "ratio" and ttc.direction == "lower"
     assert ttc.numerator.aggregate == "hours_to_first"
     assert ttc.denominator is not None and ttc.denominator.aggregate == "converted"
     assert builtin_metric("repeat_purchase_rate").min_count == 2

@@ -57,6 +57,7 @@ class PageLoad:
     log_entries: list[dict[str, Any]] = field(default_factory=list)
     screenshot: bytes = b""
     title: str = ""
+    values: dict[str, Any] = field(default_factory=dict)  # the ``evaluate`` expressions
 
     @property
     def errors(self) -> list[str]:
@@ -190,9 +191,19 @@ class _Pipe:
 
 
 def load_page(
-    html_path: Path, *, binary: str | None = None, width: int = 1280, height: int = 900
+    html_path: Path,
+    *,
+    binary: str | None = None,
+    width: int = 1280,
+    height: int = 900,
+    mobile: bool = False,
+    evaluate: dict[str, str] | None = None,
 ) -> PageLoad:
-    """Open ``html_path`` headless, record requests/console/errors, take a full-page PNG."""
+    """Open ``html_path`` headless, record requests/console/errors, take a full-page PNG.
+
+    ``mobile`` emulates a phone viewport (``width`` CSS pixels, touch, scale factor 2);
+    ``evaluate`` maps names to JavaScript expressions whose values land in ``values``.
+    """
     binary = binary or find_chromium()
     if binary is None:
         raise FileNotFoundError("chromium is not installed")
@@ -208,7 +219,12 @@ def load_page(
                 pipe.call(f"{domain}.enable", session=session)
             pipe.call(
                 "Emulation.setDeviceMetricsOverride",
-                {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+                {
+                    "width": width,
+                    "height": height,
+                    "deviceScaleFactor": 2 if mobile else 1,
+                    "mobile": mobile,
+                },
                 session=session,
             )
             pipe.call("Page.navigate", {"url": Path(html_path).resolve().as_uri()}, session=session)
@@ -220,6 +236,13 @@ def load_page(
                 session=session,
             )
             result.title = title.get("result", {}).get("value", "")
+            for name, expression in (evaluate or {}).items():
+                value = pipe.call(
+                    "Runtime.evaluate",
+                    {"expression": expression, "returnByValue": True},
+                    session=session,
+                )
+                result.values[name] = value.get("result", {}).get("value")
             shot = pipe.call(
                 "Page.captureScreenshot",
                 {"format": "png", "captureBeyondViewport": True, "fromSurface": True},

@@ -49,6 +49,7 @@ def executive(demo_store, tmp_path_factory):
         "report",
         *("--db", result.db_url, "--experiment", result.experiment, "--metrics", str(metrics)),
         *("--currency", "EUR", "--period", "month", "--impact-metric", "revenue_per_user"),
+        *("--value", "errors_per_user=0.40", "--save-notebook", "--index"),
         cwd=cwd,
     )
     assert done.returncode == 0, done.stderr
@@ -110,8 +111,8 @@ def test_report_numbers_equal_the_analysis_result(demo_store, executive):
             "treatment_mean": r.treatment_mean,
             "abs_lift": r.abs_lift,
             "rel_lift": r.rel_lift,
-            "rel_low": r.rel_ci[0],
-            "rel_high": r.rel_ci[1],
+            "rel_ci": list(r.rel_ci_adjusted or r.rel_ci),
+            "interval_adjusted": r.rel_ci_adjusted is not None,
             "p_value": p,
             "significant": r.significant,
             "n_control": r.n_control,
@@ -123,19 +124,27 @@ def test_report_numbers_equal_the_analysis_result(demo_store, executive):
             1:7
         ]
         assert float(control[0]) == r.control_mean
-        assert control[1] == F.fmt_metric_value(r.control_mean, r.metric_type)
+        info = result.metric_info(r.metric)
+        money = {"unit": info.unit, "currency": row["currency"]}
+        assert control[1] == F.fmt_metric_value(r.control_mean, r.metric_type, **money)
         assert float(treatment[0]) == r.treatment_mean
-        assert abs_lift[1] == F.fmt_abs_lift(r.abs_lift, r.metric_type)
+        assert abs_lift[1] == F.fmt_abs_lift(r.abs_lift, r.metric_type, **money)
+        if info.unit == "currency":
+            assert row["currency"] == "EUR" and "€" in control[1] and "€" in abs_lift[1]
         assert float(rel_lift[0]) == r.rel_lift
         assert rel_lift[1] == F.fmt_pct(r.rel_lift, 1, signed=True)
-        assert interval[1] == F.fmt_interval(*r.rel_ci, F.fmt_pct, digits=1, signed=True)
+        shown_interval = F.fmt_interval(
+            *(r.rel_ci_adjusted or r.rel_ci), F.fmt_pct, digits=1, signed=True
+        )
+        assert interval[1].rstrip("†") == shown_interval
         assert float(pcell[0]) == p and pcell[1] == F.fmt_pvalue(p)
     assert data["decision"]["verdict"] == result.decision.verdict == "roll back"
     assert data["quality"]["counts"] == result.experiment.units
     assert data["quality"]["srm_p_value"] == result.quality.srm.p_value
     impact = data["impact"][0]
     assert impact["estimate"] == result.impact.change
-    assert (impact["low"], impact["high"]) == tuple(result.impact.interval)
+    assert impact["interval"] == list(result.impact.interval)
+    assert impact["currency"] == "EUR" and impact["is_money"]
     # The guardrail the demo breaks is shown as failing, in words.
     guard = shown[("errors_per_user", "v3")]
     assert guard["role"] == "guardrail" and guard["guardrail_status"] == "fail"
@@ -149,15 +158,21 @@ def test_sections_in_the_required_order(executive):
     markers = [
         'class="abkit-banner',
         "Recommendation: Roll back",
-        "<h2",  # Headline
-        "data-rel-lift=",
-        "Projected impact per",
-        'class="abkit-scorecard"',
+        "Roll back v3: it made errors per user worse.",
+        'data-section="harm"',  # harm first in a roll-back
+        "Harm: errors per user",
+        'data-section="headline"',
+        'class="abkit-kpi abkit-headline"',
+        'data-section="impact"',
+        "Projected change per",
+        'class="abkit-scorecard',
         "Relative lift with 95% interval",  # forest plot (alt text)
-        "Cumulative relative lift",
+        "Cumulative relative lift of errors per user",  # the metric that decided
         "Units split as configured",
         'class="abkit-facts"',
         "How to read this report",
+        "The box at the top says what to do",  # plain words first
+        "Statistical details",
         "Units (users) are split at random",
     ]
     positions = [page.find(m) for m in markers]
@@ -198,6 +213,11 @@ def test_self_contained_offline_and_small(executive):
     for tag in images:
         assert re.search(r'src="data:image/png;base64,[A-Za-z0-9+/=]{1000,}"', tag)
         assert re.search(r'alt="[^"]{20,}"', tag)
+    # Each chart also has a phone drawing, chosen by the browser below 600 px.
+    phones = re.findall(
+        r'<source media="\(max-width: 600px\)" srcset="data:image/png;base64,', page
+    )
+    assert len(phones) == 2
     assert "nan" not in re.sub(r"<[^>]+>", "", page).split()
 
 
@@ -216,8 +236,8 @@ def test_opens_in_headless_chromium(executive, chromium):
 
 
 def test_hostile_experiment_text_is_data_everywhere(tmp_path, chromium):
-    from abkit.analysis.simulate import load_simulation, simulate_experiment
     from abkit.assignment.config import Experiment, Variant
+    from abkit.simulate import load_simulation, simulate_experiment
     from abkit.store.store import open_store
 
     marker = tmp_path / "pwned"
@@ -278,7 +298,7 @@ def test_cli_report_writes_the_file_and_errors_are_one_line(demo_store, executiv
     assert f"report written to reports/{demo.experiment}.html" in stdout
     assert path.name == f"{demo.experiment}.html"
     data = read_report_data(page)
-    assert data["impact"][0]["period"] == "month" and data["impact"][0]["unit"] == "EUR"
+    assert data["impact"][0]["period"] == "month" and data["impact"][0]["currency"] == "EUR"
     assert "€" in page
     for args, message in (
         (("--experiment", "no-such-experiment"), "has no exposures"),
@@ -328,7 +348,7 @@ def test_bayesian_probability_follows_the_metric_direction(tmp_path):
     demo = run_demo("ship", db=tmp_path / "b.db", reports_dir=tmp_path, n_units=6_000, render=False)
     metrics = tmp_path / f"{demo.experiment}.metrics.toml"
     result = analyze(demo.db_url, demo.experiment, str(metrics), method="bayesian")
-    model = from_analysis(result, metrics=str(metrics))
+    model = from_analysis(result)
     raw = {r.metric: r.details.prob_beat_control for r in result.metrics}
     shown = {m.metric: m for m in model.metrics}
     assert shown["conversion_rate"].prob_beat_control == raw["conversion_rate"]
@@ -338,7 +358,7 @@ def test_bayesian_probability_follows_the_metric_direction(tmp_path):
     assert errors.higher_is_better is False
     assert errors.prob_beat_control == pytest.approx(1 - raw["errors_per_user"])
     assert abs(errors.prob_beat_control - raw["errors_per_user"]) > 1e-6
-    html = S.scorecard(model).html
+    html = S.scorecard_table(model).html
     assert "P(beat control)" in html
     # Sample collected against the plan for the primary metric's MDE, always shown.
     assert model.quality.sample_needed and model.quality.sample_needed > 0
@@ -350,7 +370,7 @@ def test_report_from_postgresql_keeps_the_password_out(postgres_url, tmp_path):
     from sqlalchemy.engine import make_url
 
     from abkit.analysis.analyze import analyze
-    from abkit.analysis.simulate import load_simulation, simulate_experiment
+    from abkit.simulate import load_simulation, simulate_experiment
 
     # The test server trusts local connections, so any password works; it must never be
     # written into the notebook or the HTML (it reaches the kernel through the environment).
@@ -448,15 +468,152 @@ def test_notebook_opened_by_hand_in_jupyter(demo_store, tmp_path):
     assert sorted(p.name for p in (tmp_path / "notebooks").iterdir()) == []  # no stray DB
 
 
-def test_banner_reads_like_the_scorecard(executive):
-    """The decision's reasons use the scorecard's metric names, and agree with its chips."""
+def test_banner_is_plain_words_and_the_statistics_are_in_the_methodology(executive):
+    """The banner names metrics as the scorecard does and holds no p-value or test name;
+    the analysis' technical reasons are in the methodology section."""
     _, page, _ = executive
-    banner = page[
-        page.find('class="abkit-banner') : page.find("</div></div>", page.find("abkit-banner"))
-    ]
+    start = page.find('class="abkit-banner')
+    banner = page[start : page.find("</div></div>", start)]
     assert "Recommendation: Roll back" in banner
     assert "errors per user" in banner and "errors_per_user" not in banner
-    assert "e-" not in banner and "p &lt; 0.001" in banner  # as the scorecard says it
+    assert "p &lt;" not in banner and "p =" not in banner and "e-" not in banner
+    assert "€" in banner  # the harm, priced (--value errors_per_user=0.40)
+    method = page[page.find("Statistical details") :]
+    assert "p &lt; 0.001" in method  # the analysis' reason, as the scorecard says it
     data = read_report_data(page)
     guard = next(m for m in data["metrics"] if m["metric"] == "errors_per_user")
     assert guard["guardrail_status"] == "fail" and "significant: worse" in page
+    assert data["harm"][0]["money"] == pytest.approx(0.4 * data["harm"][0]["per_period"])
+
+
+def test_executed_notebook_carries_png_outputs(executive):
+    """Plots in the saved notebook are image/png with a short text alternative."""
+    import nbformat
+
+    path, _, stdout = executive
+    notebook = path.with_suffix(".ipynb")
+    assert f"executed notebook: reports/{notebook.name}" in stdout
+    nb = nbformat.read(notebook, as_version=4)
+    outputs = [o for c in nb.cells for o in c.get("outputs", [])]
+    pngs = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert len(pngs) == 2  # forest and cumulative
+    for o in pngs:
+        assert len(o["data"]["text/plain"]) < 1_000 and "bytes" not in o["data"]["text/plain"]
+        assert o["metadata"]["image/png"]["alt"] == o["data"]["text/plain"]
+    assert max(len(o.get("data", {}).get("text/plain", "")) for o in outputs) < 5_000
+
+
+def test_index_page_lists_the_report_offline(executive, chromium):
+    from chromium import load_page
+
+    path, _, stdout = executive
+    index = path.parent / "index.html"
+    assert f"index written to reports/{index.name}" in stdout
+    page = index.read_text(encoding="utf-8")
+    assert check_offline(page) == [] and "<script" not in page.lower()
+    assert f'<a href="{path.name}">recommender-v3</a>' in page
+    assert 'data-state="roll back"' in page and "Roll back v3" in page
+    assert "€" in page  # the projected money, with its currency
+    load = load_page(
+        index,
+        binary=chromium,
+        width=390,
+        height=844,
+        mobile=True,
+        evaluate={"overflow": "document.documentElement.scrollWidth - innerWidth"},
+    )
+    assert load.errors == [] and load.network_requests == []
+    assert load.values["overflow"] <= 0
+
+
+def test_dollar_signs_in_names_are_plain_text_everywhere(tmp_path):
+    """Issue 13: a metric `cost $\\frac{1}{$ per order` and a variant `save $5 to $10`."""
+    from abkit.simulate import load_simulation, simulate_experiment
+
+    metric = "cost $\\frac{1}{$ per order"
+    variant = "save $5 to $10"
+    db = f"sqlite:///{tmp_path / 'd.db'}"
+    sim = simulate_experiment(
+        3_000, key="dollar", variants=("control", variant), seed=2, impressions=0.0
+    )
+    load_simulation(sim, db)
+    metrics = tmp_path / "m.toml"
+    metrics.write_text(
+        "[[metric]]\nname = '" + metric + '\'\ntype = "mean"\nevent = "purchase"\n'
+        'aggregate = "sum"\nrole = "primary"\n',
+        encoding="utf-8",
+    )
+    done = _cli(
+        "report",
+        "--db",
+        db,
+        "--experiment",
+        "dollar",
+        "--metrics",
+        str(metrics),
+        "--out",
+        str(tmp_path / "d.html"),
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    page = (tmp_path / "d.html").read_text(encoding="utf-8")
+    assert "cost $\\frac{1}{$ per order" in page and "save $5 to $10" in page
+    alts = re.findall(r'alt="([^"]*)"', page)
+    assert any("save $5 to $10" in a for a in alts)
+
+
+def test_readable_at_phone_width(executive, chromium):
+    """At 390 px: nothing scrolls sideways, charts use their phone drawing, the scorecard
+    is one card per metric with labelled figures."""
+    from chromium import load_page
+
+    path, _, _ = executive
+    load = load_page(
+        path,
+        binary=chromium,
+        width=390,
+        height=844,
+        mobile=True,
+        evaluate={
+            "overflow": "document.documentElement.scrollWidth - innerWidth",
+            "phone_images": "[...document.querySelectorAll('picture')].every(p =>"
+            " p.querySelector('img').currentSrc === p.querySelector('source').srcset)",
+            "pictures": "document.querySelectorAll('picture').length",
+            "header_hidden": "getComputedStyle(document.querySelector("
+            "'table.abkit-scorecard thead')).display",
+            "label": "getComputedStyle(document.querySelector("
+            "'table.abkit-scorecard td[data-label=Control]'), '::before').content",
+        },
+    )
+    assert load.errors == [] and load.network_requests == []
+    assert load.values["overflow"] <= 0
+    assert load.values["pictures"] == 2 and load.values["phone_images"] is True
+    assert load.values["header_hidden"] == "none"
+    assert load.values["label"] == '"Control"'
+
+
+def test_report_reads_the_experiment_spec_like_analyze(demo_store, tmp_path):
+    """With the demo's spec file and no --metrics, the report analyses what the spec
+    declares (the guardrail included) and reaches the verdict `abkit analyze` reaches."""
+    demo, metrics = demo_store
+    spec = metrics.parent / "experiments.toml"
+    out = tmp_path / "s.html"
+    done = _cli(
+        "report",
+        *("--db", demo.db_url, "--experiment", demo.experiment, "--spec", str(spec)),
+        *("--out", str(out)),
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    data = read_report_data(out.read_text(encoding="utf-8"))
+    analysed = _cli(
+        "analyze",
+        *("--db", demo.db_url, "--experiment", demo.experiment, "--spec", str(spec)),
+        *("--format", "json"),
+        cwd=tmp_path,
+    )
+    import json
+
+    verdict = json.loads(analysed.stdout)["decision"]["verdict"]
+    assert data["decision"]["verdict"] == verdict == "roll back"
+    assert any(m["role"] == "guardrail" for m in data["metrics"])

@@ -44,27 +44,56 @@ def test_fmt_pp_and_abs_lift():
     assert F.fmt_pp(-0.0042) == "−0.42 pp"
     assert F.fmt_abs_lift(0.0042, "proportion") == "+0.42 pp"
     assert F.fmt_abs_lift(1.2345, "mean") == "+1.23"
-    assert F.fmt_abs_lift(-1234.5, "mean") == "−1,234"
+    assert F.fmt_abs_lift(-1234.5, "mean") == "−1,230"  # three significant digits
+    assert F.fmt_abs_lift(0.728, "mean", unit="currency", currency="USD") == "+$0.728"
+    assert F.fmt_abs_lift(0.0042, "mean", unit="percent") == "+0.42 pp"
 
 
-def test_fmt_currency():
-    assert F.fmt_currency(1234.5) == "$1,234"
-    assert F.fmt_currency(1235.5) == "$1,236"
-    assert F.fmt_currency(-1234.5, "EUR") == "−€1,234"
-    assert F.fmt_currency(1234.5, "gbp", 2) == "£1,234.50"
-    assert F.fmt_currency(1200, "CHF") == "1,200 CHF"
-    assert F.fmt_currency(1200, "") == "1,200"
-    assert F.fmt_currency(2_345_678, "USD", compact=True, signed=True) == "+$2.3M"
-    assert F.fmt_currency(-2_345_678_000, "USD", compact=True) == "−$2.3B"
-    assert F.fmt_currency(None) == "—"
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (0.000836, "0.000836"),
+        (0.013, "0.0130"),
+        (0.277, "0.277"),
+        (7.01, "7.01"),
+        (1234.5, "1,230"),
+        (9_999.6, "10.0K"),  # rounded first: never "10,000"
+        (12_345, "12.3K"),
+        (764_300, "764K"),
+        (999_950, "1.00M"),  # never "1,000K"
+        (1_400_000, "1.40M"),
+        (-2.5e9, "−2.50B"),
+        (4.2e12, "4.20T"),
+        (0, "0"),
+    ],
+)
+def test_fmt_amount_is_one_significant_digit_rule(value, expected):
+    assert F.fmt_amount(value) == expected
 
 
-def test_fmt_compact():
-    assert F.fmt_compact(999) == "999"
-    assert F.fmt_compact(1000) == "1.0K"
-    assert F.fmt_compact(999_950) == "1.0M"  # would otherwise print "1,000.0K"
-    assert F.fmt_compact(12_345_678) == "12.3M"
-    assert F.fmt_compact(-4.2e12) == "−4.2T"
+def test_fmt_money_always_names_its_currency():
+    assert F.fmt_money(1234.5, "USD") == "$1,230"
+    assert F.fmt_money(-764_300, "EUR", signed=True) == "−€764K"
+    assert F.fmt_money(0.728, "usd", signed=True) == "+$0.728"
+    assert F.fmt_money(12_345, "CHF") == "12.3K CHF"
+    assert F.fmt_money(7.01, "") == "¤7.01"  # the currency was never recorded
+    assert F.fmt_money(9_130, "USD", sig=2) == "$9,100"
+    assert F.fmt_money(0, "USD", signed=True) == "$0"
+    assert F.fmt_money(None, "USD") == "—"
+
+
+def test_fmt_about_and_duration_for_sentences():
+    assert F.fmt_about(252_951) == "250,000"
+    assert F.fmt_about(3_912) == "3,900"
+    assert F.fmt_about(12) == "12"
+    assert [F.fmt_duration(d) for d in (0.4, 3.5, 20, 75, 368.2, 900)] == [
+        "1 day",
+        "4 days",
+        "3 weeks",
+        "2 months",
+        "12 months",
+        "2 years",
+    ]
 
 
 def test_fmt_sig():
@@ -106,8 +135,10 @@ def test_never_prints_nan_or_inf(x):
         F.fmt_number(x, 2),
         F.fmt_pct(x),
         F.fmt_sig(x),
-        F.fmt_currency(x),
-        F.fmt_compact(x),
+        F.fmt_money(x, "USD"),
+        F.fmt_amount(x),
+        F.fmt_about(x),
+        F.fmt_duration(x),
     ):
         assert "nan" not in text.lower() and "inf" not in text.lower()
 

@@ -1,190 +1,293 @@
-"""Sections and plots from a hand-built model: every verdict, guardrail rule and edge case."""
+"""abkit.report.sections: escaping everywhere, wording that agrees across sections, money
+with its currency, harm before gain, the registry, and the stylesheet's contrast."""
 
 from __future__ import annotations
 
-import io
+import dataclasses
+import re
+from html.parser import HTMLParser
 
+import fakes
 import pytest
-from PIL import Image
+from fakes import RAW, T, hostile_model, row
 
+from abkit.report import analyst
 from abkit.report import sections as S
-from abkit.report.adapt import guardrail_status
-from abkit.report.model import (
-    Decision,
-    Facts,
-    Impact,
-    MetricRow,
-    Quality,
-    ReportModel,
-    VariantFact,
-)
-from abkit.report.plots import ForestRow, cumulative_plot, forest_plot
-from abkit.report.render import check_offline
+from abkit.report.adapt import from_analysis
+from abkit.report.blocks import HTMLBlock, Section
+from abkit.report.model import Impact, Quality
+from abkit.report.render import check_offline, stylesheet
+from abkit.results import Interval
+
+SECTIONS = [(s.name, s.render) for s in S.EXECUTIVE] + [
+    ("title", lambda m: S.title_block(m, f"title {T}")),
+    ("title-default", lambda m: S.title_block(m)),
+    ("srm-plot", analyst.srm_plot),
+]
 
 
-def _row(**kw) -> MetricRow:
-    base = dict(
-        metric="conversion_rate",
-        variant="b",
-        role="primary",
-        metric_type="proportion",
-        control_mean=0.1,
-        treatment_mean=0.11,
-        abs_lift=0.01,
-        abs_low=0.004,
-        abs_high=0.016,
-        rel_lift=0.1,
-        rel_low=0.04,
-        rel_high=0.16,
-        p_value=0.001,
-        significant=True,
-    )
-    base.update(kw)
-    return MetricRow(**base)
+def _html(part) -> str:
+    return part._repr_html_()
 
 
-def _model(verdict: str = "ship", **kw) -> ReportModel:
-    base = dict(
-        facts=Facts(
-            key="<k>",
-            owner="A & B",
-            variants=(VariantFact("a", 0.5, {}, True), VariantFact("b", 0.5, {"model": "<m>"})),
-        ),
-        decision=Decision(verdict=verdict, reason="because <reasons>", reasons=("one", "two")),
-        metrics=(
-            _row(),
-            _row(
-                metric="errors",
-                role="guardrail",
-                metric_type="mean",
-                higher_is_better=False,
-                abs_lift=None,
-                rel_lift=None,
-                rel_low=None,
-                rel_high=None,
-                p_value=None,
-                significant=False,
-                status="not enough data",
-                guardrail_status="inconclusive",
-            ),
-        ),
-        quality=Quality(
-            counts={"a": 100, "b": 90},
-            expected_shares={"a": 0.5, "b": 0.5},
-            srm_p_value=0.47,
-            srm_ok=True,
-            sample_collected=190,
-            sample_needed=1000,
-            days_remaining=3.5,
-        ),
-        impact=(Impact("revenue", "year", 1_234_567.0, -5_000.0, 2_500_000.0, "EUR", True, "x"),),
-    )
-    base.update(kw)
-    return ReportModel(**base)
+@pytest.mark.parametrize(("name", "section"), SECTIONS, ids=[n for n, _ in SECTIONS])
+def test_every_user_field_is_escaped_in_every_section(name, section):
+    html_text = _html(section(hostile_model()))
+    assert RAW not in html_text, name
+    assert "id=pwn" not in html_text.replace("id=pwn&gt;", ""), name  # no bare attribute
+    assert check_offline(html_text) == [], name
 
 
-@pytest.mark.parametrize(
-    ("verdict", "css", "words"),
-    [
-        ("ship", "abkit-verdict-ship", "Ship it"),
-        ("roll back", "abkit-verdict-roll-back", "Roll back"),
-        ("keep running", "abkit-verdict-keep-running", "Keep running"),
-        ("no detectable effect", "abkit-verdict-no-detectable-effect", "No detectable effect"),
-    ],
-)
-def test_banner_for_every_verdict(verdict, css, words):
-    html = S.decision_banner(_model(verdict)).html
-    assert css in html and f"Recommendation: {words}" in html
-    assert "because &lt;reasons&gt;" in html and "<li>one</li>" in html
+def test_every_section_is_registered_once_in_display_order():
+    names = [s.name for s in S.EXECUTIVE]
+    assert len(names) == len(set(names))
+    assert names.index("banner") < names.index("harm") < names.index("headline")
+    assert names.index("headline") < names.index("impact") < names.index("scorecard")
+    assert names[-2:] == ["footer", "data"]
 
 
-def test_every_section_escapes_and_stays_offline():
-    model = _model()
-    blocks = [
-        S.title_block(model, "<title>"),
-        S.decision_banner(model),
-        S.headline(model),
-        S.impact(model),
-        S.scorecard(model),
-        S.data_quality(model),
-        S.experiment_facts(model),
-        S.methodology(model),
-        S.footer(model),
-        S.report_data(model),
+def test_a_new_section_is_one_object_and_one_registration():
+    extra = Section("note", "A note", lambda model: HTMLBlock("<p>hello</p>"))
+    parts = [_html(p) for p in S.executive(hostile_model(), (*TEXT_ONLY, extra))]
+    assert parts[-2:] == ['<h2 id="note" data-section="note">A note</h2>', "<p>hello</p>"]
+
+
+# The sections without a chart: drawing is the slow part and has its own tests.
+TEXT_ONLY = tuple(s for s in S.EXECUTIVE if s.name not in ("forest", "cumulative", "segment-plot"))
+
+
+def _page(model) -> str:
+    return "".join(_html(p) for p in S.executive(model, TEXT_ONLY))
+
+
+def _sections_of(model) -> list[str]:
+    return [
+        m
+        for part in S.executive(model, TEXT_ONLY)
+        for m in re.findall(r'data-section="([^"]+)"', _html(part))
     ]
-    page = "".join(str(b) for b in blocks)
-    assert "<k>" not in page and "&lt;k&gt;" in page and "&lt;m&gt;" in page
-    assert "A &amp; B" in page
-    assert check_offline(page) == []
-    # One style per impact: every end compact (K/M) because one is over a million.
-    assert "+€1.2M" in page and "[−€5.0K, +€2.5M]" in page
-    # Sample progress: 19% of the needed units, with the days still to go.
-    assert 'data-needed="1000"' in page and "19%" in page and "≈ 3.5 days" in page
-    # A metric without data shows dashes and says so, never "nan"/"None".
-    assert "not enough data" in page and "None" not in page and "nan" not in page
-    assert S.read_report_data(page)["facts"]["key"] == "<k>"
-    assert model._repr_html_().count("abkit-scorecard") == 1
 
 
-def test_bayesian_scorecard_shows_probability_to_beat_control():
-    model = _model(metrics=(_row(p_value=None, prob_beat_control=0.9731),))
-    html = S.scorecard(model).html
-    assert "P(beat control)" in html and "97.3%" in html and "p-value" not in html
-
-
-@pytest.mark.parametrize(
-    ("check", "ci", "higher", "expected"),
-    [
-        ("breached", (0.1, 0.3), False, "fail"),
-        ("ok", (-0.02, 0.03), False, "pass"),  # harm above +5% ruled out
-        ("ok", (-0.02, 0.08), False, "inconclusive"),  # +8% harm still possible
-        ("ok", (-0.03, 0.02), True, "pass"),
-        ("ok", (-0.09, 0.02), True, "inconclusive"),
-        ("ok", (None, 0.02), True, "inconclusive"),  # unbounded harmful end
-        ("not enough data", None, True, "inconclusive"),
-    ],
-)
-def test_guardrail_status(check, ci, higher, expected):
-    assert guardrail_status(check, ci, higher_is_better=higher, margin=0.05) == expected
-
-
-def test_outcome_follows_the_metric_direction():
-    assert _row().outcome == "better"
-    assert _row(higher_is_better=False).outcome == "worse"
-    assert _row(significant=False).outcome == "neutral"
-    assert _row(status="not enough data").outcome == "unknown"
-
-
-def _png(plot):
-    image = Image.open(io.BytesIO(plot.png))
-    image.load()
-    return image
-
-
-def test_forest_plot_handles_unbounded_and_missing_rows():
-    plot = forest_plot(
-        [
-            ForestRow("a", 0.05, 0.01, 0.09, "better"),
-            ForestRow("b", -0.02, None, 0.01, "neutral"),
-            ForestRow("c", None, None, None, "unknown"),
-        ]
+def test_harm_comes_before_gain_in_a_roll_back():
+    model = from_analysis(
+        fakes.result("roll back", error_lift=0.22), values={"errors_per_user": 0.4}
     )
-    image = _png(plot)
-    assert image.format == "PNG" and image.width > 600
-    assert "a: +5.0% [+1.0%, +9.0%]" in plot.alt and "c: —" in plot.alt
-    assert plot._repr_html_().startswith(
-        '<figure class="abkit-figure"><img src="data:image/png;base64,'
+    order = _sections_of(model)
+    assert order.index("harm") < order.index("headline") < order.index("impact")
+    page = _page(model)
+    assert page.index("Harm: errors per user") < page.index(">What it would have brought</h2>")
+    assert page.index(">What it would have brought</h2>") < page.index(">What was given up")
+    # The banner's first supporting line is the harm, priced, with users affected.
+    first = model.decision.why[0]
+    assert first.startswith("Errors per user rose") and "users" in first and "$" in first
+    assert "harm" not in _sections_of(from_analysis(fakes.result("ship")))
+
+
+def test_the_cumulative_chart_follows_the_metric_that_decided():
+    rolled = from_analysis(fakes.result("roll back", error_lift=0.22))
+    assert rolled.daily[0].metric == "errors per user"
+    shipped = from_analysis(fakes.result("ship"))
+    assert shipped.daily[0].metric == "conversion rate"
+
+
+class _Money(HTMLParser):
+    """Text of every element marked ``data-unit="currency"`` (its whole subtree)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.depth = 0
+        self.texts: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        if self.depth:
+            self.depth += 1
+        elif dict(attrs).get("data-unit") == "currency":
+            self.depth = 1
+            self.texts.append("")
+
+    def handle_endtag(self, tag):
+        if self.depth:
+            self.depth -= 1
+
+    def handle_data(self, data):
+        if self.depth:
+            self.texts[-1] += data
+
+
+NUMBER = re.compile(r"[−+]?[\d.,]+[KMBT]?")
+
+
+@pytest.mark.parametrize("currency", ["USD", "EUR", "CHF", ""])
+@pytest.mark.parametrize("scenario", ["ship", "roll back"])
+def test_currency_on_every_money_figure(currency, scenario):
+    result = fakes.result(scenario, error_lift=0.22, currency=currency)
+    model = from_analysis(result, values={"errors_per_user": 0.4})
+    parser = _Money()
+    parser.feed(_page(model))
+    symbol = {"USD": "$", "EUR": "€", "CHF": "CHF", "": "¤"}[currency]
+    assert len(parser.texts) >= 2
+    for text in parser.texts:
+        for match in NUMBER.finditer(text):
+            figure = match.group(0)
+            if not re.search(r"\d", figure) or figure.strip(",.") in ("", "95"):
+                continue
+            around = text[max(0, match.start() - 3) : match.end() + 4]
+            assert symbol in around, (text, figure)
+
+
+def test_money_metric_of_unknown_currency_is_marked_and_explained():
+    model = from_analysis(fakes.result("ship", currency=""))
+    page = _html(S.scorecard_table(model))
+    assert "¤7.01" in page and "the events carry no currency" in page
+
+
+def test_absolute_figures_follow_one_significant_digit_rule():
+    model = from_analysis(fakes.result("ship", currency="USD"))
+    page = _html(S.scorecard_table(model))
+    assert "$7.01" in page and "$7.71" in page and "+$0.701" in page
+    assert "+0.0" not in page.replace("+0.0%", "")
+
+
+def test_significance_words_agree_with_the_forest_plot():
+    """A significant rise of a lower-is-better metric is "worse" in words, never "▲"."""
+    harm = row("errors", role="guardrail", higher_is_better=False)
+    win = row("conversion")
+    page = S.scorecard_table(hostile_model(), rows=[harm, win]).html
+    assert "significant: worse" in page and "significant: better" in page
+    assert "chip-significant-down" in page and "chip-significant-up" in page
+    assert "▲" not in page and "▼" not in page
+    caption = S.forest(hostile_model()).caption
+    assert "▲" in caption and "good direction" in caption
+
+
+def test_an_unadjusted_interval_that_disagrees_is_marked():
+    """Holm says not significant, the raw interval excludes 0: a dagger and a sentence."""
+    odd = row("orders", significant=False, p_value=0.08, rel_ci=Interval(0.005, 0.137))
+    fine = row("revenue")
+    model = dataclasses.replace(hostile_model(), correction="holm")
+    page = S.scorecard_table(model, rows=[odd, fine]).html
+    assert page.count("†") == 2  # the cell and the caption
+    assert "not significant once the several metrics are accounted for" in page
+    assert "†" not in S.scorecard_table(model, rows=[fine]).html
+
+
+def test_headline_chip_agrees_with_a_keep_running_banner():
+    early = from_analysis(fakes.result("keep running", conversion_lift=0.10))
+    assert early.primary.significant and early.decision.state == "keep running"
+    page = _html(S.headline_kpi(early))
+    assert "not yet conclusive" in page and "significant: better" not in page
+    shipped = _html(S.headline_kpi(from_analysis(fakes.result("ship"))))
+    assert "significant: better" in shipped
+
+
+def test_methodology_is_plain_words_first_then_statistics():
+    model = dataclasses.replace(hostile_model(), correction="holm")
+    page = S.methodology(model).html
+    assert page.index("The box at the top") < page.index("Statistical details")
+    assert page.index("Statistical details") < page.index("(Holm)")
+    assert "chance of any false alarm" in page and "O&#x27;Brien-Fleming" in page
+    bh = S.methodology(dataclasses.replace(model, correction="bh")).html
+    assert "Benjamini-Hochberg" in bh and "share of false alarms" in bh
+    seq = S.methodology(dataclasses.replace(model, method="sequential")).html
+    assert "O&#x27;Brien-Fleming" not in seq and "always-valid" in seq
+    assert "t1 &lt;i" in page  # the analysis' technical reasons live here
+
+
+def test_segments_show_in_the_executive_report_when_asked():
+    asked = from_analysis(fakes.result("ship", segments=True), segments=("platform",))
+    names = _sections_of(asked)
+    assert "segments" in names
+    page = _page(asked)
+    assert "platform: android $5" in page
+    assert "segments" not in _sections_of(from_analysis(fakes.result("ship", segments=True)))
+
+
+def _quality(collected: int, needed: int, days: float | None) -> Quality:
+    return Quality(
+        counts={"a": collected // 2, "b": collected - collected // 2},
+        expected_shares={"a": 0.5, "b": 0.5},
+        srm_p_value=0.9,
+        srm_ok=True,
+        sample_collected=collected,
+        sample_needed=needed,
+        sample_target="10.0% relative change with 80% power",
+        days_remaining=days,
     )
 
 
-def test_cumulative_plot_with_gaps():
-    import datetime as dt
+def test_sample_collected_against_needed_in_words():
+    """Short of the plan says how far and how long; past it says "at least", no days."""
+    base = hostile_model()
+    short = S.data_quality(dataclasses.replace(base, quality=_quality(190, 1000, 3.5)))
+    assert "190 units collected of the 1,000 planned to detect a 10.0%" in short.html
+    assert "19%" in short.html and "≈ 3.5 days more" in short.html
+    assert "at least" not in short.html
+    done = S.data_quality(dataclasses.replace(base, quality=_quality(4000, 1000, None)))
+    assert "4,000 units collected, at least the 1,000 planned" in done.html
+    assert "100%" in done.html and "more at current traffic" not in done.html
 
-    days = [dt.date(2026, 1, d) for d in range(1, 6)]
-    plot = cumulative_plot(
-        days,
-        [None, 0.1, 0.08, 0.07, 0.06],
-        [None, -0.1, 0.0, 0.01, 0.02],
-        [None, 0.3, 0.16, 0.13, 0.1],
+
+@pytest.mark.parametrize("status", ["pass", "fail", "inconclusive"])
+def test_guardrail_chip_word_and_colour_agree(status):
+    guard = row("errors", role="guardrail", guardrail_status=status)
+    page = S.scorecard_table(hostile_model(), rows=[guard]).html
+    assert f'<span class="chip chip-{status}">{status}</span>' in page
+
+
+def test_impact_interval_reads_low_to_high():
+    imp = Impact("revenue", "b", "month", 1500.0, Interval(-200.0, 3200.0), "", "USD", True)
+    page = re.sub(
+        r"<[^>]+>", "", S.impact_cards(dataclasses.replace(hostile_model(), impact=(imp,))).html
     )
-    assert _png(plot).height > 200 and "latest estimate +6.0%" in plot.alt
+    assert "+$1,500" in page and "interval [−$200, +$3,200]" in page
+    assert "Projected change per month if shipped anyway (not recommended) (from revenue)" in page
+
+
+def _luminance(hex_colour: str) -> float:
+    """WCAG 2.x relative luminance of ``#rgb`` / ``#rrggbb``."""
+    h = hex_colour.lstrip("#")
+    if len(h) == 3:
+        h = "".join(c * 2 for c in h)
+    channels = [int(h[i : i + 2], 16) / 255 for i in (0, 2, 4)]
+    lin = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+
+def _contrast(a: str, b: str) -> float:
+    la, lb = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (la + 0.05) / (lb + 0.05)
+
+
+def test_text_colours_meet_wcag_aa_contrast():
+    """Every chip, banner and muted text reaches 4.5:1 against its background (WCAG AA)."""
+    css = re.sub(r"/\*.*?\*/", "", stylesheet(), flags=re.S)
+    variables = dict(re.findall(r"--([\w-]+):\s*(#[0-9a-fA-F]{3,6})", css))
+
+    def colour(value: str) -> str:
+        value = value.strip()
+        found = re.fullmatch(r"var\(--([\w-]+)\)", value)
+        return variables[found.group(1)] if found else value
+
+    checked = 0
+    for selectors, body in re.findall(r"([^{}]+)\{([^}]*)\}", css):
+        props = dict((k.strip(), v.strip()) for k, v in re.findall(r"([\w-]+)\s*:\s*([^;]+)", body))
+        if "chip-" in selectors and "color" in props and "background" in props:
+            ratio = _contrast(colour(props["color"]), colour(props["background"]))
+            assert ratio >= 4.5, (selectors.strip(), ratio)
+            checked += 1
+        if selectors.strip().startswith(".abkit-verdict-") and "background" in props:
+            ratio = _contrast(variables["ink"], colour(props["background"]))
+            assert ratio >= 4.5, (selectors.strip(), ratio)
+            checked += 1
+    assert checked >= 10  # five chip rules and five states
+    for bg in ("#ffffff", variables["panel"], variables["green-bg"], variables["red-bg"]):
+        assert _contrast(variables["muted"], bg) >= 4.5, bg  # captions, notes, reasons
+
+
+def test_deep_dive_segment_table_escapes_segment_names_and_values():
+    result = fakes.result("ship", segments=True)
+    hostile = tuple(
+        dataclasses.replace(s, segment=f"country {T}", value=f"value {T}") for s in result.segments
+    )
+    page = analyst.segment_table(dataclasses.replace(result, segments=hostile)).html
+    assert RAW not in page and "value &lt;i id=pwn&gt;" in page

@@ -37,7 +37,7 @@ def test_readout_reports_reduction_and_narrows_the_interval():
     adj = compare(c, t, metric_type="mean", cuped=True)
     assert raw.variance_reduction is None
     assert adj.variance_reduction == pytest.approx(0.64, abs=0.02)
-    width = lambda r: r.abs_ci[1] - r.abs_ci[0]  # noqa: E731
+    width = lambda r: r.abs_ci.upper - r.abs_ci.lower  # noqa: E731
     assert width(adj) == pytest.approx(width(raw) * 0.6, rel=0.03)
     assert adj.test == "Welch t-test with CUPED" and adj.cuped and adj.theta is not None
     assert adj.rel_ci_bounded
@@ -48,8 +48,28 @@ def test_cuped_adjust_helper_matches_engine_means():
     s = cuped_summary(c, t)
     adj = compare(c, t, metric_type="mean", cuped=True)
     x_pool = x.mean()
-    assert cuped_adjust(y[0], x[0], s.theta, x_pool).mean() == pytest.approx(adj.control_mean)
-    assert cuped_adjust(y[1], x[1], s.theta, x_pool).mean() == pytest.approx(adj.treatment_mean)
+    assert cuped_adjust(y[0], x[0], s.theta, x_pool).mean() == pytest.approx(
+        adj.control_mean_adjusted
+    )
+    assert cuped_adjust(y[1], x[1], s.theta, x_pool).mean() == pytest.approx(
+        adj.treatment_mean_adjusted
+    )
+
+
+def test_cuped_readout_shows_raw_means_beside_the_adjusted_effect():
+    """Issue 9 defect: "Control"/"Treatment" read the raw means; the adjusted ones are named."""
+    c, t, _, y = _arms(0.5, n=1000)
+    raw = compare(c, t, metric_type="mean")
+    adj = compare(c, t, metric_type="mean", cuped=True)
+    assert adj.control_mean == pytest.approx(y[0].mean(), rel=1e-12)
+    assert adj.treatment_mean == pytest.approx(y[1].mean(), rel=1e-12)
+    assert (adj.control_mean, adj.treatment_mean) == (raw.control_mean, raw.treatment_mean)
+    assert adj.control_mean_adjusted != pytest.approx(adj.control_mean, rel=1e-6)
+    assert adj.abs_lift == pytest.approx(
+        adj.treatment_mean_adjusted - adj.control_mean_adjusted, rel=1e-12
+    )
+    assert raw.control_mean_adjusted is None and raw.treatment_mean_adjusted is None
+    assert "control_mean_adjusted" in adj.to_dict() and "control_mean_adjusted" in adj.to_frame()
 
 
 def test_proportion_with_pre_period_conversion():

@@ -222,3 +222,9 @@ def test_difference_is_json_safe():
     payload = d.to_dict()
     json.dumps(payload, allow_nan=False)
     assert payload["df"] is None and math.isfinite(payload["se_abs"])
+
+
+def test_welch_df_survives_huge_and_tiny_variances():
+    assert welch_df(1e300, 10, 1e300, 10) == pytest.approx(18.0, rel=1e-12)
+    assert welch_df(1e-300, 10, 1e-300, 10) == pytest.approx(18.0, rel=1e-12)
+    assert welch_df(0.0, 5, 2.0, 9) == pytest.approx(8.0, rel=1e-12)

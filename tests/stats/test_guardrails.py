@@ -34,7 +34,7 @@ def test_absolute_margin_matches_statsmodels_welch_with_value():
     _, p_sm2, _ = ttest_ind(t, c, alternative="smaller", usevar="unequal", value=0.5)
     assert g2.p_value == pytest.approx(p_sm2, rel=1e-9)
     assert g2.margin_boundary == 0.5 and g.margin_boundary == -0.5
-    assert g2.bound == g2.ci[1] and g.bound == g.ci[0]
+    assert g2.bound == g2.ci.upper and g.bound == g.ci.lower
 
 
 def test_outcomes_and_their_evidence():
@@ -44,7 +44,7 @@ def test_outcomes_and_their_evidence():
     assert ok.status == "pass" and ok.p_value < 0.05 and ok.bound > -0.03
     # 10% worse: fails a 3% margin: the whole interval is past the margin.
     bad = guardrail(base, _prop(50_000, 4_500), metric_type="proportion", margin=0.03)
-    assert bad.status == "fail" and bad.ci[1] < -0.03 and bad.p_value_inferiority < 0.05
+    assert bad.status == "fail" and bad.ci.upper < -0.03 and bad.p_value_inferiority < 0.05
     assert bad.harmful
     # 2% worse with a 3% margin and this n: significantly harmful yet not a fail.
     mid = guardrail(
@@ -54,7 +54,7 @@ def test_outcomes_and_their_evidence():
     # Too little data to decide either way.
     small = guardrail(_prop(500, 50), _prop(500, 48), metric_type="proportion", margin=0.03)
     assert small.status == "inconclusive"
-    assert small.ci[0] < -0.03 < small.ci[1]
+    assert small.ci.lower < -0.03 < small.ci.upper
     # The relative bound is the inversion of the same statistic: it sits exactly where
     # the test switches from inconclusive to pass.
     d = estimate_difference(base, _prop(50_000, 5_010), metric_type="proportion")
@@ -133,10 +133,10 @@ def test_ratio_guardrail_and_power_when_flat():
 
     g = guardrail(arm(1.0), arm(1.0), metric_type="ratio", margin=0.05)
     assert g.status == "pass" and g.metric_type == "ratio"
-    assert g.bound > -0.05 and g.ci[0] < g.estimate < g.ci[1]
+    assert g.bound > -0.05 and g.ci.lower < g.estimate < g.ci.upper
     assert g.statistic > sps.norm.isf(0.05)
     bad = guardrail(arm(1.0), arm(0.85), metric_type="ratio", margin=0.05)
-    assert bad.status == "fail" and bad.ci[1] < -0.05
+    assert bad.status == "fail" and bad.ci.upper < -0.05
 
 
 @settings(max_examples=80, deadline=None)

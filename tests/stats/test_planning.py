@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+import statsmodels.api as sm
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as sps
@@ -16,12 +17,16 @@ from abkit.errors import ConfigError
 from abkit.stats.planning import (
     corrected_alpha,
     expected_duration,
+    plan_cuped,
     plan_from_stats,
+    plan_from_stats_cuped,
     plan_mean,
     plan_proportion,
     plan_ratio,
+    pre_period_r_squared,
     ratio_unit_sd,
 )
+from abkit.stats.regression import RegressionStats, regression_adjustment
 from abkit.stats.sufficient import MeanStats, RatioStats
 
 SM_ALT = {"two-sided": "two-sided", "larger": "larger", "smaller": "smaller"}
@@ -348,3 +353,79 @@ def test_mde_matches_statsmodels_effect_size_solution(method, alternative):
         ph.effect_size, nobs1=2000, alpha=0.05, alternative=alternative
     )
     assert power_h == pytest.approx(0.8, rel=1e-9)
+
+
+# ------------------------------------------------------------- variance reduction (CUPED)
+
+
+def test_cuped_plan_without_reduction_is_the_plain_plan() -> None:
+    c = plan_cuped("proportion", 0.1, r_squared=0.0, mde=0.1, relative=True)
+    assert c.without_cuped.n_per_arm == c.with_cuped.n_per_arm
+    assert c.without_cuped.n_per_arm == plan_proportion(0.1, mde=0.1, relative=True).n_per_arm
+    assert c.with_cuped.metric_type == "proportion" and c.units_saved == 0
+    m = plan_cuped("mean", 10.0, baseline_sd=4.0, r_squared=0.0, mde=0.3)
+    assert m.with_cuped.n_per_arm == plan_mean(10.0, 4.0, mde=0.3).n_per_arm
+
+
+def test_cuped_plan_shrinks_the_sample_by_one_minus_r_squared() -> None:
+    for r2 in (0.2, 0.5, 0.8):
+        c = plan_cuped("mean", 10.0, baseline_sd=4.0, r_squared=r2, mde=0.1)
+        ratio = c.with_cuped.n_control / c.without_cuped.n_control
+        assert ratio == pytest.approx(1 - r2, abs=2 / c.with_cuped.n_control)
+        assert c.with_cuped.achieved_power >= 0.8
+        # Solving for the MDE at a fixed sample: the MDE shrinks by √(1 - R²).
+        mde = plan_cuped("mean", 10.0, baseline_sd=4.0, r_squared=r2, n_total=20_000)
+        assert mde.with_cuped.mde_abs / mde.without_cuped.mde_abs == pytest.approx(
+            math.sqrt(1 - r2), rel=1e-6
+        )
+    with pytest.raises(ConfigError, match="mde"):
+        plan_cuped("proportion", 0.1, r_squared=0.3, n_total=1000)
+    with pytest.raises(ConfigError, match="r_squared"):
+        plan_cuped("mean", 1.0, baseline_sd=1.0, r_squared=1.0, mde=0.1)
+
+
+def test_pre_period_r_squared_matches_numpy_and_statsmodels() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(500, 3))
+    y = x @ np.array([1.0, -0.5, 0.2]) + rng.normal(size=500)
+    one = MeanStats.from_values(y, x[:, 0])
+    assert pre_period_r_squared(one) == pytest.approx(np.corrcoef(x[:, 0], y)[0, 1] ** 2, rel=1e-10)
+    many = RegressionStats.from_values(y, x, ("a", "b", "c"))
+    fit = sm.OLS(y, sm.add_constant(x)).fit()
+    assert pre_period_r_squared(many) == pytest.approx(fit.rsquared, rel=1e-10)
+
+
+def test_cuped_plan_reaches_its_power_when_analysed_with_cuped() -> None:
+    rng = np.random.default_rng(4)
+
+    def units(n: int, effect: float) -> tuple[np.ndarray, np.ndarray]:
+        x = rng.normal(20.0, 5.0, n)
+        return x + rng.normal(0.0, 5.0, n) + effect, x[:, None]  # R² = 0.5
+
+    baseline = RegressionStats.from_values(*units(20_000, 0.0), ("pre",))
+    plan = plan_from_stats_cuped(baseline, "mean", mde=1.0)
+    assert plan.r_squared == pytest.approx(0.5, abs=0.02)
+    n = plan.with_cuped.n_control
+    hits = 0
+    reps = 1000
+    for _ in range(reps):
+        c, t = units(n, 0.0), units(n, 1.0)
+        d = regression_adjustment(
+            RegressionStats.from_values(*c, ("pre",)), RegressionStats.from_values(*t, ("pre",))
+        ).difference
+        hits += abs(d.abs_diff / d.se_abs) > 1.959963984540054
+    assert hits / reps == pytest.approx(0.8, abs=0.035)
+    assert plan.without_cuped.n_control > 1.9 * n
+
+
+def test_cuped_plan_from_one_covariate_mean_stats() -> None:
+    rng = np.random.default_rng(5)
+    x = rng.normal(10.0, 2.0, 3000)
+    y = 0.8 * x + rng.normal(0.0, 2.0, 3000)
+    one = MeanStats.from_values(y, x)
+    plan = plan_from_stats_cuped(one, "mean", mde=0.2)
+    same = plan_from_stats_cuped(RegressionStats.from_mean_stats(one), "mean", mde=0.2)
+    assert plan.r_squared == pytest.approx(same.r_squared, rel=1e-12)
+    assert plan.with_cuped.n_per_arm == same.with_cuped.n_per_arm
+    assert plan.without_cuped.n_per_arm == plan_from_stats(one, "mean", mde=0.2).n_per_arm
+    assert "with it" in plan.describe() and plan.units_saved > 0

@@ -249,7 +249,7 @@ def test_aa_variance_reduced_by_squared_correlation(aa):
     reported = np.mean([r.variance_reduction for r in adj])
     assert reported == pytest.approx(rho2, abs=0.02), (reported, rho2)
     # the reported standard error is calibrated: mean se² matches the empirical variance
-    mean_se2 = np.mean([((r.abs_ci[1] - r.abs_ci[0]) / (2 * 1.959964)) ** 2 for r in adj])
+    mean_se2 = np.mean([((r.abs_ci.upper - r.abs_ci.lower) / (2 * 1.959964)) ** 2 for r in adj])
     assert mean_se2 == pytest.approx(adj_var, rel=0.08)
 
 
@@ -284,8 +284,8 @@ def test_ab_intervals_cover_true_lifts(ab):
     """Coverage of the absolute and the Fieller relative interval (the latter uses the
     covariance of the two adjusted arm means)."""
     lift, _, results = ab
-    abs_cover = np.mean([r.abs_ci[0] <= TRUE_RATIO * lift <= r.abs_ci[1] for r in results])
-    rel_cover = np.mean([r.rel_ci[0] <= lift <= r.rel_ci[1] for r in results])
+    abs_cover = np.mean([r.abs_ci.lower <= TRUE_RATIO * lift <= r.abs_ci.upper for r in results])
+    rel_cover = np.mean([r.rel_ci.lower <= lift <= r.rel_ci.upper for r in results])
     # nominal 0.95, binomial SE 0.004 over 3000 experiments
     assert 0.935 <= abs_cover <= 0.965, abs_cover
     assert 0.935 <= rel_cover <= 0.965, rel_cover

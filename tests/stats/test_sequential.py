@@ -88,7 +88,7 @@ def test_readout_fields_and_agreement_with_compare():
     assert lo == pytest.approx(d.abs_diff - r.boundary_z * d.se_abs)
     assert hi == pytest.approx(d.abs_diff + r.boundary_z * d.se_abs)
     # The relative interval excludes 0 exactly when the always-valid p < alpha.
-    assert (r.rel_ci[0] > 0) == (r.p_value < 0.05) == r.significant
+    assert (r.rel_ci.lower > 0) == (r.p_value < 0.05) == r.significant
     lift = compare(c, t, metric_type="proportion", method="sequential", mde=0.01)
     assert lift.p_value == r.p_value and lift.abs_ci == r.abs_ci
     fixed = compare(c, t, metric_type="proportion")
@@ -105,7 +105,7 @@ def test_one_sided_readouts_are_half_open(alternative):
         estimate_difference(c, t, metric_type="proportion"), alternative=alternative, tau=0.01
     )
     if alternative == "larger":
-        assert r.abs_ci[1] is None and r.abs_ci[0] is not None
+        assert r.abs_ci.upper is None and r.abs_ci.lower is not None
         assert (
             r.p_value
             < sequential_readout(
@@ -113,7 +113,7 @@ def test_one_sided_readouts_are_half_open(alternative):
             ).p_value
         )
     else:
-        assert r.abs_ci[0] is None and r.p_value > 0.5
+        assert r.abs_ci.lower is None and r.p_value > 0.5
 
 
 def test_p_value_consistency_at_every_relative_value():
@@ -172,7 +172,7 @@ def test_series_increments_equal_cumulative_and_running_summaries():
     assert [a.p_value for a in inc.looks] == pytest.approx([b.p_value for b in cum.looks])
     ps = [look.p_value for look in cum.looks]
     assert all(b <= a for a, b in itertools.pairwise(ps))  # running minimum
-    widths = [look.abs_ci[1] - look.abs_ci[0] for look in cum.looks]
+    widths = [look.abs_ci.upper - look.abs_ci.lower for look in cum.looks]
     assert all(b <= a + 1e-15 for a, b in itertools.pairwise(widths))  # running intersection
     assert cum.first_significant_look is not None
     assert cum.looks[cum.first_significant_look - 1].significant
@@ -239,7 +239,7 @@ def test_cuped_covariance_enters_the_relative_sequence():
         stat = (d.treatment_mean - (1 + rel) * d.control_mean) / math.sqrt(w)
         assert abs(stat) == pytest.approx(r.boundary_z, rel=1e-9)
     raw = sequential_readout(estimate_difference(c, t, metric_type="mean"), tau=0.5)
-    assert r.abs_ci[1] - r.abs_ci[0] < raw.abs_ci[1] - raw.abs_ci[0]
+    assert r.abs_ci.upper - r.abs_ci.lower < raw.abs_ci.upper - raw.abs_ci.lower
     g = guardrail_from_cuped(c, t)
     assert g.status == "pass"
 

@@ -1,10 +1,8 @@
-"""Sufficient statistics (Contract 4) and result rendering."""
+"""Sufficient statistics (Contract 4)."""
 
 from __future__ import annotations
 
-import json
-import math
-from dataclasses import FrozenInstanceError, dataclass
+from dataclasses import FrozenInstanceError
 
 import numpy as np
 import pytest
@@ -12,7 +10,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from abkit.errors import NotEnoughDataError
-from abkit.stats._render import ResultMixin, ResultTable, html_table, json_safe
 from abkit.stats.sufficient import MeanStats, RatioStats
 
 values = st.lists(st.floats(-1e3, 1e3, allow_nan=False), min_size=2, max_size=50)
@@ -71,24 +68,3 @@ def test_validation():
 def test_variance_clamped_at_zero_under_cancellation():
     s = MeanStats.from_values([1e8 + 0.1] * 10)
     assert s.var >= 0.0
-
-
-@dataclass(frozen=True)
-class _Demo(ResultMixin):
-    name: str
-    value: float
-    ci: tuple[float, float] | None
-
-
-def test_json_safe_and_rendering():
-    payload = json_safe({"a": float("inf"), "b": np.float64(1.5), "c": (1, float("nan"))})
-    assert payload == {"a": None, "b": 1.5, "c": [1, None]}
-    demo = _Demo("x<y", 0.123456, (1.0, 2.0))
-    json.dumps(demo.to_dict(), allow_nan=False)
-    assert "x&lt;y" in demo._repr_html_()
-    assert demo.to_frame().loc[0, "value"] == pytest.approx(0.123456)
-    table = ResultTable([demo, _Demo("z", math.nan, None)], caption="demo")
-    assert len(table) == 2 and table[0] is demo
-    assert "—" in table._repr_html_() and "<caption>demo</caption>" in table._repr_html_()
-    assert table.to_dict()[1]["value"] is None
-    assert "no results" in html_table([])

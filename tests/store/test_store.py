@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import (
     BigInteger,
     Column,
+    Index,
     Integer,
     MetaData,
     String,
@@ -20,7 +21,7 @@ from sqlalchemy import (
     update,
 )
 
-from abkit.errors import StoreError
+from abkit.errors import ConfigError, StoreError
 from abkit.store.schema import SCHEMA_VERSION, build_tables
 from abkit.store.store import open_store
 
@@ -44,7 +45,7 @@ def event(i: int, content: str = "h", value: float = 1.0) -> tuple:
 def test_open_creates_every_contract_table_and_version(db_url):
     store = open_store(db_url)
     try:
-        assert store.schema_version() == SCHEMA_VERSION == 2
+        assert store.schema_version() == SCHEMA_VERSION == 3
         names = set(inspect(store.engine).get_table_names())
         assert {
             "abkit_meta",
@@ -124,6 +125,10 @@ def _v1_store(url: str) -> None:
         current.events,
     ):
         table.to_metadata(metadata)
+    # Version 1's events index (version 3 replaced it with a covering one).
+    events = metadata.tables["abkit_events"]
+    events.indexes = {i for i in events.indexes if i.name != "ix_abkit_events_unit_type_ts_value"}
+    Index("ix_abkit_events_unit_type_ts", events.c.unit_id, events.c.event_type, events.c.ts_us)
     Table(
         "abkit_quarantine",
         metadata,
@@ -167,7 +172,9 @@ def test_v1_store_is_upgraded_in_place(db_url, tmp_path):
     try:
         assert store.schema_version() == SCHEMA_VERSION
         columns = {c["name"] for c in inspect(store.engine).get_columns("abkit_ingest_batches")}
-        assert {"params_hash", "owner", "heartbeat_at_us", "message"} <= columns
+        assert {"params_hash", "owner", "heartbeat_at_us", "message", "params"} <= columns
+        quarantine = {c["name"] for c in inspect(store.engine).get_columns("abkit_quarantine")}
+        assert {"resolved_at_us", "resolved_batch_id"} <= quarantine
         indexes = {i["name"] for i in inspect(store.engine).get_indexes("abkit_ingest_batches")}
         assert "ix_abkit_ingest_batches_content" in indexes
         with store.engine.connect() as conn:
@@ -225,9 +232,13 @@ def test_experiments_registry_snapshot(db_url):
         with store.engine.connect() as conn:
             stored = conn.execute(select(store.tables.experiments.c.config)).scalars().all()
         assert [json.loads(s)["salt"] for s in stored] == ["t"]
+        pytest.importorskip("abkit.assignment.config")
         with pytest.raises(StoreError, match="not registered"):
-            pytest.importorskip("abkit.assignment.config")
             store.get_experiment("missing")
+        with pytest.raises(ConfigError) as info:
+            store.get_experiment("chekout")
+        assert info.value.location.field == "experiment"
+        assert str(info.value).endswith("; did you mean 'checkout'?; known: checkout")
     finally:
         store.close()
 
@@ -287,3 +298,32 @@ def test_analyze_and_quarantine_cli_refuse_a_missing_store(tmp_path):
         assert done.returncode == 2, done.stderr
         assert done.stderr.count("\n") == 1 and "no abkit store at" in done.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_quarantine_cli_finds_the_demo_store(tmp_path, monkeypatch, capsys):
+    from abkit.cli.main import main
+
+    monkeypatch.delenv("ABKIT_DATABASE_URL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert main(["quarantine"]) == 2
+    assert "looked for abkit.db and abkit-demo.db" in capsys.readouterr().err
+    open_store(f"sqlite:///{tmp_path / 'abkit-demo.db'}").close()
+    assert main(["quarantine"]) == 0
+    assert "no quarantined rows match" in capsys.readouterr().out
+    assert not (tmp_path / "abkit.db").exists()
+
+
+def test_v2_store_gets_the_covering_events_index(db_url):
+    _v1_store(db_url)
+    open_store(db_url).close()  # v1 -> v2 -> v3 in one transaction
+    indexes = {
+        i["name"]: i["column_names"]
+        for i in inspect(create_engine(db_url)).get_indexes("abkit_events")
+    }
+    assert indexes["ix_abkit_events_unit_type_ts_value"] == [
+        "unit_id",
+        "event_type",
+        "ts_us",
+        "value",
+    ]
+    assert "ix_abkit_events_unit_type_ts" not in indexes

@@ -1,0 +1,199 @@
+"""Run abkit's analysis on Apache Spark: a local session, a standalone cluster or Spark Connect.
+
+One code path serves all three: each statement is compiled by
+:class:`~abkit.engines.spark_dialect.SparkDialect` into Spark SQL with named ``:param``
+markers, and executed with ``session.sql(text, args=params)``, Spark's own parameter
+binding, on whatever :class:`pyspark.sql.SparkSession` the user has: a classic session
+(``local[*]`` or ``spark://host:7077``) or a Spark Connect session (``sc://host:15002``).
+Only the few result rows (per arm and day) come back to Python.
+
+>>> analyze("spark://10.0.0.5:7077", "ranker-v2")        # doctest: +SKIP
+>>> analyze("sc://spark-connect:15002", "ranker-v2")     # doctest: +SKIP
+>>> analyze(SparkRunner(spark), "ranker-v2")             # doctest: +SKIP  (a session you have)
+
+The tables are looked up by name in the session's catalog (``abkit_exposures``,
+``abkit_events``, ``abkit_exposure_attributes`` and, when present, ``abkit_experiments``):
+tables of a metastore, or temporary views the caller registered on that session
+(:func:`register_views` makes them from rows or from an abkit store, for small data and
+tests; big data lives in Parquet/Delta/Hive tables).
+
+pyspark is imported only when a runner is opened (``pip install 'abkit[spark]'``, plus a
+Java 17 runtime for a classic session).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy import select
+from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.sql import Select
+from sqlalchemy.sql.schema import Table
+
+from abkit.engines.spark_dialect import SparkDialect
+from abkit.errors import ConfigError, StoreError
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from abkit.store.schema import Tables
+
+Row = tuple[Any, ...]
+
+SCHEMES = ("spark", "sc")
+_DIALECT = SparkDialect()
+
+
+def _safe_where(url: str) -> str:
+    """``scheme://host:port`` of a Spark URL: Connect URLs carry tokens after ``/;``."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def compile_statement(stmt: Select[Any]) -> tuple[str, dict[str, Any]]:
+    """Spark SQL text with ``:name`` markers, and the values to bind to them."""
+    compiled = stmt.compile(dialect=_DIALECT, compile_kwargs={"render_postcompile": True})
+    return str(compiled), dict(compiled.params)
+
+
+class SparkRunner:
+    """A :class:`~abkit.analysis.runner.QueryRunner` on one Spark session.
+
+    ``stop_on_close``: stop the session in :meth:`close` (set for Spark Connect sessions
+    that :func:`open_runner` created; a classic session is left running, since starting
+    executors again costs far more than the analysis).
+    """
+
+    def __init__(
+        self, session: SparkSession, *, where: str | None = None, stop_on_close: bool = False
+    ) -> None:
+        self._session = session
+        self._where = where if where is not None else _session_where(session)
+        self._stop_on_close = stop_on_close
+
+    @property
+    def dialect(self) -> Dialect:
+        return _DIALECT
+
+    @property
+    def where(self) -> str:
+        return self._where
+
+    @property
+    def session(self) -> SparkSession:
+        return self._session
+
+    def run(self, stmt: Select[Any]) -> list[Row]:
+        from py4j.protocol import Py4JError
+        from pyspark.errors import PySparkException
+
+        text, params = compile_statement(stmt)
+        try:
+            rows = self._session.sql(text, args=params).collect()
+        except (PySparkException, Py4JError) as exc:
+            raise StoreError(
+                f"the analysis query failed on {self._where}: {_first_line(exc)}"
+            ) from exc
+        return [tuple(row) for row in rows]
+
+    def close(self) -> None:
+        if self._stop_on_close:
+            self._session.stop()
+
+
+def _session_where(session: SparkSession) -> str:
+    """Where a session runs, for messages: its master URL (``local[*]``, ``spark://...``)."""
+    from pyspark.errors import PySparkException
+
+    try:
+        master = session.conf.get("spark.master", None)
+    except PySparkException:  # a Connect server may hide its configuration
+        master = None
+    if not master:
+        return "spark"
+    return _safe_where(master) if "://" in master else master
+
+
+def open_runner(url: str) -> SparkRunner:
+    """Open ``spark://host:port`` (a standalone master) or ``sc://host:port`` (Spark Connect).
+
+    A classic session is ``getOrCreate``'d: an active session on the same master is reused,
+    with its configuration (memory, executors) as its creator set it.
+    """
+    scheme = url.partition("://")[0].lower()
+    if scheme not in SCHEMES:
+        raise ConfigError(
+            f"a Spark URL starts with spark:// or sc://, got {_safe_where(url)!r}", field="db"
+        )
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError as exc:
+        raise ConfigError(
+            "analysing on Spark needs pyspark: pip install 'abkit[spark]'", field="db"
+        ) from exc
+    from py4j.protocol import Py4JError
+    from pyspark.errors import PySparkException
+
+    try:
+        if scheme == "sc":
+            session = SparkSession.builder.remote(url).getOrCreate()
+        else:
+            session = SparkSession.builder.master(url).appName("abkit").getOrCreate()
+    except (PySparkException, Py4JError, OSError) as exc:
+        raise StoreError(f"cannot open Spark at {_safe_where(url)}: {_first_line(exc)}") from exc
+    return SparkRunner(session, where=_safe_where(url), stop_on_close=scheme == "sc")
+
+
+def runner_for_session(session: SparkSession) -> SparkRunner:
+    """The runner for a session the caller owns (never stopped by abkit)."""
+    return SparkRunner(session)
+
+
+# ----------------------------------------------------------------------------- views
+def spark_schema(table: Table) -> str:
+    """A Spark DDL schema (``"event_id STRING, ts_us BIGINT, ..."``) for a SQLAlchemy table."""
+    preparer = _DIALECT.identifier_preparer
+    return ", ".join(
+        f"{preparer.quote(c.name)} {c.type.compile(dialect=_DIALECT)}" for c in table.columns
+    )
+
+
+def register_view(session: SparkSession, table: Table, rows: Iterable[Sequence[Any]]) -> None:
+    """Register ``rows`` (in ``table``'s column order) as a temporary view named like it.
+
+    The column types are the table's, in Spark's names; ``None`` stays SQL NULL. For small
+    data (tests, examples): the rows travel through the driver.
+    """
+    frame = session.createDataFrame([tuple(r) for r in rows], schema=spark_schema(table))
+    frame.createOrReplaceTempView(table.name)
+
+
+def register_store_views(session: SparkSession, engine: Engine, tables: Tables) -> list[str]:
+    """Copy an abkit store's analysis tables into temporary views of the same names.
+
+    Returns the view names (a table missing from the store is skipped). Every row goes
+    through the driver: meant for tests and small stores; big data lives in Spark's own
+    tables (Parquet, Delta, Hive) under these names.
+    """
+    present = set(sa_inspect(engine).get_table_names())
+    names: list[str] = []
+    with engine.connect() as conn:
+        for table in (
+            tables.exposures,
+            tables.exposure_attributes,
+            tables.events,
+            tables.experiments,
+        ):
+            if table.name not in present:
+                continue
+            register_view(session, table, conn.execute(select(table)).all())
+            names.append(table.name)
+    return names

@@ -1,0 +1,181 @@
+"""LiveRegistry: real file rewrites (atomic, in place, truncated, empty) reach a service
+within the poll interval, and a bad file never replaces the version served."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from abkit.assignment import LiveRegistry, load_experiments
+from abkit.assignment.registry import Registry, parse_registry
+from abkit.errors import ConfigError
+
+RUNNING = """\
+[[experiments]]
+key = "ranker"
+status = "running"
+winner = "control"
+[[experiments.variants]]
+name = "control"
+payload = { model = "m1" }
+[[experiments.variants]]
+name = "treatment"
+payload = { model = "m2" }
+
+[[experiments]]
+key = "banner"
+variants = ["off", "on"]
+"""
+ROLLED_BACK = RUNNING.replace('status = "running"', 'status = "stopped"')
+UNITS = [f"user-{i}" for i in range(400)]
+
+
+def atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+@pytest.fixture
+def spec(tmp_path: Path) -> Path:
+    path = tmp_path / "experiments.toml"
+    path.write_text(RUNNING, encoding="utf-8")
+    return path
+
+
+def served(live: LiveRegistry) -> set[str]:
+    return {live.assign("ranker", u).variant for u in UNITS}
+
+
+def test_a_rollback_reaches_the_service_within_the_poll_interval(spec):
+    with LiveRegistry(spec, poll_interval=0.2) as live:
+        assert served(live) == {"control", "treatment"}
+        atomic_write(spec, ROLLED_BACK)
+        t = time.monotonic()
+        while served(live) != {"control"}:
+            assert time.monotonic() - t < 5.0, "the rollback never reached the service"
+            time.sleep(0.005)
+        # one poll interval, plus scheduling slack on a loaded machine
+        assert time.monotonic() - t < 0.2 + 1.0
+        assert live.reloads == 1 and live.errors == 0
+        assert live["ranker"].status == "stopped"
+        assert live.version.registry is live.registry
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["empty", "cut mid-line", "cut at a line boundary", "invalid", "missing"],
+)
+def test_a_damaged_file_never_replaces_the_version_served(spec, damage):
+    errors: list[ConfigError] = []
+    live = LiveRegistry(spec, poll_interval=60, start=False, on_error=errors.append)
+    before = live.version
+    text = ROLLED_BACK
+    if damage == "empty":
+        spec.write_text("", encoding="utf-8")
+    elif damage == "cut mid-line":
+        spec.write_text(text[: text.index("payload") + 12], encoding="utf-8")  # in place
+    elif damage == "cut at a line boundary":
+        # parses: the first experiment is whole, but the running "banner" disappeared
+        spec.write_text(text[: text.index('[[experiments]]\nkey = "banner"')], encoding="utf-8")
+    elif damage == "invalid":
+        spec.write_text(text.replace('name = "treatment"', 'name = "control"'), encoding="utf-8")
+    else:
+        spec.unlink()
+    assert live.refresh() is False
+    assert live.version is before and served(live) == {"control", "treatment"}
+    assert live.errors == 1 and len(errors) == 1 and str(spec) in str(errors[0])
+    assert live.refresh() is False and live.errors == (2 if damage == "missing" else 1)
+    atomic_write(spec, ROLLED_BACK)  # the writer repairs the file
+    assert live.refresh() is True and served(live) == {"control"}
+
+
+def test_damage_is_logged_when_no_hook_is_given(spec, caplog):
+    live = LiveRegistry(spec, poll_interval=60, start=False)
+    spec.write_text("[[experiments]\n", encoding="utf-8")
+    with caplog.at_level("WARNING", logger="abkit.assignment.live"):
+        assert live.refresh() is False
+    assert "invalid TOML" in caplog.text and str(spec) in caplog.text
+
+
+def test_same_content_rewritten_is_not_a_new_version(spec):
+    changes = []
+    live = LiveRegistry(spec, poll_interval=60, start=False, on_change=changes.append)
+    atomic_write(spec, RUNNING)
+    assert live.refresh() is False and live.reloads == 0 and changes == []
+    atomic_write(spec, RUNNING.replace('variants = ["off", "on"]', 'variants = ["off", "on", "x"]'))
+    assert live.refresh() is True and len(changes) == 1 and live["banner"].variant_names[-1] == "x"
+
+
+def test_requests_see_one_whole_version_while_versions_swap(spec):
+    """Hammer assign from two threads while the file flips between two versions."""
+    live = LiveRegistry(spec, poll_interval=60, start=False)
+    flips = [RUNNING, RUNNING.replace('"m2"', '"m3"')]
+    stop = threading.Event()
+    seen: set[tuple[str, str]] = set()
+    failures: list[BaseException] = []
+
+    def serve() -> None:
+        try:
+            while not stop.is_set():
+                for u in UNITS[:50]:
+                    a = live.assign("ranker", u)
+                    seen.add((a.variant, a.payload["model"]))
+        except BaseException as exc:  # pragma: no cover - reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=serve) for _ in range(2)]
+    for th in threads:
+        th.start()
+    for i in range(30):
+        atomic_write(spec, flips[i % 2] + f"# {i}\n")
+        live.refresh()
+    stop.set()
+    for th in threads:
+        th.join()
+    assert not failures
+    assert seen <= {("control", "m1"), ("treatment", "m2"), ("treatment", "m3")}
+    assert live.reloads == 30
+
+
+def test_the_first_load_must_succeed_and_unknown_keys_say_what_is_known(spec, tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        LiveRegistry(tmp_path / "nope.toml", start=False)
+    empty = tmp_path / "empty.toml"
+    empty.write_text("\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="empty"):
+        LiveRegistry(empty, start=False)
+    live = LiveRegistry(spec, start=False)
+    with pytest.raises(ConfigError, match=r"known: banner, ranker"):
+        live.assign("nope", "u1")
+    assert dict(live) == dict(load_experiments(spec))
+
+
+def test_a_custom_loader_decides_what_is_served(spec):
+    calls: list[tuple[int, str]] = []
+
+    def loader(content: bytes, source: str) -> Registry:
+        calls.append((len(content), source))
+        doc = parse_registry(content, source=source, fmt="toml")
+        return Registry({k: v for k, v in doc.registry.items() if k == "ranker"}, None, source)
+
+    live = LiveRegistry(spec, start=False, loader=loader)
+    assert list(live) == ["ranker"] and calls == [(len(RUNNING.encode()), str(spec))]
+
+
+def test_a_handle_follows_new_versions_at_no_cost_to_assign(spec):
+    from abkit.assignment import assign, assign_many
+
+    live = LiveRegistry(spec, poll_interval=60, start=False)
+    ranker = live.experiment("ranker")
+    assert live.experiment("ranker") is ranker and ranker.key == "ranker"
+    assert {assign(ranker, u).variant for u in UNITS} == {"control", "treatment"}
+    atomic_write(spec, ROLLED_BACK)
+    assert live.refresh()
+    assert {assign(ranker, u).variant for u in UNITS} == {"control"}
+    assert ranker.status == "stopped" and ranker.current is live["ranker"]
+    assert assign_many(ranker, UNITS[:10]).variants == ("control",) * 10

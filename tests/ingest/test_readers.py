@@ -1,0 +1,214 @@
+"""Readers under hostile inputs: bounded memory, located errors, exit 2, never a crash.
+
+Each bomb runs ``abkit ingest`` in a child process that reports its own peak RSS; the
+peak is compared with the same child ingesting a small normal file. Sizes are smaller
+than a real attack (a 64 MB line instead of 1 GB, 128 MiB of gzipped zeros instead of
+2 GiB, 300,000 JSON keys instead of 10^6) but each is several times the 16 MiB line limit, so reading it whole would show.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import pytest
+
+from abkit.errors import DataError
+from abkit.ingest.ingestor import ingest
+from abkit.ingest.readers import ReadLimits, open_reader, verify_gzip
+
+MB = 1 << 20
+HEADER = "event_id,unit_id,event_type,value,timestamp\n"
+# The peak memory of a child is read from /proc: the bombs run on Linux only.
+on_linux = pytest.mark.skipif(
+    not Path("/proc/self/status").exists(), reason="peak memory is read from /proc (Linux)"
+)
+# Runs the CLI in-process and prints [exit code, peak RSS in KiB, stderr]. The peak is
+# VmHWM, which belongs to the program's own address space: ru_maxrss would also count
+# the pytest process the child was forked from.
+CHILD = (
+    "import contextlib, io, json, sys\n"
+    "from abkit.cli.main import main\n"
+    "err = io.StringIO()\n"
+    "with contextlib.redirect_stderr(err):\n"
+    "    code = main(['ingest', sys.argv[1], '--db', sys.argv[2], '--no-progress'])\n"
+    "status = open('/proc/self/status').read().split('VmHWM:')[1]\n"
+    "peak = int(status.split()[0])\n"
+    "print(json.dumps([code, peak, err.getvalue()]))\n"
+)
+
+
+def _ingest_child(path: Path, tmp_path: Path) -> tuple[int, float, str]:
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, str(path), f"sqlite:///{tmp_path / 'bomb.db'}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    code, peak_kib, err = json.loads(done.stdout.strip().splitlines()[-1])
+    return code, peak_kib / 1024, err
+
+
+@pytest.fixture(scope="module")
+def baseline_mb(tmp_path_factory: pytest.TempPathFactory) -> float:
+    folder = tmp_path_factory.mktemp("baseline")
+    normal = folder / "normal.csv"
+    normal.write_text(
+        "unit_id,event_type,timestamp\n"
+        + "".join(f"u{i},click,{1_704_067_200 + i}\n" for i in range(2000))
+    )
+    code, peak, err = _ingest_child(normal, folder)
+    assert code == 0, err
+    return peak
+
+
+def _one_located_line(err: str, file_name: str) -> str:
+    assert err.count("\n") == 1, err
+    assert err.startswith("abkit ingest: error: ") and file_name in err, err
+    assert "unexpected" not in err and "Traceback" not in err
+    return err
+
+
+@on_linux
+def test_a_64_mb_single_line_csv_is_refused_with_flat_memory(tmp_path, baseline_mb):
+    path = tmp_path / "one-line.csv"
+    with open(path, "wb") as fh:
+        fh.write(b"unit_id,event_type,timestamp\n")
+        fh.write(b"u1,click," + b"9" * (64 * MB))
+    code, peak, err = _ingest_child(path, tmp_path)
+    assert code == 2
+    assert "row 2: line 2 is longer than 16,777,216 bytes" in _one_located_line(err, "one-line.csv")
+    assert peak - baseline_mb < 40, (peak, baseline_mb)  # reading the line whole: > 64
+
+
+@on_linux
+def test_a_gzip_bomb_is_refused_with_flat_memory(tmp_path, baseline_mb):
+    path = tmp_path / "bomb.csv.gz"
+    compressor = zlib.compressobj(1, zlib.DEFLATED, 31)
+    zeros = bytes(MB)
+    with open(path, "wb") as fh:
+        fh.write(compressor.compress(b"unit_id,event_type,timestamp\n"))
+        for _ in range(128):
+            fh.write(compressor.compress(zeros))
+        fh.write(compressor.flush())
+    assert path.stat().st_size < 2 * MB  # 128 MiB of zeros once expanded
+    code, peak, err = _ingest_child(path, tmp_path)
+    assert code == 2
+    assert "line 2 is longer than 16,777,216 bytes" in _one_located_line(err, "bomb.csv.gz")
+    assert peak - baseline_mb < 40, (peak, baseline_mb)
+
+
+@on_linux
+def test_a_jsonl_object_with_300_000_keys_is_refused_quickly(tmp_path, baseline_mb):
+    path = tmp_path / "keys.jsonl"
+    keys = ",".join(f'"k{i}":1' for i in range(300_000))
+    path.write_text(
+        '{"unit_id":"u","event_type":"e","timestamp":"2024-01-01T00:00:00Z"}\n{' + keys + "}\n"
+    )
+    code, peak, err = _ingest_child(path, tmp_path)
+    assert code == 2
+    message = _one_located_line(err, "keys.jsonl")
+    assert "row 2: 300,003 distinct columns, more than the limit of 4,096" in message
+    # Parsing the 3 MB line is the whole cost; no per-column work follows.
+    assert peak - baseline_mb < 120, (peak, baseline_mb)
+
+
+@on_linux
+def test_a_header_field_over_the_csv_limit_names_the_file(tmp_path, baseline_mb):
+    path = tmp_path / "header.csv"
+    path.write_bytes(b"unit_id,event_type," + b"h" * (20 * MB) + b"\nu,e,1\n")
+    code, _peak, err = _ingest_child(path, tmp_path)
+    assert code == 2
+    assert "row 1: line 1 is longer than" in _one_located_line(err, "header.csv")
+
+
+def test_smaller_limits_are_honoured_by_every_text_reader(tmp_path):
+    limits = ReadLimits(max_line_bytes=100, max_columns=3)
+    wide = tmp_path / "wide.csv"
+    wide.write_text("a,b,c,d\n1,2,3,4\n")
+    with pytest.raises(DataError, match="4 distinct columns") as info:
+        open_reader(wide, limits=limits).columns()
+    assert info.value.location.row == 1
+    long_line = tmp_path / "long.jsonl"
+    long_line.write_text('{"a": 1}\n{"a": "' + "x" * 200 + '"}\n')
+    reader = open_reader(long_line, limits=limits)
+    with pytest.raises(DataError, match="line 2 is longer than 100 bytes"):
+        reader.verify()  # type: ignore[attr-defined]
+    with pytest.raises(DataError, match="line 2 is longer than 100 bytes"):
+        list(reader.chunks(10))  # the readers bound lines too, not only the pre-flight
+    many = tmp_path / "many.jsonl"
+    many.write_text('{"a": 1}\n' * 1000 + '{"a": 1, "b": 2, "c": 3, "d": 4}\n')
+    (chunk,) = list(open_reader(many, limits=limits).chunks(5000))
+    assert chunk.malformed == [(1001, "{...4 keys...}", "has 4 keys, more than the limit of 3")]
+
+
+@pytest.mark.parametrize("cut", [0.3, 0.5, 0.77])
+def test_truncated_gzip_names_the_first_incomplete_line(tmp_path, cut):
+    body = "".join(f"e{i},u{i},click,,2024-01-01T00:00:00Z\n" for i in range(50_000)).encode()
+    data = gzip.compress(body)
+    path = tmp_path / "cut.csv.gz"
+    path.write_bytes(data[: int(len(data) * cut)])
+    readable = zlib.decompressobj(wbits=31).decompress(data[: int(len(data) * cut)])
+    complete = readable.count(b"\n")
+    assert not readable.endswith(b"\n") or complete  # the cut falls inside a line
+    with pytest.raises(DataError) as info:
+        verify_gzip(path, "cut.csv.gz", text=True)
+    assert info.value.location.row == complete + 1
+    assert f"line {complete + 1} is incomplete" in str(info.value)
+    # The line named is really the first one not all there.
+    assert body.split(b"\n")[complete] != readable.split(b"\n")[complete]
+
+
+def test_multi_member_gzip_and_trailing_garbage(tmp_path):
+    path = tmp_path / "two.csv.gz"
+    path.write_bytes(gzip.compress(b"a\n1\n") + gzip.compress(b"2\n3\n"))
+    verify_gzip(path, "two.csv.gz", text=True)  # concatenated members are one stream
+    path.write_bytes(gzip.compress(b"a\n1\n") + b"garbage")
+    with pytest.raises(DataError, match="line 3 is incomplete"):
+        verify_gzip(path, "two.csv.gz", text=True)
+
+
+@pytest.mark.parametrize("compressed", [False, True], ids=["plain", "gzip"])
+def test_invalid_utf8_mid_file_is_refused_whole_with_its_line(db_url, tmp_path, audit, compressed):
+    # 3,000 good lines, then a Latin-1 byte on line 3,002: the text decoder reads 8 KiB
+    # blocks, so before the fix the error named a wrong line and only came after the
+    # first chunks were committed.
+    good = "".join(f"e{i},u{i},click,,2024-01-01T00:00:00Z\n" for i in range(3000))
+    data = (HEADER + good).encode() + b"e-bad,caf\xe9,click,,2024-01-01T00:00:00Z\n"
+    data += b"e-last,u,click,,2024-01-01T00:00:00Z\n"
+    path = tmp_path / ("latin.csv.gz" if compressed else "latin.csv")
+    path.write_bytes(gzip.compress(data) if compressed else data)
+    with pytest.raises(DataError) as info:
+        ingest(path, db=db_url, chunk_size=100)
+    assert info.value.location.file == path.name
+    assert info.value.location.row == 3002
+    assert "not UTF-8" in str(info.value) and "0xe9" in str(info.value)
+    assert "nothing from this file was written" in str(info.value)
+    counts = audit(db_url)
+    assert counts["events"] == 0 and counts["batches"] == 0
+
+
+def test_a_directory_or_unreadable_source_is_a_located_data_error(tmp_path):
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    with pytest.raises(DataError, match="is a directory") as info:
+        ingest(folder, db=url)
+    assert info.value.location.file == "exports"
+    result = subprocess.run(
+        [sys.executable, "-m", "abkit", "ingest", str(folder), "--db", url],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
+    assert "is a directory" in result.stderr
