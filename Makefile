@@ -33,7 +33,7 @@ $(BENCH_STAMP): $(TEST_STAMP)
 	@touch $@
 
 demo: $(DEMO_STAMP)
-	$(BIN)/abkit demo
+	$(BIN)/abkit demo --scenario all
 
 system-deps:
 	bash scripts/system-deps.sh

@@ -59,7 +59,7 @@ _LAZY: dict[str, str] = {
     "quantile": "abkit.metrics",
     "load_metrics": "abkit.metrics",
     "builtin_metric": "abkit.metrics",
-    "analyze": "abkit.analysis.analyze",
+    "analyze": "abkit.lifecycle.declared",
     "AnalysisResult": "abkit.analysis.analyze",
     "simulate_experiment": "abkit.simulate",
     "TrueEffect": "abkit.simulate",
@@ -74,7 +74,7 @@ __getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from abkit.analysis.analyze import AnalysisResult, analyze
+    from abkit.analysis.analyze import AnalysisResult
     from abkit.assignment.assign import Assignment, assign, assign_many
     from abkit.assignment.config import Experiment, Holdout, Namespace, Variant
     from abkit.assignment.diff import diff_experiments
@@ -89,6 +89,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from abkit.demo import run_demo
     from abkit.ingest.ingestor import IngestReport, ingest
     from abkit.ingest.tracker import Tracker
+    from abkit.lifecycle.declared import analyze
     from abkit.metrics import (
         Measure,
         Metric,

@@ -6,8 +6,17 @@ Story: an e-commerce site tests a new recommendation model against the current o
   conversion rate by 10% (relative) and order value by 2%, and leaves client errors
   alone. The report recommends shipping it.
 * ``guardrail-breach`` scenario, experiment ``recommender-v3``: a larger model v3 lifts
-  conversion too, but its slower responses raise client errors (timeouts) per user by 25%.
-  The guardrail fails and the report recommends rolling back.
+  conversion too (+6%), but it is slower: every recommendation request takes 30% longer
+  (the p95 latency guardrail, a quantile metric of clustered request events) and the
+  timeouts raise client errors per user by 25%. The report shows the trade-off (more
+  conversions, a slower tail) and recommends rolling back.
+
+``recommender-v3`` declares two guardrails, ``errors_per_user`` (a mean) and ``p95_latency``
+(the 95th percentile of request latency in milliseconds, a quantile of request events
+clustered by user), and both are in the safety policy the controller checks at every look
+(:mod:`abkit.lifecycle.safety`). ``recommender-v2`` logs no request latencies and keeps the
+errors guardrail only: a quantile is re-ranked in the database at every look, and the
+default demo stays as fast as it was.
 
 What runs, in order (every step is the production code path, nothing is mocked):
 
@@ -65,6 +74,7 @@ class Scenario:
     conversion_lift: float
     order_value_lift: float
     guardrail_effect: float
+    latency_effect: float | None  # None: no request latencies logged, no latency guardrail
     hypothesis: str
     description: str
     expected_verdict: str
@@ -81,6 +91,7 @@ SCENARIOS: dict[str, Scenario] = {
         conversion_lift=0.10,
         order_value_lift=0.02,
         guardrail_effect=0.0,
+        latency_effect=None,
         hypothesis="Recommendations from the v2 model raise the share of visitors who buy "
         "within 7 days, without more client errors.",
         description="Home-page and product-page recommendations: current model v1 against "
@@ -97,8 +108,9 @@ SCENARIOS: dict[str, Scenario] = {
         conversion_lift=0.06,
         order_value_lift=0.0,
         guardrail_effect=0.25,
-        hypothesis="The larger v3 model raises conversion; its latency must not raise "
-        "client errors (timeouts).",
+        latency_effect=0.30,
+        hypothesis="The larger v3 model raises conversion; it must not make recommendations "
+        "slower (p95 latency) nor raise client errors (timeouts).",
         description="Product-page recommendations: current model v1 against the large "
         "transformer model v3.",
         expected_verdict="roll back",
@@ -134,12 +146,28 @@ mde = 0.05
 description = "client errors (timeouts, crashes) per exposed user within 7 days"
 """
 
+# The latency guardrail of a scenario whose model changes latency (appended to the above).
+LATENCY_METRIC_TOML = """
+[[metric]]
+name = "p95_latency"
+type = "quantile"
+event = "request"
+probability = 0.95
+window = "7d"
+direction = "lower"
+role = "guardrail"
+unit = "duration"
+description = "95th percentile of recommendation request latency (ms), requests clustered by user"
+"""
+
 
 # The loop's simulated users: eligible users per day is ``n_units``; these are the control
 # arm's true rates (the treatment applies the scenario's lifts).
 LOOP_CONVERSION = 0.20
 LOOP_ERRORS_PER_USER = 0.8
 LOOP_ORDER_VALUE = 40.0
+LATENCY_MS = 180.0  # the control's median recommendation request latency
+REQUESTS_PER_USER = 2.0  # requests beyond the first, per user (Poisson mean)
 LOOP_PLANNED_UNITS = 20_000  # about 95% power for the +10% conversion lift at alpha 0.05
 LOOP_STAGES = (
     {"traffic": 0.01, "min_hours": 24},
@@ -147,6 +175,13 @@ LOOP_STAGES = (
     {"traffic": 0.20, "min_hours": 24},
     {"traffic": 0.50},
 )
+
+
+def demo_metrics_toml(scenario: Scenario) -> str:
+    """The scenario's metric catalog: the latency guardrail only where latency is logged."""
+    if scenario.latency_effect is None:
+        return DEMO_METRICS_TOML
+    return DEMO_METRICS_TOML + LATENCY_METRIC_TOML
 
 
 def demo_spec_entry(
@@ -188,6 +223,9 @@ def demo_spec_entry(
             "rollback_variant": scenario.control,
         },
     }
+    if scenario.latency_effect is not None:  # the p95 latency guardrail, checked at every look
+        entry["metrics"]["guardrails"].append({"metric": "p95_latency", "direction": "lower"})
+        entry["safety"]["guardrails"].append("p95_latency")
     if end is not None:
         entry["end"] = end.isoformat().replace("+00:00", "Z")
     if loop:
@@ -316,7 +354,7 @@ def run_demo(
     store = open_store(db_url)
     metrics_path = Path(reports_dir) / f"{spec.key}.metrics.toml"
     metrics_path.parent.mkdir(parents=True, exist_ok=True)
-    metrics_path.write_text(DEMO_METRICS_TOML, encoding="utf-8")
+    metrics_path.write_text(demo_metrics_toml(spec), encoding="utf-8")
     spec_path = Path(reports_dir) / "experiments.toml"
     # exposures for `days`, then the 7-day window (the loop stops the experiment itself)
     end = None if loop else start + timedelta(days=days + 8)
@@ -349,8 +387,11 @@ def run_demo(
                     conversion_lift=spec.conversion_lift,
                     order_value_lift=spec.order_value_lift,
                     guardrail_effect=spec.guardrail_effect,
+                    latency_effect=spec.latency_effect or 0.0,
                 ),
                 impressions=0.0,  # the demo's metrics do not use impressions or clicks
+                requests=0.0 if spec.latency_effect is None else REQUESTS_PER_USER,
+                latency_ms=LATENCY_MS,
                 days=days,
                 start=start,
                 via_service=True,
@@ -412,11 +453,18 @@ def _run_loop(
     from abkit.lifecycle.controller import Notifiers
     from abkit.lifecycle.loop import Behaviour, run_loop
 
-    control = Behaviour(LOOP_CONVERSION, LOOP_ERRORS_PER_USER, LOOP_ORDER_VALUE)
+    latency = scenario.latency_effect
+    control = Behaviour(
+        LOOP_CONVERSION,
+        LOOP_ERRORS_PER_USER,
+        LOOP_ORDER_VALUE,
+        latency_ms=None if latency is None else LATENCY_MS,
+    )
     treatment = Behaviour(
         LOOP_CONVERSION * (1 + scenario.conversion_lift),
         LOOP_ERRORS_PER_USER * (1 + scenario.guardrail_effect),
         LOOP_ORDER_VALUE * (1 + scenario.order_value_lift),
+        latency_ms=None if latency is None else LATENCY_MS * (1 + latency),
     )
     say(
         f"serving {scenario.key} from {spec_path} to {n_units:,} eligible users a day; the "

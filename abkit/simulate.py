@@ -21,12 +21,20 @@ Generative model, per unit ``i`` in arm ``a`` (control first), window ``W``:
 * guardrail: ``Poisson(λ_err · g_i · (1+G))`` error events, ``g_i ~ Gamma(2, 1/2)``
   (mean 1, shared with the pre-period);
 * pre-period (``W`` before first exposure): purchases and errors from the same ``q_i``,
-  ``v_i``, ``g_i`` with no treatment effect.
+  ``v_i``, ``g_i`` with no treatment effect;
+* requests (only with ``requests > 0``): ``1 + Poisson(requests)`` request events in the
+  window, each with a latency ``value = ℓ·(1+R)·s_i·e`` (milliseconds), a per-unit speed
+  ``s_i`` (log-sd 0.3) and a per-request noise ``e`` (log-sd 0.4), both log-normal with
+  median 1; drawn from a generator of their own, so turning them on leaves every other
+  draw as it was.
 
 True values (``SimulatedExperiment.truth``), with ``p_a = p(1+L_a)``, ``m_a = m(1+A_a)``:
 conversion ``p_a``; orders per user ``p_a(1+μ)``; revenue per user ``p_a(1+μ)m_a``;
 average order value ``m_a``; repeat-purchase rate ``p_a(1-e^{-μ})``; click-through rate
-``ctr(1+C_a)``; errors per user ``λ_err(1+G_a)``; time to convert ``0.45·W`` hours.
+``ctr(1+C_a)``; errors per user ``λ_err(1+G_a)``; time to convert ``0.45·W`` hours;
+with requests, the ``p`` quantile of request latency ``ℓ(1+R_a)·exp(0.5·Φ⁻¹(p))`` (the
+request counts do not depend on ``s_i``, so the event-level log-latency is normal with sd
+``√(0.3² + 0.4²) = 0.5``): ``p50_latency``, ``p95_latency`` and ``p99_latency``.
 
 Planted problems: ``srm`` drops that fraction of the last arm's exposures (a logging
 loss); ``multiple_exposure_rate`` exposes that fraction of units to a second variant as
@@ -55,6 +63,20 @@ COUNTRIES = ("US", "DE", "FR", "BR", "IN")
 COUNTRY_P = (0.4, 0.15, 0.15, 0.15, 0.15)
 
 
+# Request latency: log-sd of the per-unit speed and of the per-request noise.
+LATENCY_UNIT_SD = 0.3
+LATENCY_REQUEST_SD = 0.4
+
+
+def true_latency_quantile(median_ms: float, probability: float) -> float:
+    """The ``probability`` quantile of simulated request latency with median ``median_ms``:
+    the event-level log-latency is normal with sd ``√(0.3² + 0.4²)`` (module docstring)."""
+    from scipy.special import ndtri
+
+    sd = math.hypot(LATENCY_UNIT_SD, LATENCY_REQUEST_SD)
+    return float(median_ms * math.exp(sd * float(ndtri(probability))))
+
+
 @dataclass(frozen=True)
 class TrueEffect:
     """Relative true effects of one treatment arm against control."""
@@ -63,9 +85,16 @@ class TrueEffect:
     order_value_lift: float = 0.0
     ctr_lift: float = 0.0
     guardrail_effect: float = 0.0  # relative change in errors per user (> 0 is harm)
+    latency_effect: float = 0.0  # relative change in every request's latency (> 0: slower)
 
     def __post_init__(self) -> None:
-        for name in ("conversion_lift", "order_value_lift", "ctr_lift", "guardrail_effect"):
+        for name in (
+            "conversion_lift",
+            "order_value_lift",
+            "ctr_lift",
+            "guardrail_effect",
+            "latency_effect",
+        ):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > -1):
                 raise ValueError(f"{name} must be > -1, got {value!r}")
@@ -140,6 +169,8 @@ def simulate_experiment(
     impressions: float = 4.0,
     ctr: float = 0.08,
     errors: float = 0.5,
+    requests: float = 0.0,
+    latency_ms: float = 200.0,
     heterogeneity: float = 2.0,
     days: int = 14,
     window_days: float = 7.0,
@@ -156,6 +187,8 @@ def simulate_experiment(
     """Simulate an experiment with known effects (see the module docstring for the model).
 
     ``effects`` is one :class:`TrueEffect` for every treatment arm or a mapping by name.
+    ``requests`` is the mean number of request events beyond the first per unit (0: no
+    request events) and ``latency_ms`` the control's median request latency.
     ``via_service=True`` assigns each unit with ``abkit.assign`` at its exposure time so
     registered exposure hooks (for example a ``Tracker``) see every first exposure; the
     returned ``exposures`` frame holds the same rows either way.
@@ -281,6 +314,17 @@ def simulate_experiment(
         )
         parts.append((pre_err_units, pre_err_ts, "error", None))
 
+    if requests > 0:  # a generator of their own: the other draws stay as they were
+        lat_rng = np.random.default_rng([seed, 0x1A7])
+        slow = np.array([1.0 + arm_effects[n].latency_effect for n in names])[arm]
+        speed = lat_rng.lognormal(0.0, LATENCY_UNIT_SD, size=n_units)
+        n_req = 1 + lat_rng.poisson(requests, size=n_units)
+        req_units = np.repeat(np.arange(n_units), n_req)
+        req_ts = first_us[req_units] + (lat_rng.random(req_units.size) * span).astype(np.int64)
+        noise = lat_rng.lognormal(0.0, LATENCY_REQUEST_SD, size=req_units.size)
+        latency = np.round(latency_ms * slow[req_units] * speed[req_units] * noise, 1)
+        parts.append((req_units, req_ts, "request", latency))
+
     ev_unit = np.concatenate([p[0] for p in parts])
     ev_ts = np.concatenate([p[1] for p in parts]).astype(np.int64)
     ev_type = np.concatenate([np.full(p[0].size, p[2], dtype=object) for p in parts])
@@ -348,6 +392,12 @@ def simulate_experiment(
         "errors_per_user": {n: errors * (1 + arm_effects[n].guardrail_effect) for n in names},
         "time_to_convert": dict.fromkeys(names, 0.45 * window_us / MICROS_PER_HOUR),
     }
+    if requests > 0:
+        for p in (0.5, 0.95, 0.99):
+            truth[f"p{p * 100:g}_latency"] = {
+                n: true_latency_quantile(latency_ms * (1 + arm_effects[n].latency_effect), p)
+                for n in names
+            }
     planted = {
         "srm": srm,
         "multiple_exposure_units": int(multi.size),

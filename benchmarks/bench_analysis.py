@@ -248,7 +248,11 @@ def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
 
 # ------------------------------------------------------------------ Spark
 class SparkBench:
-    """A standalone cluster and a session on it, with the driver's REST API for shuffles."""
+    """A standalone cluster and a session on it, with the driver's REST API for the stages.
+
+    One worker (``ABKIT_BENCH_EXECUTOR_MB`` of executor memory, 2 cores), the JVMs with
+    their default JIT (a long aggregation wins back the C2 compiler's warm-up).
+    """
 
     def __init__(self, stack: ExitStack) -> None:
         from pyspark.sql import SparkSession
@@ -257,7 +261,7 @@ class SparkBench:
 
         memory = int(os.environ.get("ABKIT_BENCH_EXECUTOR_MB", "2048"))
         self.cluster = stack.enter_context(
-            TemporarySparkCluster(connect=False, executor_memory_mb=memory)
+            TemporarySparkCluster(connect=False, executor_memory_mb=memory, quick_jvm=False)
         )
         self.ui_port = free_port()
         builder = SparkSession.builder.master(self.cluster.master_url).appName("abkit-bench")
@@ -267,6 +271,7 @@ class SparkBench:
         for key, value in conf.items():
             builder = builder.config(key, value)
         self.session = builder.getOrCreate()
+        self.session.sparkContext.setLogLevel("ERROR")
         stack.callback(self.session.stop)
 
     def load(self, parquet: dict[str, Path]) -> dict[str, int]:
@@ -278,13 +283,54 @@ class SparkBench:
             parts[name] = frame.rdd.getNumPartitions()
         return parts
 
-    def shuffle_bytes(self) -> int:
-        """Shuffle bytes written by every completed stage of this application so far."""
+    def _get(self, what: str) -> Any:
         app = self.session.sparkContext.applicationId
-        url = f"http://127.0.0.1:{self.ui_port}/api/v1/applications/{app}/stages?status=complete"
+        url = f"http://127.0.0.1:{self.ui_port}/api/v1/applications/{app}/{what}"
         with urllib.request.urlopen(url, timeout=120) as response:
-            stages = json.load(response)
-        return sum(int(s.get("shuffleWriteBytes", 0)) for s in stages)
+            return json.load(response)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The completed stages and each executor's cumulative counters, so far."""
+        return {
+            "stages": {s["stageId"]: s for s in self._get("stages?status=complete")},
+            "executors": {e["id"]: e for e in self._get("allexecutors")},
+        }
+
+    def work_between(self, before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+        """How the work of what ran between two snapshots divides: stages, tasks per stage
+        (= partitions), input and shuffle bytes, and per executor its tasks and shuffles."""
+        stages = [s for sid, s in after["stages"].items() if sid not in before["stages"]]
+        tasks = [int(s.get("numTasks", 0)) for s in stages]
+        executors = []
+        for eid, e in sorted(after["executors"].items()):
+            if eid == "driver":
+                continue
+            b = before["executors"].get(eid, {})
+
+            def delta(key: str, e: dict[str, Any] = e, b: dict[str, Any] = b) -> int:
+                return int(e.get(key, 0)) - int(b.get(key, 0))
+
+            executors.append(
+                {
+                    "id": eid,
+                    "cores": int(e.get("totalCores", 0)),
+                    "tasks": delta("totalTasks"),
+                    "task_s": delta("totalDuration") / 1000,
+                    "input": delta("totalInputBytes"),
+                    "shuffle_read": delta("totalShuffleRead"),
+                    "shuffle_write": delta("totalShuffleWrite"),
+                }
+            )
+        return {
+            "stages": len(stages),
+            "tasks": sum(tasks),
+            "max_partitions": max(tasks, default=0),
+            "one_task_stages": sum(1 for t in tasks if t == 1),
+            "input": sum(int(s.get("inputBytes", 0)) for s in stages),
+            "shuffle_read": sum(int(s.get("shuffleReadBytes", 0)) for s in stages),
+            "shuffle_write": sum(int(s.get("shuffleWriteBytes", 0)) for s in stages),
+            "executors": executors,
+        }
 
 
 def export_parquet(store: Any, workdir: Path) -> dict[str, Path]:
@@ -293,7 +339,8 @@ def export_parquet(store: Any, workdir: Path) -> dict[str, Path]:
     out = {}
     t = store.tables
     with store.engine.connect() as conn:
-        for table in (t.exposures, t.exposure_attributes, t.events):
+        # the registry too: the SRM check reads the configured weights, as on the other engines
+        for table in (t.exposures, t.exposure_attributes, t.events, t.experiments):
             path = workdir / f"{table.name}.parquet"
             # DuckDB's COPY takes no bound parameters; both names are abkit's own
             conn.exec_driver_sql(f"COPY {table.name} TO '{path}' (FORMAT parquet)")
@@ -368,6 +415,10 @@ def tea_tasting_run(duckdb_path: Path) -> tuple[float, float, dict[str, Any]]:
 def load_stores(
     units: int, events: int, engines: list[str], workdir: Path, pg: Any
 ) -> tuple[dict[str, Any], int, dict[str, float]]:
+    """Generate the experiment chunk by chunk into each store. PostgreSQL is filled at the
+    end with ``COPY`` from the DuckDB store's rows (the store's ``executemany`` bulk path
+    takes most of an hour for 10M events on a shared machine; ``COPY`` is how a warehouse
+    is loaded anyway), then ``ANALYZE``d."""
     from abkit.simulate import load_simulation
     from abkit.store.store import open_store
 
@@ -376,9 +427,7 @@ def load_stores(
     stores: dict[str, Any] = {}
     if "sqlite" in kinds:
         stores["sqlite"] = open_store(f"sqlite:///{workdir / f'bench-{units}.db'}")
-    if "postgres" in kinds:
-        stores["postgres"] = open_store(pg.create_database())
-    if "duckdb" in kinds:
+    if "postgres" in kinds or "duckdb" in kinds:
         stores["duckdb"] = open_store(f"duckdb:///{workdir / f'bench-{units}.duckdb'}")
     load_time = dict.fromkeys(stores, 0.0)
     n_events = 0
@@ -389,7 +438,46 @@ def load_stores(
             load_time[kind] += time.perf_counter() - t0
         n_events += len(sim.events)
         print(f"  loaded {n_events:,} events", file=sys.stderr)
+    if "postgres" in kinds:
+        t0 = time.perf_counter()
+        stores["postgres"] = copy_into_postgres(stores["duckdb"], pg.create_database(), workdir)
+        load_time["postgres"] = time.perf_counter() - t0
+        print(f"  copied into PostgreSQL in {load_time['postgres']:.0f} s", file=sys.stderr)
     return stores, n_events, load_time
+
+
+def copy_into_postgres(duck: Any, url: str, workdir: Path) -> Any:
+    """A PostgreSQL store holding the DuckDB store's rows: CSV out of DuckDB, ``COPY`` in."""
+    from abkit.store.store import open_store
+
+    store = open_store(url)
+    t = duck.tables
+    raw = store.engine.raw_connection()
+    try:
+        for table in (t.experiments, t.exposures, t.exposure_attributes, t.events):
+            path = workdir / f"{table.name}.csv"
+            with duck.engine.connect() as conn:
+                # our own table names and a temporary path: nothing from a user
+                conn.exec_driver_sql(f"COPY {table.name} TO '{path}' (FORMAT csv, HEADER)")
+            columns = ", ".join(c.name for c in table.columns)
+            cursor = raw.cursor()
+            cursor.execute(f"DELETE FROM {table.name}")  # the registry row open_store wrote
+            with (
+                cursor.copy(
+                    f"COPY {table.name} ({columns}) FROM STDIN (FORMAT csv, HEADER)"
+                ) as copy,
+                path.open("rb") as source,
+            ):
+                while block := source.read(1 << 20):
+                    copy.write(block)
+            path.unlink()
+        raw.commit()
+        cursor = raw.cursor()
+        cursor.execute("ANALYZE")
+        raw.commit()
+    finally:
+        raw.close()
+    return store
 
 
 def runner_for(engine: str, stores: dict[str, Any], stack: ExitStack) -> Any:
@@ -433,7 +521,13 @@ def replica_analysis(
 
 
 def run_size(
-    units: int, events: int, engines: list[str], workdir: Path, pg: Any, args: Any
+    units: int,
+    events: int,
+    engines: list[str],
+    workdir: Path,
+    pg: Any,
+    args: Any,
+    spark_work: list[dict[str, Any]],
 ) -> list[dict[str, Any]]:
     from abkit.analysis.analyze import analyze
 
@@ -455,16 +549,19 @@ def run_size(
                     parquet = export_parquet(stores["duckdb"], workdir)
                     parts = spark.load(parquet)
                     runner: Any = SparkRunner(spark.session)
-                    analyze(runner, KEY, metrics)  # warm the executors and the code paths
-                    before = spark.shuffle_bytes()
+                    _, cold = timed(lambda r=runner: analyze(r, KEY, metrics))
+                    before = spark.snapshot()
                 else:
                     runner = runner_for(engine, stores, stack)
                 result, wall, peak = traced(lambda r=runner: analyze(r, KEY, metrics))
                 if engine == "spark":
-                    shuffled = spark.shuffle_bytes() - before
+                    work = spark.work_between(before, spark.snapshot())
+                    work.update(units=units, parts=parts, cold=cold)
+                    spark_work.append(work)
                     extra = (
-                        f"events in {parts['abkit_events']} partitions, "
-                        f"shuffle {shuffled / 1e6:.1f} MB per analysis"
+                        f"first (cold) analysis {cold:.1f} s; events in "
+                        f"{parts['abkit_events']} partitions; {work['stages']} stages, "
+                        f"{work['tasks']} tasks; shuffle write {work['shuffle_write'] / 1e6:.1f} MB"
                     )
                 stmt = bare_statement(stores_tables(stores))
                 bare_rows, bare = timed(lambda r=runner, q=stmt: r.run(q))
@@ -543,6 +640,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give one --events per --units")
 
     rows: list[dict[str, Any]] = []
+    spark_work: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp, ExitStack() as stack:
         pg = None
         if "postgres" in args.engines:
@@ -553,7 +651,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"size {units:,} units / {n_events:,} events", file=sys.stderr)
             size_dir = Path(tmp) / str(units)
             size_dir.mkdir()
-            rows += run_size(units, n_events, args.engines, size_dir, pg, args)
+            rows += run_size(units, n_events, args.engines, size_dir, pg, args, spark_work)
 
     print(
         "| units | events | engine | abkit (s) | bare (s) | abkit / bare | peak Python MB | notes |"
@@ -567,7 +665,37 @@ def main(argv: list[str] | None = None) -> int:
             f"| {row['units']:,} | {row['events']:,} | {row['engine']} | {row['wall']:.2f} | "
             f"{bare} | {ratio} | {peak} | {row['note']} |"
         )
+    print_spark_work(spark_work)
     return 0
+
+
+def print_spark_work(works: list[dict[str, Any]]) -> None:
+    """How one timed analysis divided on the Spark cluster (from the driver's REST API)."""
+    if not works:
+        return
+    print()
+    print(
+        "| units | input partitions (events) | stages | tasks | max partitions per stage "
+        "| one-task stages | input MB | shuffle write MB | shuffle read MB |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for w in works:
+        print(
+            f"| {w['units']:,} | {w['parts']['abkit_events']} | {w['stages']} | {w['tasks']} | "
+            f"{w['max_partitions']} | {w['one_task_stages']} | {w['input'] / 1e6:.1f} | "
+            f"{w['shuffle_write'] / 1e6:.1f} | {w['shuffle_read'] / 1e6:.1f} |"
+        )
+    print()
+    print("| units | executor | cores | tasks | task time (s) | input MB | shuffle write MB "
+          "| shuffle read MB |")  # fmt: skip
+    print("|---:|---|---:|---:|---:|---:|---:|---:|")
+    for w in works:
+        for e in w["executors"]:
+            print(
+                f"| {w['units']:,} | {e['id']} | {e['cores']} | {e['tasks']} | "
+                f"{e['task_s']:.1f} | {e['input'] / 1e6:.1f} | {e['shuffle_write'] / 1e6:.1f} | "
+                f"{e['shuffle_read'] / 1e6:.1f} |"
+            )
 
 
 if __name__ == "__main__":

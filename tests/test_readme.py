@@ -52,7 +52,10 @@ def demo_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # The README writes commands as a reader of a fresh clone runs them: .venv/bin/abkit.
     (folder / ".venv").symlink_to(Path(sys.executable).parent.parent)
     done = subprocess.run(
-        [sys.executable, "-m", "abkit", "demo"], cwd=folder, capture_output=True, text=True
+        [sys.executable, "-m", "abkit", "demo", "--scenario", "all"],  # what `make demo` runs
+        cwd=folder,
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == 0, done.stderr
     return folder

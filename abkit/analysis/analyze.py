@@ -29,11 +29,12 @@ exposed at or after it; both are stated in the result.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -79,14 +80,14 @@ from abkit.assignment.config import Experiment
 from abkit.errors import ConfigError, NotEnoughDataError, StoreError
 from abkit.metrics.definitions import Metric
 from abkit.metrics.files import load_metrics
-from abkit.metrics.library import builtin_metric, builtin_metrics
+from abkit.metrics.library import bind_covariates, builtin_metric, builtin_metrics
 from abkit.stats.estimators import ratio_linearised
 from abkit.stats.lift import LiftResult
 from abkit.stats.sufficient import MeanStats, RatioStats
 from abkit.store.schema import Tables, build_tables
 from abkit.store.store import Store, open_store
 from abkit.timeutil import MICROS_PER_DAY, from_us, to_us
-from abkit.vocabulary import METHODS, Correction, Method
+from abkit.vocabulary import METHODS, Correction, Method, RefreshMode
 
 
 # ------------------------------------------------------------------------ options
@@ -219,6 +220,9 @@ def resolve_metrics(
     primary = primaries[0] if primaries else non_guard[0]
     everything = [m.with_(role="primary") if m is primary else m for m in everything]
     primary = next(m for m in everything if m.name == primary.name)
+    # "pre:<metric>" covariates name analysed or library metrics: resolve them once here
+    everything = bind_covariates(everything)
+    primary = next(m for m in everything if m.name == primary.name)
     return everything, primary, [m for m in everything if m.role == "guardrail"]
 
 
@@ -328,13 +332,66 @@ def _configuration(conn: Connected, experiment: str | Experiment) -> tuple[Exper
 
 
 # --------------------------------------------------------------------------- read
+@dataclass(frozen=True)
+class _Refresh:
+    """``analyze(refresh=...)``: the mode, the late-event bound, the configured end."""
+
+    mode: RefreshMode
+    lookback: timedelta | None
+    end_us: int | None
+
+
 def _read(
-    conn: Connected, scope: Scope, metrics: Sequence[Metric], options: Options
-) -> tuple[Aggregates, dict[str, dict[str | None, Aggregates]]]:
-    """The overall aggregates and, per segment dimension, the aggregates per value."""
-    overall = sql.fetch_aggregates(
-        conn.runner, conn.relations, scope, metrics, cuped=options.cuped
-    ).get(None)
+    conn: Connected,
+    scope: Scope,
+    metrics: Sequence[Metric],
+    options: Options,
+    refresh: _Refresh | None = None,
+) -> tuple[Aggregates, dict[str, dict[str | None, Aggregates]], str]:
+    """The overall aggregates, per segment dimension the aggregates per value, and what
+    the refresh did (``""`` without ``refresh``).
+
+    With ``refresh``, the overall per-unit aggregates come from the store's unit cache,
+    brought up to date first (:mod:`abkit.analysis.incremental`); segments are read in full.
+    """
+    note = ""
+    found: dict[str | None, Aggregates] | None = None
+    if refresh is not None:
+        from abkit.analysis import incremental
+
+        if conn.store is None or conn.relations.events is not conn.store.tables.events:
+            note = (
+                "full analysis: the unit cache lives in abkit's own store, read through "
+                f"SQLAlchemy; this analysis reads {conn.source} on {conn.dialect}"
+            )
+        else:
+            store = conn.store
+            with incremental.cached_units(
+                store,
+                scope,
+                metrics,
+                cuped=options.cuped,
+                mode=refresh.mode,
+                lookback=refresh.lookback,
+                cache_scope=Scope(scope.experiment, refresh.end_us, scope.since_us),
+            ) as (unit_source, report):
+                note = report.describe()
+                if unit_source is not None:
+                    # a fresh connection: the reader's snapshot may predate the refresh
+                    with store.engine.connect() as fresh:
+                        found = sql.fetch_aggregates(
+                            SQLAlchemyRunner(fresh, where=str(store.url)),
+                            conn.relations,
+                            scope,
+                            metrics,
+                            cuped=options.cuped,
+                            unit_source=unit_source,
+                        )
+    if found is None:
+        found = sql.fetch_aggregates(
+            conn.runner, conn.relations, scope, metrics, cuped=options.cuped
+        )
+    overall = found.get(None)
     if overall is None:
         raise NotEnoughDataError(
             f"experiment {scope.experiment!r} has no exposures in {conn.runner.where}"
@@ -354,7 +411,7 @@ def _read(
         )
         for name in options.segments
     }
-    return overall, by_segment
+    return overall, by_segment, note
 
 
 def _check_segments(conn: Connected, scope: Scope, segments: Sequence[str]) -> None:
@@ -470,7 +527,14 @@ def _strip_covariate(stats: Any) -> Any:
 
 
 def _varying_covariate(stats: Any) -> bool:
-    """A covariate that never varies carries no information (no pre-period data)."""
+    """A covariate that never varies carries no information (no pre-period data); with
+    declared covariates (:class:`~abkit.stats.regression.CovariateMeanStats`) one that
+    varies is enough (the others get a zero coefficient)."""
+    regression = getattr(stats, "regression", None)
+    if regression is not None:
+        if stats.n < 2:
+            return False
+        return bool((regression.moments()[2].diagonal() > 0).any())
     if isinstance(stats, RatioStats):
         if not stats.has_covariate or stats.n < 2 or not stats.pre_den_sum:
             return False
@@ -519,6 +583,23 @@ def _compare(
         method, use_cuped = "exact", False
     if not use_cuped:
         control, treatment = _strip_covariate(control), _strip_covariate(treatment)
+    regression = [getattr(arm, "regression", None) for arm in (control, treatment)]
+    if use_cuped and regression[0] is not None and regression[1] is not None:
+        # several covariates: regression adjustment on their cross-products
+        from abkit.stats.regression import compare_adjusted
+
+        return compare_adjusted(
+            regression[0],
+            regression[1],
+            metric_type="proportion" if metric.type == "proportion" else "mean",
+            alpha=alpha,
+            method=method,
+            metric=metric.name,
+            variant=variant,
+            cap=cap,
+            labels=("pre-period", *[c.label for c in metric.covariates]),
+            **method_options,
+        )
     return compare(
         control,
         treatment,
@@ -549,7 +630,7 @@ def _quantile_readout(
     if not isinstance(control, QuantileStats) or not isinstance(treatment, QuantileStats):
         return not_enough_data(
             "quantile",
-            "no events with a value in an arm (or a segment: quantiles are computed overall)",
+            "no values in an arm (no event with a value, or no unit in this segment value)",
             n_control=c_n,
             n_treatment=t_n,
             metric=metric.name,
@@ -587,12 +668,22 @@ def _quantile_readout(
         n_treatment=q.n_treatment,
         variance_reduction=None,
         status="ok",
-        note=f"p{metric.probability * 100 if metric.probability else 0:g} of the event values",
+        note=_quantile_note(metric),
         alpha=alpha,
         se_abs=q.se_abs,
         metric=metric.name,
         variant=variant,
     )
+
+
+def _quantile_note(metric: Metric) -> str:
+    """``"p95 of the event values"`` / ``"p90 of the per-unit values"``."""
+    from abkit.metrics.kinds.quantile import quantile_of
+
+    percent = f"p{(metric.probability or 0.0) * 100:g}"
+    if quantile_of(metric) == "unit":
+        return f"{percent} of the per-unit values (one per unit)"
+    return f"{percent} of the event values (clustered by unit)"
 
 
 # Confidence sequences are calibrated to stop by this multiple of the planned sample.
@@ -719,21 +810,39 @@ def _plan(
     options: Options,
     per_day: float | None,
 ) -> SamplePlan:
-    """The sample plan for the primary metric, whatever the verdict."""
+    """The sample plan for the primary metric, whatever the verdict; with CUPED or
+    regression adjustment in the primary readout, also the plan without it."""
+    from abkit.analysis.decision import variance_reduction_r_squared
+
     mde = primary.mde or DEFAULT_MDE
     plan = decision.power_plan
     needed, days = decision.sample_needed, decision.days_needed
     target = f"{mde:.1%} relative change with {DEFAULT_POWER:.0%} power"
-    if plan is None and isinstance(control_stats, (MeanStats, RatioStats)):
-        needed, days, plan, target = power_needed(
+    # the readout adjusts when CUPED is on and the covariates vary (_compare's rule)
+    adjusted = options.cuped and _varying_covariate(control_stats)
+    r2 = variance_reduction_r_squared(control_stats) if adjusted else None
+    planned = isinstance(control_stats, (MeanStats, RatioStats))
+
+    def needs(cuped: bool) -> tuple[int | None, float | None, Any, str]:
+        return power_needed(
             primary,
             control_stats,
             current_units=units,
             weights=[arms.weights[v] for v in arms.variants],
             alpha=options.alpha,
             traffic_per_day=per_day,
+            cuped=cuped,
         )
+
+    if plan is None and planned:
+        needed, days, plan, target = needs(adjusted)
+    raw_needed = raw_days = raw_total = None
     n_total = getattr(plan, "n_total", None)
+    if r2 is not None and planned:
+        raw_needed, raw_days, raw_plan, _ = needs(False)
+        raw_total = getattr(raw_plan, "n_total", None)
+        if raw_total == n_total:  # the decision planned without the adjustment
+            r2 = raw_needed = raw_days = raw_total = None
     return SamplePlan(
         metric=primary.name,
         n_total=int(n_total) if n_total else None,
@@ -748,6 +857,13 @@ def _plan(
             decision.information_fraction
             if decision.information_fraction is not None
             else (min(units / int(n_total), 1.0) if n_total else None)
+        ),
+        r_squared=r2,
+        n_total_without_cuped=int(raw_total) if raw_total else None,
+        sample_needed_without_cuped=raw_needed,
+        days_needed_without_cuped=raw_days,
+        information_fraction_without_cuped=(
+            min(units / int(raw_total), 1.0) if raw_total else None
         ),
     )
 
@@ -841,7 +957,12 @@ def _day_iso(day: int) -> str:
 def _daily_rows(
     overall: Aggregates, metrics: Sequence[Metric], control: str, alpha: float
 ) -> tuple[DailyRow, ...]:
-    """Cumulative mean per arm and day; treatment rows carry the cumulative relative lift."""
+    """Cumulative mean per arm and day; treatment rows carry the cumulative relative lift.
+
+    A quantile metric's points are computed per cumulative day in the database
+    (:func:`abkit.analysis.sql.quantile_daily`, at most
+    :data:`~abkit.analysis.sql.QUANTILE_DAILY_MAX_POINTS` days): its rows appear on those
+    days only, with the quantile as the value and the clustered quantile comparison."""
     from abkit.stats.estimators import arm_mean
     from abkit.stats.readout import compare
 
@@ -852,23 +973,32 @@ def _daily_rows(
         by_day.setdefault(point.day, []).append(point)
     rows: list[DailyRow] = []
     for day in sorted(by_day):
+        fresh = {(point.metric, point.variant) for point in by_day[day]}
         for point in by_day[day]:
             latest[(point.metric, point.variant)] = point.stats
         for (metric, variant), stats in sorted(latest.items()):
             kind = types[metric]
-            try:
-                value = arm_mean(stats, kind)
-            except (NotEnoughDataError, ValueError, ZeroDivisionError):
-                value = None
-            rel = lo = hi = None
             base = latest.get((metric, control))
-            if variant != control and base is not None:
-                r = compare(
-                    _strip_covariate(base), _strip_covariate(stats), metric_type=kind, alpha=alpha
-                )
-                rel = r.rel_lift
-                if r.rel_ci is not None:
-                    lo, hi = r.rel_ci
+            if kind == "quantile":
+                if (metric, variant) not in fresh:  # no point computed for this day
+                    continue
+                value, rel, lo, hi = _daily_quantile(base, stats, variant != control, alpha)
+            else:
+                try:
+                    value = arm_mean(stats, kind)
+                except (NotEnoughDataError, ValueError, ZeroDivisionError):
+                    value = None
+                rel = lo = hi = None
+                if variant != control and base is not None:
+                    r = compare(
+                        _strip_covariate(base),
+                        _strip_covariate(stats),
+                        metric_type=kind,
+                        alpha=alpha,
+                    )
+                    rel = r.rel_lift
+                    if r.rel_ci is not None:
+                        lo, hi = r.rel_ci
             rows.append(
                 DailyRow(
                     date=_day_iso(day),
@@ -882,6 +1012,24 @@ def _daily_rows(
                 )
             )
     return tuple(rows)
+
+
+def _daily_quantile(
+    base: Any, stats: Any, treated: bool, alpha: float
+) -> tuple[float | None, float | None, float | None, float | None]:
+    """One quantile point: (quantile, relative lift, its interval) against ``base``."""
+    from abkit.errors import AbkitError
+    from abkit.stats.quantile import QuantileStats, compare_quantiles
+
+    value = float(stats.estimate) if math.isfinite(stats.estimate) else None
+    if not treated or not isinstance(base, QuantileStats):
+        return value, None, None, None
+    try:
+        q = compare_quantiles(base, stats, alpha=alpha)
+    except (AbkitError, ValueError):  # too few units or no interval yet on that day
+        return value, None, None, None
+    lo, hi = q.rel_ci if q.rel_ci is not None else (None, None)
+    return value, q.rel_lift, lo, hi
 
 
 def _facts(
@@ -946,6 +1094,8 @@ def analyze(
     until: datetime | str | None = None,
     source: Source | str | Path | None = None,
     spec_version: str | None = None,
+    refresh: RefreshMode | None = None,
+    refresh_lookback: timedelta | None = timedelta(hours=48),
 ) -> AnalysisResult:
     """Analyse ``experiment`` (a key or an ``Experiment``) in ``db``.
 
@@ -964,7 +1114,19 @@ def analyze(
     exposed units per day (default: observed) for the sample still needed and the impact
     projection; ``business``: :class:`BusinessAssumptions`. ``spec_version``: the
     experiment spec version the inputs came from, stated in the result.
+
+    ``refresh``: keep the experiment's per-unit aggregates in abkit's store and bring them up
+    to date with the rows ingested since the last refresh (:mod:`abkit.analysis.incremental`;
+    same numbers as a full analysis): ``"auto"`` merges when it can and rebuilds otherwise,
+    ``"incremental"`` raises when a rebuild is needed, ``"full"`` rebuilds; ``None`` (the
+    default) reads every row and writes nothing. ``refresh_lookback``: events arriving later
+    than this behind the latest merged time trigger a rebuild (``None``: never). The result's
+    ``experiment.refresh`` says what was done and why.
     """
+    if refresh is not None:
+        from abkit.analysis.incremental import check_mode
+
+        refresh = check_mode(refresh)
     options = _options(
         method=method,
         alpha=alpha,
@@ -977,13 +1139,30 @@ def analyze(
         traffic_per_day=traffic_per_day,
     )
     all_metrics, primary, guard_metrics = resolve_metrics(metrics, guardrails)
-    with _connect(db, source) as conn:
+    opened: Store | None = None
+    if refresh is not None and source is None and isinstance(db, str):
+        # the cache is kept in the store itself, read through SQLAlchemy (not a replica)
+        scheme = db.partition("://")[0].partition("+")[0].lower()
+        if scheme in ("sqlite", "postgresql", "postgres", "duckdb"):
+            db = opened = open_store(db, create=False)
+    with contextlib.ExitStack() as cleanup, _connect(db, source) as conn:
+        if opened is not None:
+            cleanup.callback(opened.close)
         exp, registered = _configuration(conn, experiment)
         key = experiment if isinstance(experiment, str) else experiment.key
         ends = [to_us(exp.end)] if exp is not None and exp.end is not None else []
         ends += [options.until_us] if options.until_us is not None else []
         scope = Scope(key, end_us=min(ends) if ends else None, since_us=options.since_us)
-        overall, by_segment = _read(conn, scope, all_metrics, options)
+        refreshing = (
+            None
+            if refresh is None
+            else _Refresh(
+                refresh,
+                refresh_lookback,
+                to_us(exp.end) if exp is not None and exp.end is not None else None,
+            )
+        )
+        overall, by_segment, refreshed = _read(conn, scope, all_metrics, options, refreshing)
 
     arms = _arms(exp, overall)
     quality, arm_stats = _quality(overall, arms, all_metrics)
@@ -1011,10 +1190,13 @@ def analyze(
     plan = _plan(
         primary, decision, arm_stats[primary.name].get(arms.control), units, arms, options, per_day
     )
+    facts = _facts(
+        key, exp, registered, conn, arms, overall, options, per_day, spec_version, span_days
+    )
+    if refreshed:
+        facts = dataclasses.replace(facts, refresh=refreshed)
     return AnalysisResult(
-        experiment=_facts(
-            key, exp, registered, conn, arms, overall, options, per_day, spec_version, span_days
-        ),
+        experiment=facts,
         quality=quality,
         metrics=tuple(r for m in all_metrics for r in readouts[m.name]),
         guardrails=checks,

@@ -36,6 +36,12 @@ metric's direction):
    arms are still smaller -> ``keep running`` with ``sample_needed`` (more units in total)
    and ``days_needed`` at the current traffic; if they are already that large ->
    ``no detectable effect`` (an effect as large as the MDE would very likely have shown).
+
+When the primary readout was adjusted (CUPED or regression adjustment: ``LiftResult.cuped``),
+the planned sample of rules 3 and 5 uses the residual variance ``σ²(1 - R²)`` with ``R²``
+measured on the control arm (:func:`variance_reduction_r_squared`,
+:func:`abkit.stats.planning.plan_from_stats_cuped`; Deng et al. 2013): the sample still
+needed shrinks by ``1 - R²``.
 """
 
 from __future__ import annotations
@@ -272,6 +278,26 @@ def _fmt_ci(ci: Interval | None, *, percent: bool = True) -> str:
     return f"[{f(lo)}, {f(hi)}]"
 
 
+def variance_reduction_r_squared(control: object) -> float | None:
+    """The share of the metric's variance its covariates explain in the control arm (the
+    multiple ``R²``, :func:`abkit.stats.planning.pre_period_r_squared`: ``ρ²`` of the own
+    pre-period for CUPED, every declared covariate for regression adjustment); ``None``
+    when the arm has no varying covariate (or is a ratio metric: planned unadjusted)."""
+    from abkit.errors import AbkitError
+    from abkit.stats.planning import pre_period_r_squared
+
+    stats = getattr(control, "regression", None) or control
+    if isinstance(stats, RatioStats) or not getattr(stats, "n", 0) >= 3:
+        return None
+    if isinstance(stats, MeanStats) and not (stats.has_covariate and stats.cov_var > 0):
+        return None
+    try:
+        r2 = pre_period_r_squared(stats)  # type: ignore[arg-type]
+    except (AbkitError, ValueError, ZeroDivisionError):
+        return None
+    return r2 if 0 < r2 < 1 else None
+
+
 def power_needed(
     metric: Metric,
     control: MeanStats | RatioStats,
@@ -280,23 +306,33 @@ def power_needed(
     weights: Sequence[float],
     alpha: float,
     traffic_per_day: float | None,
+    cuped: bool = False,
 ) -> tuple[int | None, float | None, PowerPlan | None, str]:
-    """Units still needed (all arms) to detect ``metric.mde``; days at current traffic."""
+    """Units still needed (all arms) to detect ``metric.mde``; days at current traffic.
+
+    ``cuped``: the readout adjusts for covariates, so the plan uses the residual variance
+    ``σ²(1 - R²)`` with ``R²`` measured on the control arm (:func:`variance_reduction_r_
+    squared`; :func:`abkit.stats.planning.plan_cuped`): the sample shrinks by ``1 - R²``.
+    """
     from abkit.errors import AbkitError
-    from abkit.stats.planning import plan_from_stats
+    from abkit.stats.planning import plan_from_stats, plan_from_stats_cuped
 
     mde = metric.mde or DEFAULT_MDE
+    options = dict(
+        mde=mde,  # two-sided: the size of a change either way
+        relative=True,
+        power=DEFAULT_POWER,
+        alpha=alpha,
+        weights=list(weights),
+        n_variants=len(weights),
+    )
+    r2 = variance_reduction_r_squared(control) if cuped else None
     try:
-        plan = plan_from_stats(
-            control,
-            metric.type,
-            mde=mde,  # two-sided: the size of a change either way
-            relative=True,
-            power=DEFAULT_POWER,
-            alpha=alpha,
-            weights=list(weights),
-            n_variants=len(weights),
-        )
+        if r2 is not None:
+            stats = getattr(control, "regression", None) or control
+            plan = plan_from_stats_cuped(stats, metric.type, **options).with_cuped  # type: ignore[arg-type]
+        else:
+            plan = plan_from_stats(control, metric.type, **options)
     except (AbkitError, ValueError, ZeroDivisionError) as exc:
         return None, None, None, f"the sample needed could not be planned ({exc})"
     total = int(plan.n_total)
@@ -304,7 +340,10 @@ def power_needed(
     days = None
     if traffic_per_day and traffic_per_day > 0 and needed > 0:
         days = math.ceil(needed / traffic_per_day * 10) / 10
-    return needed, days, plan, f"{mde:.1%} relative change with {DEFAULT_POWER:.0%} power"
+    target = f"{mde:.1%} relative change with {DEFAULT_POWER:.0%} power"
+    if r2 is not None:
+        target += f" (variance reduced by R² = {r2:.2f})"
+    return needed, days, plan, target
 
 
 def early_stopping_alpha(information_fraction: float, alpha: float) -> float:
@@ -390,6 +429,9 @@ def decide(
             decided_by=(holding[0].metric, holding[0].variant),
         )
     shippable = {v: r for v, r in shippable.items() if v not in pending}
+    # the sample is planned with the variance the readout actually had: adjusted when
+    # CUPED or regression adjustment was applied to the primary metric
+    adjusted = any(r.cuped for r in primary_results.values())
     fraction: float | None = None
     plan = None
     if shippable and method == "fixed" and control_stats is not None:
@@ -400,6 +442,7 @@ def decide(
             weights=weights,
             alpha=alpha,
             traffic_per_day=traffic_per_day,
+            cuped=adjusted,
         )
         if plan is not None and needed:
             n_planned = int(plan.n_total)
@@ -490,6 +533,7 @@ def decide(
         weights=weights,
         alpha=alpha,
         traffic_per_day=traffic_per_day,
+        cuped=adjusted,
     )
     if needed is None:
         reasons.insert(0, f"Keep running: no significant difference yet; {target}.")

@@ -103,11 +103,20 @@ class ExperimentFacts(ResultMixin):
     since: str | None = None  # the readout window: units first exposed at or after since,
     until: str | None = None  # data before until (exclusive); None: unbounded
     source: str = ""
+    # How the per-unit data was obtained: "" (no cache), "incremental (N new events, M new
+    # exposures)", "full rebuild: <reason>", "full analysis: <reason>".
+    refresh: str = ""
 
 
 @dataclass(frozen=True)
 class SamplePlan(ResultMixin):
-    """Units (all arms) to detect the primary metric's ``mde`` with ``power`` at ``alpha``."""
+    """Units (all arms) to detect the primary metric's ``mde`` with ``power`` at ``alpha``.
+
+    With CUPED or regression adjustment applied to the primary metric, ``n_total`` and
+    ``sample_needed`` use the adjusted variance ``σ²(1 - R²)`` (``r_squared``: the share of
+    variance the covariates explain in the control arm) and the ``*_without_cuped`` fields
+    state the same plan without the adjustment; otherwise those are ``None``.
+    """
 
     metric: str
     n_total: int | None
@@ -119,6 +128,11 @@ class SamplePlan(ResultMixin):
     sample_needed: int | None
     days_needed: float | None
     information_fraction: float | None
+    r_squared: float | None = None
+    n_total_without_cuped: int | None = None
+    sample_needed_without_cuped: int | None = None
+    days_needed_without_cuped: float | None = None
+    information_fraction_without_cuped: float | None = None
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ arm, with ``ROW_NUMBER()`` partitioned by arm.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,6 +88,13 @@ class Scope:
     experiment: str
     end_us: int | None = None
     since_us: int | None = None
+
+
+UnitSource = Callable[[Mapping[tuple[Any, ...], str]], FromClause]
+"""Per-unit values read from somewhere other than the events (the cache of
+:mod:`abkit.analysis.incremental`): given a plan's aggregates (key -> column name ``a{k}``),
+a relation with the columns of ``abkit_unit_values`` (``unit_id, variant, variant_max, day,
+first_us`` and those ``a{k}``; no segment)."""
 
 
 def _p(value: Any, type_: Any) -> ColumnElement[Any]:
@@ -266,7 +273,8 @@ def _unit_values_cte(
 
     all_types: list[str] = []
     for metric in metrics:
-        all_types += [t for t in metric.event_types if t not in all_types]
+        cov_types = [t for c in metric.covariates if c.measure for t in c.measure.event_types]
+        all_types += [t for t in (*metric.event_types, *cov_types) if t not in all_types]
     first_us = units.c.first_us
     end = _p(scope.end_us, BigInteger()) if scope.end_us is not None else None
     group: list[Any] = [
@@ -317,6 +325,10 @@ def _unit_values_cte(
                     ("pre", types, agg, metric.pre_period_us),
                     _measure_aggregate(events, measure, pre, first_us),
                 )
+        for value in values.values():
+            if value.measure == "covariate":
+                for tag, key, expr in _covariate_aggregates(metric, value.index, events, first_us):
+                    plan.add(i, tag, key, expr)
         read = tuple(sorted({t for m in measures.values() if m for t in m.event_types}))
         any_type = or_(*[_in_types(events, m) for m in measures.values() if m is not None])
         plan.add(
@@ -344,9 +356,59 @@ def _unit_values_cte(
     return cte, plan
 
 
+def _covariate_aggregates(
+    metric: Metric, index: int, events: FromClause, first_us: Any
+) -> list[tuple[str, tuple[Any, ...], ColumnElement[Any]]]:
+    """Stage 3 for declared covariate ``index`` (:class:`~abkit.metrics.definitions.
+    Covariate`), as (tag, key, expression) for :meth:`_Plan.add`: a metric's pre-period
+    aggregate (the same key as that metric's own CUPED column, so it is computed once), or
+    the sum and the number of a model's prediction events before the first exposure (their
+    mean is taken in stage 5; sums, so an incremental cache can add them up)."""
+    cov = metric.covariates[index]
+    if cov.measure is None:
+        raise ConfigError(
+            f"metric {metric.name!r}: covariate {cov.label!r} is not resolved "
+            "(abkit.metrics.bind_covariates, which analyze() applies)",
+            field="covariates",
+        )
+    tag = f"covariate{index}"
+    types = tuple(sorted(cov.measure.event_types))
+    if cov.source == "prediction":
+        cond = and_(
+            _in_types(events, cov.measure), events.c.ts_us < first_us, events.c.value.is_not(None)
+        )
+        return [
+            (
+                f"{tag}/sum",
+                ("prediction", types, "sum"),
+                func.sum(case((cond, to_double(events.c.value)), else_=_zero())),
+            ),
+            (f"{tag}/count", ("prediction", types, "count"), func.sum(case((cond, 1), else_=0))),
+        ]
+    lookback = cov.lookback_us or metric.pre_period_us
+    pre = and_(events.c.ts_us < first_us, events.c.ts_us >= first_us - _p(lookback, BigInteger()))
+    agg = "count" if cov.measure.aggregate == "converted" else cov.measure.aggregate
+    return [
+        (tag, ("pre", types, agg, lookback), _measure_aggregate(events, cov.measure, pre, first_us))
+    ]
+
+
 def _unit_value(
-    metric: Metric, value: UnitValue, values: CTE, plan: _Plan, i: int, cap: Any
+    metric: Metric, value: UnitValue, values: FromClause, plan: _Plan, i: int, cap: Any
 ) -> Any:
+    if value.measure == "covariate":
+        cov = metric.covariates[value.index]
+        assert cov.measure is not None  # bound (checked in stage 3)
+        tag = f"covariate{value.index}"
+        if cov.source == "prediction":  # the mean prediction; none before exposure: 0
+            total = values.c[plan.by_metric[(i, f"{tag}/sum")]]
+            count = values.c[plan.by_metric[(i, f"{tag}/count")]]
+            return case((count > 0, to_double(total) / to_double(count)), else_=_zero())
+        raw = values.c[plan.by_metric[(i, tag)]]
+        if cov.min_count is not None:
+            return _measure_value(cov.measure, raw, min_count=cov.min_count)
+        bound = None if cov.cap is None else _p(float(cov.cap), Double())
+        return _capped(_measure_value(cov.measure, raw), bound)
     measure = metric.numerator if value.measure == "numerator" else metric.denominator
     assert measure is not None
     raw = values.c[plan.by_metric[(i, f"{value.measure}/{value.period}")]]
@@ -357,7 +419,7 @@ def _unit_value(
 
 
 def _caps_cte(
-    values: CTE, plan: _Plan, metrics: Sequence[Metric], cap_values: Mapping[str, float]
+    values: FromClause, plan: _Plan, metrics: Sequence[Metric], cap_values: Mapping[str, float]
 ) -> tuple[CTE | None, dict[int, Any]]:
     """Stage 4: the one-row CTE of percentile caps; per metric index, its cap expression."""
     bounds: dict[int, Any] = {}
@@ -390,6 +452,7 @@ def aggregates_query(
     cuped: bool = True,
     segment: str | None = None,
     caps: Mapping[str, float] | None = None,
+    unit_source: UnitSource | None = None,
 ) -> Select[Any]:
     """Stages 1-6: one row per (variant, day, single[, segment]) with every metric's sums.
 
@@ -397,7 +460,9 @@ def aggregates_query(
     computed (a segmented query reuses the overall caps), the others are computed in the
     statement and returned as ``m{i}_cap``.
     """
-    values, plan = _unit_values_cte(rel, scope, metrics, cuped=cuped, segment=segment)
+    cte, plan = _unit_values_cte(rel, scope, metrics, cuped=cuped, segment=segment)
+    # stages 1-3 replaced by a cache of them when given (abkit.analysis.incremental)
+    values: FromClause = cte if unit_source is None else unit_source(plan.names)
     caps_cte, bounds = _caps_cte(values, plan, metrics, caps or {})
     single = case((values.c.variant == values.c.variant_max, 1), else_=0).label("single")
     stage5: list[Any] = [values.c.variant, values.c.day, single, values.c.first_us]
@@ -455,6 +520,7 @@ def order_statistics_query(
     cuped: bool = True,
     segment: str | None = None,
     caps: Mapping[str, float] | None = None,
+    unit_source: UnitSource | None = None,
 ) -> Select[Any]:
     """The non-sum aggregates (:class:`ArmPercentile`) of metric ``index``, per arm over the
     whole period: one row per (variant, single[, segment]) with ``m{i}_{name}`` columns.
@@ -463,7 +529,8 @@ def order_statistics_query(
     partitioned by arm so an engine sorts each arm separately.
     """
     metric = metrics[index]
-    values, plan = _unit_values_cte(rel, scope, [metric], cuped=cuped, segment=segment)
+    cte, plan = _unit_values_cte(rel, scope, [metric], cuped=cuped, segment=segment)
+    values: FromClause = cte if unit_source is None else unit_source(plan.names)
     bound = metric.cap if metric.cap is not None else (caps or {}).get(metric.name)
     covariate = metric.kind_spec.has_covariate(metric, cuped)
     single = case((values.c.variant == values.c.variant_max, 1), else_=0).label("single")
@@ -565,13 +632,16 @@ def fetch_aggregates(
     segment: str | None = None,
     caps: Mapping[str, float] | None = None,
     daily: bool = True,
+    unit_source: UnitSource | None = None,
 ) -> dict[str | None, Aggregates]:
     """Run the analysis statements; one :class:`Aggregates` per segment value (key ``None``
     when not segmented). Additive kinds' days are added up in ascending order, which also
     yields the cumulative daily series; non-additive kinds get their whole-period
     statistics from :func:`order_statistics_query` and no daily points."""
     metrics = tuple(metrics)
-    stmt = aggregates_query(rel, scope, metrics, cuped=cuped, segment=segment, caps=caps)
+    stmt = aggregates_query(
+        rel, scope, metrics, cuped=cuped, segment=segment, caps=caps, unit_source=unit_source
+    )
     rows = as_mappings(stmt, runner.run(stmt))
     found_caps = dict(caps or {})
     for i, metric in enumerate(metrics):
@@ -584,19 +654,26 @@ def fetch_aggregates(
         is_additive(m.kind_spec, m, covariate=c) for m, c in zip(metrics, covariates, strict=True)
     ]
     order_stats: dict[int, dict[tuple[str | None, str], Mapping[str, Any]]] = {}
+    quantile_points: list[DailyPoint] = []
     for i, metric in enumerate(metrics):
         aggregates = metric.kind_spec.arm_aggregates(metric, covariate=covariates[i]).values()
-        if segment is None:
-            for aggregate in aggregates:
-                if isinstance(aggregate, EventQuantile):
-                    arms = quantile_stats(runner, rel, scope, metric, aggregate.probability)
-                    order_stats.setdefault(i, {}).update(
-                        {(None, v): {_col(i, "quantile"): s} for v, s in arms.items()}
-                    )
+        if any(isinstance(a, EventQuantile) for a in aggregates):
+            found, days = quantile_aggregates(
+                runner, rel, scope, metric, i, segment=segment, daily=daily
+            )
+            order_stats.setdefault(i, {}).update(found)
+            quantile_points += days
         if not any(isinstance(a, ArmPercentile) for a in aggregates):
             continue
         os_stmt = order_statistics_query(
-            rel, scope, metrics, i, cuped=cuped, segment=segment, caps=found_caps
+            rel,
+            scope,
+            metrics,
+            i,
+            cuped=cuped,
+            segment=segment,
+            caps=found_caps,
+            unit_source=unit_source,
         )
         order_stats.setdefault(i, {}).update(
             {
@@ -651,6 +728,8 @@ def fetch_aggregates(
                     )
                 )
 
+    if quantile_points:  # non-additive: computed in the database per cumulative day
+        daily_points.setdefault(None, []).extend(quantile_points)
     out: dict[str | None, Aggregates] = {}
     for (seg, variant), state in sorted(running.items(), key=lambda kv: (str(kv[0][0]), kv[0][1])):
         lo, hi = bounds[seg]
@@ -683,7 +762,7 @@ def fetch_aggregates(
                 quantiles = {
                     k: row.get(_col(i, k)) for k, a in names.items() if isinstance(a, EventQuantile)
                 }
-                # per segment value, quantiles are not computed: no statistics for the arm
+                # no events with a value in the arm: no statistics
                 stats = (
                     None
                     if any(q is None for q in quantiles.values())
@@ -704,9 +783,35 @@ def fetch_aggregates(
 
 
 # ------------------------------------------------------------------------ quantiles
-def _scoped_values(rel: Relations, scope: Scope, metric: Metric) -> Any:
-    """Per event in scope: ``variant`` and ``v``, the value of each of the metric's events
-    (non-NULL) in its unit's window, for single-variant units (the quantile's population)."""
+# The cumulative daily series of a quantile is computed for at most this many days (evenly
+# spaced, always including the last): each point re-ranks every value up to its day.
+QUANTILE_DAILY_MAX_POINTS = 31
+
+
+def _scoped_values(
+    rel: Relations, scope: Scope, metric: Metric, *, segment: str | None = None
+) -> Any:
+    """The values a quantile metric ranks, for single-variant units: one row per value with
+    ``unit_id``, ``variant``, ``day`` (UTC day of the unit's first exposure), ``segment``
+    (when segmented; :data:`MISSING_SEGMENT` for a unit without the attribute) and ``v``.
+
+    ``quantile_of="event"``: each of the metric's events with a value in its unit's
+    window. ``quantile_of="unit"``: one row per unit, the numerator measure over the window
+    (stages 1-3 of the analysis query, so units without an event count as 0).
+    """
+    from abkit.metrics.kinds.quantile import quantile_of
+
+    if quantile_of(metric) == "unit":
+        values, plan = _unit_values_cte(rel, scope, [metric], cuped=False, segment=segment)
+        columns = [values.c.unit_id, values.c.variant, values.c.day]
+        if segment is not None:
+            columns.append(values.c.segment)
+        y = _unit_value(metric, UnitValue("numerator"), values, plan, 0, None)
+        return (
+            select(*columns, to_double(y).label("v"))
+            .where(values.c.variant == values.c.variant_max)
+            .subquery("abkit_scoped")
+        )
     events = rel.events
     first = _first_cte(rel, scope)
     window = [
@@ -718,25 +823,145 @@ def _scoped_values(rel: Relations, scope: Scope, metric: Metric) -> Any:
         window.append(events.c.ts_us < first.c.first_us + _p(metric.window_us, BigInteger()))
     if scope.end_us is not None:
         window.append(events.c.ts_us < _p(scope.end_us, BigInteger()))
+    cols: list[Any] = [first.c.unit_id, first.c.variant, day_bucket(first.c.first_us).label("day")]
+    joined: Any = first.join(events, events.c.unit_id == first.c.unit_id)
+    if segment is not None:
+        seg = _segment_cte(rel, scope, first, segment)
+        cols.append(func.coalesce(seg.c.segment, _p(MISSING_SEGMENT, String())).label("segment"))
+        joined = joined.outerjoin(seg, seg.c.unit_id == first.c.unit_id)
     return (
-        select(
-            first.c.unit_id,
-            first.c.variant,
-            to_double(events.c.value).label("v"),
-        )
-        .select_from(first.join(events, events.c.unit_id == first.c.unit_id))
+        select(*cols, to_double(events.c.value).label("v"))
+        .select_from(joined)
         .where(first.c.variant == first.c.variant_max, *window)
         .subquery("abkit_scoped")
     )
 
 
-def _ranked(values: Any) -> Any:
+def _ranked(values: Any, keys: Sequence[str]) -> Any:
+    """Each value with its rank ``rn`` and the count ``cnt`` within its partition ``keys``."""
+    part = [values.c[k] for k in keys]
     return select(
-        values.c.variant,
+        *part,
+        values.c.unit_id,
         values.c.v,
-        func.row_number().over(partition_by=values.c.variant, order_by=values.c.v).label("rn"),
-        func.count().over(partition_by=values.c.variant).label("cnt"),
+        func.row_number().over(partition_by=part, order_by=values.c.v).label("rn"),
+        func.count().over(partition_by=part).label("cnt"),
     ).subquery("abkit_ranked")
+
+
+def _key_of(row: Mapping[str, Any], keys: Sequence[str]) -> tuple[Any, ...]:
+    return tuple(int(row[k]) if k == "upto" else str(row[k]) for k in keys)
+
+
+def _key_matches(ranked: Any, keys: Sequence[str], key: tuple[Any, ...]) -> list[Any]:
+    return [
+        ranked.c[k] == (_p(v, BigInteger()) if k == "upto" else _p(v, String()))
+        for k, v in zip(keys, key, strict=True)
+    ]
+
+
+def _quantile_passes(
+    runner: QueryRunner, values: Any, keys: Sequence[str], probability: float, alpha: float
+) -> dict[tuple[Any, ...], Any]:
+    """:class:`~abkit.stats.quantile.QuantileStats` per partition ``keys`` of ``values``,
+    in two statements (the three passes of :mod:`abkit.stats.quantile`):
+
+    1. ``ROW_NUMBER()``/``COUNT()`` per partition give the nearest-rank estimate
+       ``q̂ = min{v : rn >= p·cnt}`` as a window ``MIN`` over the partition; grouped by
+       unit, ``n_i`` and ``s_i = #{v <= q̂}``; grouped by partition, ``n``, ``Σn``,
+       ``Σn²``, ``Σs``, ``Σs²``, ``Σs·n`` and ``q̂``;
+    2. the order statistics at the bracketing ranks :func:`bracket_ranks` computes from
+       pass 1 (a partition with fewer than 2 units gets no bracket, hence no interval).
+    """
+    from abkit.errors import NotEnoughDataError
+    from abkit.stats.quantile import QuantileStats, bracket_ranks, with_bracket
+
+    ranked = _ranked(values, keys)
+    part = [ranked.c[k] for k in keys]
+    at_or_above = ranked.c.rn >= ranked.c.cnt * _p(probability, Double())
+    marked = select(
+        *part,
+        ranked.c.unit_id,
+        ranked.c.v,
+        func.min(case((at_or_above, ranked.c.v), else_=None)).over(partition_by=part).label("q"),
+    ).subquery("abkit_marked")
+    mpart = [marked.c[k] for k in keys]
+    per_unit = (
+        select(
+            *mpart,
+            func.min(marked.c.q).label("q"),
+            to_double(func.count()).label("n_i"),
+            to_double(func.sum(case((marked.c.v <= marked.c.q, 1), else_=0))).label("s_i"),
+        )
+        .group_by(*mpart, marked.c.unit_id)
+        .subquery("abkit_unit_counts")
+    )
+    upart = [per_unit.c[k] for k in keys]
+    n_i, s_i = per_unit.c.n_i, per_unit.c.s_i
+    first_pass = (
+        select(
+            *upart,
+            func.min(per_unit.c.q).label("q"),
+            func.count().label("n"),
+            func.sum(n_i).label("events"),
+            func.sum(n_i * n_i).label("events_sq"),
+            func.sum(s_i).label("below"),
+            func.sum(s_i * s_i).label("below_sq"),
+            func.sum(s_i * n_i).label("below_events"),
+        )
+        .group_by(*upart)
+        .order_by(*upart)
+    )
+    arms: dict[tuple[Any, ...], Any] = {}
+    for row in as_mappings(first_pass, runner.run(first_pass)):
+        arms[_key_of(row, keys)] = QuantileStats(
+            probability=probability,
+            estimate=float(row["q"]),
+            n=int(row["n"]),
+            **{
+                k: float(row[k])
+                for k in ("events", "events_sq", "below", "below_sq", "below_events")
+            },
+        )
+    ranks: dict[tuple[Any, ...], tuple[int, int]] = {}
+    for key, stats in arms.items():
+        try:
+            ranks[key] = bracket_ranks(stats, alpha)
+        except NotEnoughDataError:  # fewer than 2 units: no interval for this partition
+            continue
+    if not ranks:
+        return arms
+    second_pass = select(*part, ranked.c.rn, ranked.c.v).where(
+        or_(
+            *[
+                and_(
+                    *_key_matches(ranked, keys, key),
+                    ranked.c.rn.in_([_p(lo, BigInteger()), _p(hi, BigInteger())]),
+                )
+                for key, (lo, hi) in ranks.items()
+            ]
+        )
+    )
+    found: dict[tuple[tuple[Any, ...], int], float] = {
+        (_key_of(r, keys), int(r["rn"])): float(r["v"])
+        for r in as_mappings(second_pass, runner.run(second_pass))
+    }
+    for key, (lo, hi) in ranks.items():
+        arms[key] = with_bracket(
+            arms[key], lower_value=found[(key, lo)], upper_value=found[(key, hi)], alpha=alpha
+        )
+    return arms
+
+
+def quantile_daily_days(days: Sequence[int], limit: int = QUANTILE_DAILY_MAX_POINTS) -> list[int]:
+    """The days of first exposure a quantile's cumulative daily series is computed for:
+    every day when there are at most ``limit``, else ``limit`` evenly spaced ones (the
+    first and the last included)."""
+    ordered = sorted(set(days))
+    if len(ordered) <= limit:
+        return ordered
+    step = (len(ordered) - 1) / (limit - 1)
+    return sorted({ordered[round(j * step)] for j in range(limit)})
 
 
 def quantile_stats(
@@ -747,87 +972,96 @@ def quantile_stats(
     probability: float,
     *,
     alpha: float = 0.05,
-) -> dict[str, Any]:
-    """Per arm, the :class:`~abkit.stats.quantile.QuantileStats` of the ``probability``
-    quantile of the metric's event values, clustered by unit, in three passes in the
-    database (the interface of :mod:`abkit.stats.quantile`): the nearest-rank quantile
-    ``X_(k)``, ``k = ⌈pM⌉``; per unit the events ``n_i`` and those ``<= X_(k)`` ``s_i``
-    summed per arm; the order statistics at the interval's bracketing ranks. Python
-    receives a few rows per arm, never the events.
+    segment: str | None = None,
+) -> dict[Any, Any]:
+    """Per arm (per ``(segment value, variant)`` when segmented) the
+    :class:`~abkit.stats.quantile.QuantileStats` of the ``probability`` quantile of the
+    metric's values (:func:`_scoped_values`: event values clustered by unit, or one value
+    per unit), computed in the database (:func:`_quantile_passes`). Python receives a few
+    rows per arm, never the events."""
+    values = _scoped_values(rel, scope, metric, segment=segment)
+    if segment is None:
+        found = _quantile_passes(runner, values, ["variant"], probability, alpha)
+        return {key[0]: s for key, s in found.items()}
+    return _quantile_passes(runner, values, ["segment", "variant"], probability, alpha)
 
-    A quantile is not additive across days: there is no daily series for it.
+
+def quantile_daily(
+    runner: QueryRunner,
+    rel: Relations,
+    scope: Scope,
+    metric: Metric,
+    probability: float,
+    *,
+    alpha: float = 0.05,
+    limit: int = QUANTILE_DAILY_MAX_POINTS,
+) -> dict[tuple[int, str], Any]:
+    """The cumulative daily series of a quantile, ``{(day, variant): QuantileStats}``.
+
+    A quantile is not additive, so each point is computed from scratch, in the database:
+    the point of day ``d`` ranks the values of the units first exposed on or before ``d``
+    (the cohort definition of every other metric's cumulative series). One statement lists
+    the days of first exposure; :func:`quantile_daily_days` keeps at most ``limit``; the
+    values are joined to those days (``day <= upto``) and :func:`_quantile_passes` runs
+    once, partitioned by ``(upto, variant)``. Cost: two statements, which rank up to
+    ``limit`` copies of the values (each point re-ranks its whole cumulative population).
     """
-    from abkit.stats.quantile import QuantileStats, bracket_ranks, with_bracket
-
-    values = _scoped_values(rel, scope, metric)
-    ranked = _ranked(values)
-    first_pass = (
-        select(ranked.c.variant, func.min(ranked.c.v).label("q"))
-        .where(ranked.c.rn >= ranked.c.cnt * _p(probability, Double()))
-        .group_by(ranked.c.variant)
-        .order_by(ranked.c.variant)
-    )
-    estimates = {
-        str(r["variant"]): float(r["q"]) for r in as_mappings(first_pass, runner.run(first_pass))
-    }
-    if not estimates:
+    # A CTE referenced twice (the days and the join), which SQLite (3.35+) and PostgreSQL
+    # materialize once: inlined, SQLite re-reads the events for every day.
+    values = select(_scoped_values(rel, scope, metric)).cte("abkit_values")
+    listed = select(values.c.day).distinct()
+    days = quantile_daily_days([int(r[0]) for r in runner.run(listed)], limit)
+    if not days:
         return {}
-    threshold = case(
-        *[(values.c.variant == _p(v, String()), _p(q, Double())) for v, q in estimates.items()]
+    upto = (
+        select(values.c.day.label("upto"))
+        .where(values.c.day.in_([_p(d, BigInteger()) for d in days]))
+        .distinct()
+        .subquery("abkit_days")
     )
-    per_unit = (
-        select(
-            values.c.variant,
-            to_double(func.count()).label("n_i"),
-            to_double(func.sum(case((values.c.v <= threshold, 1), else_=0))).label("s_i"),
-        )
-        .group_by(values.c.unit_id, values.c.variant)
-        .subquery("abkit_unit_counts")
+    cumulative = (
+        select(upto.c.upto, values.c.variant, values.c.unit_id, values.c.v)
+        .select_from(values.join(upto, values.c.day <= upto.c.upto))
+        .subquery("abkit_cumulative")
     )
-    n_i, s_i = per_unit.c.n_i, per_unit.c.s_i
-    second_pass = select(
-        per_unit.c.variant,
-        func.count().label("n"),
-        func.sum(n_i).label("events"),
-        func.sum(n_i * n_i).label("events_sq"),
-        func.sum(s_i).label("below"),
-        func.sum(s_i * s_i).label("below_sq"),
-        func.sum(s_i * n_i).label("below_events"),
-    ).group_by(per_unit.c.variant)
-    arms: dict[str, Any] = {}
-    for row in as_mappings(second_pass, runner.run(second_pass)):
-        variant = str(row["variant"])
-        arms[variant] = QuantileStats(
-            probability=probability,
-            estimate=estimates[variant],
-            n=int(row["n"]),
-            **{
-                k: float(row[k])
-                for k in ("events", "events_sq", "below", "below_sq", "below_events")
-            },
-        )
-    ranks = {v: bracket_ranks(s, alpha) for v, s in arms.items()}
-    third_pass = select(ranked.c.variant, ranked.c.rn, ranked.c.v).where(
-        or_(
-            *[
-                and_(
-                    ranked.c.variant == _p(v, String()),
-                    ranked.c.rn.in_([_p(lo, BigInteger()), _p(hi, BigInteger())]),
-                )
-                for v, (lo, hi) in ranks.items()
+    found = _quantile_passes(runner, cumulative, ["upto", "variant"], probability, alpha)
+    return {(int(key[0]), str(key[1])): s for key, s in found.items()}
+
+
+def quantile_aggregates(
+    runner: QueryRunner,
+    rel: Relations,
+    scope: Scope,
+    metric: Metric,
+    index: int,
+    *,
+    segment: str | None = None,
+    daily: bool = True,
+) -> tuple[dict[tuple[str | None, str], dict[str, Any]], list[DailyPoint]]:
+    """Every quantile aggregate of metric ``index`` (what :func:`fetch_aggregates` merges):
+    per ``(segment value or None, variant)`` the row ``{m{index}_{name}: QuantileStats}``,
+    and, when ``daily`` and not segmented, the cumulative daily points
+    (:func:`quantile_daily`). The series' last point ranks every unit, so it is the
+    overall statistics: with the series, the overall passes are not run again."""
+    rows: dict[tuple[str | None, str], dict[str, Any]] = {}
+    points: list[DailyPoint] = []
+    for name, aggregate in metric.kind_spec.arm_aggregates(metric, covariate=False).items():
+        if not isinstance(aggregate, EventQuantile):
+            continue
+        found: dict[Any, Any]
+        if daily and segment is None:
+            series = quantile_daily(runner, rel, scope, metric, aggregate.probability)
+            points += [
+                DailyPoint(day=day, variant=variant, metric=metric.name, stats=stats)
+                for (day, variant), stats in sorted(series.items())
             ]
-        )
-    )
-    order_stats: dict[tuple[str, int], float] = {
-        (str(r["variant"]), int(r["rn"])): float(r["v"])
-        for r in as_mappings(third_pass, runner.run(third_pass))
-    }
-    return {
-        v: with_bracket(
-            s,
-            lower_value=order_stats[(v, ranks[v][0])],
-            upper_value=order_stats[(v, ranks[v][1])],
-            alpha=alpha,
-        )
-        for v, s in arms.items()
-    }
+            last = max((day for day, _ in series), default=None)
+            found = {v: s for (day, v), s in series.items() if day == last}
+        else:
+            found = quantile_stats(
+                runner, rel, scope, metric, aggregate.probability, segment=segment
+            )
+        for key, stats in found.items():
+            seg, variant = (None, key) if segment is None else key
+            rows.setdefault((seg, str(variant)), {})[_col(index, name)] = stats
+    return rows, points

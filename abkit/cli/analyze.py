@@ -1,9 +1,9 @@
 """``abkit analyze``: the readout of one experiment from the store (or the user's tables).
 
-With ``--spec`` (or, without it, the default spec file when it declares the experiment:
-``$ABKIT_SPEC``, ``./experiments.toml``, ``./reports/experiments.toml``) the experiment's spec
-gives the metrics, method and business inputs; flags given on the command line override it. ``--since``/``--until`` (``--as-of`` is ``--until``)
-reproduce a readout as of a date. Exit status: 0 when the analysis ran (whatever the verdict);
+The experiment's declared spec (``--spec``, else the default spec file when it declares the
+experiment, else the newest version the store recorded: :mod:`abkit.lifecycle.declared`)
+gives the metrics, method and business inputs; flags given on the command line override it.
+``--since``/``--until`` (``--as-of`` is ``--until``) reproduce a readout as of a date. Exit status: 0 when the analysis ran (whatever the verdict);
 2 for a user error (unknown experiment or segment, bad metrics or source file, unreachable
 database).
 """
@@ -15,24 +15,18 @@ import sys
 from typing import Any
 
 
-def _spec_file(args: argparse.Namespace) -> Any:
-    """The spec file given with --spec, else the default one when it declares the
-    experiment (said on stderr, so the inputs' origin is never a surprise), else None."""
-    from abkit.lifecycle.spec import default_spec_path, load_specs
+def _declared(args: argparse.Namespace, db: str) -> Any:
+    """The experiment's declared spec by the one rule of :mod:`abkit.lifecycle.declared`
+    (said on stderr, so the inputs' origin is never a surprise), else None."""
+    from abkit.lifecycle.declared import find_spec
 
-    if args.spec is not None:
-        return load_specs(args.spec)
-    path = default_spec_path()
-    if path is None:
-        return None
-    specs = load_specs(path)
-    if args.experiment not in specs.specs:
-        return None
-    print(f"spec: {path}", file=sys.stderr)
-    return specs
+    declared = find_spec(args.experiment, spec=args.spec, db=db if args.source is None else None)
+    if declared is not None:
+        print(f"spec: {declared.origin}", file=sys.stderr)
+    return declared
 
 
-def _inputs(args: argparse.Namespace) -> dict[str, Any]:
+def _inputs(args: argparse.Namespace, db: str) -> dict[str, Any]:
     """analyze() keywords: the spec's declared inputs, overridden by the flags given."""
     given: dict[str, Any] = {
         "metrics": args.metrics,
@@ -48,13 +42,15 @@ def _inputs(args: argparse.Namespace) -> dict[str, Any]:
         "value_per_unit": args.value_per_unit,
     }
     business = {k: v for k, v in business.items() if v is not None}
-    spec_file = _spec_file(args)
-    if spec_file is not None:
+    declared = _declared(args, db)
+    if declared is not None:
         from abkit.lifecycle.spec import resolve_analysis_inputs
 
-        spec = spec_file[args.experiment]
+        spec = declared.spec
         overrides = {k: v for k, v in given.items() if v is not None and k != "metrics"}
         kwargs = resolve_analysis_inputs(spec, **overrides).analyze_kwargs()
+        if args.source is not None or kwargs.get("source") is None:
+            kwargs.pop("source", None)  # --source wins over the spec's; none: the store
         if args.metrics is not None:
             kwargs["metrics"] = args.metrics
         if business:
@@ -71,16 +67,16 @@ def _handler(args: argparse.Namespace) -> int:
     from abkit.analysis.analyze import analyze
     from abkit.locations import default_store_url
 
+    db = default_store_url(args.db)
     result = analyze(
-        default_store_url(args.db),
+        db,
         args.experiment,
         guardrails=args.guardrail or None,
         segments=tuple(args.segment or ()),
         traffic_per_day=args.traffic_per_day,
         since=args.since,
         until=args.until or args.as_of,
-        source=args.source,
-        **_inputs(args),
+        **{"source": args.source, **_inputs(args, db)},
     )
     out = sys.stdout
     if args.format == "json":

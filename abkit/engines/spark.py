@@ -32,6 +32,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.schema import Table
+from sqlalchemy.sql.util import find_tables
 
 from abkit.engines.spark_dialect import SparkDialect
 from abkit.errors import ConfigError, StoreError
@@ -78,6 +79,7 @@ class SparkRunner:
         self._session = session
         self._where = where if where is not None else _session_where(session)
         self._stop_on_close = stop_on_close
+        self._found: set[str] = set()  # tables already seen in the session's catalog
 
     @property
     def dialect(self) -> Dialect:
@@ -95,6 +97,11 @@ class SparkRunner:
         from py4j.protocol import Py4JError
         from pyspark.errors import PySparkException
 
+        missing = self._missing_table(stmt)
+        if missing is not None:
+            raise StoreError(
+                f"the analysis query failed on {self._where}: table or view {missing} not found"
+            )
         text, params = compile_statement(stmt)
         try:
             rows = self._session.sql(text, args=params).collect()
@@ -103,6 +110,32 @@ class SparkRunner:
                 f"the analysis query failed on {self._where}: {_first_line(exc)}"
             ) from exc
         return [tuple(row) for row in rows]
+
+    def _missing_table(self, stmt: Select[Any]) -> str | None:
+        """The first table of ``stmt`` that the session's catalog does not have, if any.
+
+        Asked before running: a statement on a missing table makes Spark log a long ERROR
+        record (its analyzer's stack) before it raises, and the analysis looks up the
+        optional registry table ``abkit_experiments`` on every run. A catalog that cannot
+        answer ``tableExists`` lets the statement run (and Spark report what is missing).
+        """
+        from py4j.protocol import Py4JError
+        from pyspark.errors import PySparkException
+
+        preparer = _DIALECT.identifier_preparer
+        for table in find_tables(stmt):
+            parts = [*(table.schema.split(".") if table.schema else ()), table.name]
+            name = ".".join(preparer.quote_identifier(p) for p in parts)
+            if name in self._found:
+                continue
+            try:
+                exists = bool(self._session.catalog.tableExists(name))
+            except (PySparkException, Py4JError):
+                return None
+            if not exists:
+                return name
+            self._found.add(name)
+        return None
 
     def close(self) -> None:
         if self._stop_on_close:

@@ -14,6 +14,14 @@ rows wait, through exactly the same validation, idempotence and accounting as a 
 now; ``close()`` (also run at interpreter exit, and by ``with``) stops the thread and
 ingests what is left.
 
+``worker="process"`` stores from a child process instead (:mod:`abkit.ingest.tracker_worker`
+says why: a storing thread holds the interpreter lock for milliseconds, which a request
+thread calling ``assign`` then waits for). The service's thread only sends compact tuples
+through a pipe in slices of 16; the child ingests exactly as the thread does and sends its
+counts back, so :meth:`Tracker.stats` and the warnings are the same. It needs a database URL
+(the child opens its own connection); ``flush()`` then returns no reports (they stay in the
+child; the totals are in ``stats()``).
+
 Nothing is lost silently:
 
 * **Back-pressure.** When ``max_queue`` rows of a kind wait (the database is down or
@@ -36,24 +44,44 @@ Nothing is lost silently:
 from __future__ import annotations
 
 import atexit
+import contextlib
+import itertools
+import json
 import logging
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any, Literal, get_args
 
 from sqlalchemy import select
 
 from abkit.assignment.config import Experiment
 from abkit.assignment.exposure import served_experiment
 from abkit.ingest.ingestor import IngestReport, ingest
+from abkit.ingest.tracker_worker import exposure_tuple
+from abkit.locations import default_store_url
 from abkit.store.store import Store, open_store
 
 LOGGER_NAME = __name__
 _WARN_EVERY = 60.0  # seconds between repeated warnings of one kind
+
+# Where the rows are validated and stored: a thread of the service's process, or a child
+# process (abkit.ingest.tracker_worker), so the service's threads never wait for it.
+TrackerWorker = Literal["thread", "process"]
+TRACKER_WORKERS: tuple[TrackerWorker, ...] = get_args(TrackerWorker)
+# worker="process": rows per pipe write (each write releases the interpreter lock, so the
+# service's threads wait at most one slice's conversion), and the feeding thread's nap
+# when the queues are empty (the longest a row waits in the service before it is sent).
+_SLICE = 16
+_IDLE_SECONDS = 0.005
 
 
 @dataclass(frozen=True)
@@ -83,6 +111,7 @@ class Tracker:
         max_queue: int = 100_000,
         flush_interval: float = 1.0,
         background: bool = True,
+        worker: TrackerWorker = "thread",
     ) -> None:
         if flush_every < 1:
             raise ValueError("flush_every must be at least 1")
@@ -90,8 +119,17 @@ class Tracker:
             raise ValueError("max_queue must be at least flush_every")
         if not flush_interval > 0:
             raise ValueError("flush_interval must be a positive number of seconds")
-        self._owns_store = not isinstance(db, Store)
-        self.store = open_store(db)
+        if worker not in TRACKER_WORKERS:
+            raise ValueError(f"worker must be one of {', '.join(TRACKER_WORKERS)}, got {worker!r}")
+        if worker == "process" and (isinstance(db, Store) or not background):
+            raise ValueError(
+                "worker='process' needs a database URL (the child process opens its own "
+                "connection) and background=True"
+            )
+        self.worker = worker
+        self._link: _WorkerLink | None = None
+        self._owns_store = not isinstance(db, Store) and worker == "thread"
+        self._store: Store | None = open_store(db) if worker == "thread" else None
         self.flush_every = flush_every
         self.max_queue = max_queue
         self.flush_interval = float(flush_interval)
@@ -115,13 +153,27 @@ class Tracker:
         self._last_warning: dict[str, float] = {}
         self._closed = False
         self._thread: threading.Thread | None = None
+        if worker == "process":
+            url = db if isinstance(db, str) else default_store_url(create=True)
+            self._link = _WorkerLink(
+                url, source_name, flush_every, flush_interval=flush_interval, max_queue=max_queue
+            )
         self._register_given_experiments()
         if background:
             self._thread = threading.Thread(
-                target=self._run, name=f"abkit-tracker:{source_name}", daemon=True
+                target=self._feed if self._link is not None else self._run,
+                name=f"abkit-tracker:{source_name}",
+                daemon=True,
             )
             self._thread.start()
         atexit.register(self.close)
+
+    @property
+    def store(self) -> Store:
+        """The store rows go to (``worker="thread"``; the child owns it otherwise)."""
+        if self._store is None:
+            raise AttributeError("a Tracker with worker='process' has no store in this process")
+        return self._store
 
     # -- the request path: append only ------------------------------------------------
     def track(
@@ -168,13 +220,15 @@ class Tracker:
     def _drop(self) -> None:
         with self._count_lock:
             self._dropped += 1
-            dropped = self._dropped
+        self._drop_warning()
+
+    def _drop_warning(self) -> None:
         self._warn(
             "dropped",
             "abkit Tracker queue full (%d rows) or closed: %d rows dropped so far; the store is "
             "down or slower than the service (raise max_queue or flush more often)",
             self.max_queue,
-            dropped,
+            self._dropped,
         )
 
     # -- the background thread ----------------------------------------------------------
@@ -196,7 +250,13 @@ class Tracker:
             return []
 
     def flush(self) -> list[IngestReport]:
-        """Ingest everything queued now; returns the reports of this flush."""
+        """Ingest everything queued now; returns the reports of this flush (none with
+        ``worker="process"``: the child ingests, ``stats()`` has the totals)."""
+        if self._link is not None:
+            with self._flush_lock:
+                self._ship(None)
+                self._link.sync("flush", self._handle)
+            return []
         with self._flush_lock:
             reports = []
             exposures = _drain(self._exposures)
@@ -238,24 +298,102 @@ class Tracker:
 
     def _account(self, report: IngestReport) -> None:
         self.reports.append(report)
+        self._count(report.accepted, report.duplicates, report.quarantined, report.by_reason)
+
+    def _count(
+        self, accepted: int, duplicates: int, quarantined: int, by_reason: Mapping[str, int]
+    ) -> None:
         with self._count_lock:
             self._flushes += 1
-            self._totals["accepted"] += report.accepted
-            self._totals["duplicates"] += report.duplicates
-            self._totals["quarantined"] += report.quarantined
-            for reason, count in report.by_reason.items():
+            self._totals["accepted"] += accepted
+            self._totals["duplicates"] += duplicates
+            self._totals["quarantined"] += quarantined
+            for reason, count in by_reason.items():
                 self._by_reason[reason] = self._by_reason.get(reason, 0) + count
             total = self._totals["quarantined"]
-        if report.quarantined:
-            reasons = ", ".join(f"{k}: {v}" for k, v in sorted(report.by_reason.items()))
+        if quarantined:
+            reasons = ", ".join(f"{k}: {v}" for k, v in sorted(by_reason.items()))
             self._warn(
                 "quarantine",
                 "abkit Tracker: %d rows quarantined in this flush (%s); %d so far; "
                 "see `abkit quarantine`",
-                report.quarantined,
+                quarantined,
                 reasons,
                 total,
             )
+
+    # -- worker="process": the feeding thread ---------------------------------------------
+    def _feed(self) -> None:
+        """Send queued rows to the child as they come, and take in its counts."""
+        link = self._link
+        assert link is not None
+        while not self._closed:
+            sent = self._ship(_SLICE * 16)
+            link.receive(self._handle)
+            if not sent:
+                self._wake.wait(_IDLE_SECONDS)
+                self._wake.clear()
+
+    def _ship(self, limit: int | None) -> int:
+        """Send up to ``limit`` queued rows (all of them: ``None``) in slices of ``_SLICE``;
+        rows that cannot be sent (the child is gone) are counted as dropped."""
+        link = self._link
+        assert link is not None
+        sent = 0
+        for queue, kind in ((self._exposures, "exposures"), (self._events, "events")):
+            while queue and (limit is None or sent < limit):
+                batch = [queue.popleft() for _ in range(min(_SLICE, len(queue)))]
+                sent += len(batch)
+                if kind == "exposures":
+                    items: list[Any] = [
+                        r if isinstance(r, Mapping) else exposure_tuple(r) for r in batch
+                    ]
+                    self._send_experiments(
+                        {
+                            str(r.get("experiment")) if isinstance(r, Mapping) else r[1]
+                            for r in items
+                        }
+                    )
+                else:
+                    items = batch
+                if not link.send((kind, items)):
+                    self._lost(len(batch), link)
+        return sent
+
+    def _send_experiments(self, keys: set[str]) -> None:
+        """Before a key's first exposures: the experiment as given or as served here."""
+        given, missing = self._unregistered(keys)
+        if not missing:
+            return
+        found = [e for k in sorted(missing) if (e := given.get(k) or served_experiment(k))]
+        if found and self._link is not None:
+            self._link.send(("experiments", [e.to_dict() for e in found]))
+        # a key found nowhere here may still be in the store; if not, its rows are
+        # quarantined (unknown_experiment) and the quarantine warning says so
+        self._registered |= missing
+
+    def _handle(self, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        if kind == "report":
+            self._count(*message[1:])
+        elif kind == "error":
+            with self._count_lock:
+                self._flush_errors += 1
+            self._warn("flush", "abkit Tracker flush failed (will retry): %s", message[1])
+        elif kind == "dropped":
+            with self._count_lock:
+                self._dropped += int(message[1])
+            self._drop_warning()
+
+    def _lost(self, n: int, link: _WorkerLink) -> None:
+        with self._count_lock:
+            self._dropped += n
+        self._warn(
+            "worker",
+            "abkit Tracker: the storing process stopped (exit code %s); rows are dropped and "
+            "counted",
+            link.exit_code(),
+        )
 
     # -- experiments ------------------------------------------------------------------
     def _given(self) -> tuple[object, dict[str, Experiment]]:
@@ -272,17 +410,24 @@ class Tracker:
     def _register_given_experiments(self) -> None:
         version, given = self._given()
         if given:
-            self.store.register_experiments(list(given.values()))
+            if self._link is not None:
+                self._link.send(("experiments", [e.to_dict() for e in given.values()]))
+            else:
+                self.store.register_experiments(list(given.values()))
             self._registered = set(given)
         self._registered_version = version
 
-    def _resolve_experiments(self, keys: set[str]) -> None:
-        """Make sure the store knows ``keys`` before their exposures are ingested."""
+    def _unregistered(self, keys: set[str]) -> tuple[dict[str, Experiment], set[str]]:
+        """(the experiments given, the ``keys`` not registered yet), after registering a new
+        version of the given ones (a LiveRegistry swapped one in: store what services serve)."""
         version, given = self._given()
         if version is not None and version is not self._registered_version:
-            # a LiveRegistry swapped in a new version: store what services now serve
             self._register_given_experiments()
-        missing = keys - self._registered
+        return given, keys - self._registered
+
+    def _resolve_experiments(self, keys: set[str]) -> None:
+        """Make sure the store knows ``keys`` before their exposures are ingested."""
+        given, missing = self._unregistered(keys)
         if not missing:
             return
         table = self.store.tables.experiments
@@ -350,7 +495,12 @@ class Tracker:
             thread.join()
         atexit.unregister(self.close)
         try:
-            self.flush()
+            if self._link is not None:
+                with self._flush_lock:
+                    self._ship(None)
+                    self._link.sync("close", self._handle)
+            else:
+                self.flush()
         except Exception as exc:
             self._warn("close", "abkit Tracker: final flush failed: %s", exc)
             with self._count_lock:
@@ -358,6 +508,8 @@ class Tracker:
             self._events.clear()
             self._exposures.clear()
         finally:
+            if self._link is not None:
+                self._link.close()
             stats = self.stats()
             if stats.dropped or stats.quarantined:
                 logging.getLogger(LOGGER_NAME).warning(
@@ -367,8 +519,8 @@ class Tracker:
                     stats.quarantined,
                     ", ".join(f"{k}: {v}" for k, v in sorted(stats.by_reason.items())) or "none",
                 )
-            if self._owns_store:
-                self.store.close()
+            if self._owns_store and self._store is not None:
+                self._store.close()
 
     def __enter__(self) -> Tracker:
         return self
@@ -381,3 +533,93 @@ def _drain(queue: deque[Any]) -> list[Any]:
     """Pop what the queue holds now (appends racing with this stay for the next flush)."""
     popleft = queue.popleft
     return [popleft() for _ in range(len(queue))]
+
+
+class _WorkerLink:
+    """The child process of ``worker="process"`` and the two pipes to it.
+
+    Sends come from the feeding thread and from ``flush``/``close`` (a lock keeps messages
+    whole); so do receives (another lock). ``send`` returns False once the child is gone.
+    """
+
+    def __init__(self, url: str, source_name: str, flush_every: int, **options: Any) -> None:
+        to_child_r, to_child_w = os.pipe()
+        from_child_r, from_child_w = os.pipe()
+        config = {"db": url, "source_name": source_name, "flush_every": flush_every, **options}
+        # The child imports abkit the way this process did, installed or from a checkout.
+        package_root = str(Path(__file__).resolve().parents[2])
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "abkit.ingest.tracker_worker",
+                str(to_child_r),
+                str(from_child_w),
+                json.dumps(config),
+            ],
+            pass_fds=(to_child_r, from_child_w),
+            env=env,
+        )
+        os.close(to_child_r)
+        os.close(from_child_w)
+        self._out = Connection(to_child_w, readable=False)
+        self._in = Connection(from_child_r, writable=False)
+        self._send_lock = threading.Lock()
+        self._receive_lock = threading.Lock()
+        self._tokens = itertools.count(1)
+        self._done: set[int] = set()
+        self.dead = False
+
+    def send(self, message: tuple[Any, ...]) -> bool:
+        if self.dead:
+            return False
+        try:
+            with self._send_lock:
+                self._out.send(message)
+        except (OSError, ValueError):
+            self.dead = True
+        return not self.dead
+
+    def receive(self, handle: Any, wait: float = 0.0) -> None:
+        """Handle every message the child has sent (waiting up to ``wait`` for the first)."""
+        with self._receive_lock:
+            try:
+                ready = self._in.poll(wait)
+                while ready:
+                    message = self._in.recv()
+                    if message[0] == "done":
+                        self._done.add(message[1])
+                    else:
+                        handle(message)
+                    ready = self._in.poll()
+            except (EOFError, OSError):
+                self.dead = True
+
+    def sync(self, what: str, handle: Any) -> None:
+        """Ask the child to ingest what it holds (``flush``; ``close`` also ends it) and
+        wait until it has, handling its reports meanwhile."""
+        token = next(self._tokens)
+        if not self.send((what, token)):
+            raise OSError(f"the storing process stopped (exit code {self.exit_code()})")
+        while token not in self._done:
+            self.receive(handle, wait=0.1)
+            if self.dead or (token not in self._done and self.process.poll() is not None):
+                self.receive(handle)  # what it sent before it ended
+                if token in self._done:
+                    break
+                raise OSError(f"the storing process stopped (exit code {self.exit_code()})")
+
+    def exit_code(self) -> int | None:
+        return self.process.poll()
+
+    def close(self) -> None:
+        for conn in (self._out, self._in):
+            with contextlib.suppress(OSError):
+                conn.close()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()

@@ -46,7 +46,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from abkit.store.store import Store
+from abkit.errors import StoreError
+from abkit.store.store import Store, open_store
 from abkit.timeutil import from_us, to_us
 
 # Any fixed 64-bit number distinct from the store's schema lock: "abkitlc".
@@ -151,12 +152,13 @@ def record_spec_version(
     *,
     experiment: str,
     version: str,
-    content: Mapping[str, Any],
+    content: str,
     file: str | None,
     file_hash: str | None,
     seen_at: datetime,
 ) -> bool:
-    """Remember a spec version (True when it was new)."""
+    """Remember a spec version (True when it was new); ``content`` is the entry's
+    :func:`abkit.lifecycle.spec.canonical_json`."""
     table = lifecycle_tables(store).spec_versions
     exists = conn.execute(
         select(table.c.version).where(
@@ -171,7 +173,7 @@ def record_spec_version(
             version=version,
             file=file,
             file_hash=file_hash,
-            content=json.dumps(content, sort_keys=True, default=str),
+            content=content,
             seen_at_us=to_us(seen_at),
         )
     )
@@ -262,6 +264,21 @@ def read_audit(store: Store, experiment: str | None = None) -> list[AuditEntry]:
         )
         for r in rows
     ]
+
+
+def read_audit_at(db: str | Store, experiment: str) -> list[AuditEntry]:
+    """:func:`read_audit` of one experiment in the store at ``db`` (a URL or a store),
+    opened read-only: what a report shows of the controller's actions (none when ``db``
+    holds no abkit tables: the analysis beside it says why)."""
+    try:
+        store = open_store(db, readonly=True)
+    except StoreError:
+        return []
+    try:
+        return read_audit(store, experiment)
+    finally:
+        if store is not db:
+            store.engine.dispose()
 
 
 def read_status(store: Store) -> dict[str, dict[str, Any]]:

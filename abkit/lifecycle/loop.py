@@ -39,11 +39,14 @@ from abkit.store.store import Store
 
 @dataclass(frozen=True)
 class Behaviour:
-    """True rates of one variant: purchase probability, mean errors per user, order value."""
+    """True rates of one variant: purchase probability, mean errors per user, order value;
+    ``latency_ms``: median request latency (None: no request events); each user makes
+    1 + Poisson(2) requests."""
 
     conversion: float
     errors: float
     order_value: float = 40.0
+    latency_ms: float | None = None
 
 
 @dataclass(frozen=True)
@@ -185,6 +188,12 @@ def _behaviour_events(
             rows.append((record.unit_id, "purchase", round(value, 2), _later(record, rng)))
         for _ in range(int(rng.poisson(b.errors))):
             rows.append((record.unit_id, "error", None, _later(record, rng)))
+        if b.latency_ms is not None:
+            # requests clustered by user: a per-user speed factor, then per-request noise
+            user = rng.normal(0.0, 0.3)
+            for _ in range(1 + int(rng.poisson(2.0))):
+                value = float(np.exp(np.log(b.latency_ms) + user + rng.normal(0.0, 0.4)))
+                rows.append((record.unit_id, "request", round(value, 1), _later(record, rng)))
     return pd.DataFrame(rows, columns=["unit_id", "event_type", "value", "timestamp"])
 
 

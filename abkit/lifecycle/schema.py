@@ -41,6 +41,12 @@ def spec_json_schema() -> dict[str, Any]:
                     "direction": {"enum": list(DIRECTIONS)},
                     "margin": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
                     "mde": {"type": "number", "exclusiveMinimum": 0},
+                    "covariates": {
+                        "type": "array",
+                        "items": {"type": "string", "pattern": "^(pre|prediction):.+"},
+                        "description": "regression adjustment: 'pre:<metric>' (that metric's "
+                        "pre-period) and 'prediction:<event type>' (a model's score, CUPAC)",
+                    },
                 },
                 ("metric",),
             ),
@@ -134,7 +140,11 @@ def spec_json_schema() -> dict[str, Any]:
                     "tau_relative": {"type": "number", "exclusiveMinimum": 0},
                 }
             ),
-            "source": {"type": "object", "description": "where the data lives (abkit.analysis)"},
+            "source": {
+                "oneOf": [_TEXT, {"type": "object"}],
+                "description": "where the data lives: a source file (relative to the spec "
+                "file) or an inline source table (abkit.analysis.sources); none: abkit's store",
+            },
         },
         ("key", "variants"),
     )

@@ -16,7 +16,8 @@ abkit needs to read, decide and act on it::
     safety     which guardrails stop the experiment automatically, the error rate of that
                rule (the chance of a false rollback over the experiment's life), and the
                variant served after a rollback
-    source     where the data lives (read by :mod:`abkit.analysis`; kept verbatim here)
+    source     where the data lives: a source file or inline table (the user's own tables,
+               :mod:`abkit.analysis.sources`); none means abkit's store
 
 An entry without ``status`` is a draft: it is validated, listed, and served nothing but its
 control. Every field is documented in ``docs/spec.md``; :func:`spec_json_schema` exports a
@@ -36,6 +37,7 @@ from types import MappingProxyType
 from typing import Any, Literal, cast, get_args
 
 from abkit.analysis.impact import PERIODS
+from abkit.analysis.sources import Source, load_source, source_from_dict
 from abkit.assignment.config import Experiment
 from abkit.assignment.registry import (
     RawExperiment,
@@ -61,7 +63,7 @@ Policy = Literal["automatic", "propose"]
 POLICIES: tuple[Policy, ...] = get_args(Policy)
 
 _METRICS_KEYS = ("catalog", "primary", "secondary", "guardrails", "define", "mde", "planned_units")
-_REF_KEYS = ("metric", "direction", "margin", "mde")
+_REF_KEYS = ("metric", "direction", "margin", "mde", "covariates")
 _BUSINESS_KEYS = ("metric", "value_per_unit", "currency", "period", "eligible_units_per_day")
 _READOUT_KEYS = ("method", "alpha", "correction", "cuped", "decision")
 _RAMP_KEYS = ("stages",)
@@ -200,7 +202,7 @@ class ExperimentSpec:
     readout: ReadoutSpec = field(default_factory=ReadoutSpec)
     ramp: RampPlan | None = None
     safety: SafetyPolicy | None = None
-    source: Mapping[str, Any] | None = field(default=None, hash=False)
+    source: Source | None = field(default=None, hash=False)
     raw: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False, repr=False)
     file: str | None = None
 
@@ -265,10 +267,22 @@ def default_spec_path() -> Path | None:
     return None
 
 
+def _json_fallback(value: Any) -> Any:
+    # A parsed entry's tables are read-only mappings; TOML dates and times become ISO text.
+    if isinstance(value, Mapping):
+        return dict(value)
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def canonical_json(raw: Mapping[str, Any]) -> str:
+    """One experiment entry as canonical JSON (sorted keys, no spaces): what its version
+    hashes and what the store keeps, so a stored version parses back into the same spec."""
+    return json.dumps(raw, sort_keys=True, separators=(",", ":"), default=_json_fallback)
+
+
 def content_hash(raw: Mapping[str, Any]) -> str:
-    """SHA-256 of the canonical JSON of one experiment entry."""
-    text = json.dumps(raw, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    """SHA-256 of :func:`canonical_json` of one experiment entry."""
+    return hashlib.sha256(canonical_json(raw).encode("utf-8")).hexdigest()
 
 
 # --------------------------------------------------------------------------- loading
@@ -427,9 +441,7 @@ def _spec_from_entry(raw: RawExperiment, experiment: Experiment, base_dir: Path)
     safety = None
     if entry.get("safety") is not None:
         safety = _safety(entry["safety"], where, metrics, experiment)
-    source = entry.get("source")
-    if source is not None and not isinstance(source, Mapping):
-        raise where.error("must be a table/object", "source")
+    source = _source(entry.get("source"), where, base_dir)
     return ExperimentSpec(
         experiment=experiment,
         metrics=metrics,
@@ -437,10 +449,25 @@ def _spec_from_entry(raw: RawExperiment, experiment: Experiment, base_dir: Path)
         readout=readout,
         ramp=ramp,
         safety=safety,
-        source=None if source is None else MappingProxyType(dict(source)),
+        source=source,
         raw=MappingProxyType(dict(entry)),
         file=raw.source,
     )
+
+
+def _source(value: Any, where: _Where, base_dir: Path) -> Source | None:
+    """Where the experiment's data lives: a source file (relative to the spec file) or an
+    inline table with the keys of one (:mod:`abkit.analysis.sources`); None: abkit's store."""
+    if value is None:
+        return None
+    try:
+        if isinstance(value, str):
+            return load_source(base_dir / value)
+        if isinstance(value, Mapping):
+            return source_from_dict(value, file=f"{where.raw.source or 'spec'}: source")
+    except ConfigError as exc:
+        raise where.error(f"{exc.message} ({exc.location.file or 'inline'})", "source") from None
+    raise where.error("must be a source file path or a table", "source")
 
 
 def _metrics(value: Any, where: _Where, base_dir: Path) -> MetricsSpec:
@@ -495,7 +522,18 @@ def _metrics(value: Any, where: _Where, base_dir: Path) -> MetricsSpec:
             changes["margin"] = _number(options["margin"], f"{path}.margin", where, low=0, high=1)
         if "mde" in options:
             changes["mde"] = _number(options["mde"], f"{path}.mde", where, low=0, high=10)
-        return metric.with_(**changes)
+        if "covariates" in options:  # regression adjustment: ["pre:<metric>", "prediction:<event>"]
+            covariates = options["covariates"]
+            if not isinstance(covariates, list) or not all(isinstance(c, str) for c in covariates):
+                raise where.error(
+                    "must be a list such as ['pre:orders_per_user', 'prediction:revenue_model']",
+                    f"{path}.covariates",
+                )
+            changes["covariates"] = tuple(covariates)
+        try:
+            return metric.with_(**changes)
+        except ConfigError as exc:
+            raise where.error(exc.message, f"{path}.{exc.location.field or 'metric'}") from None
 
     if "primary" not in section:
         raise where.error("needs a primary metric", "metrics.primary")
@@ -650,6 +688,7 @@ class AnalysisInputs:
     cuped: bool
     business: BusinessSpec | None
     spec_version: str
+    source: Source | None = None
 
     @property
     def guardrails(self) -> tuple[Metric, ...]:
@@ -665,6 +704,7 @@ class AnalysisInputs:
             "cuped": self.cuped,
             "business": None if self.business is None else self.business.to_dict(),
             "spec_version": self.spec_version,
+            "source": self.source,
         }
 
 
@@ -674,7 +714,15 @@ def resolve_analysis_inputs(spec: ExperimentSpec, **overrides: Any) -> AnalysisI
     Every entry point (``abkit analyze``, ``abkit report``, the notebooks, the demo, the
     controller) calls this, so one experiment gives one verdict whichever reads it.
     """
-    unknown = set(overrides) - {"metrics", "method", "alpha", "correction", "cuped", "business"}
+    unknown = set(overrides) - {
+        "metrics",
+        "method",
+        "alpha",
+        "correction",
+        "cuped",
+        "business",
+        "source",
+    }
     if unknown:
         raise TypeError(f"unknown override(s): {', '.join(sorted(unknown))}")
     inputs = AnalysisInputs(
@@ -685,6 +733,7 @@ def resolve_analysis_inputs(spec: ExperimentSpec, **overrides: Any) -> AnalysisI
         cuped=spec.readout.cuped,
         business=spec.business,
         spec_version=spec.version,
+        source=spec.source,
     )
     given = {k: v for k, v in overrides.items() if v is not None}
     if "metrics" in given:

@@ -8,6 +8,7 @@ Standard library only. ``Metric(name=..., type="proportion", numerator=Measure("
 from __future__ import annotations
 
 from abkit.metrics.definitions import (
+    Covariate,
     Measure,
     Metric,
     mean,
@@ -17,12 +18,19 @@ from abkit.metrics.definitions import (
     ratio,
 )
 from abkit.metrics.files import load_metrics, metric_from_dict
-from abkit.metrics.library import BUILTIN_METRICS, builtin_metric, builtin_metrics
+from abkit.metrics.library import (
+    BUILTIN_METRICS,
+    bind_covariates,
+    builtin_metric,
+    builtin_metrics,
+)
 
 __all__ = [
     "BUILTIN_METRICS",
+    "Covariate",
     "Measure",
     "Metric",
+    "bind_covariates",
     "builtin_metric",
     "builtin_metrics",
     "load_metrics",

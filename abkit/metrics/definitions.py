@@ -33,6 +33,10 @@ trades a small bias for a large variance reduction on heavy-tailed metrics such 
 CUPED (Deng et al. 2013) uses as covariate the **same measure over a pre-period of the
 same length** before first exposure: ``first - lookback <= ts < first`` where ``lookback``
 is the metric's window (or ``lookback`` when set, 14 days when the metric has no window).
+Proportion and mean metrics may add **covariates** (regression adjustment with several
+covariates, :mod:`abkit.stats.regression`): the pre-period values of other metrics
+(``"pre:orders_per_user"``) and a model's per-unit prediction supplied as events
+(``"prediction:revenue_model"``, CUPAC); see :class:`Covariate`.
 """
 
 from __future__ import annotations
@@ -48,12 +52,15 @@ from abkit.errors import ConfigError
 from abkit.metrics.kinds import Kind, kind_names, kind_of
 from abkit.timeutil import MICROS_PER_HOUR
 from abkit.vocabulary import (
+    COVARIATE_SOURCES,
     DIRECTIONS,
     METRIC_UNITS,
     ROLES,
+    CovariateSource,
     Direction,
     MetricType,
     MetricUnit,
+    QuantileOf,
     Role,
 )
 
@@ -130,6 +137,74 @@ class Measure:
 
 
 @dataclass(frozen=True)
+class Covariate:
+    """A regression-adjustment covariate of a metric (CUPED with several covariates, CUPAC).
+
+    Written ``"pre:<metric>"`` or ``"prediction:<event type>"`` (:meth:`parse`):
+
+    * ``pre:<metric>``: the per-unit value of another proportion or mean metric over its
+      own pre-period ``[first exposure - lookback, first exposure)`` (the metric's CUPED
+      covariate: its numerator, as the 0/1 indicator for a proportion, with its absolute
+      cap). The name is looked up among the analysed metrics, then the library
+      (:func:`abkit.metrics.library.bind_covariates`), which fills ``measure``,
+      ``min_count``, ``cap`` and ``lookback_us``.
+    * ``prediction:<event type>``: a model's per-unit prediction (CUPAC), supplied as
+      events of that type whose ``value`` is the prediction: the mean of their values
+      **before the unit's first exposure** (one scoring row per unit is the usual case;
+      a score written after exposure could be affected by the treatment and is ignored).
+      A unit without a prediction gets 0.
+
+    The metric's own pre-period value is always the first covariate; these come after it.
+    """
+
+    source: CovariateSource
+    ref: str
+    measure: Measure | None = None
+    min_count: int | None = None
+    cap: float | None = None
+    lookback_us: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.source not in COVARIATE_SOURCES:
+            raise ConfigError(
+                f"covariate source must be one of {', '.join(COVARIATE_SOURCES)}, "
+                f"got {self.source!r}",
+                field="covariates",
+            )
+        if not isinstance(self.ref, str) or not self.ref.strip():
+            raise ConfigError(
+                "a covariate names a metric (pre:<metric>) or an event type "
+                "(prediction:<event type>)",
+                field="covariates",
+            )
+        if self.source == "prediction" and self.measure is None:
+            object.__setattr__(self, "measure", Measure((self.ref,), "sum"))
+
+    @classmethod
+    def parse(cls, value: Covariate | str) -> Covariate:
+        """``"pre:orders_per_user"`` or ``"prediction:revenue_model"`` (or a Covariate)."""
+        if isinstance(value, Covariate):
+            return value
+        if not isinstance(value, str) or ":" not in value:
+            raise ConfigError(
+                f"cannot read covariate {value!r}: write 'pre:<metric>' or "
+                "'prediction:<event type>'",
+                field="covariates",
+            )
+        source, _, ref = value.partition(":")
+        return cls(source=source.strip(), ref=ref.strip())  # type: ignore[arg-type]
+
+    @property
+    def label(self) -> str:
+        return f"{self.source}:{self.ref}"
+
+    @property
+    def bound(self) -> bool:
+        """Whether what is computed per unit is known (a ``pre`` reference resolved)."""
+        return self.measure is not None
+
+
+@dataclass(frozen=True)
 class Metric:
     """One metric; build with :func:`proportion`, :func:`mean`, :func:`ratio`, TOML, or directly:
     ``Metric(name="conversion", type="proportion", numerator=Measure("purchase", "count"))``.
@@ -164,6 +239,8 @@ class Metric:
     unit: MetricUnit = "number"
     currency: str = ""
     probability: float | None = None  # quantile metrics: 0.5 (median), 0.95 (p95), ...
+    quantile_of: QuantileOf = "event"  # quantile metrics: each event's value, or per unit
+    covariates: tuple[Covariate, ...] = ()  # regression adjustment beyond the own pre-period
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -239,7 +316,31 @@ class Metric:
             if value is not None and (not isinstance(value, int) or value <= 0):
                 raise ConfigError(f"metric {self.name!r}: {name} must be a positive integer")
         object.__setattr__(self, "tags", tuple(self.tags))
+        self._check_covariates()
         self.kind_spec.validate(self)
+
+    def _check_covariates(self) -> None:
+        raw = self.covariates
+        if isinstance(raw, (str, Covariate)):
+            raw = (raw,)
+        try:
+            parsed = [Covariate.parse(c) for c in raw]
+        except ConfigError as exc:
+            raise ConfigError(f"metric {self.name!r}: {exc.message}", field="covariates") from None
+        # "pre:<this metric>" is the metric's own pre-period, always the first covariate
+        parsed = [c for c in parsed if not (c.source == "pre" and c.ref == self.name)]
+        labels = [c.label for c in parsed]
+        if len(set(labels)) != len(labels):
+            raise ConfigError(
+                f"metric {self.name!r}: a covariate is listed twice", field="covariates"
+            )
+        if parsed and "covariates" not in self.kind_spec.parameters:
+            raise ConfigError(
+                f"metric {self.name!r}: covariates (regression adjustment) apply to proportion "
+                f"and mean metrics, not {self.type} metrics",
+                field="covariates",
+            )
+        object.__setattr__(self, "covariates", tuple(parsed))
 
     # ----------------------------------------------------------------- derived facts
     @property
@@ -297,6 +398,9 @@ class Metric:
         )
         if self.probability is not None:
             out["probability"] = self.probability
+            out["quantile_of"] = self.quantile_of
+        if self.covariates:
+            out["covariates"] = [c.label for c in self.covariates]
         return out
 
 
@@ -318,8 +422,10 @@ def proportion(
     margin: float | None = None,
     unit: MetricUnit = "percent",
     currency: str = "",
+    covariates: Sequence[Covariate | str] = (),
 ) -> Metric:
-    """Share of units with at least ``min_count`` events of ``event`` in their window."""
+    """Share of units with at least ``min_count`` events of ``event`` in their window;
+    ``covariates`` as :class:`Covariate` (e.g. ``("pre:revenue_per_user",)``)."""
     return Metric(
         name=name,
         type="proportion",
@@ -333,6 +439,7 @@ def proportion(
         margin=margin,
         unit=unit,
         currency=currency,
+        covariates=tuple(covariates),  # type: ignore[arg-type]  # parsed in __post_init__
     )
 
 
@@ -351,8 +458,10 @@ def mean(
     margin: float | None = None,
     unit: MetricUnit = "number",
     currency: str = "",
+    covariates: Sequence[Covariate | str] = (),
 ) -> Metric:
-    """Mean per exposed unit of the sum (or count) of ``event`` values; zeros included."""
+    """Mean per exposed unit of the sum (or count) of ``event`` values; zeros included;
+    ``covariates`` as :class:`Covariate` (e.g. ``("prediction:revenue_model",)``)."""
     return Metric(
         name=name,
         type="mean",
@@ -367,6 +476,7 @@ def mean(
         margin=margin,
         unit=unit,
         currency=currency,
+        covariates=tuple(covariates),  # type: ignore[arg-type]  # parsed in __post_init__
     )
 
 
@@ -418,13 +528,18 @@ def quantile(
     margin: float | None = None,
     unit: MetricUnit = "duration",
     currency: str = "",
+    of: QuantileOf = "event",
+    aggregate: Aggregate = "sum",
 ) -> Metric:
     """The ``probability`` quantile of the values of ``event`` (e.g. p95 request latency),
-    events clustered by unit; by default a latency guardrail (lower is better)."""
+    events clustered by unit; by default a latency guardrail (lower is better). ``of="unit"``
+    ranks one value per unit instead: the unit's ``aggregate`` of ``event`` over its window
+    (e.g. the p90 of revenue per user)."""
     return Metric(
         name=name,
         type="quantile",
-        numerator=Measure(as_event_types(event), "sum"),
+        quantile_of=of,
+        numerator=Measure(as_event_types(event), aggregate),
         window_us=parse_duration_us(window),
         direction=direction,
         role=role,

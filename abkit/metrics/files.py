@@ -3,8 +3,10 @@
 A table gives ``name`` and ``type`` (a registered kind: ``proportion``, ``mean``, ``ratio``),
 then ``event`` (and ``aggregate``) for one-measure kinds or ``numerator`` and ``denominator``
 tables for ratios, and the options of :class:`~abkit.metrics.definitions.Metric` (``window``,
-``cap_percentile``, ``direction``, ``role``, ``unit``, ``currency``, ...). ``builtin = "name"``
-starts from a library metric (:mod:`abkit.metrics.library`) and overrides its options.
+``cap_percentile``, ``direction``, ``role``, ``unit``, ``currency``, ``covariates``, ...).
+``builtin = "name"`` starts from a library metric (:mod:`abkit.metrics.library`) and
+overrides its options. ``covariates = ["pre:orders_per_user", "prediction:revenue_model"]``
+adds regression-adjustment covariates (:class:`~abkit.metrics.definitions.Covariate`).
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ _METRIC_KEYS = {
     "unit",
     "currency",
     "probability",
+    "quantile_of",
+    "covariates",
 }
 
 
@@ -173,10 +177,18 @@ def _scalar_option(key: str, value: Any) -> dict[str, Any]:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"min_count must be an integer, got {value!r}", field=key)
         return {key: value}
-    if key in {"direction", "role", "description", "unit", "currency"}:
+    if key in {"direction", "role", "description", "unit", "currency", "quantile_of"}:
         if not isinstance(value, str):
             raise ConfigError(f"{key} must be text, got {value!r}", field=key)
         return {key: value}
+    if key == "covariates":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(
+                "covariates must be a list such as ['pre:orders_per_user', "
+                "'prediction:revenue_model']",
+                field=key,
+            )
+        return {"covariates": tuple(value)}
     if key == "tags":
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError("tags must be a list of strings", field=key)

@@ -27,7 +27,11 @@ conversion rate: a variant that converts *more* slow buyers can lengthen it.
 
 from __future__ import annotations
 
-from abkit.metrics.definitions import Metric, mean, proportion, ratio
+from collections.abc import Sequence
+from dataclasses import replace
+
+from abkit.errors import ConfigError
+from abkit.metrics.definitions import Covariate, Metric, mean, proportion, ratio
 
 DEFAULT_WINDOW = "7d"
 
@@ -111,3 +115,52 @@ def builtin_metric(name: str) -> Metric:
 def builtin_metrics(*names: str) -> list[Metric]:
     """Several library metrics (all of them when no name is given)."""
     return [builtin_metric(n) for n in names] if names else list(BUILTIN_METRICS.values())
+
+
+def bind_covariates(metrics: Sequence[Metric]) -> list[Metric]:
+    """Resolve every ``pre:<metric>`` covariate of ``metrics`` (:class:`Covariate`).
+
+    The name is looked up among ``metrics``, then in the library. The referenced metric must
+    be a proportion or a mean (a single per-unit value); its numerator over its own
+    pre-period becomes the covariate (the 0/1 indicator for a proportion, with its absolute
+    cap; a percentile cap is not applied to a covariate). Already bound covariates and
+    ``prediction:`` covariates are kept as they are.
+    """
+    by_name = {m.name: m for m in metrics}
+    out: list[Metric] = []
+    for metric in metrics:
+        if all(c.bound for c in metric.covariates):
+            out.append(metric)
+            continue
+        bound: list[Covariate] = []
+        for cov in metric.covariates:
+            if cov.bound:
+                bound.append(cov)
+                continue
+            ref = by_name.get(cov.ref)
+            if ref is None:
+                try:
+                    ref = builtin_metric(cov.ref)
+                except KeyError:
+                    raise ConfigError(
+                        f"metric {metric.name!r}: covariate {cov.label!r} names no analysed "
+                        "or library metric",
+                        field="covariates",
+                    ) from None
+            if ref.type not in ("proportion", "mean"):
+                raise ConfigError(
+                    f"metric {metric.name!r}: covariate {cov.label!r} must name a proportion "
+                    f"or mean metric (one value per unit), not a {ref.type} metric",
+                    field="covariates",
+                )
+            bound.append(
+                replace(
+                    cov,
+                    measure=ref.numerator,
+                    min_count=ref.min_count if ref.type == "proportion" else None,
+                    cap=ref.cap,
+                    lookback_us=ref.pre_period_us,
+                )
+            )
+        out.append(replace(metric, covariates=tuple(bound)))
+    return out

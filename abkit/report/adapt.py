@@ -24,6 +24,7 @@ from abkit.locations import default_store_url
 from abkit.report import story
 from abkit.report.model import (
     DEFAULT_HORIZON_DAYS,
+    ControllerAction,
     DailySeries,
     Facts,
     Harm,
@@ -42,6 +43,7 @@ from abkit.stats.srm import SRMResult
 
 if TYPE_CHECKING:
     from abkit.analysis.analyze import AnalysisResult
+    from abkit.lifecycle.audit import AuditEntry
     from abkit.metrics.definitions import Metric
 
 MULTIPLE_EXPOSURE_WARN = 0.01
@@ -141,6 +143,7 @@ def _metric_rows(result: AnalysisResult, currency: str) -> list[MetricRow]:
                 note=r.note or "",
                 test=r.test or "",
                 cuped=bool(result.cuped and r.variance_reduction),
+                variance_reduction=r.variance_reduction if result.cuped else None,
             )
         )
     # Display order: primary first, then secondary, then guardrails (stable within).
@@ -284,6 +287,9 @@ def _quality(result: AnalysisResult) -> Quality:
         sample_needed=int(plan.n_total) if plan is not None and plan.n_total else None,
         sample_target=plan.target if plan is not None else "",
         days_remaining=plan.days_needed if plan is not None else None,
+        r_squared=plan.r_squared if plan is not None else None,
+        sample_needed_without_cuped=plan.n_total_without_cuped if plan is not None else None,
+        days_remaining_without_cuped=plan.days_needed_without_cuped if plan is not None else None,
     )
 
 
@@ -375,13 +381,15 @@ def from_analysis(
     horizon_days: float = DEFAULT_HORIZON_DAYS,
     values: Mapping[str, float] | None = None,
     segments: Sequence[str] = (),
+    audit: Sequence[AuditEntry] = (),
 ) -> ReportModel:
     """Build the report model of ``result`` (an ``AnalysisResult``).
 
     ``horizon_days``: how long a test may sensibly run (from its first exposure) before
     the report says it cannot finish; ``values``: money per unit of a metric (metric
     name -> amount in the impact's currency), used to price a harmed guardrail;
-    ``segments``: the attributes the readout was broken down by.
+    ``segments``: the attributes the readout was broken down by; ``audit``: the
+    experiment's audit trail (what the controller or a person did), shown as a timeline.
     """
     from abkit import __version__
 
@@ -442,6 +450,7 @@ def from_analysis(
         daily=tuple(_daily(result, decided)),
         segments=tuple(_segments(result, rows)),
         segments_requested=tuple(segments),
+        actions=tuple(_action(entry) for entry in audit),
         method=result.method,
         alpha=result.alpha,
         correction=result.correction,
@@ -449,6 +458,20 @@ def from_analysis(
         horizon_days=horizon_days,
         generated_at=moment.strftime("%Y-%m-%d %H:%M UTC"),
         abkit_version=__version__,
+    )
+
+
+def _action(entry: AuditEntry) -> ControllerAction:
+    changes = entry.evidence.get("changes") or {}
+    traffic = changes.get("traffic")
+    return ControllerAction(
+        at=entry.at.strftime("%Y-%m-%d %H:%M UTC"),
+        action=entry.action,
+        actor=entry.actor,
+        reason=entry.reason,
+        traffic=float(traffic) if isinstance(traffic, (int, float)) else None,
+        status=changes.get("status"),
+        winner=changes.get("winner"),
     )
 
 
@@ -494,21 +517,25 @@ def load_report(
     ``db_url`` ``None`` means ``ABKIT_DATABASE_URL``, else ``sqlite:///abkit.db``, else the
     demo's ``abkit-demo.db`` here or one folder up (see :func:`resolve_db_url`).
     ``since``/``until`` limit the readout to a window (an as-of readout: ``until``).
-    ``spec_path``: the experiment spec file; its metrics, method, alpha, correction, CUPED
-    and business assumptions are used (as by ``abkit analyze``), the other parameters win.
+    ``spec_path``: the experiment spec file; without it the spec is found by the one rule of
+    :mod:`abkit.lifecycle.declared` (the default spec file, else the newest version the
+    store recorded). Its metrics, method, alpha, correction, CUPED and business assumptions
+    are used (as by ``abkit analyze``); the other parameters win.
     """
     from abkit.analysis.analyze import analyze
 
     db = resolve_db_url(db_url)
     options: dict[str, Any] = {}
     metrics: Sequence[Metric] | str | None = metrics_path
-    if spec_path is not None:
-        from abkit.lifecycle.spec import load_specs, resolve_analysis_inputs
+    from abkit.lifecycle.declared import find_spec
 
-        spec = load_specs(spec_path)[experiment]
+    declared = find_spec(experiment, spec=spec_path, db=db)
+    if declared is not None:
+        from abkit.lifecycle.spec import resolve_analysis_inputs
+
         options.update(
             resolve_analysis_inputs(
-                spec, method=method, alpha=alpha, business=business
+                declared.spec, method=method, alpha=alpha, business=business
             ).analyze_kwargs()
         )
         declared = options.pop("metrics")
@@ -531,10 +558,13 @@ def load_report(
     if until is not None:
         options["until"] = until
     result = analyze(db, experiment, metrics, **options)
+    from abkit.lifecycle.audit import read_audit_at
+
     model = from_analysis(
         result,
         horizon_days=DEFAULT_HORIZON_DAYS if horizon_days is None else horizon_days,
         values=values,
         segments=tuple(segments or ()),
+        audit=read_audit_at(db, experiment),
     )
     return result, model

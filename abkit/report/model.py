@@ -64,6 +64,7 @@ class MetricRow(ResultMixin):
     note: str = ""
     test: str = ""  # the statistical test that produced the p-value
     cuped: bool = False
+    variance_reduction: float | None = None  # share of variance CUPED/regression removed
 
     @property
     def display_name(self) -> str:
@@ -153,6 +154,10 @@ class Quality(ResultMixin):
     sample_needed: int | None = None
     sample_target: str = ""  # what the needed sample detects, in words
     days_remaining: float | None = None
+    # the plan without CUPED/regression adjustment, and the R² it removes (None: not used)
+    r_squared: float | None = None
+    sample_needed_without_cuped: int | None = None
+    days_remaining_without_cuped: float | None = None
 
 
 @dataclass(frozen=True)
@@ -236,6 +241,23 @@ class SegmentRow(ResultMixin):
 
 
 @dataclass(frozen=True)
+class ControllerAction(ResultMixin):
+    """One entry of the experiment's audit trail, as the report shows it.
+
+    ``traffic`` is the share of eligible units after the action when it changed, ``status``
+    the new status when it changed; ``reason`` is the controller's (or person's) own words.
+    """
+
+    at: str
+    action: str
+    actor: str
+    reason: str
+    traffic: float | None = None
+    status: str | None = None
+    winner: str | None = None
+
+
+@dataclass(frozen=True)
 class ReportModel(ResultMixin):
     """Everything the executive report displays, in display order."""
 
@@ -248,6 +270,7 @@ class ReportModel(ResultMixin):
     daily: tuple[DailySeries, ...] = ()
     segments: tuple[SegmentRow, ...] = ()
     segments_requested: tuple[str, ...] = ()
+    actions: tuple[ControllerAction, ...] = ()
     method: str = "fixed"
     alpha: float = 0.05
     correction: str | None = None

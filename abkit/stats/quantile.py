@@ -213,7 +213,8 @@ def quantile_stats_from_events(
 ) -> QuantileStats:
     """All three passes on raw events (tests, simulations, small data): the reference the
     SQL must reproduce. ``units[j]`` is the unit of event ``j``; for a quantile of a
-    per-unit value pass one value per unit."""
+    per-unit value pass one value per unit. With fewer than 2 units there is no bracket
+    (no interval), as in the database passes."""
     x = np.asarray(values, dtype=float)
     if x.ndim != 1 or x.size == 0 or not np.all(np.isfinite(x)):
         raise ValueError("values must be a non-empty 1-d array of finite numbers")
@@ -235,6 +236,8 @@ def quantile_stats_from_events(
         below_sq=float(s_i @ s_i),
         below_events=float(s_i @ n_i),
     )
+    if stats.n < 2:  # no clustered variance, hence no interval (as the SQL passes)
+        return stats
     low, high = bracket_ranks(stats, alpha)
     return with_bracket(
         stats,

@@ -27,14 +27,20 @@ enrolment days like :class:`~abkit.stats.sufficient.MeanStats`.
 
 Collinear covariates (a duplicate column, a covariate constant within both arms) have no
 unique θ; the minimum-norm least-squares θ is used, which gives the same adjusted ``Δ``.
+
+In an analysis, a metric's declared covariates (``abkit.metrics.Covariate``) arrive as a
+:class:`CovariateMeanStats` per arm (the database computed the sums), and
+:func:`compare_adjusted` reads them like :func:`abkit.stats.readout.compare` reads CUPED.
+References: Deng et al. 2013 (CUPED); Poyarkov et al. 2016 (a model's prediction as the
+covariate, KDD); Tang et al. 2020 (CUPAC); Lin 2013 (OLS adjustment under randomisation).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -42,8 +48,18 @@ from abkit.errors import NotEnoughDataError
 from abkit.results import ResultMixin
 from abkit.stats.estimators import Difference, welch_df
 from abkit.stats.sufficient import MeanStats
+from abkit.vocabulary import Alternative
 
-__all__ = ["RegressionAdjustment", "RegressionStats", "regression_adjustment"]
+if TYPE_CHECKING:
+    from abkit.stats.lift import LiftResult
+
+__all__ = [
+    "CovariateMeanStats",
+    "RegressionAdjustment",
+    "RegressionStats",
+    "compare_adjusted",
+    "regression_adjustment",
+]
 
 AdjustableType = Literal["mean", "proportion"]
 
@@ -164,6 +180,93 @@ class RegressionStats:
         return s_yy, s_xy, s_xx, self.sum / n, x_sum / n
 
 
+@dataclass(frozen=True)
+class CovariateMeanStats(MeanStats):
+    """One arm of a proportion or mean metric with declared covariates.
+
+    The :class:`MeanStats` fields carry ``y`` and the metric's own pre-period ``x`` (so
+    everything that reads one covariate, such as the balance check, is unchanged);
+    ``regression`` carries the sums over every covariate, ``x`` first, then the declared
+    ones in order (names ``"pre"``, ``"c1"``, ... ``"ck"``). Adds up like MeanStats.
+    """
+
+    regression: RegressionStats | None = None
+
+    def __post_init__(self) -> None:
+        if self.regression is not None:
+            reg = self.regression
+            same = math.isclose(reg.sum, self.sum, rel_tol=1e-9, abs_tol=1e-9) and math.isclose(
+                reg.sum_sq, self.sum_sq, rel_tol=1e-9, abs_tol=1e-9
+            )
+            if reg.n != self.n or not same:
+                raise ValueError("the regression sums describe other units than the arm's")
+        # the MeanStats checks, on its own fields only
+        MeanStats.__post_init__(self.base())
+
+    def base(self) -> MeanStats:
+        """The :class:`MeanStats` part (own pre-period covariate only)."""
+        return MeanStats(
+            n=self.n,
+            sum=self.sum,
+            sum_sq=self.sum_sq,
+            cov_sum=self.cov_sum,
+            cov_sum_sq=self.cov_sum_sq,
+            cross_sum=self.cross_sum,
+        )
+
+    def __add__(self, other: MeanStats) -> MeanStats:
+        if not isinstance(other, MeanStats):
+            return NotImplemented
+        base = self.base() + (other.base() if isinstance(other, CovariateMeanStats) else other)
+        mine, theirs = self.regression, getattr(other, "regression", None)
+        if (mine is None) != (theirs is None):
+            raise ValueError("cannot add statistics with and without declared covariates")
+        reg = None if mine is None or theirs is None else mine + theirs
+        return CovariateMeanStats(**vars(base), regression=reg)
+
+    @classmethod
+    def from_sums(
+        cls, n: int, base: dict[str, float], sums: Mapping[str, float], k: int
+    ) -> CovariateMeanStats:
+        """From the database's sums: the MeanStats fields and ``reg_sum_j``, ``reg_y_j``,
+        ``reg_a_b`` (``a <= b`` over ``(x, c1..ck)``; :func:`abkit.metrics.kinds.proportion.
+        regression_sums`)."""
+        if base.get("cov_sum") is None:
+            raise ValueError("declared covariates need the own pre-period covariate")
+        cross = []
+        for a in range(k + 1):
+            for b in range(a, k + 1):
+                cross.append(base["cov_sum_sq"] if a == b == 0 else sums[f"reg_{a}_{b}"])
+        reg = RegressionStats(
+            n=n,
+            sum=base["sum"],
+            sum_sq=base["sum_sq"],
+            names=covariate_names(k),
+            cov_sums=(base["cov_sum"], *[sums[f"reg_sum_{j}"] for j in range(1, k + 1)]),
+            cov_cross=tuple(cross),
+            cov_y=(base["cross_sum"], *[sums[f"reg_y_{j}"] for j in range(1, k + 1)]),
+        )
+        return cls(n=n, **base, regression=reg)
+
+    @classmethod
+    def from_values(  # type: ignore[override]
+        cls, y: Sequence[float] | np.ndarray, x: np.ndarray, extra: np.ndarray | None = None
+    ) -> CovariateMeanStats:
+        """From per-unit values: ``y``, the own pre-period ``x`` and ``extra`` of shape
+        ``(n, k)`` (tests, simulations)."""
+        base = MeanStats.from_values(y, x)
+        yv = np.asarray(y, dtype=float)
+        extra_m = np.zeros((yv.size, 0)) if extra is None else np.asarray(extra, dtype=float)
+        xm = np.column_stack([np.asarray(x, dtype=float), extra_m])
+        reg = RegressionStats.from_values(yv, xm, covariate_names(xm.shape[1] - 1))
+        return cls(**vars(base), regression=reg)
+
+
+def covariate_names(k: int) -> tuple[str, ...]:
+    """``("pre", "c1", ..., "ck")``: the own pre-period then ``k`` declared covariates."""
+    return ("pre", *[f"c{j}" for j in range(1, k + 1)])
+
+
 def _pooled_theta(s_xx: np.ndarray, s_xy: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """Solve ``S_xx θ = S_xy``; covariates with no within-arm variation get ``θ_j = 0``."""
     theta = np.zeros(s_xy.size)
@@ -264,3 +367,65 @@ def regression_adjustment(
         r_squared=min(max(r_squared, 0.0), 1.0),
         achieved_reduction=reduction,
     )
+
+
+def compare_adjusted(
+    control: RegressionStats,
+    treatment: RegressionStats,
+    *,
+    metric_type: AdjustableType,
+    alpha: float = 0.05,
+    alternative: Alternative = "two-sided",
+    method: str = "fixed",
+    metric: str | None = None,
+    variant: str | None = None,
+    cap: str | None = None,
+    labels: Sequence[str] | None = None,
+    **method_options: Any,
+) -> LiftResult:
+    """The readout of :func:`regression_adjustment`, like :func:`abkit.stats.readout.compare`
+    with ``cuped=True``: the fixed-horizon readout of the adjusted difference, then the
+    engine registered for ``method`` (sequential, Bayesian, ...) on the same difference.
+    ``labels`` name the covariates in the note (default: the statistics' names)."""
+    from abkit.stats.engines import get_engine
+    from abkit.stats.fixed import compare_difference
+    from abkit.stats.lift import not_enough_data
+
+    engine = get_engine(method)
+    unknown = sorted(set(method_options) - engine.options)
+    if unknown:
+        raise TypeError(f"unexpected options for method={method!r}: {unknown}")
+    try:
+        adjusted = regression_adjustment(control, treatment, metric_type=metric_type)
+    except NotEnoughDataError as exc:
+        return not_enough_data(
+            metric_type,
+            str(exc),
+            n_control=control.n,
+            n_treatment=treatment.n,
+            method=method,
+            alpha=alpha,
+            alternative=alternative,
+            cuped=True,
+            metric=metric,
+            variant=variant,
+            cap=cap,
+        )
+    names = list(labels) if labels is not None else list(adjusted.names)
+    note = (
+        f"regression adjustment on {len(names)} covariates ({', '.join(names)}): "
+        f"pooled R² = {adjusted.r_squared:.3f}"
+    )
+    base = compare_difference(
+        adjusted.difference,
+        alpha=alpha,
+        alternative=alternative,
+        metric=metric,
+        variant=variant,
+        cap=cap,
+    )
+    base = replace(base, note="; ".join(x for x in (note, base.note) if x))
+    result = engine.read(adjusted.difference, base, method_options)
+    if result is not base and note not in (result.note or ""):
+        result = replace(result, note="; ".join(x for x in (note, result.note) if x))
+    return result

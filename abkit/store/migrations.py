@@ -13,7 +13,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Float, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    inspect,
+)
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.schema import CreateColumn, DDLElement
@@ -100,5 +111,36 @@ def _v2_to_v3(conn: Connection, tables: Tables) -> None:
     Index(f"ix_{prefix}events_unit_type_ts", events.c.unit_id).drop(conn)
 
 
+def _v3_to_v4(conn: Connection, tables: Tables) -> None:
+    """Version 4: the per-unit cache registry and the ``batch_id`` indexes (incremental
+    refresh)."""
+    schema, prefix = tables.schema, tables.prefix
+    for name in (tables.events.name, tables.exposures.name):
+        table = Table(name, MetaData(schema=schema), Column("batch_id", Integer))
+        kind = "events" if name == tables.events.name else "exposures"
+        index = f"ix_{prefix}{kind}_batch"
+        # idempotent: a store created by a build that already had the index keeps it
+        if index not in {i["name"] for i in inspect(conn).get_indexes(name, schema=schema)}:
+            Index(index, table.c.batch_id).create(conn)
+    Table(
+        f"{prefix}unit_caches",
+        MetaData(schema=schema),
+        Column("experiment", String(255), primary_key=True),
+        Column("definition", String(64), nullable=False),
+        Column("table_name", String(128), nullable=False),
+        Column("columns", Text, nullable=False),
+        Column("watermark", BigInteger, nullable=False),
+        Column("fingerprint", String(64), nullable=False),
+        Column("max_ts_us", BigInteger, nullable=True),
+        Column("units", BigInteger, nullable=False),
+        Column("built_at_us", BigInteger, nullable=False),
+        Column("refreshed_at_us", BigInteger, nullable=False),
+    ).create(conn, checkfirst=True)
+
+
 # version N -> the step that upgrades a version-N store to N + 1
-MIGRATIONS: dict[int, Callable[[Connection, Tables], None]] = {1: _v1_to_v2, 2: _v2_to_v3}
+MIGRATIONS: dict[int, Callable[[Connection, Tables], None]] = {
+    1: _v1_to_v2,
+    2: _v2_to_v3,
+    3: _v3_to_v4,
+}

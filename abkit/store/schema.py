@@ -27,12 +27,15 @@ from sqlalchemy import (
     Text,
 )
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """Version 1: the initial schema. Version 2: ingest batches gained ``params_hash``, ``owner``,
 ``heartbeat_at_us`` and ``message`` (resumable, claimable batches). Version 3: batches keep
 their ``params`` (column map, time zone), quarantined rows a resolved state
 (``resolved_at_us``, ``resolved_batch_id``), and the events index on (unit, type, time)
-covers ``value``. See ``abkit.store.migrations``."""
+covers ``value``. Version 4: the registry of per-unit caches (``unit_caches``, incremental
+refresh, :mod:`abkit.analysis.incremental`) and indexes on the ``batch_id`` of events and
+exposures (a refresh reads the rows that arrived since its watermark). See
+``abkit.store.migrations``."""
 
 # Lengths bound what a row may hold; validation rejects longer values with a message
 # before they reach the database (PostgreSQL would raise, SQLite would store anything).
@@ -58,6 +61,7 @@ class Tables:
     events: Table
     quarantine: Table
     ingest_batches: Table
+    unit_caches: Table
     prefix: str = DEFAULT_PREFIX
     schema: str | None = None
 
@@ -119,6 +123,8 @@ def build_tables(
         Column("batch_id", Integer, nullable=False),
         Index(f"ix_{p}exposures_experiment_unit", "experiment", "unit_id", "ts_us"),
         Index(f"ix_{p}exposures_experiment_variant", "experiment", "variant"),
+        # v4: the rows that arrived since an incremental refresh's watermark
+        Index(f"ix_{p}exposures_batch", "batch_id"),
     )
     exposure_attributes = Table(
         f"{p}exposure_attributes",
@@ -144,6 +150,7 @@ def build_tables(
         # reads ts_us and value; it replaces v2's (unit_id, event_type, ts_us), its prefix.
         Index(f"ix_{p}events_unit_type_ts_value", "unit_id", "event_type", "ts_us", "value"),
         Index(f"ix_{p}events_type_ts", "event_type", "ts_us"),
+        Index(f"ix_{p}events_batch", "batch_id"),  # v4, as for exposures
     )
     quarantine = Table(
         f"{p}quarantine",
@@ -193,6 +200,7 @@ def build_tables(
         Index(f"ix_{p}ingest_batches_source", "source", "id"),
         Index(f"ix_{p}ingest_batches_content", "content_hash", "status"),
     )
+    unit_caches = unit_caches_table(metadata, p)
     return Tables(
         metadata=metadata,
         meta=meta,
@@ -202,6 +210,31 @@ def build_tables(
         events=events,
         quarantine=quarantine,
         ingest_batches=ingest_batches,
+        unit_caches=unit_caches,
         prefix=prefix,
         schema=schema,
+    )
+
+
+def unit_caches_table(metadata: MetaData, prefix: str) -> Table:
+    """v4: one row per experiment whose per-unit aggregates are cached (incremental refresh).
+
+    The per-unit rows live in ``table_name`` (created by :mod:`abkit.analysis.incremental`,
+    its columns depend on the metrics); ``definition`` hashes what they depend on (the
+    aggregates, the readout scope), ``watermark`` is the last ingest batch merged and
+    ``fingerprint`` what the batches up to it looked like (a changed batch means a rebuild).
+    """
+    return Table(
+        f"{prefix}unit_caches",
+        metadata,
+        Column("experiment", String(KEY_LENGTH), primary_key=True),
+        Column("definition", String(64), nullable=False),
+        Column("table_name", String(128), nullable=False),
+        Column("columns", Text, nullable=False),  # JSON [[column, merge rule, key], ...]
+        Column("watermark", BigInteger, nullable=False),
+        Column("fingerprint", String(64), nullable=False),
+        Column("max_ts_us", BigInteger, nullable=True),  # latest event time merged
+        Column("units", BigInteger, nullable=False),
+        Column("built_at_us", BigInteger, nullable=False),
+        Column("refreshed_at_us", BigInteger, nullable=False),
     )

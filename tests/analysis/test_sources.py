@@ -4,10 +4,12 @@ give the same readout as ingesting the same rows into abkit's store, on every di
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
 from sqlalchemy import BigInteger, Column, DateTime, Double, MetaData, String, Table, create_engine
+from sqlalchemy.schema import CreateSchema
 
 from abkit.analysis.analyze import analyze
 from abkit.analysis.sources import (
@@ -21,6 +23,8 @@ from abkit.analysis.sources import (
 from abkit.errors import ConfigError
 from abkit.simulate import TrueEffect, load_simulation, simulate_experiment
 from abkit.store.store import normalise_url
+from abkit.testing.compare import assert_same_readout
+from abkit.testing.recipes import recipe, with_values
 
 from .conftest import any_url  # noqa: F401  (the fixture)
 
@@ -37,9 +41,12 @@ def sim():
     return s
 
 
-def _user_tables(url: str, sim) -> None:
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "analysis.md"
+
+
+def _user_tables(url: str, sim, schema: str | None = None) -> None:
     """The same rows in the user's own shape: other names, native times, epoch ms."""
-    md = MetaData()
+    md = MetaData(schema=schema)
     exposures = Table(
         "ab_exposures",
         md,
@@ -60,6 +67,9 @@ def _user_tables(url: str, sim) -> None:
         Column("ordered_ms", BigInteger),
     )
     engine = create_engine(normalise_url(url))
+    if schema is not None:
+        with engine.begin() as conn:
+            conn.execute(CreateSchema(schema, if_not_exists=True))
     md.create_all(engine)
     ex = sim.exposures
     ev = sim.events
@@ -112,20 +122,9 @@ def _comparable(result) -> dict:
     return out
 
 
-def assert_same(got, want, path=""):
+def assert_same(got, want):
     """Equal leaves; floats to 1e-9 relative (another join order sums in another order)."""
-    if isinstance(want, dict):
-        assert set(got) == set(want), path
-        for key in want:
-            assert_same(got[key], want[key], f"{path}/{key}")
-    elif isinstance(want, list):
-        assert len(got) == len(want), path
-        for i, (g, w) in enumerate(zip(got, want, strict=True)):
-            assert_same(g, w, f"{path}[{i}]")
-    elif isinstance(want, float) and isinstance(got, float):
-        assert got == pytest.approx(want, rel=1e-9, abs=1e-12), path
-    else:
-        assert got == want, path
+    assert_same_readout(got, want, abs_=1e-12)
 
 
 @pytest.fixture
@@ -194,6 +193,25 @@ def test_a_read_only_role_is_enough(postgres_url, sim):
     )
     got = analyze(reader.render_as_string(hide_password=False), sim.experiment, source=source)
     want = analyze(postgres_url, sim.experiment)
+    assert_same(_comparable(got), _comparable(want))
+
+
+def test_warehouse_recipe(duckdb_url, sim, tmp_path, monkeypatch):
+    """docs/analysis.md's warehouse recipe, run as written on a DuckDB file whose
+    ``analytics`` schema holds the user's tables (abkit's store beside them gives the
+    registered weights and the reference readout)."""
+    load_simulation(sim, duckdb_url, via="bulk")
+    _user_tables(duckdb_url, sim, schema="analytics")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "warehouse.toml").write_text(recipe(DOCS, "warehouse-source"), encoding="utf-8")
+    code = with_values(recipe(DOCS, "warehouse-analysis"), WAREHOUSE=repr(duckdb_url))
+    namespace: dict = {}
+    exec(compile(code, f"{DOCS}:warehouse-analysis", "exec"), namespace)
+    got = namespace["result"]
+    assert got.experiment.source.startswith("warehouse (exposures: analytics.ab_exposures")
+    want = analyze(
+        duckdb_url, sim.experiment.key, segments=["platform"], guardrails=["click_through_rate"]
+    )
     assert_same(_comparable(got), _comparable(want))
 
 

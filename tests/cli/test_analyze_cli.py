@@ -139,9 +139,12 @@ def test_as_of_readout_is_stated(store_url, capsys, monkeypatch, tmp_path):
     assert "readout window 2026-01-08T00:00:00+00:00 to now" in capsys.readouterr().out
 
 
-def test_source_file_reads_the_users_tables(store_url, capsys, tmp_path):
+def test_source_file_reads_the_users_tables(store_url, capsys, tmp_path, monkeypatch):
     """The store's own tables declared as a source: the same readout, read-only."""
     url, key = store_url
+    # The same engine on both sides (a declared source is read where it is, by SQLite; the
+    # store would otherwise be read through its columnar replica), so figures match exactly.
+    monkeypatch.setenv("ABKIT_SQLITE_ENGINE", "sqlite")
     source = tmp_path / "warehouse.toml"
     source.write_text(
         '[exposures]\ntable = "abkit_exposures"\nunit = "unit_id"\nexperiment = "experiment"\n'
@@ -161,3 +164,44 @@ def test_source_file_reads_the_users_tables(store_url, capsys, tmp_path):
     source.write_text('[exposures]\ntable = "x; DROP TABLE abkit_events"\n')
     assert main([*args, "--source", str(source)]) == 2
     assert "warehouse.toml" in capsys.readouterr().err
+
+
+WAREHOUSE_TOML = (
+    '[exposures]\ntable = "abkit_exposures"\nunit = "unit_id"\nexperiment = "experiment"\n'
+    'variant = "variant"\ntimestamp = "ts_us"\ntimestamp_encoding = "us"\n\n'
+    '[events]\ntable = "abkit_events"\nunit = "unit_id"\nevent_type = "event_type"\n'
+    'value = "value"\ntimestamp = "ts_us"\ntimestamp_encoding = "us"\n'
+)
+
+
+def test_the_spec_declares_the_source_and_every_entry_point_reads_it(
+    store_url, capsys, tmp_path, monkeypatch
+):
+    """``source = "warehouse.toml"`` in the experiment spec: the CLI and abkit.analyze read the
+    user's tables without --source, and give the readout --source gives."""
+    import abkit
+    from abkit.store.store import open_store
+
+    monkeypatch.setenv("ABKIT_SQLITE_ENGINE", "sqlite")  # the same engine on both sides
+    url, key = store_url
+    (tmp_path / "warehouse.toml").write_text(WAREHOUSE_TOML)
+    variants = list(open_store(url).get_experiment(key).variant_names)
+    spec = tmp_path / "experiments.toml"
+    spec.write_text(
+        f'[[experiments]]\nkey = "{key}"\nvariants = {variants!r}\nstatus = "running"\n'
+        'source = "warehouse.toml"\n'.replace("'", '"')
+    )
+    base = ["analyze", "--db", url, "--experiment", key, "--format", "json"]
+    assert main([*base, "--source", str(tmp_path / "warehouse.toml")]) == 0
+    want = json.loads(capsys.readouterr().out)
+    assert main([*base, "--spec", str(spec)]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["experiment"]["source"].startswith("warehouse (exposures: abkit_exposures")
+    assert got["metrics"] == want["metrics"] and got["arm_stats"] == want["arm_stats"]
+    python = abkit.analyze(url, key, spec=spec)
+    assert python.experiment.source == got["experiment"]["source"]
+    # a source file that is not there: the spec's file, experiment and field are named
+    spec.write_text(spec.read_text().replace("warehouse.toml", "missing.toml"))
+    assert main([*base, "--spec", str(spec)]) == 2
+    err = capsys.readouterr().err
+    assert "experiments.toml" in err and "source" in err and "missing.toml" in err

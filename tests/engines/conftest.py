@@ -1,5 +1,6 @@
 """Fixtures for the engine tests: one real Spark standalone cluster with a Spark Connect
-server for the whole session, and one experiment stored in SQLite and in DuckDB.
+server for the whole session, and one experiment stored in SQLite and in DuckDB (and, for
+the source tests, the same rows in a user's own shape on Spark).
 
 In CI (``CI=true``) a missing Java runtime or pyspark fails the run; on a developer machine
 the Spark tests are skipped with the reason shown.
@@ -10,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -88,6 +90,10 @@ def stored_experiment(tmp_path_factory: pytest.TempPathFactory) -> StoredExperim
         days=6,
         seed=11,
     )
+    # whole milliseconds, so a source holding epoch milliseconds carries the same times
+    for frame in (sim.exposures, sim.events):
+        frame["ts_us"] = frame["ts_us"] // 1000 * 1000
+        frame["timestamp"] = frame["ts_us"].astype("datetime64[us]").dt.tz_localize("UTC")
     path = tmp_path_factory.mktemp("engines")
     sqlite_url = f"sqlite:///{path / 'abkit.db'}"
     duckdb_url = f"duckdb:///{path / 'abkit.duckdb'}"
@@ -124,6 +130,40 @@ def spark_session(spark_cluster: Any) -> Iterator[Any]:
     session.stop()
 
 
+def export_parquet(url: str, lake: Path) -> Path:
+    """The store's analysis tables as Parquet folders ``lake/<table>/`` (a data lake's
+    layout), typed like the store's columns; NULL stays NULL."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from sqlalchemy import BigInteger, Float, Integer, select
+
+    from abkit.store.store import open_store
+
+    def arrow_type(column: Any) -> Any:
+        if isinstance(column.type, BigInteger):
+            return pa.int64()
+        if isinstance(column.type, Integer):
+            return pa.int32()
+        if isinstance(column.type, Float):
+            return pa.float64()
+        return pa.string()
+
+    store = open_store(url, create=False)
+    t = store.tables
+    try:
+        with store.engine.connect() as conn:
+            for table in (t.exposures, t.exposure_attributes, t.events, t.experiments):
+                schema = pa.schema([(c.name, arrow_type(c)) for c in table.columns])
+                rows = [dict(r._mapping) for r in conn.execute(select(table))]
+                (lake / table.name).mkdir(parents=True)
+                pq.write_table(
+                    pa.Table.from_pylist(rows, schema=schema), lake / table.name / "part-0.parquet"
+                )
+    finally:
+        store.close()
+    return lake
+
+
 def store_views(session: Any, url: str) -> list[str]:
     """Register the analysis tables of the store at ``url`` as temporary views."""
     from abkit.engines.spark import register_store_views
@@ -134,3 +174,113 @@ def store_views(session: Any, url: str) -> list[str]:
         return register_store_views(session, store.engine, store.tables)
     finally:
         store.close()
+
+
+# The user's own tables on Spark, for the source tests: names a careless query would break
+# on (reserved words, mixed case, ``$``), a schema-qualified table (the session's
+# ``global_temp`` database), native TIMESTAMP times for exposures, epoch milliseconds for
+# events; the attributes are columns of the exposures (wide), not abkit's long table.
+USER_SCHEMA = "global_temp"
+USER_EXPOSURES = "Order"
+USER_EVENTS = "select"
+USER_EXPOSURES_DDL = (
+    "`from` STRING, `Group` STRING, `select` STRING, `timestamp` TIMESTAMP, "
+    "`exposure$id` STRING, `platform` STRING, `country` STRING"
+)
+USER_EVENTS_DDL = "`from` STRING, `Kind` STRING, `value` DOUBLE, `currency` STRING, `at$ms` BIGINT"
+
+
+def user_rows(url: str) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The store's exposures and events as a user would keep them (see ``USER_*_DDL``):
+    times as timezone-aware ``datetime`` (TIMESTAMP) and as epoch milliseconds."""
+    from datetime import datetime, timedelta, timezone
+
+    from sqlalchemy import select
+
+    from abkit.store.store import open_store
+
+    epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
+    store = open_store(url, create=False)
+    t = store.tables
+    try:
+        with store.engine.connect() as conn:
+            attrs: dict[str, dict[str, Any]] = {}
+            for event_id, name, value in conn.execute(
+                select(t.exposure_attributes.c.event_id, t.exposure_attributes.c.name,
+                       t.exposure_attributes.c.value)
+            ):  # fmt: skip
+                attrs.setdefault(event_id, {})[name] = value
+            exposures = [
+                (
+                    r.unit_id,
+                    r.experiment,
+                    r.variant,
+                    epoch + timedelta(microseconds=r.ts_us),
+                    r.event_id,
+                    attrs.get(r.event_id, {}).get("platform"),
+                    attrs.get(r.event_id, {}).get("country"),
+                )
+                for r in conn.execute(select(t.exposures))
+            ]
+            events = []
+            for r in conn.execute(select(t.events)):
+                assert r.ts_us % 1000 == 0, "the source holds whole milliseconds"
+                events.append((r.unit_id, r.event_type, r.value, r.currency, r.ts_us // 1000))
+    finally:
+        store.close()
+    return exposures, events
+
+
+def register_user_tables(session: Any, url: str) -> None:
+    """The rows of :func:`user_rows` as ``global_temp.`Order``` and ``select`` on ``session``."""
+    exposures, events = user_rows(url)
+    session.createDataFrame(exposures, schema=USER_EXPOSURES_DDL).createOrReplaceGlobalTempView(
+        USER_EXPOSURES
+    )
+    session.createDataFrame(events, schema=USER_EVENTS_DDL).createOrReplaceTempView(USER_EVENTS)
+
+
+def user_source() -> Any:
+    """The :class:`~abkit.analysis.sources.Source` reading :func:`register_user_tables`'s tables:
+    exposures from the qualified table (native TIMESTAMP), events through a SQL query with
+    bound parameters (epoch milliseconds); one parameter is a hostile text."""
+    from abkit.analysis.sources import EventMapping, ExposureMapping, Source, TableRef
+
+    return Source(
+        ExposureMapping(
+            table=TableRef(USER_EXPOSURES, schema=USER_SCHEMA),
+            unit="from",
+            experiment="Group",
+            variant="select",
+            timestamp="timestamp",
+            event_id="exposure$id",
+            attributes=("platform", "country"),
+        ),
+        EventMapping(
+            # the user's own SQL: their names, their quoting; values are :parameters
+            query=(
+                f"SELECT * FROM `{USER_EVENTS}` "
+                "WHERE (`value` IS NULL OR `value` >= :floor) AND `Kind` <> :absent"
+            ),
+            unit="from",
+            event_type="Kind",
+            value="value",
+            currency="currency",
+            timestamp="at$ms",
+            timestamp_encoding="ms",
+        ),
+        params={"floor": 0.0, "absent": HOSTILE_KEY},
+        name="warehouse",
+    )
+
+
+def catalog_listing(session: Any) -> set[tuple[str, ...]]:
+    """Every database, and every table or view of the current and ``global_temp`` databases."""
+    listed: set[tuple[str, ...]] = {
+        ("database", str(r[0])) for r in session.sql("SHOW DATABASES").collect()
+    }
+    for where in ("", f" IN {USER_SCHEMA}"):
+        listed |= {
+            ("table", str(r[0]), str(r[1])) for r in session.sql(f"SHOW TABLES{where}").collect()
+        }
+    return listed

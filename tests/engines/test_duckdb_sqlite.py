@@ -7,6 +7,7 @@ and the fallback tests check that analysis then stays on SQLite.
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,13 @@ from .test_spark import assert_same
 
 SCANNER = duckdb_sqlite.status()
 needs_scanner = pytest.mark.skipif(SCANNER.path is None, reason=SCANNER.reason)
+
+
+def test_the_embedded_default_is_installed_in_ci() -> None:
+    """CI installs ``abkit[all]`` (which includes ``embedded``): there the replica tests
+    below must run, never skip."""
+    if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+        assert SCANNER.path is not None, SCANNER.reason
 
 
 def _sqlite_result(url: str, key: str, metrics: Any) -> Any:

@@ -292,3 +292,81 @@ def test_concurrent_producers_lose_nothing(sqlite_url):
             th.join()
     stats = tracker.stats()
     assert (stats.accepted, stats.dropped, stats.queued) == (2_000, 0, 0)
+
+
+# ----------------------------------------------------------------- worker="process"
+def test_a_process_worker_stores_every_row_and_reports_its_counts(sqlite_url, caplog):
+    """The child stores exposures (experiments sent before them, given or as served here)
+    and events; its counts come back to stats(); a quarantine is a warning here."""
+    given = config.Experiment(key="given", variants=["a", "b"])
+    served = config.Experiment(key="served", variants=["a", "b"], traffic=0.5)
+    moment = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    with (
+        caplog.at_level(logging.WARNING, logger="abkit.ingest.tracker"),
+        Tracker(db=sqlite_url, experiments=[given], worker="process", flush_every=7) as tracker,
+    ):
+        assignment.add_exposure_hook(tracker.expose)
+        try:
+            chosen = [assign_mod.assign(given, f"u{i}", {"plan": "pro"}) for i in range(300)]
+            chosen += [
+                a
+                for a in (assign_mod.assign(served, f"s{i}") for i in range(200))
+                if a.in_experiment
+            ]
+        finally:
+            assignment.remove_exposure_hook(tracker.expose)
+        tracker.expose(assignment.ExposureRecord.create("ghost", "g1", "a").to_dict())
+        for i in range(40):
+            tracker.track(f"u{i}", "purchase", 1.0 + i, timestamp=moment, plan="pro")
+        tracker.track("u0", "purchase", float("nan"), timestamp=moment)  # quarantined
+        assert tracker.flush() == []
+        stats = tracker.stats()
+        assert stats.accepted == len(chosen) + 40 and stats.queued == 0
+        assert stats.by_reason == {"unknown_experiment": 1, "non_finite_value": 1}
+        with pytest.raises(AttributeError, match="no store in this process"):
+            _ = tracker.store
+    assert "quarantined" in caplog.text and "abkit quarantine" in caplog.text
+    store = open_store(sqlite_url)
+    assert _exposures(store) == {a.unit_id: a.variant for a in chosen}
+    assert store.get_experiment("served") == served
+    with store.engine.connect() as conn:
+        attributes = conn.execute(select(store.tables.exposure_attributes)).all()
+        events = conn.execute(select(store.tables.events.c.value)).all()
+    assert len(attributes) == 300 and len(events) == 40
+    store.close()
+
+
+def test_a_process_worker_stores_what_is_queued_at_close(sqlite_url):
+    experiment = config.Experiment(key="k", variants=["a", "b"])
+    tracker = Tracker(db=sqlite_url, experiments=[experiment], worker="process", flush_interval=60)
+    for i in range(5_000):
+        tracker.expose(assignment.ExposureRecord.create("k", f"u{i}", "ab"[i % 2]))
+    tracker.close()  # the child holds rows below flush_every: close ingests them
+    assert tracker.stats().accepted == 5_000
+    tracker.close()  # idempotent
+    store = open_store(sqlite_url)
+    assert len(_exposures(store)) == 5_000
+    store.close()
+
+
+def test_a_dead_process_worker_costs_counted_drops_not_the_service(sqlite_url, caplog):
+    experiment = config.Experiment(key="k", variants=["a", "b"])
+    with caplog.at_level(logging.WARNING, logger="abkit.ingest.tracker"):
+        tracker = Tracker(db=sqlite_url, experiments=[experiment], worker="process")
+        tracker._link.process.kill()  # the storing process is killed (OOM killer, operator)
+        tracker._link.process.wait()
+        for i in range(100):
+            tracker.expose(assignment.ExposureRecord.create("k", f"u{i}", "a"))
+        tracker.close()
+    stats = tracker.stats()
+    assert stats.accepted == 0 and stats.dropped == 100
+    assert "storing process stopped" in caplog.text or "final flush failed" in caplog.text
+
+
+def test_a_process_worker_needs_a_url(sqlite_url):
+    store = open_store(sqlite_url)
+    with pytest.raises(ValueError, match="needs a database URL"):
+        Tracker(db=store, worker="process")
+    with pytest.raises(ValueError, match="worker must be one of"):
+        Tracker(db=sqlite_url, worker="fork")  # type: ignore[arg-type]
+    store.close()

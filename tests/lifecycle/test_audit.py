@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 
 from sqlalchemy import inspect
@@ -44,7 +45,7 @@ def test_versions_are_kept_once_each_with_the_store_prefix(sqlite_url: str) -> N
                 store,
                 experiment="exp",
                 version=version,
-                content={"key": "exp", "v": version},
+                content=json.dumps({"key": "exp", "v": version}),
                 file="experiments.toml",
                 file_hash="h",
                 seen_at=START,

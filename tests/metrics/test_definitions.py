@@ -248,3 +248,53 @@ def test_margin_is_read_and_checked():
     with pytest.raises(ConfigError) as info:
         m.with_(margin=0.0)
     assert info.value.location.field == "margin"
+
+
+# ------------------------------------------------------------ covariates (CUPAC)
+def test_covariates_in_toml_python_and_round_trip():
+    from abkit.metrics import Covariate, bind_covariates, load_metrics, metric_from_dict
+
+    text = """\
+[[metric]]
+builtin = "revenue_per_user"
+covariates = ["pre:orders_per_user", "prediction:revenue_model"]
+
+[[metric]]
+name = "converted"
+type = "proportion"
+event = "purchase"
+covariates = ["pre:conversion_rate"]
+"""
+    revenue, converted = load_metrics("m.toml", text=text)
+    assert [c.label for c in revenue.covariates] == [
+        "pre:orders_per_user",
+        "prediction:revenue_model",
+    ]
+    assert revenue.covariates[1] == Covariate("prediction", "revenue_model")
+    assert revenue.covariates[1].bound and not revenue.covariates[0].bound
+    described = revenue.to_dict()
+    numerator = described.pop("numerator")
+    table = {k: v for k, v in described.items() if v is not None}  # TOML has no null
+    again = metric_from_dict({**table, "event": numerator["event"]})
+    assert again.covariates == revenue.covariates
+    bound = bind_covariates([revenue, converted])
+    # a proportion reference is its 0/1 indicator over its own pre-period
+    (conv,) = bound[1].covariates
+    assert conv.min_count == 1 and conv.measure is not None
+    assert conv.lookback_us == builtin_metric("conversion_rate").pre_period_us  # its own
+    assert bind_covariates(bound) == bound  # idempotent
+
+
+def test_covariate_errors_name_the_field_and_line():
+    from abkit.metrics import load_metrics
+
+    text = '[[metric]]\nname = "r"\ntype = "mean"\nevent = "purchase"\ncovariates = "pre:x"\n'
+    with pytest.raises(ConfigError) as info:
+        load_metrics("m.toml", text=text)
+    assert info.value.location.field == "covariates" and info.value.location.row == 1
+    ratio_text = text.replace(
+        'type = "mean"\nevent = "purchase"', 'builtin = "average_order_value"'
+    )
+    ratio_text = ratio_text.replace('name = "r"\n', "").replace('"pre:x"', '["pre:x"]')
+    with pytest.raises(ConfigError, match="proportion and mean"):
+        load_metrics("m.toml", text=ratio_text)

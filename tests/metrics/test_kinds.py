@@ -156,3 +156,31 @@ def test_the_quantile_kind_needs_a_probability_and_is_not_additive():
         'probability = 0.99\ndirection = "lower"\n',
     )
     assert loaded.probability == 0.99 and loaded.to_dict()["probability"] == 0.99
+
+
+def test_a_quantile_of_a_per_unit_value_declares_the_unit_value():
+    """``quantile_of = "unit"``: the kind asks for the per-unit numerator ``y`` and ranks it
+    (a UnitQuantile aggregate); ``"event"`` ranks the event values (no per-unit value)."""
+    from abkit.metrics import quantile
+    from abkit.metrics.kinds.base import EventQuantile, UnitValue
+    from abkit.metrics.kinds.quantile import UnitQuantile
+
+    p90 = quantile("p90_revenue", "purchase", 0.9, of="unit", direction="higher")
+    spec = p90.kind_spec
+    assert spec.unit_values(p90, covariate=False) == {"y": UnitValue("numerator")}
+    assert spec.arm_aggregates(p90, covariate=False) == {"quantile": UnitQuantile(0.9, "y")}
+    assert not is_additive(spec, p90, covariate=False)
+    p95 = quantile("p95_latency", "request", 0.95)
+    assert spec.unit_values(p95, covariate=False) == {}
+    (aggregate,) = spec.arm_aggregates(p95, covariate=False).values()
+    assert type(aggregate) is EventQuantile
+    with pytest.raises(ConfigError) as info:
+        p95.with_(quantile_of="session")
+    assert info.value.location.field == "quantile_of"
+    (loaded,) = load_metrics(
+        "m.toml",
+        text='[[metric]]\nname = "p90_orders"\ntype = "quantile"\nevent = "purchase"\n'
+        'aggregate = "count"\nprobability = 0.9\nquantile_of = "unit"\n',
+    )
+    assert loaded.quantile_of == "unit" and loaded.numerator.aggregate == "count"
+    assert loaded.to_dict()["quantile_of"] == "unit"

@@ -269,6 +269,7 @@ def row(metric: str = "conversion_rate", variant: str = "b", **kw):
 def hostile_model():
     """Every string field a user or the store can influence holds markup."""
     from abkit.report.model import (
+        ControllerAction,
         DailySeries,
         Facts,
         Harm,
@@ -387,6 +388,16 @@ def hostile_model():
             ),
         ),
         segments_requested=(f"seg {T}",),
+        actions=(
+            ControllerAction(
+                at=f"2026-01-03 {T}",
+                action="rollback",
+                actor=f"manual:{T}",
+                reason=f"reason {T}",
+                status="stopped",
+                winner=variant,
+            ),
+        ),
         correction=f"holm {T}",
         generated_at=f"now {T}",
         abkit_version=f"0 {T}",

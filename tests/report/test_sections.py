@@ -291,3 +291,38 @@ def test_deep_dive_segment_table_escapes_segment_names_and_values():
     )
     page = analyst.segment_table(dataclasses.replace(result, segments=hostile)).html
     assert RAW not in page and "value &lt;i id=pwn&gt;" in page
+
+
+def test_the_controller_timeline_shows_each_action_with_what_it_set_and_why():
+    from datetime import datetime, timezone
+
+    from abkit.lifecycle.audit import AuditEntry
+
+    def entry(hour, action, changes, reason, actor="controller"):
+        return AuditEntry(
+            experiment="exp",
+            action=action,
+            actor=actor,
+            at=datetime(2026, 1, 2, hour, tzinfo=timezone.utc),
+            from_version="a",
+            to_version="b",
+            reason=reason,
+            evidence={"changes": changes},
+        )
+
+    audit = [
+        entry(6, "advance", {"traffic": 0.05}, "stage 1 met its minimum; no guardrail harm"),
+        entry(12, "rollback", {"status": "stopped", "winner": "control"}, "errors_per_user harm"),
+        entry(13, "pause", {}, "checking logs", actor="manual:ana"),
+    ]
+    model = from_analysis(fakes.result("roll back", error_lift=0.22), audit=audit)
+    assert [a.action for a in model.actions] == ["advance", "rollback", "pause"]
+    page = _page(model)
+    assert _sections_of(model).index("actions") == _sections_of(model).index("harm") + 1
+    rows = re.findall(r'<tr data-action="([^"]+)">(.*?)</tr>', page)
+    assert [r[0] for r in rows] == ["advance", "rollback", "pause"]
+    assert "2026-01-02 06:00 UTC" in rows[0][1] and "traffic 5%" in rows[0][1]
+    assert "rolled back" in rows[1][1] and "status stopped, serving control" in rows[1][1]
+    assert "automatic" in rows[1][1] and "manual:ana" in rows[2][1]
+    # no audit trail (an experiment the controller never touched): no section
+    assert "actions" not in _sections_of(from_analysis(fakes.result("roll back", error_lift=0.22)))

@@ -106,7 +106,7 @@ def test_read_only_refuses_a_missing_file_and_an_old_version(tmp_path):
     url = f"sqlite:///{tmp_path / 'old.db'}"
     with open_store(url) as store, store.write() as conn:
         conn.execute(store.tables.meta.update().values(value="2"))
-    with pytest.raises(StoreError, match="schema version 2, this abkit reads version 3"):
+    with pytest.raises(StoreError, match="schema version 2, this abkit reads version 4"):
         open_store(url, readonly=True)
 
 

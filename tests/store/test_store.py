@@ -45,7 +45,7 @@ def event(i: int, content: str = "h", value: float = 1.0) -> tuple:
 def test_open_creates_every_contract_table_and_version(db_url):
     store = open_store(db_url)
     try:
-        assert store.schema_version() == SCHEMA_VERSION == 3
+        assert store.schema_version() == SCHEMA_VERSION == 4
         names = set(inspect(store.engine).get_table_names())
         assert {
             "abkit_meta",
@@ -55,6 +55,7 @@ def test_open_creates_every_contract_table_and_version(db_url):
             "abkit_events",
             "abkit_quarantine",
             "abkit_ingest_batches",
+            "abkit_unit_caches",
         } <= names
         assert store.tables.events.name == "abkit_events"
     finally:

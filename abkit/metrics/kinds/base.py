@@ -22,12 +22,18 @@ class UnitValue:
     ``indicator``: 1.0 when the measure's count reaches the metric's ``min_count``, else 0.0;
     ``capped``: bounded above by the metric's cap (absolute, or the percentile cap computed
     on the window values). Otherwise the measure's aggregate as a double.
+
+    ``measure="covariate"``: the metric's declared covariate number ``index``
+    (``metric.covariates[index]``, a :class:`~abkit.metrics.definitions.Covariate`), which
+    says itself what is computed (a metric's pre-period value or a model's prediction);
+    ``period``, ``indicator`` and ``capped`` are then ignored.
     """
 
-    measure: MeasureName
+    measure: MeasureName | Literal["covariate"]
     period: Period = "window"
     indicator: bool = False
     capped: bool = False
+    index: int = 0
 
 
 @dataclass(frozen=True)

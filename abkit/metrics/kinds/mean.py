@@ -3,8 +3,9 @@
 Per unit ``y_i`` is the sum of the matching events' values (``aggregate="sum"``), their
 number (``"count"``) or the hours to the first one (``"hours_to_first"``) in the unit's
 window, capped when the metric has a cap; the CUPED covariate ``x_i`` is the same measure
-over the pre-period, with the same cap. Per arm the additive sums of
-:class:`~abkit.stats.sufficient.MeanStats`.
+over the pre-period, with the same cap; declared ``covariates`` add ``c1..ck`` and their
+cross-products (:class:`~abkit.metrics.kinds.proportion.MeanSums`). Per arm the additive
+sums of :class:`~abkit.stats.sufficient.MeanStats`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 class Mean(MeanSums):
     name = "mean"
     measures: tuple[MeasureName, ...] = ("numerator",)
-    parameters: tuple[str, ...] = ()
+    parameters: tuple[str, ...] = ("covariates",)
     default_aggregate = "sum"
 
     def validate(self, metric: Metric) -> None:
@@ -38,7 +39,7 @@ class Mean(MeanSums):
         values = {"y": UnitValue("numerator", capped=True)}
         if covariate:
             values["x"] = UnitValue("numerator", "pre", capped=True)
-        return values
+        return {**values, **self.covariate_values(metric, covariate)}
 
 
 KIND = Mean()

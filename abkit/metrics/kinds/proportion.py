@@ -27,29 +27,70 @@ MEAN_SUMS: dict[str, tuple[str, ...]] = {
 }
 
 
+def covariate_values(metric: Metric) -> dict[str, UnitValue]:
+    """The per-unit values ``c1..ck`` of the metric's declared covariates."""
+    return {
+        f"c{j + 1}": UnitValue("covariate", "pre", index=j) for j in range(len(metric.covariates))
+    }
+
+
+def regression_sums(k: int) -> dict[str, tuple[str, ...]]:
+    """The sums beyond :data:`MEAN_SUMS` that regression adjustment on the own pre-period
+    ``x`` and ``k`` declared covariates ``c1..ck`` needs (:class:`~abkit.stats.regression.
+    RegressionStats`): ``Σc_j``, ``Σc_j·y`` and every product ``Σa·b`` of the covariates
+    ``(x, c1, ..., ck)`` not already in MeanStats (``Σx²``)."""
+    factors = ("x", *[f"c{j}" for j in range(1, k + 1)])
+    sums: dict[str, tuple[str, ...]] = {}
+    for j in range(1, k + 1):
+        sums[f"reg_sum_{j}"] = (f"c{j}",)
+        sums[f"reg_y_{j}"] = (f"c{j}", "y")
+    for a in range(k + 1):
+        for b in range(max(a, 1), k + 1):
+            sums[f"reg_{a}_{b}"] = (factors[a], factors[b])
+    return sums
+
+
 class MeanSums:
     """What the kinds analysed as per-unit means share: the additive sums of
     :class:`~abkit.stats.sufficient.MeanStats`, always with the pre-period covariate (it also
-    feeds the balance check, with or without CUPED)."""
+    feeds the balance check, with or without CUPED). A metric with declared ``covariates``
+    also gets the cross-products of :func:`regression_sums` (still sums: additive), and its
+    statistics are a :class:`~abkit.stats.regression.CovariateMeanStats`."""
 
     def has_covariate(self, metric: Metric, cuped: bool) -> bool:
         return True
 
     def arm_aggregates(self, metric: Metric, *, covariate: bool) -> Mapping[str, ArmAggregate]:
-        return {
+        out: dict[str, ArmAggregate] = {
             name: ArmSum(factors)
             for name, factors in MEAN_SUMS.items()
             if covariate or "x" not in factors
         }
+        if covariate and metric.covariates:
+            out.update(
+                (name, ArmSum(factors))
+                for name, factors in regression_sums(len(metric.covariates)).items()
+            )
+        return out
 
     def stats(self, n: int, aggregates: Mapping[str, float]) -> MeanStats:
-        return MeanStats(n=n, **aggregates)
+        base = {name: aggregates[name] for name in MEAN_SUMS if name in aggregates}
+        k = sum(1 for name in aggregates if name.startswith("reg_sum_"))
+        if not k:
+            return MeanStats(n=n, **base)
+        # numpy is needed only here: the kinds stay importable with the standard library
+        from abkit.stats.regression import CovariateMeanStats
+
+        return CovariateMeanStats.from_sums(n, base, aggregates, k)
+
+    def covariate_values(self, metric: Metric, covariate: bool) -> dict[str, UnitValue]:
+        return covariate_values(metric) if covariate else {}
 
 
 class Proportion(MeanSums):
     name = "proportion"
     measures: tuple[MeasureName, ...] = ("numerator",)
-    parameters: tuple[str, ...] = ()
+    parameters: tuple[str, ...] = ("covariates",)
     default_aggregate = "count"
 
     def validate(self, metric: Metric) -> None:
@@ -69,7 +110,7 @@ class Proportion(MeanSums):
         values = {"y": UnitValue("numerator", indicator=True)}
         if covariate:
             values["x"] = UnitValue("numerator", "pre", indicator=True)
-        return values
+        return {**values, **self.covariate_values(metric, covariate)}
 
 
 KIND = Proportion()

@@ -2,7 +2,7 @@
 
 Each section is one module exposing a :class:`~abkit.report.blocks.Section`; the tuple
 :data:`EXECUTIVE` below is the registration (display order: the decision, harm first in a
-roll-back, then the evidence, then the facts and the method). Adding a section is one
+roll-back, what the controller did, then the evidence, then the facts and the method). Adding a section is one
 module plus one line here. :func:`executive` renders them for a model, each with its
 heading, which is what the executive template displays.
 """
@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from abkit.report.blocks import HTMLBlock, Rendered, Section, e
 from abkit.report.model import ReportModel
 from abkit.report.sections import (
+    actions,
     banner,
     charts,
     data,
@@ -40,6 +41,7 @@ from abkit.report.sections.scorecard import scorecard as scorecard_table
 EXECUTIVE: tuple[Section, ...] = (
     banner.SECTION,
     harm.SECTION,
+    actions.SECTION,
     headline.SECTION,
     impact.SECTION,
     scorecard.SECTION,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from abkit.report import format as F
 from abkit.report.blocks import HTMLBlock, Section, chip, e
-from abkit.report.model import ReportModel
+from abkit.report.model import Quality, ReportModel
 
 
 def data_quality(model: ReportModel) -> HTMLBlock:
@@ -54,6 +54,8 @@ def data_quality(model: ReportModel) -> HTMLBlock:
             f'<span class="abkit-progress" role="img" aria-label="{e(F.fmt_pct(share, 0))} collected">'
             f'<span style="width:{share * 100:.1f}%"></span></span> {e(F.fmt_pct(share, 0))}{remaining}</p>'
         )
+        if q.r_squared is not None and q.sample_needed_without_cuped:
+            progress += f'<p data-r-squared="{q.r_squared:.6g}">{e(_adjustment_words(q))}</p>'
     elif q.sample_collected is not None:
         progress = f"<p>Sample: {e(F.fmt_int(q.sample_collected))} units.</p>"
     return HTMLBlock(
@@ -71,6 +73,21 @@ def data_quality(model: ReportModel) -> HTMLBlock:
             if checks
             else ""
         )
+    )
+
+
+def _adjustment_words(q: Quality) -> str:
+    """The plan with and without the variance reduction (CUPED, regression adjustment)."""
+    assert q.r_squared is not None and q.sample_needed_without_cuped is not None
+    days = (
+        f" (about {F.fmt_days(q.days_remaining_without_cuped)} more)"
+        if q.days_remaining_without_cuped
+        else ""
+    )
+    return (
+        f"Adjusting for behaviour before the test (CUPED) removes {F.fmt_pct(q.r_squared, 0)} "
+        f"of the variance: without it the plan would need "
+        f"{F.fmt_int(q.sample_needed_without_cuped)} units{days}."
     )
 
 

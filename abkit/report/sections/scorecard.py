@@ -118,9 +118,17 @@ def scorecard(model: ReportModel, rows: Iterable[MetricRow] | None = None) -> HT
                 "change is not significant once the several metrics are accounted for."
             )
     if any(r.cuped for r in rows):
+        several_arms = len({r.variant for r in rows}) > 1
+        reduced = [
+            f"{r.display_name}{f' ({r.variant})' if several_arms else ''} "
+            f"{F.fmt_pct(r.variance_reduction, 0)}"
+            for r in rows
+            if r.cuped and r.variance_reduction is not None
+        ]
         notes.append(
             "Control and treatment are the groups' plain averages; the lifts use each user's "
-            "behaviour before the test to remove noise (CUPED)."
+            "behaviour before the test to remove noise (CUPED)"
+            + (f", which reduced the variance by: {', '.join(reduced)}." if reduced else ".")
         )
     if any(r.unit == "currency" and not r.currency for r in rows):
         notes.append(

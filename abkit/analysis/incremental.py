@@ -1,0 +1,632 @@
+"""Incremental refresh: per-unit aggregates kept in the store, updated with the new rows.
+
+A full analysis spends almost all its time in stages 1-3 of :mod:`abkit.analysis.sql` (each
+exposed unit joined to its events, one row of raw sums per unit). Those rows change little
+between two readouts of a running experiment, so abkit keeps them: one cache table per
+experiment, ``{prefix}uc_<digest>``, holding exactly the ``abkit_unit_values`` rows
+(``unit_id, variant, variant_max, day, first_us`` and one column per distinct aggregate of
+the metrics' plan, before caps), registered in ``{prefix}unit_caches``. The analysis then
+runs stages 4-6 on the cache (:data:`abkit.analysis.sql.UnitSource`): caps, per-arm sums,
+percentiles, all recomputed from the per-unit rows, so they equal a full run.
+
+**Arrival** is the ingest order: every row carries the ``batch_id`` of the ingest batch that
+wrote it. The cache's ``watermark`` is the last batch merged; a refresh reads the rows with
+``watermark < batch_id <= W'``, where ``W'`` is the largest batch id in the data below every
+batch still being written (a ``running`` batch whose owner is alive: its rows, and those of
+later batches, wait for the next refresh, so a refresh reads whole batches only).
+
+**Merging** (one write transaction, under :meth:`Store.exclusive`, so two refreshes cannot
+interleave):
+
+* a unit with a new *exposure* (a new unit, an earlier first exposure, a second variant, a
+  unit that leaves the ``since`` scope) is recomputed from all its rows (delete, insert);
+* every other unit with new *events* gets the aggregates of just those events, computed
+  with its unchanged first exposure, merged into its row: sums and counts add up (also the
+  outside-window counts: whether an event counts depends only on its own time and the
+  unit's first exposure), the earliest-event time (``hours_to_first``) takes the minimum.
+  How late an event arrives does not matter to the arithmetic.
+
+**A full rebuild** happens when the cache cannot be trusted or is not worth merging into:
+no cache yet; the aggregates' definition changed (the hash of the compiled per-unit
+statement and its parameters: metrics, windows, pre-periods, the scope, the store's
+schema version, the SQL abkit generates); a batch at or below the watermark changed
+(status, accepted rows) or the row counts at or below it did (rows deleted or written
+with an old batch id); or events later than ``lookback`` (48 h by default, as Eppo) behind
+the latest time already merged: a backfill is better served by a rebuild, and the bound
+keeps what a refresh reads proportional to new traffic.
+
+A read-only store, a :class:`~abkit.analysis.sources.Source` (the user's own tables) and
+runners without a store (Spark, the DuckDB replica of a URL) get a full analysis without
+cache, and the result says so. An as-of readout (``until``) reads the cache only when
+``until`` is after every merged row (then it cannot exclude anything, which is the
+controller's "until now"); otherwise it is a full analysis too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Double,
+    Index,
+    MetaData,
+    String,
+    Table,
+    case,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql.selectable import FromClause
+
+from abkit.analysis import sql
+from abkit.analysis.sources import Relations, store_relations
+from abkit.errors import StoreError
+from abkit.metrics.definitions import Metric
+from abkit.store.schema import ID_LENGTH, KEY_LENGTH, SCHEMA_VERSION
+from abkit.store.store import Store
+from abkit.timeutil import from_us, now_us
+from abkit.vocabulary import REFRESH_MODES, RefreshAction, RefreshMode
+
+DEFAULT_LOOKBACK = timedelta(hours=48)
+"""How late an event may arrive (event time behind the latest time merged) and still be
+merged; later ones trigger a full rebuild."""
+
+CACHE_FORMAT = 1  # bump when the cache's layout or merge rules change: every cache rebuilds
+
+_GROUP = ("unit_id", "variant", "variant_max", "day", "first_us")
+_STALE_US = 10 * 60 * 1_000_000  # a running batch silent this long is abandoned (as ingest)
+
+
+@dataclass(frozen=True)
+class RefreshReport:
+    """What a refresh did: ``action`` (``incremental``, ``full rebuild``, ``full
+    analysis``), why a full one, and the rows it merged."""
+
+    mode: RefreshMode
+    action: RefreshAction
+    reason: str = ""
+    new_events: int = 0
+    new_exposures: int = 0
+    recomputed_units: int = 0
+    watermark: int | None = None
+
+    def describe(self) -> str:
+        """``incremental (120 new events, 3 new exposures)`` or ``full rebuild: <reason>``."""
+        if self.action != "incremental":
+            return f"{self.action}: {self.reason}"
+        return (
+            f"incremental ({self.new_events:,} new events, {self.new_exposures:,} new "
+            f"exposures; {self.recomputed_units:,} units recomputed)"
+        )
+
+
+def check_mode(mode: str) -> RefreshMode:
+    from abkit.errors import ConfigError
+
+    if mode not in REFRESH_MODES:
+        raise ConfigError(
+            f"refresh must be one of {', '.join(REFRESH_MODES)}, got {mode!r}", field="refresh"
+        )
+    return mode
+
+
+class _Rebuild(Exception):
+    """The cache cannot be merged into; ``args[0]`` says why."""
+
+
+# ----------------------------------------------------------------------- the cache
+@dataclass(frozen=True)
+class _Layout:
+    """The per-unit statement of a scope and metrics, and the cache's columns for it."""
+
+    cte: Any
+    names: dict[tuple[Any, ...], str]  # aggregate key -> a{k}
+    rules: dict[str, str]  # a{k} -> "sum" | "min"
+    definition: str
+
+
+def _rule(key: tuple[Any, ...]) -> str:
+    """How two parts of one unit's aggregate combine: the earliest event's time is a
+    minimum, every other aggregate (sums, counts) a sum."""
+    return "min" if "hours_to_first" in key else "sum"
+
+
+def _layout(
+    store: Store, rel: Relations, scope: sql.Scope, metrics: Sequence[Metric], cuped: bool
+) -> _Layout:
+    cte, plan = sql._unit_values_cte(rel, scope, metrics, cuped=cuped, segment=None)
+    compiled = select(cte).compile(dialect=store.engine.dialect)
+    params = sorted((k, repr(v)) for k, v in compiled.params.items())
+    text = json.dumps([CACHE_FORMAT, SCHEMA_VERSION, str(compiled), params], default=str)
+    return _Layout(
+        cte=cte,
+        names=dict(plan.names),
+        rules={name: _rule(key) for key, name in plan.names.items()},
+        definition=hashlib.sha256(text.encode()).hexdigest(),
+    )
+
+
+def _cache_name(store: Store, experiment: str) -> str:
+    # short: with the longest prefix (40) and the staging suffixes it stays under
+    # PostgreSQL's 63-character identifiers, which it would otherwise truncate into one name
+    return f"{store.prefix}uc_{hashlib.sha256(experiment.encode()).hexdigest()[:12]}"
+
+
+def _cache_table(store: Store, name: str, columns: Sequence[str]) -> Table:
+    return Table(
+        name,
+        MetaData(schema=store.schema),
+        Column("unit_id", String(ID_LENGTH), primary_key=True),
+        Column("variant", String(KEY_LENGTH), nullable=False),
+        Column("variant_max", String(KEY_LENGTH), nullable=False),
+        Column("day", BigInteger, nullable=False),
+        Column("first_us", BigInteger, nullable=False),
+        # sums, counts and times alike as doubles: counts and microsecond times are exact
+        # below 2**53, and one type keeps the cache generic over the metrics' aggregates
+        *[Column(name, Double, nullable=True) for name in columns],
+    )
+
+
+def _source(table: Table, names_in_cache: Mapping[str, str]) -> sql.UnitSource:
+    """The :data:`~abkit.analysis.sql.UnitSource` reading ``table``: a plan's key -> a{k}
+    mapped to the cache's columns (stored under the full plan's names)."""
+
+    def unit_source(names: Mapping[tuple[Any, ...], str]) -> FromClause:
+        columns: list[Any] = [table.c[c] for c in _GROUP]
+        for key, name in names.items():
+            stored = names_in_cache.get(_key_text(key))
+            if stored is None:  # cannot happen: the plans come from the same metrics
+                raise StoreError(f"the unit cache has no column for {key!r}")
+            columns.append(table.c[stored].label(name))
+        return select(*columns).subquery("abkit_unit_values")
+
+    return unit_source
+
+
+def _key_text(key: tuple[Any, ...]) -> str:
+    return json.dumps(key, default=str)
+
+
+# ------------------------------------------------------------------------- arrival
+def _watermark(conn: Connection, store: Store) -> tuple[int, int]:
+    """(W, top): W the largest batch id whose rows, and every earlier batch's, are all
+    written; top the largest batch id in the data (W < top while an ingest runs)."""
+    t = store.tables
+    top = max(
+        conn.execute(select(func.max(t.events.c.batch_id))).scalar() or 0,
+        conn.execute(select(func.max(t.exposures.c.batch_id))).scalar() or 0,
+    )
+    b = t.ingest_batches
+    live = conn.execute(
+        select(func.min(b.c.id)).where(
+            b.c.status == "running",
+            func.coalesce(b.c.heartbeat_at_us, b.c.started_at_us)
+            >= literal(now_us() - _STALE_US, BigInteger()),
+        )
+    ).scalar()
+    return (int(top) if live is None else min(int(top), int(live) - 1)), int(top)
+
+
+def _row_counts(conn: Connection, store: Store, lo: int | None, hi: int) -> tuple[int, int]:
+    """Events and exposures (all of them) in batches (lo, hi].
+
+    Without ``lo``: the whole table's count less the rows above ``hi`` (the recent end of
+    the ``batch_id`` index), since an unfiltered count is the cheap one (DuckDB keeps it,
+    SQLite and PostgreSQL scan their smallest index), not a range over every batch."""
+    out = []
+    for table in (store.tables.events, store.tables.exposures):
+        count = select(func.count()).select_from(table)
+        if lo is None:
+            total = int(conn.execute(count).scalar() or 0)
+            above = int(conn.execute(count.where(table.c.batch_id > hi)).scalar() or 0)
+            out.append(total - above)
+        else:
+            where = [table.c.batch_id > lo, table.c.batch_id <= hi]
+            out.append(int(conn.execute(count.where(*where)).scalar() or 0))
+    return out[0], out[1]
+
+
+def _fingerprint(conn: Connection, store: Store, watermark: int, counts: tuple[int, int]) -> str:
+    """What the data at or below ``watermark`` looks like: its ingest batches (status, rows
+    accepted) and its row counts. Any change means merged rows changed: a rebuild."""
+    b = store.tables.ingest_batches
+    batches = conn.execute(
+        select(b.c.id, b.c.status, b.c.accepted).where(b.c.id <= watermark).order_by(b.c.id)
+    ).all()
+    digest = hashlib.sha256(json.dumps([list(r) for r in batches], default=str).encode())
+    return f"{digest.hexdigest()[:24]}:{counts[0]}:{counts[1]}"
+
+
+def _counts_of(fingerprint: str) -> tuple[int, int] | None:
+    parts = fingerprint.split(":")
+    return (int(parts[1]), int(parts[2])) if len(parts) == 3 else None
+
+
+def _max_ts(
+    conn: Connection,
+    rel: Relations,
+    scope: sql.Scope,
+    types: Sequence[str],
+    lo: int | None,
+    hi: int | None,
+) -> int | None:
+    """The latest exposure of the experiment or event of ``types`` in batches (lo, hi]
+    (``None``: unbounded)."""
+    ev, ex = rel.events, rel.exposures
+    found: list[Any] = []
+    for table, where in (
+        *[(ev, [ev.c.event_type == kind]) for kind in types],  # each: a descent of an index
+        (ex, [ex.c.experiment == scope.experiment]),
+    ):
+        if lo is not None:
+            where.append(table.c.batch_id > lo)
+        if hi is not None:
+            where.append(table.c.batch_id <= hi)
+        found.append(conn.execute(select(func.max(table.c.ts_us)).where(*where)).scalar())
+    known = [int(v) for v in found if v is not None]
+    return max(known) if known else None
+
+
+# ------------------------------------------------------------------------ refresh
+def _types(metrics: Sequence[Metric]) -> list[str]:
+    out: list[str] = []
+    for metric in metrics:
+        out += [t for t in metric.event_types if t not in out]
+    return out
+
+
+def _upto(rel: Relations, watermark: int | None) -> Relations:
+    """``rel`` without the rows of batches after ``watermark`` (``None``: every row)."""
+    if watermark is None:
+        return rel
+    ev, ex = rel.events, rel.exposures
+    return Relations(
+        exposures=select(*ex.c).where(ex.c.batch_id <= watermark).subquery("abkit_exposures_w"),
+        events=select(*ev.c).where(ev.c.batch_id <= watermark).subquery("abkit_events_w"),
+    )
+
+
+def _insert(table: Table, cte: Any, names: Mapping[tuple[Any, ...], str]) -> Any:
+    columns = [*_GROUP, *names.values()]
+    return insert(table).from_select(columns, select(*[cte.c[c] for c in columns]))
+
+
+@dataclass(frozen=True)
+class _Staged:
+    """The rows of the batches being merged, copied into two small tables."""
+
+    events: Table  # unit_id, event_type, value, ts_us
+    exposures: Table  # unit_id, experiment, variant, ts_us
+
+    def drop(self, conn: Connection) -> None:
+        self.events.drop(conn, checkfirst=True)
+        self.exposures.drop(conn, checkfirst=True)
+
+
+def _stage(conn: Connection, store: Store, table: Table, old: int, new: int) -> _Staged:
+    """Copy the rows of batches (old, new] aside, selected by the batch range alone: the
+    predicate each engine answers from the ``batch_id`` index (or DuckDB's zone maps). With
+    an event-type or experiment condition beside it, SQLite's planner prefers those
+    indexes and walks every event of the type instead of the new ones."""
+    meta = MetaData(schema=store.schema)
+    staged = _Staged(
+        events=Table(
+            f"{table.name}_ne",
+            meta,
+            Column("unit_id", String(ID_LENGTH)),
+            Column("event_type", String(KEY_LENGTH)),
+            Column("value", Double),
+            Column("ts_us", BigInteger),
+            # the delta joins units to their new events (SQLite would otherwise scan them
+            # once per unit)
+            Index(f"{table.name}_ne_unit", "unit_id", "event_type"),
+        ),
+        exposures=Table(
+            f"{table.name}_nx",
+            meta,
+            Column("unit_id", String(ID_LENGTH)),
+            Column("experiment", String(KEY_LENGTH)),
+            Column("variant", String(KEY_LENGTH)),
+            Column("ts_us", BigInteger),
+            Index(f"{table.name}_nx_unit", "experiment", "unit_id"),
+        ),
+    )
+    staged.drop(conn)
+    for target, source in (
+        (staged.events, store.tables.events),
+        (staged.exposures, store.tables.exposures),
+    ):
+        target.create(conn)
+        columns = [c.name for c in target.columns]
+        conn.execute(
+            insert(target).from_select(
+                columns,
+                select(*[source.c[c] for c in columns]).where(
+                    source.c.batch_id > old, source.c.batch_id <= new
+                ),
+            )
+        )
+    return staged
+
+
+def _merge(
+    conn: Connection,
+    store: Store,
+    table: Table,
+    layout: _Layout,
+    rel: Relations,
+    staged: _Staged,
+    scope: sql.Scope,
+    metrics: Sequence[Metric],
+    cuped: bool,
+    limit: int | None,
+) -> tuple[int, int, int]:
+    """Merge the ``staged`` rows into ``table``: (new events, new exposures, units
+    recomputed). ``limit``: the watermark to read other rows up to (``None``: all)."""
+    sev, sex = staged.events, staged.exposures
+    upto = _upto(rel, limit)
+    types = _types(metrics)
+    exposed_now = sex.c.experiment == scope.experiment
+    touched = select(sex.c.unit_id).where(exposed_now).distinct()
+    new_exposures = int(
+        conn.execute(select(func.count()).select_from(sex).where(exposed_now)).scalar() or 0
+    )
+    of_types = sev.c.event_type.in_(types)
+    new_events = int(
+        conn.execute(select(func.count()).select_from(sev).where(of_types)).scalar() or 0
+    )
+    # units with new exposures: recomputed from all their rows
+    recomputed = 0
+    if new_exposures:
+        conn.execute(delete(table).where(table.c.unit_id.in_(touched)))
+        ux = upto.exposures
+        exposures = (
+            select(*ux.c)
+            .where(ux.c.experiment == scope.experiment, ux.c.unit_id.in_(touched))
+            .subquery("abkit_touched_exposures")
+        )
+        cte, plan = sql._unit_values_cte(
+            Relations(exposures=exposures, events=upto.events),
+            scope,
+            metrics,
+            cuped=cuped,
+            segment=None,
+        )
+        conn.execute(_insert(table, cte, plan.names))
+        recomputed = int(
+            conn.execute(
+                select(func.count()).select_from(table).where(table.c.unit_id.in_(touched))
+            ).scalar()
+            or 0
+        )
+    if not new_events:
+        return new_events, new_exposures, recomputed
+    # the other units: the aggregates of their new events alone, merged into their rows
+    fresh = select(*sev.c).where(of_types)
+    if new_exposures:
+        fresh = fresh.where(sev.c.unit_id.not_in(touched))
+    events = fresh.subquery("abkit_new_events")
+    ux = upto.exposures
+    exposures = (
+        select(*ux.c)
+        .where(
+            ux.c.experiment == scope.experiment,
+            ux.c.unit_id.in_(select(events.c.unit_id).distinct()),
+        )
+        .subquery("abkit_their_exposures")
+    )
+    cte, plan = sql._unit_values_cte(
+        Relations(exposures=exposures, events=events), scope, metrics, cuped=cuped, segment=None
+    )
+    staging = _cache_table(store, f"{table.name}_d", list(layout.rules))
+    staging.drop(conn, checkfirst=True)
+    staging.create(conn)
+    conn.execute(_insert(staging, cte, plan.names))
+    values: dict[str, Any] = {}
+    for name, rule in layout.rules.items():
+        have, add = table.c[name], staging.c[name]
+        if rule == "sum":
+            values[name] = func.coalesce(have, 0.0) + func.coalesce(add, 0.0)
+        else:  # the earlier of two times, either may be NULL (no event yet)
+            values[name] = case(
+                (add.is_(None), have), (have.is_(None), add), (add < have, add), else_=have
+            )
+    conn.execute(update(table).where(table.c.unit_id == staging.c.unit_id).values(values))
+    staging.drop(conn)
+    return new_events, new_exposures, recomputed
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    report: RefreshReport
+    newest: int | None
+
+
+def _refresh(
+    conn: Connection,
+    store: Store,
+    table: Table,
+    layout: _Layout,
+    scope: sql.Scope,
+    metrics: Sequence[Metric],
+    cuped: bool,
+    mode: RefreshMode,
+    lookback: timedelta | None,
+) -> _Outcome:
+    registry = store.tables.unit_caches
+    rel = store_relations(store.tables)
+    types = _types(metrics)
+    entry = (
+        conn.execute(select(registry).where(registry.c.experiment == scope.experiment))
+        .mappings()
+        .first()
+    )
+    watermark, top = _watermark(conn, store)
+    limit = None if watermark >= top else watermark  # rows of unfinished batches wait
+    lookback_us = None if lookback is None else int(lookback / timedelta(microseconds=1))
+    try:
+        if mode == "full":
+            raise _Rebuild("requested (refresh='full')")
+        if entry is None:
+            raise _Rebuild("no cache yet for this experiment")
+        if entry["definition"] != layout.definition or entry["table_name"] != table.name:
+            raise _Rebuild("the metrics' definitions, windows or readout scope changed")
+        old = int(entry["watermark"])
+        before = _counts_of(str(entry["fingerprint"]))
+        if (
+            watermark < old
+            or before is None
+            or _fingerprint(conn, store, old, _row_counts(conn, store, None, old))
+            != entry["fingerprint"]
+        ):
+            raise _Rebuild(
+                "rows at or below the watermark changed (a batch rewritten, resumed or "
+                "deleted, or rows written with an old batch id)"
+            )
+        latest = entry["max_ts_us"]
+        staged = _stage(conn, store, table, old, watermark) if watermark > old else None
+        if lookback_us is not None and latest is not None and staged is not None:
+            sev = staged.events
+            late = conn.execute(
+                select(func.count()).where(
+                    sev.c.event_type.in_(types),
+                    sev.c.ts_us < literal(int(latest) - lookback_us, BigInteger()),
+                )
+            ).scalar()
+            if late:
+                staged.drop(conn)
+                raise _Rebuild(
+                    f"{late:,} events arrived more than {lookback_us / 3_600_000_000:g} h "
+                    "late (event time before "
+                    f"{from_us(int(latest) - lookback_us).isoformat()})"
+                )
+        counts = (0, 0, 0)
+        newest = None if latest is None else int(latest)
+        rows = before
+        if staged is not None:
+            counts = _merge(conn, store, table, layout, rel, staged, scope, metrics, cuped, limit)
+            found = _max_ts(
+                conn,
+                Relations(exposures=staged.exposures, events=staged.events),
+                scope,
+                types,
+                None,
+                None,
+            )
+            newest = found if newest is None or (found is not None and found > newest) else newest
+            staged.drop(conn)
+            added = _row_counts(conn, store, old, watermark)
+            rows = (before[0] + added[0], before[1] + added[1])
+        report = RefreshReport(mode, "incremental", "", *counts, watermark=watermark)
+        built_at = int(entry["built_at_us"])
+    except _Rebuild as why:
+        if mode == "incremental":
+            raise StoreError(
+                f"cannot refresh {scope.experiment!r} incrementally: {why.args[0]}; "
+                "use refresh='auto' or 'full'"
+            ) from None
+        table.drop(conn, checkfirst=True)
+        table.create(conn)
+        cte, plan = sql._unit_values_cte(
+            _upto(rel, limit), scope, metrics, cuped=cuped, segment=None
+        )
+        conn.execute(_insert(table, cte, plan.names))
+        newest = _max_ts(conn, rel, scope, types, None, limit)
+        rows = _row_counts(conn, store, None, watermark)
+        report = RefreshReport(mode, "full rebuild", str(why.args[0]), watermark=watermark)
+        built_at = now_us()
+    row = {
+        "definition": layout.definition,
+        "table_name": table.name,
+        "columns": json.dumps(
+            [[name, layout.rules[name], _key_text(key)] for key, name in layout.names.items()]
+        ),
+        "watermark": watermark,
+        "fingerprint": _fingerprint(conn, store, watermark, rows),
+        "max_ts_us": newest,
+        "units": int(conn.execute(select(func.count()).select_from(table)).scalar() or 0),
+        "built_at_us": built_at,
+        "refreshed_at_us": now_us(),
+    }
+    if entry is None:
+        conn.execute(insert(registry).values(experiment=scope.experiment, **row))
+    else:
+        conn.execute(update(registry).where(registry.c.experiment == scope.experiment).values(row))
+    return _Outcome(report, newest)
+
+
+@contextmanager
+def cached_units(
+    store: Store,
+    scope: sql.Scope,
+    metrics: Sequence[Metric],
+    *,
+    cuped: bool = True,
+    mode: RefreshMode = "auto",
+    lookback: timedelta | None = DEFAULT_LOOKBACK,
+    cache_scope: sql.Scope | None = None,
+) -> Iterator[tuple[sql.UnitSource | None, RefreshReport]]:
+    """Refresh the experiment's unit cache; yield a source reading it and the report.
+
+    The store's lock for this experiment is held while the caller reads (a concurrent
+    refresh waits, then merges what is new to it). ``scope`` is the readout's; the cache is
+    kept for ``cache_scope`` (the readout's without an as-of ``until``: its end is the
+    experiment's configured end; default ``scope``):
+    an as-of ``until`` before it is served by the cache only when it is after every merged
+    row. The source is ``None`` (action ``full analysis``) when the cache cannot serve the
+    readout: the caller then runs the full analysis.
+    """
+    mode = check_mode(mode)
+    if store.readonly:
+        yield None, RefreshReport(mode, "full analysis", "the store is open read-only")
+        return
+    if cache_scope is None:
+        cache_scope = scope
+    if (cache_scope.experiment, cache_scope.since_us) != (scope.experiment, scope.since_us):
+        raise ValueError("the cache's scope differs from the readout's in more than its end")
+    end_us = cache_scope.end_us
+    layout = _layout(store, store_relations(store.tables), cache_scope, metrics, cuped)
+    table = _cache_table(store, _cache_name(store, scope.experiment), list(layout.names.values()))
+    as_of = "an as-of readout (until) at or before the latest data: the cache holds every row"
+    if scope.end_us is not None and scope.end_us != end_us:
+        # a replayed clock (until in the past of the data) cannot use the cache: say so
+        # before refreshing, and leave the cache as it is
+        with store.engine.connect() as conn:
+            latest = _max_ts(
+                conn, store_relations(store.tables), cache_scope, _types(metrics), None, None
+            )
+        if latest is not None and latest >= scope.end_us:
+            yield None, RefreshReport(mode, "full analysis", f"{as_of} (not refreshed)")
+            return
+    with store.exclusive(f"unit-cache:{scope.experiment}"):
+        with store.write() as conn:
+            outcome = _refresh(
+                conn, store, table, layout, cache_scope, metrics, cuped, mode, lookback
+            )
+        if scope.end_us != end_us and (
+            scope.end_us is None or (outcome.newest is not None and outcome.newest >= scope.end_us)
+        ):
+            yield (
+                None,
+                RefreshReport(
+                    mode,
+                    "full analysis",
+                    f"{as_of} (refreshed: {outcome.report.describe()})",
+                ),
+            )
+            return
+        names = {_key_text(key): name for key, name in layout.names.items()}
+        yield _source(table, names), outcome.report

@@ -1,0 +1,336 @@
+"""Incremental refresh equals a full analysis; what must rebuild does (abkit.analysis.incremental)."""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import threading
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy import delete, insert, select, update
+
+from abkit.analysis.analyze import analyze
+from abkit.assignment.hashing import event_id
+from abkit.errors import ConfigError, NotEnoughDataError, StoreError
+from abkit.simulate import TrueEffect, simulate_experiment
+from abkit.store.store import Store, open_store
+from abkit.timeutil import from_us
+
+from .test_dialects import _numbers
+
+HOUR = 3_600_000_000
+
+SIM = simulate_experiment(
+    300,
+    effects=TrueEffect(conversion_lift=0.2, guardrail_effect=0.1),
+    multiple_exposure_rate=0.05,
+    repeat_exposures=0.5,
+    seed=11,
+)
+KEY = SIM.experiment.key
+# a percentile cap (nearest rank over the cache) and a CUPED covariate on every kind
+METRICS = [m.with_(cap_percentile=95.0) if m.name == "revenue_per_user" else m for m in SIM.metrics]
+
+EX_COLUMNS = ["event_id", "experiment", "unit_id", "variant", "ts_us", "content_hash", "batch_id"]
+EV_COLUMNS = ["event_id", "unit_id", "event_type", "value", "ts_us", "content_hash", "batch_id"]
+
+
+def _rows() -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The simulation's exposures and events as (row without batch_id) tuples."""
+    ex = [
+        (event_id(KEY, u, v, int(ts)), KEY, u, v, int(ts), "0" * 32)
+        for u, v, ts in zip(
+            SIM.exposures.unit_id, SIM.exposures.variant, SIM.exposures.ts_us, strict=True
+        )
+    ]
+    ev = [
+        (f"{KEY}/{i}", u, t, None if v is None or math.isnan(v) else float(v), int(ts), "0" * 32)
+        for i, (u, t, v, ts) in enumerate(
+            zip(
+                SIM.events.unit_id,
+                SIM.events.event_type,
+                SIM.events.value,
+                SIM.events.ts_us,
+                strict=True,
+            )
+        )
+    ]
+    return ex, ev
+
+
+EXPOSURES, EVENTS = _rows()
+
+
+def _write(store: Store, batch: int, exposures: list[Any], events: list[Any]) -> None:
+    """One batch, deduplicated by event id like the ingest (a resent row is a duplicate)."""
+    with store.write() as conn:
+        for table, columns, rows in (
+            (store.tables.exposures, EX_COLUMNS, exposures),
+            (store.tables.events, EV_COLUMNS, events),
+        ):
+            seen: dict[str, tuple[Any, ...]] = {}
+            for row in rows:
+                seen.setdefault(row[0], (*row, batch))
+            if seen:
+                store.insert_new(conn, table, columns, list(seen.values()))
+
+
+def _assert_same(incremental: Any, full: Any) -> None:
+    """Every leaf of ``to_dict()`` equal to 1e-9 (the refresh note aside)."""
+    got, want = dict(_numbers(incremental.to_dict())), dict(_numbers(full.to_dict()))
+    assert got.keys() == want.keys()
+    assert len(want) > 300
+    for path, value in want.items():
+        if path == ".experiment.refresh":
+            continue
+        other = got[path]
+        if isinstance(value, float) and isinstance(other, float):
+            assert math.isclose(other, value, rel_tol=1e-9, abs_tol=1e-12), (path, value, other)
+        else:
+            assert other == value, (path, value, other)
+
+
+def _replay(
+    store: Store,
+    batches: list[tuple[list[Any], list[Any]]],
+    *,
+    lookback: timedelta | None,
+) -> list[str]:
+    """Write the batches one by one, refreshing after each; every readout equals the full
+    analysis. Returns the refresh notes."""
+    store.register_experiments([SIM.experiment])
+    notes = []
+    for number, (exposures, events) in enumerate(batches, start=1):
+        _write(store, number, exposures, events)
+        with store.engine.connect() as conn:
+            if conn.execute(select(store.tables.exposures.c.unit_id).limit(1)).first() is None:
+                continue  # no exposure yet: nothing to analyse
+        try:
+            full = analyze(store, KEY, METRICS)
+        except NotEnoughDataError:  # too few units yet (a ratio's denominator is zero)
+            with pytest.raises(NotEnoughDataError):
+                analyze(store, KEY, METRICS, refresh="auto", refresh_lookback=lookback)
+            continue
+        inc = analyze(store, KEY, METRICS, refresh="auto", refresh_lookback=lookback)
+        _assert_same(inc, full)
+        notes.append(inc.experiment.refresh)
+    return notes
+
+
+def _split(rows: list[Any], cuts: list[int], n: int) -> list[list[Any]]:
+    parts: list[list[Any]] = [[] for _ in range(n)]
+    for row, cut in zip(rows, cuts, strict=True):
+        parts[cut].append(row)
+    return parts
+
+
+def _random_batches(seed: int, n: int, duplicates: float) -> list[tuple[list[Any], list[Any]]]:
+    """Rows in random order across ``n`` batches; a share resent in a later batch."""
+    rng = np.random.default_rng(seed)
+    ex = _split(EXPOSURES, list(rng.integers(0, n, len(EXPOSURES))), n)
+    ev = _split(EVENTS, list(rng.integers(0, n, len(EVENTS))), n)
+    for b in range(1, n):  # duplicates of rows already sent
+        for parts in (ex, ev):
+            earlier = [r for p in parts[:b] for r in p]
+            k = int(len(earlier) * duplicates)
+            parts[b] += (
+                [earlier[i] for i in rng.choice(len(earlier), k, replace=False)] if k else []
+            )
+    return list(zip(ex, ev, strict=True))
+
+
+def _timely_batches(seed: int, n: int, delay_hours: float) -> list[tuple[list[Any], list[Any]]]:
+    """Rows arriving in time order (batch = time slice), events delayed by up to
+    ``delay_hours``: late, but within a lookback larger than the delay."""
+    rng = np.random.default_rng(seed)
+    times = [r[4] for r in EXPOSURES] + [r[4] for r in EVENTS]
+    lo, hi = min(times), max(times) + 1
+    edges = np.linspace(lo, hi + int(delay_hours * HOUR) + 1, n + 1)
+
+    def batch(ts: float) -> int:
+        return min(int(np.searchsorted(edges, ts, side="right")) - 1, n - 1)
+
+    ex = _split(EXPOSURES, [batch(r[4]) for r in EXPOSURES], n)
+    delays = rng.uniform(0, delay_hours * HOUR, len(EVENTS))
+    ev = _split(EVENTS, [batch(r[4] + d) for r, d in zip(EVENTS, delays, strict=True)], n)
+    return list(zip(ex, ev, strict=True))
+
+
+# ------------------------------------------------------------------- properties
+@settings(max_examples=5)
+@given(
+    seed=st.integers(0, 2**16),
+    n=st.integers(2, 5),
+    duplicates=st.sampled_from([0.0, 0.05, 0.3]),
+)
+def test_any_arrival_order_gives_the_full_analysis_sqlite(seed, n, duplicates):
+    """Random arrival orders (exposures after their events, events weeks late) and resent
+    rows: with no lookback bound every refresh merges, and equals the full analysis."""
+    with tempfile.TemporaryDirectory() as tmp:
+        store = open_store(f"sqlite:///{Path(tmp) / 'abkit.db'}")
+        try:
+            notes = _replay(store, _random_batches(seed, n, duplicates), lookback=None)
+        finally:
+            store.close()
+    assert notes[0].startswith(("full rebuild: no cache yet", "incremental ("))
+    assert all(note.startswith("incremental (") for note in notes[1:]), notes
+
+
+@settings(max_examples=4)
+@given(seed=st.integers(0, 2**16), n=st.integers(3, 8), delay=st.sampled_from([1.0, 30.0]))
+def test_late_events_within_the_lookback_merge_sqlite(seed, n, delay):
+    with tempfile.TemporaryDirectory() as tmp:
+        store = open_store(f"sqlite:///{Path(tmp) / 'abkit.db'}")
+        try:
+            notes = _replay(store, _timely_batches(seed, n, delay), lookback=timedelta(hours=48))
+        finally:
+            store.close()
+    assert all(note.startswith("incremental (") for note in notes[1:]), notes
+
+
+def test_every_engine_merges_to_the_full_analysis(any_url):
+    store = open_store(any_url)
+    try:
+        notes = _replay(store, _random_batches(5, 4, 0.1), lookback=None)
+        timely = _timely_batches(6, 4, 30.0)
+    finally:
+        store.close()
+    assert [n.split(" ")[0] for n in notes] == ["full", "incremental", "incremental", "incremental"]
+    assert timely  # the time-sliced arrival is exercised on SQLite by the property above
+
+
+# ------------------------------------------------------------------ rebuilds
+@pytest.fixture
+def loaded(sqlite_url):
+    """A store with the first half of the batches analysed (cache built)."""
+    store = open_store(sqlite_url)
+    store.register_experiments([SIM.experiment])
+    batches = _timely_batches(3, 4, 1.0)
+    for number, (ex, ev) in enumerate(batches[:2], start=1):
+        _write(store, number, ex, ev)
+    first = analyze(store, KEY, METRICS, refresh="auto")
+    assert first.experiment.refresh == "full rebuild: no cache yet for this experiment"
+    yield store, batches
+    store.close()
+
+
+def test_events_later_than_the_lookback_rebuild(loaded):
+    store, batches = loaded
+    ex, ev = batches[2]
+    oldest = min(r[4] for r in EVENTS)
+    late = [(f"late/{i}", r[1], r[2], r[3], oldest, r[5]) for i, r in enumerate(EVENTS[:3])]
+    _write(store, 3, ex, ev + late)
+    result = analyze(store, KEY, METRICS, refresh="auto")
+    assert result.experiment.refresh.startswith(
+        "full rebuild: 3 events arrived more than 48 h late"
+    )
+    _assert_same(result, analyze(store, KEY, METRICS))
+    # the same lateness with an unbounded lookback merges
+    _write(store, 4, [], [(f"later/{i}", *r[1:]) for i, r in enumerate(late)])
+    merged = analyze(store, KEY, METRICS, refresh="auto", refresh_lookback=None)
+    assert merged.experiment.refresh.startswith("incremental (3 new events")
+    _assert_same(merged, analyze(store, KEY, METRICS))
+
+
+def test_a_metric_change_rebuilds_and_incremental_refuses(loaded):
+    store, _ = loaded
+    changed = [
+        m.with_(window_us=3 * 24 * HOUR) if m.name == "conversion_rate" else m for m in METRICS
+    ]
+    with pytest.raises(StoreError, match="definitions, windows or readout scope changed"):
+        analyze(store, KEY, changed, refresh="incremental")
+    result = analyze(store, KEY, changed, refresh="auto")
+    assert result.experiment.refresh.startswith("full rebuild: the metrics' definitions")
+    _assert_same(result, analyze(store, KEY, changed))
+    # a cap is computed from the cached values: changing it needs no rebuild
+    capped = [m.with_(cap_percentile=90.0) if m.cap_percentile else m for m in changed]
+    again = analyze(store, KEY, capped, refresh="incremental")
+    assert again.experiment.refresh.startswith("incremental (0 new events")
+    _assert_same(again, analyze(store, KEY, capped))
+
+
+def test_deleted_rows_and_full_requests_rebuild(loaded):
+    store, _ = loaded
+    t = store.tables
+    with store.write() as conn:
+        conn.execute(delete(t.events).where(t.events.c.event_id == EVENTS[0][0]))
+    result = analyze(store, KEY, METRICS, refresh="auto")
+    assert result.experiment.refresh.startswith("full rebuild: rows at or below the watermark")
+    _assert_same(result, analyze(store, KEY, METRICS))
+    forced = analyze(store, KEY, METRICS, refresh="full")
+    assert forced.experiment.refresh == "full rebuild: requested (refresh='full')"
+    with pytest.raises(ConfigError, match="refresh must be one of"):
+        analyze(store, KEY, METRICS, refresh="sometimes")  # type: ignore[arg-type]
+
+
+def test_rows_of_a_running_batch_wait_for_its_commit(loaded):
+    store, batches = loaded
+    b = store.tables.ingest_batches
+    with store.write() as conn:
+        conn.execute(
+            insert(b).values(
+                id=3, source="s", kind="events", status="running", started_at_us=_now()
+            )
+        )
+    _write(store, 3, *batches[2])
+    _write(store, 4, *batches[3])  # committed, but after the running batch 3
+    waiting = analyze(store, KEY, METRICS, refresh="auto")
+    assert waiting.experiment.refresh.startswith("incremental (0 new events, 0 new exposures")
+    with store.write() as conn:
+        conn.execute(update(b).where(b.c.id == 3).values(status="committed"))
+    done = analyze(store, KEY, METRICS, refresh="auto")
+    assert done.experiment.refresh.startswith("incremental (") and "0 new events" not in (
+        done.experiment.refresh
+    )
+    _assert_same(done, analyze(store, KEY, METRICS))
+
+
+def test_as_of_readouts_before_the_data_are_full_analyses(loaded):
+    store, _ = loaded
+    until = from_us(min(r[4] for r in EXPOSURES) + 72 * HOUR)
+    result = analyze(store, KEY, METRICS, refresh="auto", until=until)
+    assert result.experiment.refresh.startswith("full analysis: an as-of readout")
+    assert result.experiment.refresh.endswith("(not refreshed)")
+    _assert_same(result, analyze(store, KEY, METRICS, until=until))
+    later = analyze(store, KEY, METRICS, refresh="auto", until="2100-01-01")
+    assert later.experiment.refresh.startswith("incremental (")
+    _assert_same(later, analyze(store, KEY, METRICS, until="2100-01-01"))
+
+
+def test_concurrent_refreshes_leave_a_consistent_cache(loaded):
+    store, batches = loaded
+    _write(store, 3, *batches[2])
+    results: list[Any] = []
+    errors: list[BaseException] = []
+
+    url = str(store.engine.url)
+
+    def run() -> None:  # each thread opens its own store, as separate processes would
+        try:
+            results.append(analyze(url, KEY, METRICS, refresh="auto"))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors and len(results) == 3
+    notes = sorted(r.experiment.refresh for r in results)
+    assert sum(n.startswith("incremental (0 new events") for n in notes) == 2, notes
+    full = analyze(store, KEY, METRICS)
+    for result in results:
+        _assert_same(result, full)
+
+
+def _now() -> int:
+    from abkit.timeutil import now_us
+
+    return now_us()
