@@ -420,10 +420,12 @@ class Tracker:
     def _unregistered(self, keys: set[str]) -> tuple[dict[str, Experiment], set[str]]:
         """(the experiments given, the ``keys`` not registered yet), after registering a new
         version of the given ones (a LiveRegistry swapped one in: store what services serve)."""
-        version, given = self._given()
+        version = getattr(self._experiments, "version", None)  # a LiveRegistry's, cheap
         if version is not None and version is not self._registered_version:
             self._register_given_experiments()
-        return given, keys - self._registered
+        missing = keys - self._registered
+        # the common case (every key already registered) builds nothing: it runs per slice
+        return (self._given()[1] if missing else {}), missing
 
     def _resolve_experiments(self, keys: set[str]) -> None:
         """Make sure the store knows ``keys`` before their exposures are ingested."""
