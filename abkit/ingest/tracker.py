@@ -138,6 +138,7 @@ class Tracker:
         self._events: deque[dict[str, Any]] = deque()
         self._exposures: deque[Any] = deque()
         self._flush_lock = threading.Lock()
+        self._ship_lock = threading.Lock()
         self._count_lock = threading.Lock()
         self._wake = threading.Event()
         #: The last ingest reports (at most 1,000; :meth:`stats` has the totals).
@@ -339,6 +340,12 @@ class Tracker:
         rows that cannot be sent (the child is gone) are counted as dropped."""
         link = self._link
         assert link is not None
+        # One shipper at a time: flush() must not send its token while the feeding thread
+        # holds a popped slice it has not sent yet (that slice would miss the flush).
+        with self._ship_lock:
+            return self._ship_locked(link, limit)
+
+    def _ship_locked(self, link: _WorkerLink, limit: int | None) -> int:
         sent = 0
         for queue, kind in ((self._exposures, "exposures"), (self._events, "events")):
             while queue and (limit is None or sent < limit):
