@@ -9,8 +9,9 @@ unit cache is built (``analyze(refresh="full")``); the held rows are then ingest
 new batch (``batch_id`` 1) and timed:
 
 * **full**: ``analyze()`` reading every row (no cache), the baseline;
-* **incremental**: ``analyze(refresh="auto")``: merge the new batch into the cache, then
-  caps, sums, percentiles and the daily series from the cache;
+* **incremental**: ``analyze(refresh="auto")``: merge the new batch into the per-unit cache
+  and its per-arm rollup, then the caps from the cache and the sums from the rollup,
+  corrected by the units above a cap;
 * **no-op tick**: the same again with nothing new (a controller tick between ingests).
 
 The incremental result is compared with the full one on every leaf of ``to_dict()``

@@ -374,9 +374,9 @@ def _read(
                 mode=refresh.mode,
                 lookback=refresh.lookback,
                 cache_scope=Scope(scope.experiment, refresh.end_us, scope.since_us),
-            ) as (unit_source, report):
+            ) as (cache, report):
                 note = report.describe()
-                if unit_source is not None:
+                if cache is not None:
                     # a fresh connection: the reader's snapshot may predate the refresh
                     with store.engine.connect() as fresh:
                         found = sql.fetch_aggregates(
@@ -385,7 +385,8 @@ def _read(
                             scope,
                             metrics,
                             cuped=options.cuped,
-                            unit_source=unit_source,
+                            unit_source=cache.source(),
+                            arm_rows=cache.arm_rows,
                         )
     if found is None:
         found = sql.fetch_aggregates(

@@ -5,9 +5,16 @@ exposed unit joined to its events, one row of raw sums per unit). Those rows cha
 between two readouts of a running experiment, so abkit keeps them: one cache table per
 experiment, ``{prefix}uc_<digest>``, holding exactly the ``abkit_unit_values`` rows
 (``unit_id, variant, variant_max, day, first_us`` and one column per distinct aggregate of
-the metrics' plan, before caps), registered in ``{prefix}unit_caches``. The analysis then
-runs stages 4-6 on the cache (:data:`abkit.analysis.sql.UnitSource`): caps, per-arm sums,
-percentiles, all recomputed from the per-unit rows, so they equal a full run.
+the metrics' plan, before caps), registered in ``{prefix}unit_caches``.
+
+**The rollup** (``{cache}_r``) keeps stage 6 as well: per (variant, day, single) the sums
+of every cached unit, computed with every cap but the percentile caps (a percentile cap
+moves with every refresh). A readout (:meth:`UnitCache.arm_rows`) reads the rollup, computes
+the percentile caps from the cache (stage 4), and corrects the rollup with the units above a
+cap only: for each stage-6 sum, ``S(capped) = S(rollup) + S_above(capped) - S_above(uncapped)``,
+exact because ``min(v, c) = v`` for every unit at or below its cap. So a readout costs the
+caps and the ~1% of units above them, not stage 5 over every unit. Percentiles of a unit
+value (``ArmPercentile``) and of events (quantile metrics) are still computed in full.
 
 **Arrival** is the ingest order: every row carries the ``batch_id`` of the ingest batch that
 wrote it. The cache's ``watermark`` is the last batch merged; a refresh reads the rows with
@@ -24,7 +31,9 @@ interleave):
   with its unchanged first exposure, merged into its row: sums and counts add up (also the
   outside-window counts: whether an event counts depends only on its own time and the
   unit's first exposure), the earliest-event time (``hours_to_first``) takes the minimum.
-  How late an event arrives does not matter to the arithmetic.
+  How late an event arrives does not matter to the arithmetic;
+* the rollup loses the changed units' stage-6 sums (read before the merge) and gains their
+  new ones (read after it).
 
 **A full rebuild** happens when the cache cannot be trusted or is not worth merging into:
 no cache yet; the aggregates' definition changed (the hash of the compiled per-unit
@@ -66,6 +75,7 @@ from sqlalchemy import (
     insert,
     literal,
     select,
+    union,
     update,
 )
 from sqlalchemy.engine import Connection
@@ -84,7 +94,7 @@ DEFAULT_LOOKBACK = timedelta(hours=48)
 """How late an event may arrive (event time behind the latest time merged) and still be
 merged; later ones trigger a full rebuild."""
 
-CACHE_FORMAT = 1  # bump when the cache's layout or merge rules change: every cache rebuilds
+CACHE_FORMAT = 2  # bump when the cache's layout or merge rules change: every cache rebuilds
 
 _GROUP = ("unit_id", "variant", "variant_max", "day", "first_us")
 _STALE_US = 10 * 60 * 1_000_000  # a running batch silent this long is abandoned (as ingest)
@@ -133,8 +143,10 @@ class _Layout:
     """The per-unit statement of a scope and metrics, and the cache's columns for it."""
 
     cte: Any
+    plan: Any  # sql._Plan: where each metric's aggregates are among the a{k}
     names: dict[tuple[Any, ...], str]  # aggregate key -> a{k}
     rules: dict[str, str]  # a{k} -> "sum" | "min"
+    rollup_columns: tuple[str, ...]  # the stage-6 statement's columns
     definition: str
 
 
@@ -148,13 +160,18 @@ def _layout(
     store: Store, rel: Relations, scope: sql.Scope, metrics: Sequence[Metric], cuped: bool
 ) -> _Layout:
     cte, plan = sql._unit_values_cte(rel, scope, metrics, cuped=cuped, segment=None)
-    compiled = select(cte).compile(dialect=store.engine.dialect)
+    # the whole statement of the rollup's sums: stages 1-3 (the cache) and 4-6 without
+    # percentile caps (the rollup); a percentile cap alone may change and reuse both
+    rollup = sql.aggregates_query(rel, scope, sql.without_percentile_caps(metrics), cuped=cuped)
+    compiled = rollup.compile(dialect=store.engine.dialect)
     params = sorted((k, repr(v)) for k, v in compiled.params.items())
     text = json.dumps([CACHE_FORMAT, SCHEMA_VERSION, str(compiled), params], default=str)
     return _Layout(
         cte=cte,
+        plan=plan,
         names=dict(plan.names),
         rules={name: _rule(key) for key, name in plan.names.items()},
+        rollup_columns=tuple(str(c.key) for c in rollup.selected_columns),
         definition=hashlib.sha256(text.encode()).hexdigest(),
     )
 
@@ -177,12 +194,15 @@ def _cache_table(store: Store, name: str, columns: Sequence[str]) -> Table:
         # sums, counts and times alike as doubles: counts and microsecond times are exact
         # below 2**53, and one type keeps the cache generic over the metrics' aggregates
         *[Column(name, Double, nullable=True) for name in columns],
+        # the span of first exposures, read at every readout (see _ArmRows)
+        Index(f"{name}_first", "first_us"),
     )
 
 
-def _source(table: Table, names_in_cache: Mapping[str, str]) -> sql.UnitSource:
-    """The :data:`~abkit.analysis.sql.UnitSource` reading ``table``: a plan's key -> a{k}
-    mapped to the cache's columns (stored under the full plan's names)."""
+def _source(table: Table, names_in_cache: Mapping[str, str], where: Any = None) -> sql.UnitSource:
+    """The :data:`~abkit.analysis.sql.UnitSource` reading ``table`` (its rows matching
+    ``where``, when given): a plan's key -> a{k} mapped to the cache's columns (stored
+    under the full plan's names)."""
 
     def unit_source(names: Mapping[tuple[Any, ...], str]) -> FromClause:
         columns: list[Any] = [table.c[c] for c in _GROUP]
@@ -191,9 +211,149 @@ def _source(table: Table, names_in_cache: Mapping[str, str]) -> sql.UnitSource:
             if stored is None:  # cannot happen: the plans come from the same metrics
                 raise StoreError(f"the unit cache has no column for {key!r}")
             columns.append(table.c[stored].label(name))
-        return select(*columns).subquery("abkit_unit_values")
+        query = select(*columns)
+        if where is not None:
+            query = query.where(where)
+        return query.subquery("abkit_unit_values")
 
     return unit_source
+
+
+# ------------------------------------------------------------------------ rollup
+# Stage 6 kept too: per (variant, day, single) the sums of every unit of the cache, with no
+# percentile cap (a percentile cap moves with every refresh; the units above it are few).
+# A merge adds each changed unit's new contribution and takes its old one away, so a
+# readout reads the rollup, the caps and the units above them, not every unit.
+_KEYS = ("variant", "day", "single")
+_SPAN = ("first_min", "first_max")  # not additive under removal: read from the cache
+
+
+def _rollup_table(store: Store, cache: Table, columns: Sequence[str]) -> Table:
+    types: dict[str, Any] = {"variant": String(KEY_LENGTH), "day": BigInteger, "single": BigInteger}
+    return Table(
+        f"{cache.name}_r",
+        MetaData(schema=store.schema),
+        *[Column(c, types.get(c, Double), nullable=True) for c in columns if c not in _SPAN],
+    )
+
+
+def _row_key(row: Mapping[str, Any]) -> tuple[str, int, int]:
+    return str(row["variant"]), int(row["day"]), int(row["single"])
+
+
+def _add(
+    total: dict[tuple[str, int, int], dict[str, float]],
+    rows: Sequence[Mapping[str, Any]],
+    sign: float,
+) -> None:
+    """``total`` += ``sign`` × ``rows``, by (variant, day, single)."""
+    for row in rows:
+        into = total.setdefault(_row_key(row), {})
+        for column, value in row.items():
+            if column not in _KEYS and column not in _SPAN:
+                into[column] = into.get(column, 0.0) + sign * (0.0 if value is None else value)
+
+
+def _rollup_rows(conn: Connection, rollup: sql.Select[Any]) -> list[Mapping[str, Any]]:
+    return [dict(r) for r in conn.execute(rollup.order_by(None)).mappings()]
+
+
+def _write_rollup(
+    conn: Connection, table: Table, total: Mapping[tuple[str, int, int], Mapping[str, float]]
+) -> None:
+    conn.execute(delete(table))
+    rows = [
+        {"variant": k[0], "day": k[1], "single": k[2], **v}
+        for k, v in sorted(total.items())
+        if round(v.get("n", 0.0)) != 0  # every unit of the group moved away
+    ]
+    if rows:
+        conn.execute(insert(table), rows)
+
+
+@dataclass(frozen=True)
+class UnitCache:
+    """The unit cache of one readout: the per-unit table, its rollup and how to read them
+    (:meth:`source` for stages 4-6 over every unit, :meth:`arm_rows` for stage 6 from the
+    rollup)."""
+
+    store: Store
+    table: Table
+    rollup: Table
+    layout: _Layout
+    rel: Relations
+    scope: sql.Scope
+    metrics: tuple[Metric, ...]
+    cuped: bool
+
+    @property
+    def names(self) -> dict[str, str]:
+        return {_key_text(key): name for key, name in self.layout.names.items()}
+
+    def source(self, where: Any = None) -> sql.UnitSource:
+        return _source(self.table, self.names, where)
+
+    def sums(self, metrics: Sequence[Metric], where: Any = None, **options: Any) -> Any:
+        """The stage-6 statement of ``metrics`` over the cached units matching ``where``."""
+        return sql.aggregates_query(
+            self.rel,
+            self.scope,
+            metrics,
+            cuped=self.cuped,
+            unit_source=self.source(where),
+            **options,
+        )
+
+    def uncapped(self, where: Any = None) -> Any:
+        return self.sums(sql.without_percentile_caps(self.metrics), where)
+
+    def build_rollup(self, conn: Connection) -> None:
+        rows = _rollup_rows(conn, self.uncapped())
+        self.rollup.drop(conn, checkfirst=True)
+        self.rollup.create(conn)
+        total: dict[tuple[str, int, int], dict[str, float]] = {}
+        _add(total, rows, 1.0)
+        _write_rollup(conn, self.rollup, total)
+
+    def arm_rows(self, metrics: Sequence[Metric], cuped: bool) -> list[Mapping[str, Any]]:
+        """The rows of :func:`~abkit.analysis.sql.aggregates_query` over every cached unit:
+        the rollup, plus (capped − uncapped) sums of the units above a percentile cap.
+        Exact: ``min(v, c) = v`` for every other unit."""
+        if tuple(metrics) != self.metrics or cuped != self.cuped:
+            raise StoreError("the unit cache was refreshed for other metrics")
+        table, plan = self.table, self.layout.plan
+        capped = sql.percentile_capped(metrics)
+        with self.store.engine.connect() as conn:
+            total: dict[tuple[str, int, int], dict[str, float]] = {}
+            _add(total, [dict(r) for r in conn.execute(select(self.rollup)).mappings()], 1.0)
+            caps: dict[str, float] = {}
+            query = sql.caps_query(table, plan, metrics)
+            if query is not None:
+                found = conn.execute(query).mappings().one()
+                caps = {
+                    metrics[i].name: float(found[f"cap{i}"])
+                    for i in capped
+                    if found[f"cap{i}"] is not None
+                }
+            above = sql.above_caps(table, plan, metrics, caps, cuped=cuped) if caps else None
+            if above is not None:
+                _add(total, _rollup_rows(conn, self.sums(metrics, above, caps=caps)), 1.0)
+                _add(total, _rollup_rows(conn, self.uncapped(above)), -1.0)
+            # two statements: SQLite answers a lone min() or max() from the index
+            span = [
+                conn.execute(select(edge(table.c.first_us))).scalar()
+                for edge in (func.min, func.max)
+            ]
+        rows: list[Mapping[str, Any]] = []
+        for key, sums in sorted(total.items()):
+            if round(sums.get("n", 0.0)) == 0:
+                continue
+            row: dict[str, Any] = dict(zip(_KEYS, key, strict=True))
+            row.update(sums, n=round(sums["n"]), first_min=span[0], first_max=span[1])
+            for i in capped:
+                row[sql._col(i, "cap")] = caps.get(metrics[i].name)
+            rows.append(row)
+        return rows
 
 
 def _key_text(key: tuple[Any, ...]) -> str:
@@ -363,19 +523,35 @@ def _stage(conn: Connection, store: Store, table: Table, old: int, new: int) -> 
 
 
 def _merge(
-    conn: Connection,
-    store: Store,
-    table: Table,
-    layout: _Layout,
-    rel: Relations,
-    staged: _Staged,
-    scope: sql.Scope,
-    metrics: Sequence[Metric],
-    cuped: bool,
-    limit: int | None,
+    conn: Connection, cache: UnitCache, staged: _Staged, limit: int | None
 ) -> tuple[int, int, int]:
-    """Merge the ``staged`` rows into ``table``: (new events, new exposures, units
+    """Merge the ``staged`` rows into the cache and its rollup: (new events, new exposures,
+    units recomputed). The rollup loses the changed units' sums before the merge and gains
+    them after it."""
+    sev, sex = staged.events, staged.exposures
+    changed = union(
+        select(sex.c.unit_id).where(sex.c.experiment == cache.scope.experiment),
+        select(sev.c.unit_id).where(sev.c.event_type.in_(_types(cache.metrics))),
+    ).subquery("abkit_changed")
+    of_changed = cache.table.c.unit_id.in_(select(changed.c.unit_id))
+    before = _rollup_rows(conn, cache.uncapped(of_changed))
+    counts = _merge_units(conn, cache, staged, limit)
+    if counts[:2] != (0, 0):
+        total: dict[tuple[str, int, int], dict[str, float]] = {}
+        _add(total, [dict(r) for r in conn.execute(select(cache.rollup)).mappings()], 1.0)
+        _add(total, before, -1.0)
+        _add(total, _rollup_rows(conn, cache.uncapped(of_changed)), 1.0)
+        _write_rollup(conn, cache.rollup, total)
+    return counts
+
+
+def _merge_units(
+    conn: Connection, cache: UnitCache, staged: _Staged, limit: int | None
+) -> tuple[int, int, int]:
+    """Merge the ``staged`` rows into the per-unit table: (new events, new exposures, units
     recomputed). ``limit``: the watermark to read other rows up to (``None``: all)."""
+    table, layout, rel = cache.table, cache.layout, cache.rel
+    scope, metrics, cuped = cache.scope, cache.metrics, cache.cuped
     sev, sex = staged.events, staged.exposures
     upto = _upto(rel, limit)
     types = _types(metrics)
@@ -431,7 +607,7 @@ def _merge(
     cte, plan = sql._unit_values_cte(
         Relations(exposures=exposures, events=events), scope, metrics, cuped=cuped, segment=None
     )
-    staging = _cache_table(store, f"{table.name}_d", list(layout.rules))
+    staging = _cache_table(cache.store, f"{table.name}_d", list(layout.rules))
     staging.drop(conn, checkfirst=True)
     staging.create(conn)
     conn.execute(_insert(staging, cte, plan.names))
@@ -444,7 +620,16 @@ def _merge(
             values[name] = case(
                 (add.is_(None), have), (have.is_(None), add), (add < have, add), else_=have
             )
-    conn.execute(update(table).where(table.c.unit_id == staging.c.unit_id).values(values))
+    # the IN beside the join: without it SQLite drives the UPDATE from the cache (every
+    # unit) and probes the staging table, instead of looking up the few changed units
+    conn.execute(
+        update(table)
+        .where(
+            table.c.unit_id == staging.c.unit_id,
+            table.c.unit_id.in_(select(staging.c.unit_id)),
+        )
+        .values(values)
+    )
     staging.drop(conn)
     return new_events, new_exposures, recomputed
 
@@ -456,18 +641,11 @@ class _Outcome:
 
 
 def _refresh(
-    conn: Connection,
-    store: Store,
-    table: Table,
-    layout: _Layout,
-    scope: sql.Scope,
-    metrics: Sequence[Metric],
-    cuped: bool,
-    mode: RefreshMode,
-    lookback: timedelta | None,
+    conn: Connection, cache: UnitCache, mode: RefreshMode, lookback: timedelta | None
 ) -> _Outcome:
+    store, table, layout, rel = cache.store, cache.table, cache.layout, cache.rel
+    scope, metrics, cuped = cache.scope, cache.metrics, cache.cuped
     registry = store.tables.unit_caches
-    rel = store_relations(store.tables)
     types = _types(metrics)
     entry = (
         conn.execute(select(registry).where(registry.c.experiment == scope.experiment))
@@ -517,7 +695,7 @@ def _refresh(
         newest = None if latest is None else int(latest)
         rows = before
         if staged is not None:
-            counts = _merge(conn, store, table, layout, rel, staged, scope, metrics, cuped, limit)
+            counts = _merge(conn, cache, staged, limit)
             found = _max_ts(
                 conn,
                 Relations(exposures=staged.exposures, events=staged.events),
@@ -544,6 +722,7 @@ def _refresh(
             _upto(rel, limit), scope, metrics, cuped=cuped, segment=None
         )
         conn.execute(_insert(table, cte, plan.names))
+        cache.build_rollup(conn)
         newest = _max_ts(conn, rel, scope, types, None, limit)
         rows = _row_counts(conn, store, None, watermark)
         report = RefreshReport(mode, "full rebuild", str(why.args[0]), watermark=watermark)
@@ -578,15 +757,15 @@ def cached_units(
     mode: RefreshMode = "auto",
     lookback: timedelta | None = DEFAULT_LOOKBACK,
     cache_scope: sql.Scope | None = None,
-) -> Iterator[tuple[sql.UnitSource | None, RefreshReport]]:
-    """Refresh the experiment's unit cache; yield a source reading it and the report.
+) -> Iterator[tuple[UnitCache | None, RefreshReport]]:
+    """Refresh the experiment's unit cache; yield it (to read) and the report.
 
     The store's lock for this experiment is held while the caller reads (a concurrent
     refresh waits, then merges what is new to it). ``scope`` is the readout's; the cache is
     kept for ``cache_scope`` (the readout's without an as-of ``until``: its end is the
     experiment's configured end; default ``scope``):
     an as-of ``until`` before it is served by the cache only when it is after every merged
-    row. The source is ``None`` (action ``full analysis``) when the cache cannot serve the
+    row. The cache is ``None`` (action ``full analysis``) when it cannot serve the
     readout: the caller then runs the full analysis.
     """
     mode = check_mode(mode)
@@ -598,8 +777,19 @@ def cached_units(
     if (cache_scope.experiment, cache_scope.since_us) != (scope.experiment, scope.since_us):
         raise ValueError("the cache's scope differs from the readout's in more than its end")
     end_us = cache_scope.end_us
-    layout = _layout(store, store_relations(store.tables), cache_scope, metrics, cuped)
+    rel = store_relations(store.tables)
+    layout = _layout(store, rel, cache_scope, metrics, cuped)
     table = _cache_table(store, _cache_name(store, scope.experiment), list(layout.names.values()))
+    cache = UnitCache(
+        store=store,
+        table=table,
+        rollup=_rollup_table(store, table, layout.rollup_columns),
+        layout=layout,
+        rel=rel,
+        scope=cache_scope,
+        metrics=tuple(metrics),
+        cuped=cuped,
+    )
     as_of = "an as-of readout (until) at or before the latest data: the cache holds every row"
     if scope.end_us is not None and scope.end_us != end_us:
         # a replayed clock (until in the past of the data) cannot use the cache: say so
@@ -613,9 +803,7 @@ def cached_units(
             return
     with store.exclusive(f"unit-cache:{scope.experiment}"):
         with store.write() as conn:
-            outcome = _refresh(
-                conn, store, table, layout, cache_scope, metrics, cuped, mode, lookback
-            )
+            outcome = _refresh(conn, cache, mode, lookback)
         if scope.end_us != end_us and (
             scope.end_us is None or (outcome.newest is not None and outcome.newest >= scope.end_us)
         ):
@@ -628,5 +816,4 @@ def cached_units(
                 ),
             )
             return
-        names = {_key_text(key): name for key, name in layout.names.items()}
-        yield _source(table, names), outcome.report
+        yield cache, outcome.report

@@ -97,6 +97,12 @@ a relation with the columns of ``abkit_unit_values`` (``unit_id, variant, varian
 first_us`` and those ``a{k}``; no segment)."""
 
 
+ArmRows = Callable[[Sequence[Metric], bool], list[Mapping[str, Any]]]
+"""Stage-6 rows of an unsegmented readout from somewhere other than one statement (the unit
+cache's rollup, :mod:`abkit.analysis.incremental`): given the metrics and ``cuped``, exactly
+the rows :func:`aggregates_query` would return, caps included."""
+
+
 def _p(value: Any, type_: Any) -> ColumnElement[Any]:
     """A bound parameter with an explicit type (PostgreSQL needs it for arithmetic)."""
     return literal(value, type_)
@@ -444,6 +450,48 @@ def _caps_cte(
     return caps, bounds
 
 
+def percentile_capped(metrics: Sequence[Metric]) -> list[int]:
+    """Indexes of the metrics whose cap is a percentile of the data (it moves as data
+    arrive), not a fixed value."""
+    return [i for i, m in enumerate(metrics) if m.cap is None and m.cap_percentile is not None]
+
+
+def without_percentile_caps(metrics: Sequence[Metric]) -> tuple[Metric, ...]:
+    """The metrics with their percentile caps removed (fixed caps kept)."""
+    capped = set(percentile_capped(metrics))
+    return tuple(m.with_(cap_percentile=None) if i in capped else m for i, m in enumerate(metrics))
+
+
+def caps_query(values: FromClause, plan: _Plan, metrics: Sequence[Metric]) -> Select[Any] | None:
+    """Stage 4 alone over ``values`` (a relation shaped like ``abkit_unit_values``, named
+    by ``plan``): one row, ``cap{i}`` per percentile-capped metric; None when there is none."""
+    caps, _ = _caps_cte(values, plan, metrics, {})
+    return None if caps is None else select(caps)
+
+
+def above_caps(
+    values: FromClause,
+    plan: _Plan,
+    metrics: Sequence[Metric],
+    caps: Mapping[str, float],
+    *,
+    cuped: bool,
+) -> ColumnElement[bool] | None:
+    """The units of ``values`` with a capped value above its cap in ``caps`` (by metric
+    name): the only units whose capped and uncapped stage-5 values differ, since
+    ``min(v, c) = v`` for ``v <= c``. None when no metric of ``caps`` caps a value."""
+    above: list[ColumnElement[bool]] = []
+    for i, metric in enumerate(metrics):
+        if metric.name not in caps:
+            continue
+        covariate = metric.kind_spec.has_covariate(metric, cuped)
+        bound = _p(float(caps[metric.name]), Double())
+        for value in metric.kind_spec.unit_values(metric, covariate=covariate).values():
+            if value.capped:
+                above.append(_unit_value(metric, value, values, plan, i, None) > bound)
+    return or_(*above) if above else None
+
+
 def aggregates_query(
     rel: Relations,
     scope: Scope,
@@ -633,16 +681,21 @@ def fetch_aggregates(
     caps: Mapping[str, float] | None = None,
     daily: bool = True,
     unit_source: UnitSource | None = None,
+    arm_rows: ArmRows | None = None,
 ) -> dict[str | None, Aggregates]:
     """Run the analysis statements; one :class:`Aggregates` per segment value (key ``None``
     when not segmented). Additive kinds' days are added up in ascending order, which also
     yields the cumulative daily series; non-additive kinds get their whole-period
-    statistics from :func:`order_statistics_query` and no daily points."""
+    statistics from :func:`order_statistics_query` and no daily points. ``arm_rows``
+    (unsegmented, no ``caps`` given) supplies the stage-6 rows instead of the statement."""
     metrics = tuple(metrics)
-    stmt = aggregates_query(
-        rel, scope, metrics, cuped=cuped, segment=segment, caps=caps, unit_source=unit_source
-    )
-    rows = as_mappings(stmt, runner.run(stmt))
+    if arm_rows is not None and segment is None and not caps:
+        rows = arm_rows(metrics, cuped)
+    else:
+        stmt = aggregates_query(
+            rel, scope, metrics, cuped=cuped, segment=segment, caps=caps, unit_source=unit_source
+        )
+        rows = as_mappings(stmt, runner.run(stmt))
     found_caps = dict(caps or {})
     for i, metric in enumerate(metrics):
         key = _col(i, "cap")

@@ -118,8 +118,9 @@ def assign(
             # two variants (the common case): one comparison instead of a bisect call
             i = (h >= plan.split) if plan.split else bisect_right(plan.bounds, h)
             name = plan.names[i]
-            # a unit already exposed to this variant: one dict lookup, no call
-            if _HOOKS and expose and plan.exposed.get(unit_id) is not name:
+            # a unit already exposed (to this variant: fixed within a plan): one set
+            # membership test, no call
+            if _HOOKS and expose and unit_id not in plan.exposed:
                 _expose_first(plan, unit_id, name, now, attributes)
             return _new(Assignment, (plan.key, unit_id, name, plan.payloads[i], True, h, None))
         return _new(

@@ -446,9 +446,10 @@ class _Plan:
         self.key = exp.key
         # the experiment this plan evaluates, without keeping it alive (plan <-> experiment)
         self.experiment = weakref.ref(exp)
-        # units already exposed, unit -> variant name (abkit.assignment.exposure.expose_first)
-        self.exposed: dict[str, str] = {}
-        self.exposed_old: dict[str, str] = {}
+        # units already exposed; an enrolled unit's variant is fixed within a plan
+        # (abkit.assignment.exposure.expose_first)
+        self.exposed: set[str] = set()
+        self.exposed_old: set[str] = set()
         self.names = tuple(v.name for v in exp.variants)
         self.index = {n: i for i, n in enumerate(self.names)}
         self.payloads = tuple(v.payload for v in exp.variants)

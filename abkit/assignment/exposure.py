@@ -52,8 +52,8 @@ class _Remembers(Protocol):
     """What :func:`expose_first` needs of an evaluation plan (``config._Plan``)."""
 
     key: str
-    exposed: dict[str, str]
-    exposed_old: dict[str, str]
+    exposed: set[str]
+    exposed_old: set[str]
     experiment: weakref.ref[Experiment]
 
 
@@ -87,8 +87,8 @@ def configure_exposure_dedup(capacity: int = DEFAULT_DEDUP_CAPACITY) -> None:
 def _forget_exposures() -> None:
     """Called with _LOCK held whenever the hooks change: a new hook has seen nothing."""
     for plan in list(_REMEMBERING):
-        plan.exposed = {}
-        plan.exposed_old = {}
+        plan.exposed = set()
+        plan.exposed_old = set()
     _REMEMBERING.clear()
 
 
@@ -99,28 +99,31 @@ def expose_first(
     now: datetime | None,
     attributes: Mapping[str, Any] | None,
 ) -> None:
-    """Emit the exposure unless ``plan`` remembers ``unit_id`` with this ``variant``.
+    """Emit the exposure unless ``plan`` remembers ``unit_id``.
 
-    Each plan (one per experiment version) keeps two dicts unit -> variant used as
-    generations: a unit is looked up in the young one, then the old one (and written back
-    to the young one); when the young one holds half the capacity it becomes the old one
-    and the previous old one is dropped. So a plan holds at most ``capacity`` units, and a
-    unit seen within the last ``capacity / 2`` distinct units is always remembered (an
-    approximate LRU). ``assign``'s fast path checks the young dict inline and calls this
-    only on a miss. Dict operations are atomic under the GIL; two threads rotating at once
-    can only forget units (a repeated exposure), never skip a first one.
+    Within one plan (one experiment version) an enrolled unit always gets the same variant
+    (its hash against fixed bounds), so remembering the unit is remembering the (unit,
+    variant) pair: a set, whose membership test is one bytecode on ``assign``'s fast path.
+    Each plan keeps two sets used as generations: a unit is looked up in the young one,
+    then the old one (and written back to the young one); when the young one holds half
+    the capacity it becomes the old one and the previous old one is dropped. So a plan
+    holds at most ``capacity`` units, and a unit seen within the last ``capacity / 2``
+    distinct units is always remembered (an approximate LRU). ``assign``'s fast path checks
+    the young set inline and calls this only on a miss. Set operations are atomic under the
+    GIL; two threads rotating at once can only forget units (a repeated exposure), never
+    skip a first one.
     """
     capacity = _CAPACITY[0]
     if capacity:
         young = plan.exposed
-        if young.get(unit_id) is variant:
+        if unit_id in young:
             return
-        repeat = plan.exposed_old.get(unit_id) is variant
-        young[unit_id] = variant
+        repeat = unit_id in plan.exposed_old
+        young.add(unit_id)
         if len(young) == 1:
             _REMEMBERING.add(plan)
         if len(young) * 2 >= capacity:
-            plan.exposed_old, plan.exposed = young, {}
+            plan.exposed_old, plan.exposed = young, set()
         if repeat:
             return
     _SERVED[plan.key] = plan.experiment

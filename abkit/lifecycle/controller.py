@@ -64,7 +64,7 @@ from abkit.lifecycle.spec import (
 from abkit.lifecycle.writer import apply_changes, write_spec_version
 from abkit.store.store import Store, open_store
 from abkit.timeutil import from_us
-from abkit.vocabulary import MetricType
+from abkit.vocabulary import MetricType, RefreshMode
 
 log = logging.getLogger(__name__)
 
@@ -194,8 +194,15 @@ def stage_started(store: Store, spec: ExperimentSpec) -> datetime | None:
     return None
 
 
-def evaluate(spec: ExperimentSpec, store: Store, *, now: datetime | None = None) -> Evaluation:
-    """Decide what to do with one running experiment (reads only)."""
+def evaluate(
+    spec: ExperimentSpec,
+    store: Store,
+    *,
+    now: datetime | None = None,
+    refresh: RefreshMode | None = None,
+) -> Evaluation:
+    """Decide what to do with one running experiment (reads only, except that ``refresh``
+    brings the experiment's unit cache up to date first: :mod:`abkit.analysis.incremental`)."""
     at = _now(now)
     exp = spec.experiment
     waiting = Evaluation(
@@ -211,7 +218,9 @@ def evaluate(spec: ExperimentSpec, store: Store, *, now: datetime | None = None)
     try:
         # Data at or after ``now`` is not read: a replayed or simulated clock sees the past only.
         # The spec, not the store's registry snapshot, says what the experiment is.
-        result = analyze(store, spec.experiment, until=at, **inputs.analyze_kwargs())
+        result = analyze(
+            store, spec.experiment, until=at, refresh=refresh, **inputs.analyze_kwargs()
+        )
     except NotEnoughDataError as exc:
         return replace(waiting, summary=f"waiting: {exc}")
     arms = result.arm_stats[result.primary]
@@ -349,12 +358,21 @@ def run_controller(
     dry_run: bool = False,
     notifiers: Notifiers | None = None,
     only: Sequence[str] = (),
+    refresh: RefreshMode | None = "auto",
 ) -> RunReport:
     """One controller run over every running experiment of ``spec_path`` (module doc).
 
     The store's registry snapshot follows the spec (before and after the run), so analyses
     see the declared traffic and variants. ``dry_run`` opens the store read-only and
     writes nothing anywhere.
+
+    Each experiment is evaluated before the run takes the lifecycle lock, with ``refresh``
+    (default ``"auto"``: a tick after 1% more data merges that 1% into the experiment's unit
+    cache instead of reading every row; ``None`` reads every row). Under the lock the spec
+    file is read again and an experiment whose spec version changed meanwhile (another
+    controller or a person acted) is evaluated again, in full, before anything is done:
+    what is acted on is always the current version's evaluation. (The refresh cannot run
+    under the lock: it writes the store, and on SQLite the lock is the store's one writer.)
     """
     at = _now(now)
 
@@ -370,7 +388,11 @@ def run_controller(
         plans = [evaluate(s, store, now=at) for s in running(load_specs(spec_path))]
         return RunReport(tuple(plans), (), (), True)
     store = open_store(db)
-    store.register_experiments(load_specs(spec_path).registry.values())
+    first = load_specs(spec_path)
+    store.register_experiments(first.registry.values())
+    early = {
+        s.key: (s.version, evaluate(s, store, now=at, refresh=refresh)) for s in running(first)
+    }
     notify = notifiers or Notifiers()
     evaluations: list[Evaluation] = []
     applied: list[AuditEntry] = []
@@ -379,7 +401,9 @@ def run_controller(
         specfile = load_specs(spec_path)
         _record_versions(conn, store, specfile, at)
         for spec in running(specfile):
-            evaluation = evaluate(spec, store, now=at)
+            version, evaluation = early.get(spec.key, (None, None))
+            if evaluation is None or version != spec.version:
+                evaluation = evaluate(spec, store, now=at)
             evaluations.append(evaluation)
             record_status(
                 conn,

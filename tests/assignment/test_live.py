@@ -179,3 +179,27 @@ def test_a_handle_follows_new_versions_at_no_cost_to_assign(spec):
     assert {assign(ranker, u).variant for u in UNITS} == {"control"}
     assert ranker.status == "stopped" and ranker.current is live["ranker"]
     assert assign_many(ranker, UNITS[:10]).variants == ("control",) * 10
+
+
+def test_a_handle_reads_every_public_attribute_of_the_served_version(spec):
+    # forwarding properties (not __getattr__, which would slow every read of the handle's
+    # plan in assign): each public attribute of Experiment, current after a swap
+    from dataclasses import fields
+
+    from abkit.assignment.config import Experiment
+    from abkit.assignment.live import LiveExperiment
+
+    assert "__getattr__" not in vars(LiveExperiment)
+    live = LiveRegistry(spec, poll_interval=60, start=False)
+    ranker = live.experiment("ranker")
+    public = {f.name for f in fields(Experiment) if not f.name.startswith("_")} | {
+        n for n in dir(Experiment) if not n.startswith("_") and n != "from_dict"
+    }
+    for name in sorted(public):
+        got, want = getattr(ranker, name), getattr(live["ranker"], name)
+        assert (got() == want()) if callable(want) and name == "to_dict" else got == want, name
+    atomic_write(spec, ROLLED_BACK)
+    assert live.refresh()
+    assert ranker.status == "stopped" and ranker.to_dict() == live["ranker"].to_dict()
+    with pytest.raises(AttributeError):
+        _ = ranker.no_such_attribute

@@ -255,3 +255,27 @@ def test_two_controller_processes_act_once(spec_path: Path, sqlite_url: str) -> 
     assert sum("advance recorded" in out for out in outputs) == 1, outputs
     assert [e.action for e in read_audit(open_store(sqlite_url))] == ["advance"]
     assert load_specs(spec_path)["exp"].experiment.traffic == 0.5
+
+
+def test_the_controller_reads_through_the_unit_cache(spec_path: Path, sqlite_url: str) -> None:
+    from sqlalchemy import select
+
+    from abkit.lifecycle.controller import evaluate
+
+    store = _store_with_data(sqlite_url, spec_path)
+    now = START + timedelta(hours=10)
+    spec = load_specs(spec_path)["exp"]
+    full = evaluate(spec, store, now=now)
+    cached = evaluate(spec, store, now=now, refresh="auto")  # builds the cache
+    again = evaluate(spec, store, now=now, refresh="auto")  # reads it: nothing new
+    for got in (cached, again):
+        assert (got.verdict, got.units, got.summary) == (full.verdict, full.units, full.summary)
+        assert got.planned is not None and full.planned is not None
+        assert got.planned.action == full.planned.action == "advance"
+    registry = store.tables.unit_caches
+    with store.engine.connect() as conn:
+        built = conn.execute(select(registry.c.refreshed_at_us)).scalar_one()
+    (entry,) = run_controller(spec_path, store, now=now).applied  # refresh="auto" by default
+    assert entry.action == "advance"
+    with store.engine.connect() as conn:
+        assert conn.execute(select(registry.c.refreshed_at_us)).scalar_one() > built
