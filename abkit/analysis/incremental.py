@@ -254,8 +254,9 @@ def _add(
                 into[column] = into.get(column, 0.0) + sign * (0.0 if value is None else value)
 
 
-def _rollup_rows(conn: Connection, rollup: sql.Select[Any]) -> list[Mapping[str, Any]]:
-    return [dict(r) for r in conn.execute(rollup.order_by(None)).mappings()]
+def _stage6_rows(conn: Connection, statement: sql.Select[Any]) -> list[Mapping[str, Any]]:
+    """The rows of a stage-6 statement (per variant, day, single), in any order."""
+    return [dict(r) for r in conn.execute(statement.order_by(None)).mappings()]
 
 
 def _write_rollup(
@@ -308,7 +309,7 @@ class UnitCache:
         return self.sums(sql.without_percentile_caps(self.metrics), where)
 
     def build_rollup(self, conn: Connection) -> None:
-        rows = _rollup_rows(conn, self.uncapped())
+        rows = _stage6_rows(conn, self.uncapped())
         self.rollup.drop(conn, checkfirst=True)
         self.rollup.create(conn)
         total: dict[tuple[str, int, int], dict[str, float]] = {}
@@ -337,8 +338,8 @@ class UnitCache:
                 }
             above = sql.above_caps(table, plan, metrics, caps, cuped=cuped) if caps else None
             if above is not None:
-                _add(total, _rollup_rows(conn, self.sums(metrics, above, caps=caps)), 1.0)
-                _add(total, _rollup_rows(conn, self.uncapped(above)), -1.0)
+                _add(total, _stage6_rows(conn, self.sums(metrics, above, caps=caps)), 1.0)
+                _add(total, _stage6_rows(conn, self.uncapped(above)), -1.0)
             # two statements: SQLite answers a lone min() or max() from the index
             span = [
                 conn.execute(select(edge(table.c.first_us))).scalar()
@@ -534,13 +535,13 @@ def _merge(
         select(sev.c.unit_id).where(sev.c.event_type.in_(_types(cache.metrics))),
     ).subquery("abkit_changed")
     of_changed = cache.table.c.unit_id.in_(select(changed.c.unit_id))
-    before = _rollup_rows(conn, cache.uncapped(of_changed))
+    before = _stage6_rows(conn, cache.uncapped(of_changed))
     counts = _merge_units(conn, cache, staged, limit)
     if counts[:2] != (0, 0):
         total: dict[tuple[str, int, int], dict[str, float]] = {}
         _add(total, [dict(r) for r in conn.execute(select(cache.rollup)).mappings()], 1.0)
         _add(total, before, -1.0)
-        _add(total, _rollup_rows(conn, cache.uncapped(of_changed)), 1.0)
+        _add(total, _stage6_rows(conn, cache.uncapped(of_changed)), 1.0)
         _write_rollup(conn, cache.rollup, total)
     return counts
 
