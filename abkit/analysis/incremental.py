@@ -194,7 +194,7 @@ def _cache_table(store: Store, name: str, columns: Sequence[str]) -> Table:
         # sums, counts and times alike as doubles: counts and microsecond times are exact
         # below 2**53, and one type keeps the cache generic over the metrics' aggregates
         *[Column(name, Double, nullable=True) for name in columns],
-        # the span of first exposures, read at every readout (see _ArmRows)
+        # the span of first exposures, read at every readout (UnitCache.arm_rows)
         Index(f"{name}_first", "first_us"),
     )
 
