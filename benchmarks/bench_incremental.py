@@ -34,23 +34,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_analysis import KEY, five_metrics, generate_chunks
 
 
-def leaves(value: Any, path: str = "") -> Any:
-    if isinstance(value, dict):
-        for k, v in value.items():
-            yield from leaves(v, f"{path}.{k}")
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            yield from leaves(v, f"{path}[{i}]")
-    else:
-        yield path, value
-
-
 def max_difference(a: Any, b: Any) -> tuple[float, int]:
     """(largest relative difference of float leaves, leaves that differ otherwise)."""
+    from abkit.testing.compare import leaves
+
     x, y = dict(leaves(a.to_dict())), dict(leaves(b.to_dict()))
     worst, other = 0.0, int(x.keys() != y.keys())
     for path, value in y.items():
-        if path == ".experiment.refresh" or path not in x:
+        if path == "/experiment/refresh" or path not in x:
             continue
         got = x[path]
         if isinstance(value, float) and isinstance(got, float):

@@ -9,11 +9,23 @@ itself (its dialect, the source it read, where it ran) are left out.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from typing import Any
 
 # where each engine (or source) names itself; everything else must agree
 ENGINE_FIELDS = frozenset({"dialect", "source", "database", "where"})
+
+
+def leaves(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    """Every leaf of a JSON-like value with its path (``/metrics[2]/lift``), depth first."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from leaves(item, f"{path}/{key}")
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            yield from leaves(item, f"{path}[{i}]")
+    else:
+        yield path, value
 
 
 def assert_same_readout(

@@ -2,29 +2,13 @@
 
 from __future__ import annotations
 
-import math
-
-import pytest
-
 from abkit.analysis.analyze import analyze
 from abkit.simulate import TrueEffect, load_simulation, simulate_experiment
+from abkit.testing.compare import assert_same_readout, leaves
 
 from .conftest import store_for
 
 
-def _numbers(value, path=""):
-    """Flatten a JSON-like structure into (path, leaf) pairs."""
-    if isinstance(value, dict):
-        for k, v in value.items():
-            yield from _numbers(v, f"{path}.{k}")
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            yield from _numbers(v, f"{path}[{i}]")
-    else:
-        yield path, value
-
-
-@pytest.mark.postgres
 def test_sqlite_postgres_duckdb_agree(sqlite_url, postgres_url, duckdb_url):
     sim = simulate_experiment(
         2_500,
@@ -41,22 +25,9 @@ def test_sqlite_postgres_duckdb_agree(sqlite_url, postgres_url, duckdb_url):
         store = store_for(url)
         load_simulation(sim, store, via="bulk")
         results[name] = analyze(store, sim.experiment.key, metrics, segments=["platform"]).to_dict()
-    base = dict(_numbers(results["sqlite"]))
-    assert len(base) > 500
+    assert len(dict(leaves(results["sqlite"]))) > 500
     for name in ("postgres", "duckdb"):
-        other = dict(_numbers(results[name]))
-        assert other.keys() == base.keys(), name
-        for path, value in base.items():
-            if path.endswith(".dialect"):
-                continue
-            got = other[path]
-            if isinstance(value, float) and isinstance(got, float):
-                assert math.isclose(got, value, rel_tol=1e-9, abs_tol=1e-12), (
-                    name,
-                    path,
-                    value,
-                    got,
-                )
-            else:
-                assert got == value, (name, path, value, got)
+        assert_same_readout(
+            results[name], results["sqlite"], ignore={"dialect"}, rel=1e-9, abs_=1e-12
+        )
     assert results["duckdb"]["experiment"]["dialect"] == "duckdb"

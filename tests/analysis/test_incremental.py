@@ -20,9 +20,8 @@ from abkit.assignment.hashing import event_id
 from abkit.errors import ConfigError, NotEnoughDataError, StoreError
 from abkit.simulate import TrueEffect, simulate_experiment
 from abkit.store.store import Store, open_store
+from abkit.testing.compare import assert_same_readout, leaves
 from abkit.timeutil import from_us
-
-from .test_dialects import _numbers
 
 HOUR = 3_600_000_000
 
@@ -83,17 +82,9 @@ def _write(store: Store, batch: int, exposures: list[Any], events: list[Any]) ->
 
 def _assert_same(incremental: Any, full: Any) -> None:
     """Every leaf of ``to_dict()`` equal to 1e-9 (the refresh note aside)."""
-    got, want = dict(_numbers(incremental.to_dict())), dict(_numbers(full.to_dict()))
-    assert got.keys() == want.keys()
-    assert len(want) > 300
-    for path, value in want.items():
-        if path == ".experiment.refresh":
-            continue
-        other = got[path]
-        if isinstance(value, float) and isinstance(other, float):
-            assert math.isclose(other, value, rel_tol=1e-9, abs_tol=1e-12), (path, value, other)
-        else:
-            assert other == value, (path, value, other)
+    want = full.to_dict()
+    assert len(dict(leaves(want))) > 300
+    assert_same_readout(incremental.to_dict(), want, ignore={"refresh"}, rel=1e-9, abs_=1e-12)
 
 
 def _replay(
