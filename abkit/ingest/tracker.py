@@ -16,16 +16,19 @@ ingests what is left.
 
 ``worker="process"`` stores from a child process instead (:mod:`abkit.ingest.tracker_worker`
 says why: a storing thread holds the interpreter lock for milliseconds, which a request
-thread calling ``assign`` then waits for). The service's thread only sends compact tuples
-through a pipe in slices of 16; the child ingests exactly as the thread does and sends its
-counts back, so :meth:`Tracker.stats` and the warnings are the same. It needs a database URL
-(the child opens its own connection); ``flush()`` then returns no reports (they stay in the
-child; the totals are in ``stats()``).
+thread calling ``assign`` then waits for). There is then no queue and no feeding thread
+in the service: ``expose`` and ``track`` pickle the row and copy it into a ring of shared
+memory (:mod:`abkit.ingest.ring`, about ``max_queue`` × 128 bytes), which the child drains;
+the child ingests exactly as the thread does and sends its counts back, so
+:meth:`Tracker.stats` and the warnings are the same. It needs a database URL (the child
+opens its own connection); ``flush()`` then returns no reports (they stay in the child;
+the totals are in ``stats()``).
 
 Nothing is lost silently:
 
 * **Back-pressure.** When ``max_queue`` rows of a kind wait (the database is down or
-  slower than the service), new rows are dropped and counted (:attr:`TrackerStats.dropped`);
+  slower than the service; with ``worker="process"``, when the shared ring is full), new
+  rows are dropped and counted (:attr:`TrackerStats.dropped`);
   the first drop, then one per minute, is logged as a warning on ``abkit.ingest.tracker``.
   A flush that fails puts its rows back (as far as the bound allows) and retries.
 * **Experiments.** Exposures of an experiment the store does not know are quarantined
@@ -66,7 +69,8 @@ from sqlalchemy import select
 from abkit.assignment.config import Experiment
 from abkit.assignment.exposure import ExposureRecord, served_experiment
 from abkit.ingest.ingestor import IngestReport, ingest
-from abkit.ingest.tracker_worker import exposure_tuple
+from abkit.ingest.ring import SharedRing
+from abkit.ingest.tracker_worker import encode, encode_exposure
 from abkit.locations import default_store_url
 from abkit.store.store import Store, open_store
 
@@ -77,15 +81,11 @@ _WARN_EVERY = 60.0  # seconds between repeated warnings of one kind
 # process (abkit.ingest.tracker_worker), so the service's threads never wait for it.
 TrackerWorker = Literal["thread", "process"]
 TRACKER_WORKERS: tuple[TrackerWorker, ...] = get_args(TrackerWorker)
-# worker="process": the feeding thread takes the interpreter lock as seldom as it can,
-# since each time it does, a busy service thread may be stopped until it lets go (a forced
-# switch every 5 ms at most, sys.getswitchinterval). So it wakes every _FEED_SECONDS (or
-# when a queue passes a quarter of max_queue) and sends what is queued in messages of up
-# to _MESSAGE_ROWS rows: a few long pauses a second instead of hundreds of short ones, so
-# that a request's p99.9 latency is not the feeder's. _FEED_SECONDS is also the longest a
-# row waits in the service before it is sent (flush() sends at once).
-_FEED_SECONDS = 0.05
-_MESSAGE_ROWS = 4096
+# worker="process": bytes of shared ring per row of max_queue (an exposure pickles to
+# ~100 bytes, an event with a few properties to ~250), and how often the service-side
+# thread takes in the child's counts: it holds the interpreter lock only for that.
+_RING_BYTES_PER_ROW = 128
+_WATCH_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -135,17 +135,20 @@ class Tracker:
         self._owns_store = not isinstance(db, Store) and worker == "thread"
         self._store: Store | None = open_store(db) if worker == "thread" else None
         self.flush_every = flush_every
-        # the thread worker ingests every flush_every rows; the process worker's feeding
-        # thread wakes on its clock, or early when a backlog builds (see _FEED_SECONDS)
-        self._wake_at = flush_every if worker == "thread" else max(flush_every, max_queue // 4)
         self.max_queue = max_queue
         self.flush_interval = float(flush_interval)
         self.source_name = source_name
         self._experiments = experiments
+        # a LiveRegistry (it has versions; a new one is registered before its exposures)
+        self._versioned = hasattr(experiments, "version")
         self._events: deque[dict[str, Any]] = deque()
         self._exposures: deque[Any] = deque()
         self._flush_lock = threading.Lock()
-        self._ship_lock = threading.Lock()
+        self._put_lock = threading.Lock()
+        # worker="process": the ring while rows may go in (None once closed or the child
+        # is gone), and how many of its frames were registrations, not rows
+        self._ring: SharedRing | None = None
+        self._control_frames = 0
         self._count_lock = threading.Lock()
         self._wake = threading.Event()
         #: The last ingest reports (at most 1,000; :meth:`stats` has the totals).
@@ -164,12 +167,18 @@ class Tracker:
         if worker == "process":
             url = db if isinstance(db, str) else default_store_url(create=True)
             self._link = _WorkerLink(
-                url, source_name, flush_every, flush_interval=flush_interval, max_queue=max_queue
+                url,
+                source_name,
+                flush_every,
+                ring_bytes=max_queue * _RING_BYTES_PER_ROW,
+                flush_interval=flush_interval,
+                max_queue=max_queue,
             )
+            self._ring = self._link.ring
         self._register_given_experiments()
         if background:
             self._thread = threading.Thread(
-                target=self._feed if self._link is not None else self._run,
+                target=self._watch if self._link is not None else self._run,
                 name=f"abkit-tracker:{source_name}",
                 daemon=True,
             )
@@ -208,12 +217,33 @@ class Tracker:
             row["currency"] = currency
         if properties:
             row["properties"] = properties
-        self._enqueue(self._events, row)
+        if self._link is None:
+            self._enqueue(self._events, row)
+        else:
+            self._put(encode("events", row))
 
     def expose(self, record: Any) -> None:
         """Record an exposure (an ``ExposureRecord`` or its ``to_dict()``): an exposure hook.
-        The record is turned into a row off the request path (by the background thread)."""
-        self._enqueue(self._exposures, record)
+        The record is turned into a row off the request path (by the worker)."""
+        if self._link is None:
+            self._enqueue(self._exposures, record)
+            return
+        if type(record) is ExposureRecord:  # nearly every call: kept to the fewest steps
+            key = record.experiment
+            frame = encode_exposure(record)
+        else:
+            row = dict(record)
+            key = str(row.get("experiment"))
+            frame = encode("exposures", row)
+        if key not in self._registered or (
+            self._versioned and self._experiments.version is not self._registered_version  # type: ignore[union-attr]
+        ):
+            self._send_experiments({key})
+        with self._put_lock:
+            ring = self._ring
+            if ring is not None and ring.put(frame):
+                return
+        self._drop()
 
     __call__ = expose
 
@@ -222,8 +252,21 @@ class Tracker:
             self._drop()
             return
         queue.append(row)
-        if len(queue) >= self._wake_at and not self._wake.is_set():
+        if len(queue) >= self.flush_every and not self._wake.is_set():
             self._wake.set()
+
+    def _put(self, frame: bytes, row: bool = True) -> bool:
+        """worker="process": copy one frame into the shared ring; a row that cannot go in
+        (the ring is full, the tracker closed or the child gone) is dropped and counted."""
+        with self._put_lock:
+            ring = self._ring
+            if ring is not None and ring.put(frame):
+                if not row:
+                    self._control_frames += 1
+                return True
+        if row:
+            self._drop()
+        return False
 
     def _drop(self) -> None:
         with self._count_lock:
@@ -262,7 +305,6 @@ class Tracker:
         ``worker="process"``: the child ingests, ``stats()`` has the totals)."""
         if self._link is not None:
             with self._flush_lock:
-                self._ship()
                 self._link.sync("flush", self._handle)
             return []
         with self._flush_lock:
@@ -330,45 +372,22 @@ class Tracker:
                 total,
             )
 
-    # -- worker="process": the feeding thread ---------------------------------------------
-    def _feed(self) -> None:
-        """Send queued rows to the child as they come, and take in its counts."""
+    # -- worker="process": the watching thread ------------------------------------------
+    def _watch(self) -> None:
+        """Take in the child's counts and notice when it is gone."""
         link = self._link
         assert link is not None
         while not self._closed:
-            self._wake.wait(_FEED_SECONDS)
-            self._wake.clear()
+            self._wake.wait(_WATCH_SECONDS)
             if self._closed:
                 return
-            self._ship()
             link.receive(self._handle)
-
-    def _ship(self) -> int:
-        """Send every queued row in messages of up to ``_MESSAGE_ROWS``; rows that cannot be
-        sent (the child is gone) are counted as dropped."""
-        link = self._link
-        assert link is not None
-        # One shipper at a time: flush() must not send its token while the feeding thread
-        # holds popped rows it has not sent yet (they would miss the flush).
-        with self._ship_lock:
-            return self._ship_locked(link)
-
-    def _ship_locked(self, link: _WorkerLink) -> int:
-        sent = 0
-        for queue, kind in ((self._exposures, "exposures"), (self._events, "events")):
-            while queue:
-                pop = queue.popleft
-                batch = [pop() for _ in range(min(_MESSAGE_ROWS, len(queue)))]
-                sent += len(batch)
-                items: list[Any] = batch
-                if kind == "exposures":
-                    items = [_portable(r) for r in batch]
-                    self._send_experiments(
-                        {r[1] if type(r) is tuple else str(r.get("experiment")) for r in items}
-                    )
-                if not link.send((kind, items)):
-                    self._lost(len(batch), link)
-        return sent
+            if link.dead or link.exit_code() is not None:
+                link.dead = True
+                with self._put_lock:
+                    self._ring = None
+                self._child_gone(link)
+                return
 
     def _send_experiments(self, keys: set[str]) -> None:
         """Before a key's first exposures: the experiment as given or as served here."""
@@ -376,8 +395,8 @@ class Tracker:
         if not missing:
             return
         found = [e for k in sorted(missing) if (e := given.get(k) or served_experiment(k))]
-        if found and self._link is not None:
-            self._link.send(("experiments", [e.to_dict() for e in found]))
+        if found and not self._put(encode("experiments", [e.to_dict() for e in found]), row=False):
+            return  # the ring is full: the next exposure of these keys tries again
         # a key found nowhere here may still be in the store; if not, its rows are
         # quarantined (unknown_experiment) and the quarantine warning says so
         self._registered |= missing
@@ -390,14 +409,8 @@ class Tracker:
             with self._count_lock:
                 self._flush_errors += 1
             self._warn("flush", "abkit Tracker flush failed (will retry): %s", message[1])
-        elif kind == "dropped":
-            with self._count_lock:
-                self._dropped += int(message[1])
-            self._drop_warning()
 
-    def _lost(self, n: int, link: _WorkerLink) -> None:
-        with self._count_lock:
-            self._dropped += n
+    def _child_gone(self, link: _WorkerLink) -> None:
         self._warn(
             "worker",
             "abkit Tracker: the storing process stopped (exit code %s); rows are dropped and "
@@ -421,7 +434,10 @@ class Tracker:
         version, given = self._given()
         if given:
             if self._link is not None:
-                self._link.send(("experiments", [e.to_dict() for e in given.values()]))
+                if not self._put(
+                    encode("experiments", [e.to_dict() for e in given.values()]), row=False
+                ):
+                    return  # the ring is full: the next exposure tries again
             else:
                 self.store.register_experiments(list(given.values()))
             self._registered = set(given)
@@ -482,6 +498,9 @@ class Tracker:
 
     @property
     def pending(self) -> int:
+        """Rows waiting (with ``worker="process"``: in the ring, with registrations)."""
+        if self._link is not None:
+            return max(0, self._link.ring.frames - self._link.ring.taken)
         return len(self._events) + len(self._exposures)
 
     @property
@@ -500,7 +519,9 @@ class Tracker:
         """Stop the thread, ingest what is queued, release the store (idempotent)."""
         if self._closed:
             return
-        self._closed = True
+        with self._put_lock:  # from here on no request thread touches the ring
+            self._closed = True
+            self._ring = None
         self._wake.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
@@ -509,14 +530,14 @@ class Tracker:
         try:
             if self._link is not None:
                 with self._flush_lock:
-                    self._ship()
                     self._link.sync("close", self._handle)
             else:
                 self.flush()
         except Exception as exc:
             self._warn("close", "abkit Tracker: final flush failed: %s", exc)
+            lost = self._unaccounted()
             with self._count_lock:
-                self._dropped += self.pending
+                self._dropped += lost
             self._events.clear()
             self._exposures.clear()
         finally:
@@ -534,19 +555,20 @@ class Tracker:
             if self._owns_store and self._store is not None:
                 self._store.close()
 
+    def _unaccounted(self) -> int:
+        """Rows neither stored, quarantined, duplicate nor counted as dropped (what a
+        failed final flush loses)."""
+        if self._link is None:
+            return self.pending
+        with self._count_lock:
+            told = sum(self._totals.values())
+        return max(0, self._link.ring.frames - self._control_frames - told)
+
     def __enter__(self) -> Tracker:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-
-def _portable(record: Any) -> Any:
-    """What the child receives for an exposure: a record's compact tuple, or a mapping as a
-    plain dict."""
-    if type(record) is ExposureRecord:
-        return exposure_tuple(record)
-    return dict(record) if isinstance(record, Mapping) else exposure_tuple(record)
 
 
 def _drain(queue: deque[Any]) -> list[Any]:
@@ -556,16 +578,30 @@ def _drain(queue: deque[Any]) -> list[Any]:
 
 
 class _WorkerLink:
-    """The child process of ``worker="process"`` and the two pipes to it.
+    """The child process of ``worker="process"``, the shared ring rows go through and the
+    two pipes for control (parent to child: ``flush``/``close`` tokens) and counts (child
+    to parent).
 
-    Sends come from the feeding thread and from ``flush``/``close`` (a lock keeps messages
-    whole); so do receives (another lock). ``send`` returns False once the child is gone.
+    Sends come from ``flush``/``close`` (a lock keeps messages whole); receives from the
+    watching thread and from them (another lock). ``send`` returns False once the child is
+    gone.
     """
 
-    def __init__(self, url: str, source_name: str, flush_every: int, **options: Any) -> None:
+    def __init__(
+        self, url: str, source_name: str, flush_every: int, ring_bytes: int, **options: Any
+    ) -> None:
+        capacity = max(1 << 20, -(-ring_bytes // 4096) * 4096)
+        self.ring = SharedRing(capacity)
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
-        config = {"db": url, "source_name": source_name, "flush_every": flush_every, **options}
+        config = {
+            "db": url,
+            "source_name": source_name,
+            "flush_every": flush_every,
+            "ring_fd": self.ring.fd,
+            "ring_capacity": capacity,
+            **options,
+        }
         # The child imports abkit the way this process did, installed or from a checkout.
         package_root = str(Path(__file__).resolve().parents[2])
         env = dict(os.environ)
@@ -579,7 +615,7 @@ class _WorkerLink:
                 str(from_child_w),
                 json.dumps(config),
             ],
-            pass_fds=(to_child_r, from_child_w),
+            pass_fds=(to_child_r, from_child_w, self.ring.fd),
             env=env,
         )
         os.close(to_child_r)
@@ -643,3 +679,4 @@ class _WorkerLink:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        self.ring.close()

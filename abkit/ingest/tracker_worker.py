@@ -4,96 +4,115 @@ Why a process. CPython runs one thread's bytecode at a time. A tracker thread th
 validates, hashes and inserts rows holds the interpreter lock for up to its switch interval
 (5 ms) at a time, and longer inside C calls, so a request thread calling ``assign`` with the
 tracker as its exposure hook waits for it: a p99.9 of milliseconds while the tracker
-flushes. In a child process the ingest runs on another core under its own lock; the
-service's side only turns each record into a tuple and writes small slices of them to a
-pipe, releasing the lock at every write.
+flushes. In a child process the ingest runs on another core under its own lock. The
+service's side keeps no queue and runs no feeding thread: its request threads pickle each
+row and copy it into a ring of shared memory (:mod:`abkit.ingest.ring`), with no system
+call and no lock another thread holds for long.
 
 The child is started with ``python -m abkit.ingest.tracker_worker`` (not ``multiprocessing``,
-whose ``spawn`` re-imports the service's main module) and talks over two pipes with
-:class:`multiprocessing.connection.Connection` framing (pickled tuples):
+whose ``spawn`` re-imports the service's main module). It maps the ring (a file descriptor
+it inherits) and talks over two pipes with :class:`multiprocessing.connection.Connection`
+framing (pickled tuples):
 
-* parent to child: ``("experiments", [Experiment.to_dict()])``, ``("exposures", [tuple])``
-  (:func:`exposure_tuple`), ``("events", [row dict])``, ``("flush", token)``,
-  ``("close", token)``;
+* ring frames, in the order they were put (:func:`encode_exposure`, :func:`encode`):
+  an exposure record, ``("exposures", row dict)``, ``("events", row dict)``,
+  ``("experiments", [Experiment.to_dict()])``;
+* parent to child, on the pipe: ``("flush", token)``, ``("close", token)``. Every frame put
+  before the token was sent is taken before the child answers it;
 * child to parent: ``("report", accepted, duplicates, quarantined, by_reason)`` after each
   ingest, ``("error", text)`` when an ingest failed (its rows are kept and retried),
-  ``("dropped", n)`` when rows kept for a retry exceed the bound, ``("done", token)``.
+  ``("done", token)``.
 
-The child ingests when ``flush_every`` rows wait or ``flush_interval`` seconds passed, through
-:func:`abkit.ingest.ingestor.ingest` exactly as the thread does, and exits at ``close`` or when
-the parent's end of the pipe closes (the service died): what it holds is ingested first.
+The child takes what the ring holds every ``_POLL_SECONDS``, ingests when ``flush_every``
+rows wait or ``flush_interval`` seconds passed, through :func:`abkit.ingest.ingestor.ingest`
+exactly as the thread does, and exits at ``close`` or when the parent's end of the pipe
+closes (the service died): what it holds is ingested first.
 """
 
 from __future__ import annotations
 
 import json
+import marshal
 import os
+import pickle
 import sys
 import time
-from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
 from abkit.assignment.config import Experiment
+from abkit.assignment.hashing import event_id
+from abkit.ingest.ring import SharedRing
 from abkit.timeutil import from_us
 
-# (event_id, experiment, unit_id, variant, timestamp_us, attributes or None)
-ExposureTuple = tuple[str, str, str, str, int, dict[str, Any] | None]
+# how often the child takes what the ring holds: the longest a row waits in shared memory
+_POLL_SECONDS = 0.01
+# A ring frame is one tag byte, then the body. An exposure record, the frame of nearly
+# every request, is a marshalled tuple (experiment, unit_id, variant, timestamp_us,
+# attributes or None): a third of the cost of pickling it. The event id is derived here,
+# in the child (Contract 1), not in the request path.
+_EXPOSURE_TUPLE = b"x"
+_PICKLED = b"p"  # a pickled (kind, item): an exposure row dict, an event row, experiments
 
 
-def exposure_tuple(record: Any) -> ExposureTuple:
-    """The compact form of an :class:`~abkit.assignment.exposure.ExposureRecord` sent to the
-    child (cheap to build and to pickle: it is built on the service's side)."""
+def encode_exposure(record: Any) -> bytes:
+    """The frame of an :class:`~abkit.assignment.exposure.ExposureRecord`."""
     attributes = record.attributes
-    return (
-        record.event_id,
-        record.experiment,
-        record.unit_id,
-        record.variant,
-        record.timestamp_us,
-        dict(attributes) if attributes else None,
+    return _EXPOSURE_TUPLE + marshal.dumps(
+        (
+            record.experiment,
+            record.unit_id,
+            record.variant,
+            record.timestamp_us,
+            dict(attributes) if attributes else None,
+        )
     )
 
 
-def _exposure_row(item: ExposureTuple | dict[str, Any]) -> dict[str, Any]:
-    if isinstance(item, dict):  # a record's to_dict() given to Tracker.expose
-        return item
-    event_id, experiment, unit_id, variant, ts_us, attributes = item
-    return {
-        "event_id": event_id,
-        "experiment": experiment,
-        "unit_id": unit_id,
-        "variant": variant,
-        "timestamp": from_us(ts_us).isoformat(),
-        "attributes": attributes or {},
-    }
+def encode(kind: str, item: Any) -> bytes:
+    """The frame of anything else: ``("exposures", row)``, ``("events", row)``,
+    ``("experiments", [Experiment.to_dict()])``."""
+    return _PICKLED + pickle.dumps((kind, item), pickle.HIGHEST_PROTOCOL)
+
+
+def decode(frame: bytes) -> tuple[str, Any]:
+    """(kind, item) of a frame; an exposure comes back as its ingestible row."""
+    if frame[:1] == _EXPOSURE_TUPLE:
+        experiment, unit_id, variant, ts_us, attributes = marshal.loads(frame[1:])
+        return "exposures", {
+            "event_id": event_id(experiment, unit_id, variant, ts_us),
+            "experiment": experiment,
+            "unit_id": unit_id,
+            "variant": variant,
+            "timestamp": from_us(ts_us).isoformat(),
+            "attributes": attributes or {},
+        }
+    kind, item = pickle.loads(frame[1:])
+    return kind, item
 
 
 class _Pending:
-    """Rows waiting in the child, bounded: a store that stays down costs counted drops,
-    not unbounded memory."""
+    """Rows taken from the ring and not stored yet: at most ``bound`` of them, because the
+    child takes only what fits (so a store that stays down fills the ring, and the
+    service counts what it then refuses), never unbounded memory."""
 
-    def __init__(self, bound: int, send: Callable[[tuple[Any, ...]], None]) -> None:
+    def __init__(self, bound: int) -> None:
         self.bound = bound
-        self.send = send
         self.exposures: list[dict[str, Any]] = []
         self.events: list[dict[str, Any]] = []
 
     def __len__(self) -> int:
         return len(self.exposures) + len(self.events)
 
-    def add(self, rows: list[dict[str, Any]], kind: str) -> None:
-        target = self.exposures if kind == "exposures" else self.events
-        target.extend(rows)
-        over = len(target) - self.bound
-        if over > 0:
-            del target[:over]  # the oldest go first; counted in the parent's stats
-            self.send(("dropped", over))
+    @property
+    def room(self) -> int:
+        return max(0, self.bound - len(self))
 
 
 def serve(
     inbox: Connection,
     outbox: Connection,
+    ring: SharedRing,
     db: str,
     source_name: str,
     flush_every: int,
@@ -105,7 +124,7 @@ def serve(
     from abkit.store.store import open_store
 
     flush_interval = float(options.get("flush_interval", 1.0))
-    pending = _Pending(int(options.get("max_queue", 100_000)), outbox.send)
+    pending = _Pending(int(options.get("max_queue", 100_000)))
     store = open_store(db)
 
     def flush() -> None:
@@ -131,46 +150,65 @@ def serve(
                 )
             )
 
+    def take() -> None:
+        """Move what the ring holds into ``pending``, registering experiments in order."""
+        for frame in ring.take(limit=pending.room):
+            kind, item = decode(frame)
+            if kind == "exposures":
+                pending.exposures.append(item)
+            elif kind == "events":
+                pending.events.append(item)
+            elif kind == "experiments":
+                # rows put before this version are stored under the version they were
+                # served with: ingest them first
+                flush()
+                store.register_experiments([Experiment.from_dict(d) for d in item])
+
+    def store_all() -> None:
+        """Store everything put so far: more than ``pending`` may hold at once."""
+        while not ring.empty:
+            flush()
+            if not pending.room:  # the store is down: the rest waits in the ring
+                break
+            take()
+        flush()
+
     last = time.monotonic()
     try:
         while True:
             message: tuple[Any, ...] | None = None
-            if inbox.poll(max(0.0, flush_interval - (time.monotonic() - last))):
+            wait = min(_POLL_SECONDS, max(0.0, flush_interval - (time.monotonic() - last)))
+            if inbox.poll(wait):
                 try:
                     message = inbox.recv()
                 except EOFError:  # the service is gone: store what we hold, then stop
                     break
-            if message is not None:
-                kind = message[0]
-                if kind == "exposures":
-                    pending.add([_exposure_row(item) for item in message[1]], "exposures")
-                elif kind == "events":
-                    pending.add(list(message[1]), "events")
-                elif kind == "experiments":
-                    store.register_experiments([Experiment.from_dict(d) for d in message[1]])
-                elif kind in ("flush", "close"):
-                    flush()
-                    last = time.monotonic()
-                    outbox.send(("done", message[1]))
-                    if kind == "close":
-                        return
+            take()
+            if message is not None and message[0] in ("flush", "close"):
+                store_all()
+                last = time.monotonic()
+                outbox.send(("done", message[1]))
+                if message[0] == "close":
+                    return
             if len(pending) >= flush_every or time.monotonic() - last >= flush_interval:
                 flush()
                 last = time.monotonic()
-        flush()
+        store_all()
     finally:
         store.close()
+        ring.close()
 
 
 def main(argv: list[str]) -> int:
     """``python -m abkit.ingest.tracker_worker INBOX_FD OUTBOX_FD CONFIG_JSON``."""
     inbox_fd, outbox_fd, config = int(argv[0]), int(argv[1]), json.loads(argv[2])
+    ring = SharedRing(config.pop("ring_capacity"), fd=config.pop("ring_fd"))
     if hasattr(os, "nice"):
         # Background work: when cores are short, the service's request threads go first.
         os.nice(10)
     inbox = Connection(inbox_fd, writable=False)
     outbox = Connection(outbox_fd, readable=False)
-    serve(inbox, outbox, **config)
+    serve(inbox, outbox, ring, **config)
     return 0
 
 

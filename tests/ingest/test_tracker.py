@@ -4,6 +4,8 @@ background thread with a bounded queue; registration, back-pressure and quaranti
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -361,6 +363,32 @@ def test_a_dead_process_worker_costs_counted_drops_not_the_service(sqlite_url, c
     stats = tracker.stats()
     assert stats.accepted == 0 and stats.dropped == 100
     assert "storing process stopped" in caplog.text or "final flush failed" in caplog.text
+
+
+def test_a_process_worker_counts_what_a_full_ring_refuses(sqlite_url, caplog):
+    """The child stopped (SIGSTOP: it takes nothing) while the service goes on: the ring
+    (1 MiB at least, 48 bytes an exposure here) fills, the rest is dropped and counted, and
+    every row is either stored or counted once the child runs again (which takes from the
+    ring only what its bounded pending list has room for)."""
+    experiment = config.Experiment(key="k", variants=["a", "b"])
+    with caplog.at_level(logging.WARNING, logger="abkit.ingest.tracker"):
+        tracker = Tracker(db=sqlite_url, experiments=[experiment], worker="process", max_queue=1000)
+        tracker.flush()  # the child is up and has registered the experiment
+        os.kill(tracker._link.process.pid, signal.SIGSTOP)
+        try:
+            for i in range(40_000):
+                tracker.expose(assignment.ExposureRecord.create("k", f"u{i}", "a"))
+            assert 0 < tracker.dropped < 40_000
+            assert tracker.pending == 40_000 - tracker.dropped
+        finally:
+            os.kill(tracker._link.process.pid, signal.SIGCONT)
+        tracker.close()
+    stats = tracker.stats()
+    assert stats.accepted == 40_000 - tracker.dropped > 20_000
+    assert "queue full" in caplog.text
+    store = open_store(sqlite_url)
+    assert len(_exposures(store)) == stats.accepted
+    store.close()
 
 
 def test_a_process_worker_needs_a_url(sqlite_url):
