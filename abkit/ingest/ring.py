@@ -148,9 +148,14 @@ class SharedRing:
 
     # -- both -----------------------------------------------------------------------
     @property
-    def empty(self) -> bool:
-        """Nothing put is left to take."""
-        return bool(self._slots[_WRITE] == self._slots[_READ])
+    def written(self) -> int:
+        """The write position: bytes ever put."""
+        return int(self._slots[_WRITE])
+
+    @property
+    def consumed(self) -> int:
+        """The read position: bytes ever taken (skips included)."""
+        return int(self._slots[_READ])
 
     @property
     def taken(self) -> int:

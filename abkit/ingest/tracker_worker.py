@@ -127,7 +127,9 @@ def serve(
     pending = _Pending(int(options.get("max_queue", 100_000)))
     store = open_store(db)
 
-    def flush() -> None:
+    def flush() -> bool:
+        """Ingest what is pending; False when the store failed (the rows are kept)."""
+        ok = True
         for kind, rows, name in (
             ("exposures", pending.exposures, f"{source_name}:exposures"),
             ("events", pending.events, source_name),
@@ -138,6 +140,7 @@ def serve(
                 report = ingest(list(rows), db=store, kind=kind, source_name=name)
             except Exception as exc:  # the store is down: keep the rows, say so, retry later
                 outbox.send(("error", " ".join(str(exc).split())[:500]))
+                ok = False
                 continue
             rows.clear()
             outbox.send(
@@ -149,6 +152,7 @@ def serve(
                     dict(report.by_reason),
                 )
             )
+        return ok
 
     def take() -> None:
         """Move what the ring holds into ``pending``, registering experiments in order."""
@@ -165,15 +169,16 @@ def serve(
                 store.register_experiments([Experiment.from_dict(d) for d in item])
 
     def store_all() -> None:
-        """Store everything put so far: more than ``pending`` may hold at once."""
-        while not ring.empty:
-            flush()
-            if not pending.room:  # the store is down: the rest waits in the ring
-                break
+        """Store every frame put before now (more than ``pending`` may hold at once; not
+        the frames put meanwhile, or a busy service would keep this from returning)."""
+        mark = ring.written
+        while ring.consumed < mark:
+            if not flush() or not pending.room:  # the store is down: the rest waits
+                return
             take()
         flush()
 
-    last = time.monotonic()
+    last = retry_at = time.monotonic()
     try:
         while True:
             message: tuple[Any, ...] | None = None
@@ -190,9 +195,11 @@ def serve(
                 outbox.send(("done", message[1]))
                 if message[0] == "close":
                     return
-            if len(pending) >= flush_every or time.monotonic() - last >= flush_interval:
-                flush()
-                last = time.monotonic()
+            now = time.monotonic()
+            if (len(pending) >= flush_every or now - last >= flush_interval) and now >= retry_at:
+                # after a failure, wait flush_interval before trying the store again
+                retry_at = now if flush() else now + flush_interval
+                last = now
         store_all()
     finally:
         store.close()

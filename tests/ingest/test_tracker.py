@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from datetime import datetime, timezone
 
 import pytest
@@ -386,6 +387,40 @@ def test_a_process_worker_counts_what_a_full_ring_refuses(sqlite_url, caplog):
     stats = tracker.stats()
     assert stats.accepted == 40_000 - tracker.dropped > 20_000
     assert "queue full" in caplog.text
+    store = open_store(sqlite_url)
+    assert len(_exposures(store)) == stats.accepted
+    store.close()
+
+
+def test_a_process_worker_flush_returns_while_the_service_keeps_exposing(sqlite_url):
+    """flush() stores what was put before it, not what keeps coming: under steady traffic
+    it returns (waiting for an empty ring would not), and nothing is lost or counted twice."""
+    experiment = config.Experiment(key="k", variants=["a", "b"])
+    # the smallest ring (1 MiB, ~20,000 exposures): flush() waits for at most that much
+    tracker = Tracker(db=sqlite_url, experiments=[experiment], worker="process", max_queue=1000)
+    stop = threading.Event()
+    produced = [0]
+
+    def produce() -> None:
+        while not stop.is_set():
+            tracker.expose(assignment.ExposureRecord.create("k", f"u{produced[0]}", "a"))
+            produced[0] += 1
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    flushed = threading.Event()
+    try:
+        while produced[0] < 2_000:
+            time.sleep(0.01)
+        threading.Thread(target=lambda: (tracker.flush(), flushed.set()), daemon=True).start()
+        assert flushed.wait(60), "flush() did not return under steady traffic"
+        assert producer.is_alive()
+    finally:
+        stop.set()
+        producer.join()
+    tracker.close()
+    stats = tracker.stats()
+    assert stats.accepted + stats.dropped == produced[0] and stats.duplicates == 0
     store = open_store(sqlite_url)
     assert len(_exposures(store)) == stats.accepted
     store.close()
