@@ -17,7 +17,7 @@ ingests what is left.
 ``worker="process"`` stores from a child process instead (:mod:`abkit.ingest.tracker_worker`
 says why: a storing thread holds the interpreter lock for milliseconds, which a request
 thread calling ``assign`` then waits for). There is then no queue and no feeding thread
-in the service: ``expose`` and ``track`` pickle the row and copy it into a ring of shared
+in the service: ``expose`` and ``track`` serialise the row and copy it into a ring of shared
 memory (:mod:`abkit.ingest.ring`, about ``max_queue`` × 128 bytes), which the child drains;
 the child ingests exactly as the thread does and sends its counts back, so
 :meth:`Tracker.stats` and the warnings are the same. It needs a database URL (the child
@@ -81,9 +81,9 @@ _WARN_EVERY = 60.0  # seconds between repeated warnings of one kind
 # process (abkit.ingest.tracker_worker), so the service's threads never wait for it.
 TrackerWorker = Literal["thread", "process"]
 TRACKER_WORKERS: tuple[TrackerWorker, ...] = get_args(TrackerWorker)
-# worker="process": bytes of shared ring per row of max_queue (an exposure pickles to
-# ~100 bytes, an event with a few properties to ~250), and how often the service-side
-# thread takes in the child's counts: it holds the interpreter lock only for that.
+# worker="process": bytes of shared ring per row of max_queue (an exposure's frame takes
+# 48-96 bytes with its header, an event with a few properties ~250), and how often the
+# service-side thread takes in the child's counts: it holds the interpreter lock only then.
 _RING_BYTES_PER_ROW = 128
 _WATCH_SECONDS = 0.05
 
@@ -228,7 +228,7 @@ class Tracker:
         if self._link is None:
             self._enqueue(self._exposures, record)
             return
-        if type(record) is ExposureRecord:  # nearly every call: kept to the fewest steps
+        if type(record) is ExposureRecord:  # nearly every call
             key = record.experiment
             frame = encode_exposure(record)
         else:
@@ -239,11 +239,7 @@ class Tracker:
             self._versioned and self._experiments.version is not self._registered_version  # type: ignore[union-attr]
         ):
             self._send_experiments({key})
-        with self._put_lock:
-            ring = self._ring
-            if ring is not None and ring.put(frame):
-                return
-        self._drop()
+        self._put(frame)
 
     __call__ = expose
 
