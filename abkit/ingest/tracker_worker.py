@@ -5,7 +5,7 @@ validates, hashes and inserts rows holds the interpreter lock for up to its swit
 (5 ms) at a time, and longer inside C calls, so a request thread calling ``assign`` with the
 tracker as its exposure hook waits for it: a p99.9 of milliseconds while the tracker
 flushes. In a child process the ingest runs on another core under its own lock. The
-service's side keeps no queue and runs no feeding thread: its request threads pickle each
+service's side keeps no queue and runs no feeding thread: its request threads serialise each
 row and copy it into a ring of shared memory (:mod:`abkit.ingest.ring`), with no system
 call and no lock another thread holds for long.
 
