@@ -97,7 +97,7 @@ GROUP_UNITS_ALONE: frozenset[str] = frozenset({"duckdb", "sqlite"})
 columns: the aggregate over the joined rows (about ten per unit) then keys on one column,
 not five. At 1M units and 10M events (5 metrics, CUPED, p99 cap), measured side by side,
 DuckDB's statement took 4.35 s instead of 4.9 s and SQLite's analysis 56.3 s instead of
-68.3 s (docs/ARCHITECTURE.md).
+68.3 s (docs/engines.md, "Where the time goes at 10M events").
 Not PostgreSQL: on tables without statistics yet (just loaded) its planner estimates one
 unit and nests the join-back over an aggregate it re-runs per unit, quadratic in the units.
 Not Spark: not measured."""

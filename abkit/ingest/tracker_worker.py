@@ -41,9 +41,8 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from abkit.assignment.config import Experiment
-from abkit.assignment.hashing import event_id
+from abkit.assignment.exposure import ExposureRecord
 from abkit.ingest.ring import SharedRing
-from abkit.timeutil import from_us
 
 # how often the child takes what the ring holds: the longest a row waits in shared memory
 _POLL_SECONDS = 0.01
@@ -79,14 +78,8 @@ def decode(frame: bytes) -> tuple[str, Any]:
     """(kind, item) of a frame; an exposure comes back as its ingestible row."""
     if frame[:1] == _EXPOSURE_TUPLE:
         experiment, unit_id, variant, ts_us, attributes = marshal.loads(frame[1:])
-        return "exposures", {
-            "event_id": event_id(experiment, unit_id, variant, ts_us),
-            "experiment": experiment,
-            "unit_id": unit_id,
-            "variant": variant,
-            "timestamp": from_us(ts_us).isoformat(),
-            "attributes": attributes or {},
-        }
+        record = ExposureRecord(experiment, unit_id, variant, ts_us, attributes or {})
+        return "exposures", record.to_dict()
     kind, item = pickle.loads(frame[1:])
     return kind, item
 

@@ -342,13 +342,18 @@ def test_a_process_worker_stores_every_row_and_reports_its_counts(sqlite_url, ca
 def test_a_process_worker_stores_what_is_queued_at_close(sqlite_url):
     experiment = config.Experiment(key="k", variants=["a", "b"])
     tracker = Tracker(db=sqlite_url, experiments=[experiment], worker="process", flush_interval=60)
-    for i in range(5_000):
-        tracker.expose(assignment.ExposureRecord.create("k", f"u{i}", "ab"[i % 2]))
+    records = [assignment.ExposureRecord.create("k", f"u{i}", "ab"[i % 2]) for i in range(5_000)]
+    for record in records:
+        tracker.expose(record)
     tracker.close()  # the child holds rows below flush_every: close ingests them
     assert tracker.stats().accepted == 5_000
     tracker.close()  # idempotent
     store = open_store(sqlite_url)
     assert len(_exposures(store)) == 5_000
+    with store.engine.connect() as conn:
+        stored = conn.execute(select(store.tables.exposures.c.event_id)).scalars().all()
+    # the child derives each id and time from the marshalled record (Contract 1)
+    assert sorted(stored) == sorted(r.event_id for r in records)
     store.close()
 
 
