@@ -12,13 +12,18 @@ Spark reads the same rows from Parquet files on a throw-away standalone cluster
 * **abkit**: ``analyze()`` with five metrics (conversion rate, revenue per user capped at
   its 99th percentile, orders per user, average order value, click-through rate), CUPED
   covariates, quality checks and the daily series: wall time, and peak Python memory from
-  a second run under ``tracemalloc`` (everything Python and numpy allocate during the
-  call; tracing would slow the timed run);
+  one more run under ``tracemalloc`` (everything Python and numpy allocate during the
+  call; tracing would slow the timed runs);
 * **bare**: one hand-written statement computing the same per-unit and then per-arm sums
   (first exposure, single-variant units, window and pre-period sums of every metric,
   CTR's included; no cap, no daily series, no quality counts) through the same runner: the
   floor for that engine;
 * the ratio abkit / bare (the goal is at most 1.3).
+
+abkit and bare are timed alternately ``--repeat`` times (3) and the medians are shown: on a
+shared machine one run of either can be slowed by the host, and the first run after the
+other engines were loaded meets a cold page cache (SQLite's analysis took 113 s cold and
+57 s warm).
 
 Engines: ``sqlite`` is SQLite's own engine; ``sqlite+duckdb`` is DuckDB executing over the
 same SQLite file (:mod:`abkit.engines.duckdb_sqlite`); ``spark`` also reports the
@@ -38,6 +43,7 @@ import gc
 import json
 import math
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -243,19 +249,29 @@ def check_same(a: dict[str, Any], b: dict[str, Any], label: str) -> None:
                 assert math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-9), (label, variant, metric)
 
 
-def traced(fn: Callable[[], Any]) -> tuple[Any, float, int]:
-    """(value, wall seconds, peak traced bytes): timed in one run, then run again under
-    ``tracemalloc`` for the peak, since tracing every allocation slows the Python part of
-    abkit's analysis, and the bare statement it is compared with is timed untraced."""
-    value, wall = timed(fn)
+def interleaved(
+    abkit: Callable[[], Any], bare: Callable[[], Any], repeat: int
+) -> tuple[Any, float, Any, float, int]:
+    """(abkit's value, its median wall seconds, bare's value, its median wall seconds, abkit's
+    peak traced bytes). The two are timed alternately ``repeat`` times, so that a shared
+    machine's load and a cold page cache (the first run after loading other engines) weigh
+    on both alike and the median drops them; then abkit runs once more under
+    ``tracemalloc`` for its peak, since tracing every allocation slows its Python part."""
+    walls: tuple[list[float], list[float]] = ([], [])
+    value = bare_value = None
+    for _ in range(repeat):
+        value, wall = timed(abkit)
+        walls[0].append(wall)
+        bare_value, wall = timed(bare)
+        walls[1].append(wall)
     gc.collect()
     tracemalloc.start()
     try:
-        fn()
+        abkit()
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    return value, wall, peak
+    return value, statistics.median(walls[0]), bare_value, statistics.median(walls[1]), peak
 
 
 def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
@@ -511,10 +527,10 @@ def runner_for(engine: str, stores: dict[str, Any], stack: ExitStack) -> Any:
 
 
 def replica_analysis(
-    stores: dict[str, Any], metrics: list[Any]
+    stores: dict[str, Any], metrics: list[Any], repeat: int
 ) -> tuple[Any, float, int, float, str]:
-    """DuckDB's replica of the SQLite store: the first copy, then a timed analysis that
-    includes bringing the replica up to date (nothing new here) and its own bare query."""
+    """DuckDB's replica of the SQLite store: the first copy, then timed analyses that
+    include bringing the replica up to date (nothing new here), and its own bare query."""
     from abkit.analysis.analyze import analyze
     from abkit.engines.duckdb_sqlite import ColumnarReplica, status
 
@@ -532,12 +548,14 @@ def replica_analysis(
         finally:
             replica.close()
 
-    result, wall, peak = traced(run)
-    replica = ColumnarReplica(path, found.path, tables)
-    try:
-        bare_rows, bare = timed(lambda: replica.run(bare_statement(tables)))
-    finally:
-        replica.close()
+    def bare_run() -> Any:
+        replica = ColumnarReplica(path, found.path, tables)
+        try:
+            return replica.run(bare_statement(tables))
+        finally:
+            replica.close()
+
+    result, wall, bare_rows, bare, peak = interleaved(run, bare_run, repeat)
     check_same(db_numbers(result), bare_numbers(bare_rows), "sqlite+duckdb bare")
     return result, wall, peak, bare, f"first copy into the replica {copy:.2f} s"
 
@@ -562,7 +580,7 @@ def run_size(
         with ExitStack() as stack:
             extra = ""
             if engine == "sqlite+duckdb":
-                result, wall, peak, bare, extra = replica_analysis(stores, metrics)
+                result, wall, peak, bare, extra = replica_analysis(stores, metrics, args.repeat)
             else:
                 if engine == "spark":
                     spark = SparkBench(stack)
@@ -573,11 +591,17 @@ def run_size(
                     runner: Any = SparkRunner(spark.session)
                     _, cold = timed(lambda r=runner: analyze(r, KEY, metrics))
                     before = spark.snapshot()
+                    analyze(runner, KEY, metrics)  # one analysis, for the cluster's work
+                    work = spark.work_between(before, spark.snapshot())
                 else:
                     runner = runner_for(engine, stores, stack)
-                result, wall, peak = traced(lambda r=runner: analyze(r, KEY, metrics))
+                stmt = bare_statement(stores_tables(stores))
+                result, wall, bare_rows, bare, peak = interleaved(
+                    lambda r=runner: analyze(r, KEY, metrics),
+                    lambda r=runner, q=stmt: r.run(q),
+                    args.repeat,
+                )
                 if engine == "spark":
-                    work = spark.work_between(before, spark.snapshot())
                     work.update(units=units, parts=parts, cold=cold)
                     spark_work.append(work)
                     extra = (
@@ -585,8 +609,6 @@ def run_size(
                         f"{parts['abkit_events']} partitions; {work['stages']} stages, "
                         f"{work['tasks']} tasks; shuffle write {work['shuffle_write'] / 1e6:.1f} MB"
                     )
-                stmt = bare_statement(stores_tables(stores))
-                bare_rows, bare = timed(lambda r=runner, q=stmt: r.run(q))
                 check_same(db_numbers(result), bare_numbers(bare_rows), f"{engine} bare")
             numbers = db_numbers(result)
             reference = reference or numbers
@@ -656,6 +678,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--engines", nargs="+", default=list(ENGINES), choices=ENGINES)
     parser.add_argument("--tea-tasting", action="store_true", help="add tea-tasting on DuckDB")
     parser.add_argument("--workdir", default=None, help="where the files go (default: temp)")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="timed runs of each, alternating (median; 3)"
+    )
     args = parser.parse_args(argv)
     events = args.events or [10 * u for u in args.units]
     if len(events) != len(args.units):

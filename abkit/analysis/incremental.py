@@ -182,10 +182,12 @@ def _cache_name(store: Store, experiment: str) -> str:
     return f"{store.prefix}uc_{hashlib.sha256(experiment.encode()).hexdigest()[:12]}"
 
 
-def _cache_table(store: Store, name: str, columns: Sequence[str]) -> Table:
+def _cache_table(
+    store: Store, name: str, columns: Sequence[str], *, temporary: bool = False
+) -> Table:
     return Table(
         name,
-        MetaData(schema=store.schema),
+        MetaData(schema=None if temporary else store.schema),
         Column("unit_id", String(ID_LENGTH), primary_key=True),
         Column("variant", String(KEY_LENGTH), nullable=False),
         Column("variant_max", String(KEY_LENGTH), nullable=False),
@@ -196,6 +198,7 @@ def _cache_table(store: Store, name: str, columns: Sequence[str]) -> Table:
         *[Column(name, Double, nullable=True) for name in columns],
         # the span of first exposures, read at every readout (UnitCache.arm_rows)
         Index(f"{name}_first", "first_us"),
+        prefixes=["TEMPORARY"] if temporary else [],
     )
 
 
@@ -482,7 +485,7 @@ def _stage(conn: Connection, store: Store, table: Table, old: int, new: int) -> 
     predicate each engine answers from the ``batch_id`` index (or DuckDB's zone maps). With
     an event-type or experiment condition beside it, SQLite's planner prefers those
     indexes and walks every event of the type instead of the new ones."""
-    meta = MetaData(schema=store.schema)
+    meta = MetaData()
     staged = _Staged(
         events=Table(
             f"{table.name}_ne",
@@ -494,6 +497,7 @@ def _stage(conn: Connection, store: Store, table: Table, old: int, new: int) -> 
             # the delta joins units to their new events (SQLite would otherwise scan them
             # once per unit)
             Index(f"{table.name}_ne_unit", "unit_id", "event_type"),
+            prefixes=["TEMPORARY"],
         ),
         exposures=Table(
             f"{table.name}_nx",
@@ -503,6 +507,7 @@ def _stage(conn: Connection, store: Store, table: Table, old: int, new: int) -> 
             Column("variant", String(KEY_LENGTH)),
             Column("ts_us", BigInteger),
             Index(f"{table.name}_nx_unit", "experiment", "unit_id"),
+            prefixes=["TEMPORARY"],
         ),
     )
     staged.drop(conn)
@@ -608,7 +613,7 @@ def _merge_units(
     cte, plan = sql._unit_values_cte(
         Relations(exposures=exposures, events=events), scope, metrics, cuped=cuped, segment=None
     )
-    staging = _cache_table(cache.store, f"{table.name}_d", list(layout.rules))
+    staging = _cache_table(cache.store, f"{table.name}_d", list(layout.rules), temporary=True)
     staging.drop(conn, checkfirst=True)
     staging.create(conn)
     conn.execute(_insert(staging, cte, plan.names))

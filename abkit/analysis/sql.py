@@ -129,6 +129,13 @@ def _zero() -> ColumnElement[Any]:
     return _p(0.0, Double())
 
 
+def _count_where(cond: ColumnElement[bool]) -> ColumnElement[Any]:
+    """How many joined rows satisfy ``cond``, summed as a double: exact below 2**53, and
+    DuckDB sums integers into a 128-bit HUGEINT, which made stage 3 of the benchmark's
+    statement (12 sums, 8 of them counts) take 22% more CPU than with doubles."""
+    return func.sum(case((cond, _one()), else_=_zero()))
+
+
 def _col(i: int, what: str) -> str:
     """Name of a per-metric column (``m{i}_{what}``)."""
     return f"m{i}_{what}"
@@ -148,7 +155,7 @@ def _measure_aggregate(
             case((cond, to_double(func.coalesce(events.c.value, _zero()))), else_=_zero())
         )
     if measure.aggregate in ("count", "converted"):
-        return func.sum(case((cond, 1), else_=0))
+        return _count_where(cond)
     # hours_to_first: the earliest qualifying event; NULL when the unit has none
     return func.min(case((cond, events.c.ts_us - first_us), else_=None))
 
@@ -356,13 +363,13 @@ def _unit_values_cte(
             i,
             "before",
             ("before", read),
-            func.sum(case((and_(any_type, events.c.ts_us < first_us), 1), else_=0)),
+            _count_where(and_(any_type, events.c.ts_us < first_us)),
         )
         plan.add(
             i,
             "after",
             ("after", read, metric.window_us),
-            func.sum(case((and_(any_type, after_first, ~in_window), 1), else_=0)),
+            _count_where(and_(any_type, after_first, ~in_window)),
         )
     join_on = and_(
         events.c.unit_id == units.c.unit_id,
@@ -420,7 +427,7 @@ def _covariate_aggregates(
                 ("prediction", types, "sum"),
                 func.sum(case((cond, to_double(events.c.value)), else_=_zero())),
             ),
-            (f"{tag}/count", ("prediction", types, "count"), func.sum(case((cond, 1), else_=0))),
+            (f"{tag}/count", ("prediction", types, "count"), _count_where(cond)),
         ]
     lookback = cov.lookback_us or metric.pre_period_us
     pre = and_(events.c.ts_us < first_us, events.c.ts_us >= first_us - _p(lookback, BigInteger()))

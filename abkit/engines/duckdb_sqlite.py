@@ -31,12 +31,14 @@ of a silent fallback.
 from __future__ import annotations
 
 import os
+import sqlite3
+import threading
 from dataclasses import dataclass
 from importlib import util as importlib_util
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import BigInteger, Float, column, create_engine, event, literal, select
+from sqlalchemy import BigInteger, Float, column, create_engine, event, func, literal, select
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.exc import DBAPIError
@@ -106,7 +108,21 @@ def _sqlite_path(url: str) -> Path | None:
 def duckdb_engine_over(path: Path, extension: Path, *, database: str = ":memory:") -> Engine:
     """A DuckDB engine on ``database`` with the SQLite file ``path`` attached read-only as
     ``abkit_sqlite`` (the default catalog when ``database`` is in memory)."""
-    engine = create_engine(
+    engine = _duckdb_engine(database)
+
+    @event.listens_for(engine, "connect")
+    def _attach(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        _attach_sqlite(cursor, path, extension)
+        if database == ":memory:":
+            cursor.execute(f"USE {ATTACHED}")
+        cursor.close()
+
+    return engine
+
+
+def _duckdb_engine(database: str) -> Engine:
+    return create_engine(
         f"duckdb:///{database}",
         connect_args={
             "config": {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
@@ -114,16 +130,12 @@ def duckdb_engine_over(path: Path, extension: Path, *, database: str = ":memory:
         poolclass=StaticPool,
     )
 
-    @event.listens_for(engine, "connect")
-    def _attach(dbapi_connection: Any, _record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        cursor.execute(f"LOAD {_quoted_text(str(extension))}")
-        cursor.execute(f"ATTACH {_quoted_text(str(path))} AS {ATTACHED} (TYPE sqlite, READ_ONLY)")
-        if database == ":memory:":
-            cursor.execute(f"USE {ATTACHED}")
-        cursor.close()
 
-    return engine
+def _attach_sqlite(cursor: Any, path: Path, extension: Path) -> None:
+    """Load the scanner and attach ``path`` read-only as ``abkit_sqlite`` (~0.25 s: DuckDB
+    checks the extension's signature each time a database loads it)."""
+    cursor.execute(f"LOAD {_quoted_text(str(extension))}")
+    cursor.execute(f"ATTACH {_quoted_text(str(path))} AS {ATTACHED} (TYPE sqlite, READ_ONLY)")
 
 
 class _DuckDBRunner:
@@ -182,6 +194,36 @@ def _duckdb_type(col: Any, dialect: Dialect) -> str:
     return str(col.type.compile(dialect=dialect))
 
 
+def _source_state(
+    path: Path, replicated: tuple[Table, ...], registry: Table
+) -> tuple[dict[str, int | None], list[tuple[str, ...]]]:
+    """The largest rowid of each replicated table of the SQLite file ``path`` and its
+    registry's rows as text, read by the standard library's SQLite (read-only)."""
+    source = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, timeout=30)
+    try:
+        tops = {
+            t.name: source.execute(
+                _sqlite_text(select(func.max(column(SOURCE_ROWID_EXPR))).select_from(t))
+            ).fetchone()[0]
+            for t in replicated
+        }
+        rows = source.execute(
+            _sqlite_text(select(*registry.columns).order_by(*registry.primary_key))
+        ).fetchall()
+    finally:
+        source.close()
+    return tops, [tuple(map(str, row)) for row in rows]
+
+
+def _sqlite_text(stmt: Select[Any]) -> str:
+    """SQLite's text of a statement of abkit's own (identifiers quoted, no parameters)."""
+    return str(stmt.compile(dialect=_SQLITE, compile_kwargs={"literal_binds": True}))
+
+
+_OPEN_REPLICAS: set[Path] = set()
+_OPEN_LOCK = threading.Lock()
+
+
 def replica_path(path: Path) -> Path:
     """Where the columnar replica of the SQLite store ``path`` lives: beside it."""
     return path.with_name(path.name + ".analysis.duckdb")
@@ -206,22 +248,49 @@ class ColumnarReplica(_DuckDBRunner):
     """
 
     def __init__(self, path: Path, extension: Path, tables: Tables) -> None:
-        engine = duckdb_engine_over(path, extension, database=str(replica_path(path)))
+        # DuckDB locks the file against other processes; within this one, connections
+        # to a file share one database, so a second analysis is turned away here.
+        self._file = replica_path(path).resolve()
+        with _OPEN_LOCK:
+            if self._file in _OPEN_REPLICAS:
+                raise ReplicaBusy(f"another analysis in this process holds the replica of {path}")
+            _OPEN_REPLICAS.add(self._file)
+        # The scanner is loaded only when something must be copied (most opens of a
+        # replica find nothing new, and loading the scanner is most of their cost).
+        engine = _duckdb_engine(str(self._file))
         try:
             connection = engine.connect()
         except DBAPIError as exc:
             engine.dispose()
+            _OPEN_REPLICAS.discard(self._file)
             raise ReplicaBusy(f"cannot open the analysis replica of {path}: {exc.orig}") from exc
         super().__init__(engine, connection, f"sqlite:///{path} (DuckDB replica)")
         self.appended: dict[str, int] = {}
         try:
+            replicated = (tables.exposures, tables.exposure_attributes, tables.events)
+            tops, registry = _source_state(path, replicated, tables.experiments)
             with connection.begin():
-                for table in (tables.exposures, tables.exposure_attributes, tables.events):
-                    self.appended[table.name] = self._refresh(table)
-                self._copy_registry(tables.experiments)
+                copied = {t.name: self._copied(t) for t in replicated}
+                registry_stale = self._registry_rows(tables.experiments) != registry
+            if registry_stale or any(
+                not copied[t.name][0] or tops[t.name] != copied[t.name][1] for t in replicated
+            ):
+                _attach_sqlite(connection.connection.driver_connection, path, extension)
+            with connection.begin():
+                for table in replicated:
+                    exists, last = copied[table.name]
+                    self.appended[table.name] = self._refresh(table, tops[table.name], exists, last)
+                if registry_stale:
+                    self._copy_registry(tables.experiments)
         except BaseException:
             self.close()
             raise
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            _OPEN_REPLICAS.discard(self._file)
 
     def _source_rows(self, table: Table, after: int | None) -> str:
         """SQLite's query for the rows of ``table`` above rowid ``after`` (text for
@@ -230,30 +299,43 @@ class ColumnarReplica(_DuckDBRunner):
         stmt = select(*columns).select_from(table)
         if after is not None:
             stmt = stmt.where(column(SOURCE_ROWID_EXPR) > literal(int(after), BigInteger()))
-        return str(stmt.compile(dialect=_SQLITE, compile_kwargs={"literal_binds": True}))
+        return _sqlite_text(stmt)
 
-    def _refresh(self, table: Table) -> int:
-        """Append the rows of ``table`` that arrived since the last refresh; their count."""
+    def _holds(self, table: Table) -> bool:
+        return bool(
+            self._connection.exec_driver_sql(
+                "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+                "AND schema_name = 'main' AND table_name = ?",
+                (table.name,),
+            ).scalar()
+        )
+
+    def _copied(self, table: Table) -> tuple[bool, int | None]:
+        """Whether the replica holds ``table``, and the largest source rowid it copied."""
+        if not self._holds(table):
+            return False, None
+        name = self._engine.dialect.identifier_preparer.quote(table.name)
+        copied = self._connection.exec_driver_sql(
+            f"SELECT max({SOURCE_ROWID}) FROM {name}"
+        ).scalar()
+        return True, None if copied is None else int(copied)
+
+    def _registry_rows(self, table: Table) -> list[tuple[str, ...]] | None:
+        """The replica's copy of the registry, as text (``None`` before the first copy)."""
+        if not self._holds(table):
+            return None
+        rows = self._connection.execute(select(*table.columns).order_by(*table.primary_key))
+        return [tuple(map(str, row)) for row in rows]
+
+    def _refresh(self, table: Table, top: int | None, exists: bool, copied: int | None) -> int:
+        """Append the rows of ``table`` that arrived since the last refresh (SQLite's
+        largest rowid is now ``top``; the replica holds ``table`` up to rowid ``copied``);
+        their count."""
         conn = self._connection
         name = self._engine.dialect.identifier_preparer.quote(table.name)
-        top = conn.exec_driver_sql(
-            "SELECT CAST(m AS BIGINT) FROM sqlite_query(?, ?)",
-            (
-                ATTACHED,
-                f"SELECT max(rowid) AS m FROM {_SQLITE.identifier_preparer.quote(table.name)}",
-            ),
-        ).scalar()
-        exists = conn.exec_driver_sql(
-            "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
-            "AND schema_name = 'main' AND table_name = ?",
-            (table.name,),
-        ).scalar()
-        copied = None
-        if exists:
-            copied = conn.exec_driver_sql(f"SELECT max({SOURCE_ROWID}) FROM {name}").scalar()
-            if copied is not None and (top is None or int(top) < int(copied)):
-                conn.exec_driver_sql(f"DROP TABLE {name}")  # rows went away: copy again
-                exists, copied = 0, None
+        if copied is not None and (top is None or top < copied):
+            conn.exec_driver_sql(f"DROP TABLE {name}")  # rows went away: copy again
+            exists, copied = False, None
         before = (
             0
             if not exists
@@ -278,7 +360,7 @@ class ColumnarReplica(_DuckDBRunner):
             conn.exec_driver_sql(
                 f"CREATE TABLE {name} AS SELECT {scanned} FROM {ATTACHED}.main.{name}"
             )
-        elif top is not None and (copied is None or int(top) > int(copied)):
+        elif top is not None and (copied is None or top > copied):
             conn.exec_driver_sql(f"INSERT INTO {name} {rows}", query)
         after = int(conn.exec_driver_sql(f"SELECT count(*) FROM {name}").scalar() or 0)
         return after - before

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import insert
+from sqlalchemy import func, insert, select
 
 from abkit.analysis.analyze import analyze
 from abkit.engines import duckdb_sqlite
@@ -168,3 +168,36 @@ def test_a_replaced_store_is_copied_again(
     assert isinstance(runner, ColumnarReplica)
     assert runner.appended["abkit_events"] == 0
     runner.close()
+
+
+@needs_scanner
+def test_an_open_with_nothing_new_leaves_sqlite_unattached_and_sees_a_new_registry(
+    stored_experiment: StoredExperiment, tmp_path: Path
+) -> None:
+    """Opening the replica when SQLite has no new row attaches nothing (the scanner is not
+    even loaded); a registry change alone is still copied."""
+    path = tmp_path / "abkit.db"
+    path.write_bytes(Path(stored_experiment.sqlite_url.removeprefix("sqlite:///")).read_bytes())
+    url = f"sqlite:///{path}"
+    open_runner(url).close()  # type: ignore[union-attr]  # the first copy
+    attached = func.duckdb_databases().table_valued("database_name")
+
+    runner = open_runner(url)
+    assert isinstance(runner, ColumnarReplica)
+    assert set(runner.appended.values()) == {0}
+    names = {row[0] for row in runner.run(select(attached.c.database_name))}
+    assert duckdb_sqlite.ATTACHED not in names
+    runner.close()
+
+    store = open_store(url)
+    store.register_experiments([{"key": "added-later", "variants": ["control", "treatment"]}])
+    registry = store.tables.experiments
+    store.close()
+    runner = open_runner(url)
+    assert isinstance(runner, ColumnarReplica)
+    try:
+        names = {row[0] for row in runner.run(select(attached.c.database_name))}
+        assert duckdb_sqlite.ATTACHED in names
+        assert ("added-later",) in set(runner.run(select(registry.c.key)))
+    finally:
+        runner.close()
