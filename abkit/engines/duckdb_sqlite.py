@@ -240,7 +240,9 @@ class ColumnarReplica(_DuckDBRunner):
     This is exact because the store is insert-only and SQLite has one writer at a time: a
     transaction that commits later gives its rows larger rowids than every row visible
     before it. A source whose largest rowid went down (rows deleted, file replaced) is
-    copied again in full. The analysis then runs on DuckDB's own columnar tables.
+    copied again in full. The largest rowids and the registry are read first with Python's
+    ``sqlite3``: when nothing is new, the scanner is not loaded at all. The analysis then
+    runs on DuckDB's own columnar tables.
 
     DuckDB lets one process write a database file: a second analysis opening the same
     replica at the same moment gets :class:`ReplicaBusy` (and the caller falls back to
