@@ -33,6 +33,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import weakref
 from dataclasses import dataclass
 from importlib import util as importlib_util
 from pathlib import Path
@@ -257,15 +258,22 @@ class ColumnarReplica(_DuckDBRunner):
             if self._file in _OPEN_REPLICAS:
                 raise ReplicaBusy(f"another analysis in this process holds the replica of {path}")
             _OPEN_REPLICAS.add(self._file)
-        # The scanner is loaded only when something must be copied (most opens of a
-        # replica find nothing new, and loading the scanner is most of their cost).
-        engine = _duckdb_engine(str(self._file))
+        # released once: by close(), a failed open, or when an unclosed replica is collected
+        self._release = weakref.finalize(self, _OPEN_REPLICAS.discard, self._file)
         try:
-            connection = engine.connect()
-        except DBAPIError as exc:
-            engine.dispose()
-            _OPEN_REPLICAS.discard(self._file)
-            raise ReplicaBusy(f"cannot open the analysis replica of {path}: {exc.orig}") from exc
+            # The scanner is loaded only when something must be copied (most opens of a
+            # replica find nothing new, and loading the scanner is most of their cost).
+            engine = _duckdb_engine(str(self._file))
+            try:
+                connection = engine.connect()
+            except DBAPIError as exc:
+                engine.dispose()
+                raise ReplicaBusy(
+                    f"cannot open the analysis replica of {path}: {exc.orig}"
+                ) from exc
+        except BaseException:
+            self._release()
+            raise
         super().__init__(engine, connection, f"sqlite:///{path} (DuckDB replica)")
         self.appended: dict[str, int] = {}
         try:
@@ -292,7 +300,7 @@ class ColumnarReplica(_DuckDBRunner):
         try:
             super().close()
         finally:
-            _OPEN_REPLICAS.discard(self._file)
+            self._release()
 
     def _source_rows(self, table: Table, after: int | None) -> str:
         """SQLite's query for the rows of ``table`` above rowid ``after`` (text for

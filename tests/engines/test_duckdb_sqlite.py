@@ -7,6 +7,7 @@ and the fallback tests check that analysis then stays on SQLite.
 
 from __future__ import annotations
 
+import gc
 import os
 import random
 from pathlib import Path
@@ -201,3 +202,21 @@ def test_an_open_with_nothing_new_leaves_sqlite_unattached_and_sees_a_new_regist
         assert ("added-later",) in set(runner.run(select(registry.c.key)))
     finally:
         runner.close()
+
+
+@needs_scanner
+def test_a_replica_collected_without_close_does_not_hold_the_file(
+    stored_experiment: StoredExperiment, tmp_path: Path
+) -> None:
+    path = tmp_path / "abkit.db"
+    path.write_bytes(Path(stored_experiment.sqlite_url.removeprefix("sqlite:///")).read_bytes())
+    url = f"sqlite:///{path}"
+    runner = open_runner(url)
+    assert isinstance(runner, ColumnarReplica)
+    del runner
+    gc.collect()
+    again = open_runner(url)
+    try:
+        assert isinstance(again, ColumnarReplica)
+    finally:
+        again.close()  # type: ignore[union-attr]
