@@ -18,11 +18,12 @@ package and depends on it, never the other way round.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Protocol, runtime_checkable
 
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.sql import Select
+from sqlalchemy.sql import FromClause, Select
 
 from abkit.errors import ConfigError, StoreError
 
@@ -46,6 +47,22 @@ class QueryRunner(Protocol):
     def where(self) -> str: ...
 
     def run(self, stmt: Select[Any]) -> list[Row]: ...
+
+
+@runtime_checkable
+class MaterializingRunner(Protocol):
+    """A runner that can keep a statement's result for the statements that follow.
+
+    For an engine that computes a ``WITH`` clause again at every reference (Spark inlines
+    CTEs): the analysis then computes its per-unit values (stages 1-3) once with
+    ``materialized`` and reads them from the returned relation for the caps, the per-arm
+    sums and the unit percentiles, instead of joining every event to its unit twice. The
+    relation has the columns of ``stmt`` (by their keys) and is dropped when the context
+    exits. Engines that materialise a CTE referenced twice on their own (DuckDB,
+    PostgreSQL, SQLite) do not offer it.
+    """
+
+    def materialized(self, stmt: Select[Any]) -> AbstractContextManager[FromClause]: ...
 
 
 class SQLAlchemyRunner:

@@ -69,7 +69,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import CTE, FromClause
 
 from abkit.analysis.constructs import day_bucket, nearest_rank, to_double
-from abkit.analysis.runner import QueryRunner, as_mappings
+from abkit.analysis.runner import MaterializingRunner, QueryRunner, as_mappings
 from abkit.analysis.sources import Relations
 from abkit.errors import ConfigError
 from abkit.metrics.definitions import Measure, Metric
@@ -101,6 +101,9 @@ DuckDB's statement took 4.35 s instead of 4.9 s and SQLite's analysis 56.3 s ins
 Not PostgreSQL: on tables without statistics yet (just loaded) its planner estimates one
 unit and nests the join-back over an aggregate it re-runs per unit, quadratic in the units.
 Not Spark: not measured."""
+
+UNIT_COLUMNS = ("unit_id", "variant", "variant_max", "day", "first_us")
+"""The per-unit columns of ``abkit_unit_values`` before the aggregates ``a{k}``."""
 
 UnitSource = Callable[[Mapping[tuple[Any, ...], str]], FromClause]
 """Per-unit values read from somewhere other than the events (the cache of
@@ -712,6 +715,45 @@ def _num(value: Any) -> float:
     return 0.0 if value is None else float(value)
 
 
+def stored_unit_source(
+    table: FromClause, stored: Mapping[tuple[Any, ...], str], where: Any = None
+) -> UnitSource:
+    """The :data:`UnitSource` reading per-unit values kept in ``table`` (its rows matching
+    ``where``, when given): ``stored`` says which column holds each aggregate (by the
+    plan's key), and a statement's own plan names are mapped onto those columns."""
+
+    def unit_source(names: Mapping[tuple[Any, ...], str]) -> FromClause:
+        columns: list[Any] = [table.c[c] for c in UNIT_COLUMNS]
+        for key, name in names.items():
+            column = stored.get(key)
+            if column is None:  # cannot happen: the plans come from the same metrics
+                raise ValueError(f"the stored unit values have no column for {key!r}")
+            columns.append(table.c[column].label(name))
+        query = select(*columns)
+        if where is not None:
+            query = query.where(where)
+        return query.subquery("abkit_unit_values")
+
+    return unit_source
+
+
+def _reads_units_again(
+    metrics: Sequence[Metric], caps: Mapping[str, float] | None, cuped: bool
+) -> bool:
+    """Whether one readout reads the per-unit values more than once: a percentile cap
+    computed in the statement (stage 4 and stage 5 both read them) or a unit percentile
+    (a second statement)."""
+    if not caps and percentile_capped(metrics):
+        return True
+    return any(
+        isinstance(a, ArmPercentile)
+        for m in metrics
+        for a in m.kind_spec.arm_aggregates(
+            m, covariate=m.kind_spec.has_covariate(m, cuped)
+        ).values()
+    )
+
+
 def fetch_aggregates(
     runner: QueryRunner,
     rel: Relations,
@@ -731,6 +773,25 @@ def fetch_aggregates(
     statistics from :func:`order_statistics_query` and no daily points. ``arm_rows``
     (unsegmented, no ``caps`` given) supplies the stage-6 rows instead of the statement."""
     metrics = tuple(metrics)
+    if (
+        unit_source is None
+        and arm_rows is None
+        and segment is None
+        and isinstance(runner, MaterializingRunner)
+        and _reads_units_again(metrics, caps, cuped)
+    ):
+        cte, plan = _unit_values_cte(rel, scope, metrics, cuped=cuped, segment=None)
+        with runner.materialized(select(cte)) as units:
+            return fetch_aggregates(
+                runner,
+                rel,
+                scope,
+                metrics,
+                cuped=cuped,
+                caps=caps,
+                daily=daily,
+                unit_source=stored_unit_source(units, plan.names),
+            )
     if arm_rows is not None and segment is None and not caps:
         rows = arm_rows(metrics, cuped)
     else:

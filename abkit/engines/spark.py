@@ -23,12 +23,14 @@ Java 17 runtime for a classic session).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from sqlalchemy import Column, MetaData, select
 from sqlalchemy import inspect as sa_inspect
-from sqlalchemy import select
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.schema import Table
@@ -110,6 +112,45 @@ class SparkRunner:
                 f"the analysis query failed on {self._where}: {_first_line(exc)}"
             ) from exc
         return [tuple(row) for row in rows]
+
+    @contextmanager
+    def materialized(self, stmt: Select[Any]) -> Iterator[Table]:
+        """``stmt``'s result cached in the cluster as a temporary view, read by the
+        statements of the ``with`` block (:class:`~abkit.analysis.runner.MaterializingRunner`).
+
+        Spark inlines a ``WITH`` clause at each reference, so without this a readout with
+        a percentile cap joins every event to its unit twice (once for the cap, once for
+        the sums). The rows are kept by a local checkpoint (the executors' block stores,
+        spilling to disk) and the view is dropped and the blocks released on exit.
+        """
+        from py4j.protocol import Py4JError
+        from pyspark.errors import PySparkException
+
+        name = f"abkit_units_{uuid.uuid4().hex[:16]}"
+        text, params = compile_statement(stmt)
+        catalog = self._session.catalog
+        try:
+            # a checkpoint, not cache(): the rows are computed now and the view reads them
+            # (its plan is the checkpoint's scan), where a cached plan must be matched again
+            # by every statement, which a parameterised query's plan is not
+            frame = self._session.sql(text, args=params).localCheckpoint(eager=True)
+            frame.createOrReplaceTempView(name)
+        except (PySparkException, Py4JError) as exc:
+            raise StoreError(
+                f"the analysis query failed on {self._where}: {_first_line(exc)}"
+            ) from exc
+        try:
+            yield Table(
+                name,
+                MetaData(),
+                *[Column(str(c.key), c.type) for c in stmt.selected_columns],
+            )
+        finally:
+            try:
+                catalog.dropTempView(name)
+                frame.unpersist()
+            except (PySparkException, Py4JError):  # a stopped session holds nothing
+                pass
 
     def _missing_table(self, stmt: Select[Any]) -> str | None:
         """The first table of ``stmt`` that the session's catalog does not have, if any.

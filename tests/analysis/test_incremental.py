@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 
 from abkit.analysis.analyze import analyze
 from abkit.assignment.hashing import event_id
@@ -227,6 +227,50 @@ def test_events_later_than_the_lookback_rebuild(loaded):
     merged = analyze(store, KEY, METRICS, refresh="auto", refresh_lookback=None)
     assert merged.experiment.refresh.startswith("incremental (3 new events")
     _assert_same(merged, analyze(store, KEY, METRICS))
+
+
+def test_only_units_whose_exposures_moved_are_recomputed(loaded):
+    """A repeated exposure (later, same variant) merges like new events; an earlier first
+    exposure, a second variant and a new unit recompute their unit."""
+    store, _ = loaded
+    with store.engine.connect() as conn:
+        t = store.tables.exposures
+        first = {
+            u: (v, ts)
+            for u, v, ts in conn.execute(
+                select(t.c.unit_id, func.min(t.c.variant), func.min(t.c.ts_us))
+                .where(t.c.experiment == KEY)
+                .group_by(t.c.unit_id)
+                .having(func.count(func.distinct(t.c.variant)) == 1)
+                .order_by(t.c.unit_id)
+                .limit(3)
+            ).all()
+        }
+    (a, (va, ta)), (b, (vb, tb)), (c, (vc, tc)) = first.items()
+    other = next(v for v in SIM.experiment.variant_names if v != vb)
+
+    def exposure(unit: str, variant: str, ts: int) -> tuple[Any, ...]:
+        return (event_id(KEY, unit, variant, ts), KEY, unit, variant, ts, "0" * 32)
+
+    def purchase(unit: str, ts: int) -> tuple[Any, ...]:
+        return (f"{unit}/extra/{ts}", unit, "purchase", 12.5, ts, "0" * 32)
+
+    _write(store, 10, [exposure(a, va, ta + HOUR)], [purchase(a, ta + 2 * HOUR)])
+    # events of any age merge (the lookback is not what this test is about)
+    repeat = analyze(store, KEY, METRICS, refresh="incremental", refresh_lookback=None)
+    assert repeat.experiment.refresh.startswith("incremental (1 new events, 1 new exposures")
+    assert repeat.experiment.refresh.endswith("; 0 units recomputed)")
+    _assert_same(repeat, analyze(store, KEY, METRICS))
+
+    _write(
+        store,
+        11,
+        [exposure(a, va, ta - HOUR), exposure(b, other, tb + HOUR), exposure("new-unit", vc, tc)],
+        [purchase(c, tc + HOUR), purchase("new-unit", tc + HOUR)],
+    )
+    moved = analyze(store, KEY, METRICS, refresh="incremental", refresh_lookback=None)
+    assert moved.experiment.refresh.endswith("; 3 units recomputed)")
+    _assert_same(moved, analyze(store, KEY, METRICS))
 
 
 def test_a_metric_change_rebuilds_and_incremental_refuses(loaded):

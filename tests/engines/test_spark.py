@@ -52,10 +52,15 @@ class RecordingRunner(SparkRunner):
     def __init__(self, session: Any) -> None:
         super().__init__(session)
         self.statements: list[str] = []
+        self.materialized_statements: list[str] = []
 
     def run(self, stmt: Any) -> list[tuple[Any, ...]]:
         self.statements.append(compile_statement(stmt)[0])
         return super().run(stmt)
+
+    def materialized(self, stmt: Any) -> Any:
+        self.materialized_statements.append(compile_statement(stmt)[0])
+        return super().materialized(stmt)
 
 
 def _analysis(db: Any, exp: StoredExperiment) -> dict[str, Any]:
@@ -170,10 +175,13 @@ def test_standalone_cluster_reads_the_users_tables_only(
     ).to_dict()
     assert got["experiment"]["source"].startswith("warehouse (exposures: global_temp.Order")
     assert_same(reference, got)
-    # read-only: only queries ran, and the catalog is as it was
+    # read-only: only queries ran, and the catalog is as it was (the per-unit values,
+    # cached once for the percentile cap and the sums, were dropped)
     assert catalog_listing(spark_session) == before
+    assert len(runner.materialized_statements) == 1
     assert runner.statements and all(
-        text.lstrip().upper().startswith(("SELECT", "WITH")) for text in runner.statements
+        text.lstrip().upper().startswith(("SELECT", "WITH"))
+        for text in runner.statements + runner.materialized_statements
     )
     read = " ".join(runner.statements)
     assert "`global_temp`.`Order`" in read and "FROM `select`" in read
