@@ -103,7 +103,6 @@ merged; later ones trigger a full rebuild."""
 
 CACHE_FORMAT = 2  # bump when the cache's layout or merge rules change: every cache rebuilds
 
-_GROUP = sql.UNIT_COLUMNS
 _STALE_US = 10 * 60 * 1_000_000  # a running batch silent this long is abandoned (as ingest)
 
 
@@ -447,7 +446,7 @@ def _upto(rel: Relations, watermark: int | None) -> Relations:
 
 
 def _insert(table: Table, cte: Any, names: Mapping[tuple[Any, ...], str]) -> Any:
-    columns = [*_GROUP, *names.values()]
+    columns = [*sql.UNIT_COLUMNS, *names.values()]
     return insert(table).from_select(columns, select(*[cte.c[c] for c in columns]))
 
 

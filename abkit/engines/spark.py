@@ -99,12 +99,7 @@ class SparkRunner:
         from py4j.protocol import Py4JError
         from pyspark.errors import PySparkException
 
-        missing = self._missing_table(stmt)
-        if missing is not None:
-            raise StoreError(
-                f"the analysis query failed on {self._where}: table or view {missing} not found"
-            )
-        text, params = compile_statement(stmt)
+        text, params = self._checked(stmt)
         try:
             rows = self._session.sql(text, args=params).collect()
         except (PySparkException, Py4JError) as exc:
@@ -127,7 +122,7 @@ class SparkRunner:
         from pyspark.errors import PySparkException
 
         name = f"abkit_units_{uuid.uuid4().hex[:16]}"
-        text, params = compile_statement(stmt)
+        text, params = self._checked(stmt)
         catalog = self._session.catalog
         try:
             # a checkpoint, not cache(): the rows are computed now and the view reads them
@@ -151,6 +146,16 @@ class SparkRunner:
                 frame.unpersist()
             except (PySparkException, Py4JError):  # a stopped session holds nothing
                 pass
+
+    def _checked(self, stmt: Select[Any]) -> tuple[str, dict[str, Any]]:
+        """``stmt`` compiled (:func:`compile_statement`), once every table it reads is known
+        to the catalog; a missing one is a :class:`StoreError` naming it."""
+        missing = self._missing_table(stmt)
+        if missing is not None:
+            raise StoreError(
+                f"the analysis query failed on {self._where}: table or view {missing} not found"
+            )
+        return compile_statement(stmt)
 
     def _missing_table(self, stmt: Select[Any]) -> str | None:
         """The first table of ``stmt`` that the session's catalog does not have, if any.

@@ -197,8 +197,14 @@ def test_master_url_opens_the_active_session(spark_cluster: Any, spark_session: 
 
 
 def test_missing_table_is_a_store_error(spark_session: Any) -> None:
-    with pytest.raises(StoreError, match="abkit_nowhere"):
-        SparkRunner(spark_session).run(select(column("x")).select_from(table("abkit_nowhere")))
+    missing = select(column("x")).select_from(table("abkit_nowhere"))
+    with pytest.raises(StoreError, match="table or view `abkit_nowhere` not found"):
+        SparkRunner(spark_session).run(missing)
+    with (
+        pytest.raises(StoreError, match="table or view `abkit_nowhere` not found"),
+        SparkRunner(spark_session).materialized(missing),
+    ):
+        pass
 
 
 def test_spark_connect_recipe_matches(
