@@ -26,7 +26,11 @@ other engines were loaded meets a cold page cache (SQLite's analysis took 113 s 
 57 s warm).
 
 Engines: ``sqlite`` is SQLite's own engine; ``sqlite+duckdb`` is DuckDB executing over the
-same SQLite file (:mod:`abkit.engines.duckdb_sqlite`); ``spark`` also reports the
+same SQLite file (:mod:`abkit.engines.duckdb_sqlite`); ``duckdb-tables`` is a DuckDB file
+of plain tables, as a warehouse holds them (no keys, no indexes, appended with DuckDB's own
+bulk insert), read through a :class:`~abkit.analysis.sources.Source`: the growth run's
+engine, since an abkit DuckDB store's primary-key and secondary indexes make loading 100M
+events take hours on 2 cores; ``spark`` also reports the
 partitions of the events table and the shuffle bytes written per analysis (from the
 driver's REST status API). ``--tea-tasting`` adds the peer: tea-tasting on the DuckDB file,
 end to end from events (its per-unit table built in DuckDB, then its analysis).
@@ -59,7 +63,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 CHUNK_UNITS = 100_000
 WINDOW_US = 7 * 24 * 3_600_000_000
 KEY = "bench-checkout"
-ENGINES = ("sqlite", "sqlite+duckdb", "postgres", "duckdb", "spark")
+ENGINES = ("sqlite", "sqlite+duckdb", "postgres", "duckdb", "duckdb-tables", "spark")
 
 
 def five_metrics() -> list[Any]:
@@ -460,9 +464,16 @@ def load_stores(
     from abkit.simulate import load_simulation
     from abkit.store.store import open_store
 
-    wanted = {"sqlite": "sqlite", "sqlite+duckdb": "sqlite", "postgres": "postgres"}
+    wanted = {
+        "sqlite": "sqlite",
+        "sqlite+duckdb": "sqlite",
+        "postgres": "postgres",
+        "duckdb-tables": "duckdb-tables",
+    }
     kinds = {wanted.get(e, "duckdb") for e in engines}  # spark and tea-tasting read DuckDB's
     stores: dict[str, Any] = {}
+    if "duckdb-tables" in kinds:
+        stores["duckdb-tables"] = WarehouseTables(workdir / f"tables-{units}.duckdb")
     if "sqlite" in kinds:
         stores["sqlite"] = open_store(f"sqlite:///{workdir / f'bench-{units}.db'}")
     if "postgres" in kinds or "duckdb" in kinds:
@@ -472,7 +483,10 @@ def load_stores(
     for sim in generate_chunks(units, events):
         for kind, store in stores.items():
             t0 = time.perf_counter()
-            load_simulation(sim, store, via="bulk")
+            if isinstance(store, WarehouseTables):
+                store.append(sim)
+            else:
+                load_simulation(sim, store, via="bulk")
             load_time[kind] += time.perf_counter() - t0
         n_events += len(sim.events)
         print(f"  loaded {n_events:,} events", file=sys.stderr)
@@ -482,6 +496,60 @@ def load_stores(
         load_time["postgres"] = time.perf_counter() - t0
         print(f"  copied into PostgreSQL in {load_time['postgres']:.0f} s", file=sys.stderr)
     return stores, n_events, load_time
+
+
+class WarehouseTables:
+    """The ``duckdb-tables`` engine's data: a DuckDB file of two plain tables named with
+    abkit's columns, appended with DuckDB's own bulk insert (no key, no index: how a
+    warehouse keeps event tables), analysed through :data:`WAREHOUSE_SOURCE`."""
+
+    def __init__(self, path: Path) -> None:
+        import duckdb
+
+        self.path = path
+        self.experiment: Any = None
+        self._con = duckdb.connect(str(path))
+        self._con.execute(
+            "CREATE TABLE exposures (unit_id VARCHAR, experiment VARCHAR, variant VARCHAR, "
+            "ts_us BIGINT, platform VARCHAR, country VARCHAR)"
+        )
+        self._con.execute(
+            "CREATE TABLE events (unit_id VARCHAR, event_type VARCHAR, value DOUBLE, ts_us BIGINT)"
+        )
+
+    def append(self, sim: Any) -> None:
+        self.experiment = self.experiment or sim.experiment
+        ex_cols = ["unit_id", "experiment", "variant", "ts_us", "platform", "country"]
+        self._con.append("exposures", sim.exposures[ex_cols])
+        self._con.append("events", sim.events[["unit_id", "event_type", "value", "ts_us"]])
+
+    def close(self) -> None:
+        self._con.close()
+
+
+def warehouse_source() -> Any:
+    from abkit.analysis.sources import EventMapping, ExposureMapping, Source, TableRef
+
+    return Source(
+        ExposureMapping(
+            table=TableRef("exposures"),
+            unit="unit_id",
+            experiment="experiment",
+            variant="variant",
+            timestamp="ts_us",
+            timestamp_encoding="us",
+            attributes=("platform", "country"),
+        ),
+        EventMapping(
+            table=TableRef("events"),
+            unit="unit_id",
+            event_type="event_type",
+            value="value",
+            timestamp="ts_us",
+            timestamp_encoding="us",
+        ),
+        name="bench-tables",
+    )
 
 
 def copy_into_postgres(duck: Any, url: str, workdir: Path) -> Any:
@@ -524,6 +592,17 @@ def runner_for(engine: str, stores: dict[str, Any], stack: ExitStack) -> Any:
     store = stores[engine]
     conn = stack.enter_context(store.engine.connect())
     return SQLAlchemyRunner(conn, where=engine)
+
+
+def warehouse_runner(tables: WarehouseTables, stack: ExitStack) -> Any:
+    from sqlalchemy import create_engine
+
+    from abkit.analysis.runner import SQLAlchemyRunner
+
+    tables.close()  # loaded: the analysis opens the file on its own
+    engine = create_engine(f"duckdb:///{tables.path}")
+    stack.callback(engine.dispose)
+    return SQLAlchemyRunner(stack.enter_context(engine.connect()), where="duckdb-tables")
 
 
 def replica_analysis(
@@ -593,11 +672,20 @@ def run_size(
                     before = spark.snapshot()
                     analyze(runner, KEY, metrics)  # one analysis, for the cluster's work
                     work = spark.work_between(before, spark.snapshot())
+                elif engine == "duckdb-tables":
+                    runner = warehouse_runner(stores[engine], stack)
                 else:
                     runner = runner_for(engine, stores, stack)
-                stmt = bare_statement(stores_tables(stores))
+                if engine == "duckdb-tables":
+                    source = warehouse_source()
+                    stmt = bare_statement(source.relations())
+                    what: Any = stores[engine].experiment
+                else:
+                    source = None
+                    stmt = bare_statement(stores_tables(stores))
+                    what = KEY
                 result, wall, bare_rows, bare, peak = interleaved(
-                    lambda r=runner: analyze(r, KEY, metrics),
+                    lambda r=runner, e=what, s=source: analyze(r, e, metrics, source=s),
                     lambda r=runner, q=stmt: r.run(q),
                     args.repeat,
                 )
@@ -654,7 +742,7 @@ def duckdb_file(stores: dict[str, Any]) -> Path:
 
 
 def stores_tables(stores: dict[str, Any]) -> Any:
-    return next(iter(stores.values())).tables
+    return next(s.tables for s in stores.values() if not isinstance(s, WarehouseTables))
 
 
 def _warm_up() -> None:
