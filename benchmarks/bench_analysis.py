@@ -501,7 +501,7 @@ def load_stores(
 class WarehouseTables:
     """The ``duckdb-tables`` engine's data: a DuckDB file of two plain tables named with
     abkit's columns, appended with DuckDB's own bulk insert (no key, no index: how a
-    warehouse keeps event tables), analysed through :data:`WAREHOUSE_SOURCE`."""
+    warehouse keeps event tables), analysed through :func:`warehouse_source`."""
 
     def __init__(self, path: Path) -> None:
         import duckdb
