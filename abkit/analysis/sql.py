@@ -277,12 +277,17 @@ def _unit_values_cte(
     cuped: bool,
     segment: str | None,
     group_units_alone: bool = False,
+    first: CTE | None = None,
 ) -> tuple[CTE, _Plan]:
     """Stages 1-3: the ``abkit_unit_values`` CTE and where each metric's aggregates are.
     ``group_units_alone``: stage 3 grouped by ``unit_id`` only, then joined back to
-    ``abkit_units`` (the same rows; see :data:`GROUP_UNITS_ALONE`)."""
+    ``abkit_units`` (the same rows; see :data:`GROUP_UNITS_ALONE`). ``first``: stage 1 of
+    ``rel.exposures`` when the caller has it already (``unit_id, first_us, variant,
+    variant_max``; the incremental merge reads it from its unit cache), instead of grouping
+    the exposures again."""
     events = rel.events
-    first = _first_cte(rel, scope)
+    if first is None:
+        first = _first_cte(rel, scope)
     units_q = select(
         first.c.unit_id,
         first.c.first_us,
