@@ -24,9 +24,9 @@ The query, stage by stage (all timestamps are BIGINT epoch microseconds):
    ``first - lookback <= ts < first`` (CUPED covariate), and counts of the events outside
    the window (before first exposure; after the window or the end). Units without events
    get zeros. An aggregate shared by several metrics (the purchases in a 7-day window feed
-   conversion, orders and AOV) is computed once. On the engines of
-   :data:`GROUP_UNITS_ALONE` the aggregate (``abkit_unit_sums``) is grouped by ``unit_id``
-   alone and joined back to ``abkit_units``.
+   conversion, orders and AOV) is computed once. Per engine (:data:`UNIT_GROUPING`) the
+   aggregate is grouped by ``unit_id`` alone, and either joined back to ``abkit_units``
+   (``abkit_unit_sums``) or selected with the unit's columns as they are (SQLite).
 4. ``abkit_caps`` - one row: each percentile cap, the nearest-rank percentile
    (:class:`NearestRank`: the smallest value whose rank ``r`` satisfies ``100·r >= p·N``) of
    the metric's non-zero per-unit window values pooled across arms (contaminated units count
@@ -48,7 +48,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import (
     BigInteger,
@@ -92,15 +92,23 @@ class Scope:
     since_us: int | None = None
 
 
-GROUP_UNITS_ALONE: frozenset[str] = frozenset({"duckdb", "sqlite"})
-"""Dialects whose stage 3 is grouped by the unit alone and joined back to the unit's other
-columns: the aggregate over the joined rows (about ten per unit) then keys on one column,
-not five. At 1M units and 10M events (5 metrics, CUPED, p99 cap), measured side by side,
-DuckDB's statement took 4.35 s instead of 4.9 s and SQLite's analysis 56.3 s instead of
-68.3 s (docs/engines.md, "Where the time goes at 10M events").
+UnitGrouping = Literal["all", "join-back", "bare"]
+"""How stage 3 groups the joined rows of a unit. ``all``: by the unit's five columns.
+``join-back``: by ``unit_id`` alone, then joined back to ``abkit_units`` for the unit's
+other columns. ``bare``: by ``unit_id`` alone with the other columns selected as they are,
+which SQLite allows ("bare columns" take the value of one row of the group; every row of a
+unit's group carries the same unit columns, so any row gives the right value)."""
+
+UNIT_GROUPING: Mapping[str, UnitGrouping] = {"duckdb": "join-back", "sqlite": "bare"}
+"""Per dialect, how stage 3 groups (other dialects: ``all``). At 1M units and 10M events
+(5 metrics, CUPED, p99 cap), measured side by side: grouping by the unit alone and joining
+back took DuckDB's statement from 4.9 s to 4.35 s and SQLite's analysis from 68.3 s to
+56.3 s (docs/engines.md, "Where the time goes at 10M events"); SQLite's bare columns then
+save the join back, which SQLite ran by materializing the sums and building an automatic
+index on them: the statement alone 60.2-62.1 s -> 56.8-59.0 s.
 Not PostgreSQL: on tables without statistics yet (just loaded) its planner estimates one
-unit and nests the join-back over an aggregate it re-runs per unit, quadratic in the units.
-Not Spark: not measured."""
+unit and nests the join-back over an aggregate it re-runs per unit, quadratic in the units;
+and it rejects bare columns. Not Spark: not measured."""
 
 UNIT_COLUMNS = ("unit_id", "variant", "variant_max", "day", "first_us")
 """The per-unit columns of ``abkit_unit_values`` before the aggregates ``a{k}``."""
@@ -276,12 +284,12 @@ def _unit_values_cte(
     *,
     cuped: bool,
     segment: str | None,
-    group_units_alone: bool = False,
+    grouping: UnitGrouping = "all",
     first: CTE | None = None,
 ) -> tuple[CTE, _Plan]:
     """Stages 1-3: the ``abkit_unit_values`` CTE and where each metric's aggregates are.
-    ``group_units_alone``: stage 3 grouped by ``unit_id`` only, then joined back to
-    ``abkit_units`` (the same rows; see :data:`GROUP_UNITS_ALONE`). ``first``: stage 1 of
+    ``grouping``: how stage 3 groups a unit's joined rows (:data:`UnitGrouping`, the
+    same rows whichever is chosen). ``first``: stage 1 of
     ``rel.exposures`` when the caller has it already (``unit_id, first_us, variant,
     variant_max``; the incremental merge reads it from its unit cache), instead of grouping
     the exposures again."""
@@ -383,20 +391,19 @@ def _unit_values_cte(
         events.c.unit_id == units.c.unit_id,
         events.c.event_type.in_([_p(t, String()) for t in all_types]),
     )
-    if not group_units_alone:
+    joined = units.outerjoin(events, join_on)
+    if grouping != "join-back":
+        # "bare": the other unit columns depend on unit_id (see UnitGrouping)
+        by = [units.c.unit_id] if grouping == "bare" else group
         cte = (
-            select(*group, *plan.columns)
-            .select_from(units.outerjoin(events, join_on))
-            .group_by(*group)
-            .cte("abkit_unit_values")
+            select(*group, *plan.columns).select_from(joined).group_by(*by).cte("abkit_unit_values")
         )
         return cte, plan
     # Grouped by the unit alone, then joined back to the unit's other columns (they depend
-    # on the unit): the hash table over ~10 joined rows per unit carries one key, not five
-    # (GROUP_UNITS_ALONE says for which engines this pays).
+    # on the unit): the hash table over ~10 joined rows per unit carries one key, not five.
     sums = (
         select(units.c.unit_id, *plan.columns)
-        .select_from(units.outerjoin(events, join_on))
+        .select_from(joined)
         .group_by(units.c.unit_id)
         .cte("abkit_unit_sums")
     )
@@ -547,17 +554,16 @@ def aggregates_query(
     segment: str | None = None,
     caps: Mapping[str, float] | None = None,
     unit_source: UnitSource | None = None,
-    group_units_alone: bool = False,
+    grouping: UnitGrouping = "all",
 ) -> Select[Any]:
     """Stages 1-6: one row per (variant, day, single[, segment]) with every metric's sums.
 
     Only the additive part of each kind is here; ``caps`` gives percentile caps already
     computed (a segmented query reuses the overall caps), the others are computed in the
-    statement and returned as ``m{i}_cap``. ``group_units_alone``: see
-    :data:`GROUP_UNITS_ALONE`.
+    statement and returned as ``m{i}_cap``. ``grouping``: see :data:`UnitGrouping`.
     """
     cte, plan = _unit_values_cte(
-        rel, scope, metrics, cuped=cuped, segment=segment, group_units_alone=group_units_alone
+        rel, scope, metrics, cuped=cuped, segment=segment, grouping=grouping
     )
     # stages 1-3 replaced by a cache of them when given (abkit.analysis.incremental)
     values: FromClause = cte if unit_source is None else unit_source(plan.names)
@@ -567,12 +573,15 @@ def aggregates_query(
     if segment is not None:
         stage5.append(values.c.segment)
     sums: list[tuple[int, str, ArmSum]] = []
+    zero_one: set[str] = set()  # the stage-5 columns that are 0 or 1 (indicators)
     for i, metric in enumerate(metrics):
         covariate = metric.kind_spec.has_covariate(metric, cuped)
         for name, value in metric.kind_spec.unit_values(metric, covariate=covariate).items():
             stage5.append(
                 _unit_value(metric, value, values, plan, i, bounds.get(i)).label(_col(i, name))
             )
+            if value.indicator and value.measure != "covariate":
+                zero_one.add(_col(i, name))
         for name, aggregate in metric.kind_spec.arm_aggregates(metric, covariate=covariate).items():
             if isinstance(aggregate, ArmSum):
                 sums.append((i, name, aggregate))
@@ -595,9 +604,13 @@ def aggregates_query(
         func.max(per_unit.c.first_us).label("first_max"),
     ]
     for i, name, aggregate in sums:
-        product: ColumnElement[Any] = per_unit.c[_col(i, aggregate.factors[0])]
-        for factor in aggregate.factors[1:]:
-            product = product * per_unit.c[_col(i, factor)]
+        columns = [_col(i, factor) for factor in aggregate.factors]
+        # v·v = v for an indicator: Σy² of a conversion is written as Σy, which the engines
+        # compute once (one sum fewer per unit row; SQLite's stage 6 costs ~0.1 µs a sum)
+        kept = [c for k, c in enumerate(columns) if c not in zero_one or c not in columns[:k]]
+        product: ColumnElement[Any] = per_unit.c[kept[0]]
+        for column in kept[1:]:
+            product = product * per_unit.c[column]
         out.append(func.sum(product).label(_col(i, name)))
     for i, _metric in enumerate(metrics):
         out += [
@@ -808,7 +821,7 @@ def fetch_aggregates(
             segment=segment,
             caps=caps,
             unit_source=unit_source,
-            group_units_alone=runner.dialect.name in GROUP_UNITS_ALONE,
+            grouping=UNIT_GROUPING.get(runner.dialect.name, "all"),
         )
         rows = as_mappings(stmt, runner.run(stmt))
     found_caps = dict(caps or {})
