@@ -12,9 +12,14 @@ of every cached unit, computed with every cap but the percentile caps (a percent
 moves with every refresh). A readout (:meth:`UnitCache.arm_rows`) reads the rollup, computes
 the percentile caps from the cache (stage 4), and corrects the rollup with the units above a
 cap only: for each stage-6 sum, ``S(capped) = S(rollup) + S_above(capped) - S_above(uncapped)``,
-exact because ``min(v, c) = v`` for every unit at or below its cap. So a readout costs the
-caps and the ~1% of units above them, not stage 5 over every unit. Percentiles of a unit
-value (``ArmPercentile``) and of events (quantile metrics) are still computed in full.
+exact because ``min(v, c) = v`` for every unit at or below its cap. For that the cache keeps
+two indexed *tail* columns per percentile-capped metric (``t{i}_v``, the value its cap ranks;
+``t{i}_top``, the largest value the cap bounds): the cap is read from the top of one index
+(counts of its positive and negative entries, then a walk of ``n - k`` entries from the
+top), the units above it are a range of the other. So a readout reads indexes and the ~1% of
+units above the caps, not every unit's row with a sort (at 1M units on SQLite, a tick with
+nothing new went from 1.46 s to 0.33 s). Percentiles of a unit value (``ArmPercentile``) and
+of events (quantile metrics) are still computed in full.
 
 **Arrival** is the ingest order: every row carries the ``batch_id`` of the ingest batch that
 wrote it. The cache's ``watermark`` is the last batch merged; a refresh reads the rows with
@@ -37,6 +42,9 @@ interleave):
   unit's first exposure), the earliest-event time (``hours_to_first``) takes the minimum.
   The unit's first exposure and variants are read from its cached row, not from the
   exposures table. How late an event arrives does not matter to the arithmetic;
+* the tail columns are recomputed for the merged units whose tail moved (a second
+  ``UPDATE`` over the same units, writing only those rows: most merged units' tails do not
+  move, and each row written rewrites two index entries);
 * the rollup loses the changed units' stage-6 sums (read before the merge) and gains their
   new ones (read after it).
 
@@ -62,7 +70,7 @@ import hashlib
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -90,6 +98,7 @@ from abkit.analysis import sql
 from abkit.analysis.sources import Relations, store_relations
 from abkit.errors import StoreError
 from abkit.metrics.definitions import Metric
+from abkit.stats.outliers import nearest_rank
 from abkit.store.schema import ID_LENGTH, KEY_LENGTH, SCHEMA_VERSION
 from abkit.store.store import Store
 from abkit.timeutil import from_us, now_us
@@ -99,7 +108,7 @@ DEFAULT_LOOKBACK = timedelta(hours=48)
 """How late an event may arrive (event time behind the latest time merged) and still be
 merged; later ones trigger a full rebuild."""
 
-CACHE_FORMAT = 2  # bump when the cache's layout or merge rules change: every cache rebuilds
+CACHE_FORMAT = 3  # bump when the cache's layout or merge rules change: every cache rebuilds
 
 _STALE_US = 10 * 60 * 1_000_000  # a running batch silent this long is abandoned (as ingest)
 
@@ -152,6 +161,27 @@ class _Layout:
     rules: dict[str, str]  # a{k} -> "sum" | "min"
     rollup_columns: tuple[str, ...]  # the stage-6 statement's columns
     definition: str
+    tails: tuple[int, ...]  # the metrics with a percentile cap: t{i}_v and t{i}_top kept
+
+    @property
+    def tail_columns(self) -> list[str]:
+        return [f"t{i}_{part}" for i in self.tails for part in ("v", "top")]
+
+    def tail_values(self, values: Any, metrics: Sequence[Metric], cuped: bool) -> dict[str, Any]:
+        """The tail columns over ``values`` (a relation with the cache's columns): per
+        percentile-capped metric ``i``, ``t{i}_v`` the value its cap ranks
+        (:func:`~abkit.analysis.sql.cap_population`) and ``t{i}_top`` the largest of the
+        values the cap bounds. Indexed, they give a readout the cap from the top of an index
+        and the units above it by an index range, instead of two scans of every unit."""
+        out: dict[str, Any] = {}
+        for i in self.tails:
+            out[f"t{i}_v"] = sql.cap_population(metrics[i], values, self.plan, i)
+            bounded = sql.capped_values(metrics[i], values, self.plan, i, cuped=cuped)
+            top = bounded[0] if bounded else literal(0.0, Double())  # none: never above
+            for other in bounded[1:]:  # the greatest, written as CASE: every engine has it
+                top = case((other > top, other), else_=top)
+            out[f"t{i}_top"] = top
+        return out
 
 
 def _rule(key: tuple[Any, ...]) -> str:
@@ -167,17 +197,23 @@ def _layout(
     # the whole statement of the rollup's sums: stages 1-3 (the cache) and 4-6 without
     # percentile caps (the rollup); a percentile cap alone may change and reuse both
     rollup = sql.aggregates_query(rel, scope, sql.without_percentile_caps(metrics), cuped=cuped)
-    compiled = rollup.compile(dialect=store.engine.dialect)
-    params = sorted((k, repr(v)) for k, v in compiled.params.items())
-    text = json.dumps([CACHE_FORMAT, SCHEMA_VERSION, str(compiled), params], default=str)
-    return _Layout(
+    layout = _Layout(
         cte=cte,
         plan=plan,
         names=dict(plan.names),
         rules={name: _rule(key) for key, name in plan.names.items()},
         rollup_columns=tuple(str(c.key) for c in rollup.selected_columns),
-        definition=hashlib.sha256(text.encode()).hexdigest(),
+        definition="",
+        tails=tuple(sql.percentile_capped(metrics)),
     )
+    tails = select(*[v.label(k) for k, v in layout.tail_values(cte, metrics, cuped).items()])
+    texts = []
+    for statement in (rollup, tails):
+        compiled = statement.compile(dialect=store.engine.dialect)
+        params = sorted((k, repr(v)) for k, v in compiled.params.items())
+        texts.append([str(compiled), params])
+    text = json.dumps([CACHE_FORMAT, SCHEMA_VERSION, texts], default=str)
+    return replace(layout, definition=hashlib.sha256(text.encode()).hexdigest())
 
 
 def _cache_name(store: Store, experiment: str) -> str:
@@ -187,7 +223,12 @@ def _cache_name(store: Store, experiment: str) -> str:
 
 
 def _cache_table(
-    store: Store, name: str, columns: Sequence[str], *, temporary: bool = False
+    store: Store,
+    name: str,
+    columns: Sequence[str],
+    *,
+    tails: Sequence[str] = (),
+    temporary: bool = False,
 ) -> Table:
     return Table(
         name,
@@ -200,8 +241,10 @@ def _cache_table(
         # sums, counts and times alike as doubles: counts and microsecond times are exact
         # below 2**53, and one type keeps the cache generic over the metrics' aggregates
         *[Column(name, Double, nullable=True) for name in columns],
+        *[Column(tail, Double, nullable=True) for tail in tails],
         # the span of first exposures, read at every readout (UnitCache.arm_rows)
         Index(f"{name}_first", "first_us"),
+        *[Index(f"{name}_{tail}", tail) for tail in tails],
         prefixes=["TEMPORARY"] if temporary else [],
     )
 
@@ -305,24 +348,27 @@ class UnitCache:
         Exact: ``min(v, c) = v`` for every other unit."""
         if tuple(metrics) != self.metrics or cuped != self.cuped:
             raise StoreError("the unit cache was refreshed for other metrics")
-        table, plan = self.table, self.layout.plan
-        capped = sql.percentile_capped(metrics)
+        table = self.table
+        capped = self.layout.tails
         with self.store.engine.connect() as conn:
             total: dict[tuple[str, int, int], dict[str, float]] = {}
             _add(total, [dict(r) for r in conn.execute(select(self.rollup)).mappings()], 1.0)
             caps: dict[str, float] = {}
-            query = sql.caps_query(table, plan, metrics)
-            if query is not None:
-                found = conn.execute(query).mappings().one()
-                caps = {
-                    metrics[i].name: float(found[f"cap{i}"])
-                    for i in capped
-                    if found[f"cap{i}"] is not None
-                }
-            above = sql.above_caps(table, plan, metrics, caps, cuped=cuped) if caps else None
-            if above is not None:
-                _add(total, _stage6_rows(conn, self.sums(metrics, above, caps=caps)), 1.0)
-                _add(total, _stage6_rows(conn, self.uncapped(above)), -1.0)
+            for i in capped:
+                percent = metrics[i].cap_percentile
+                assert percent is not None  # a percentile cap: the layout's tails
+                cap = _tail_percentile(conn, table.c[f"t{i}_v"], percent)
+                if cap is not None:  # no non-zero value: nothing to cap
+                    caps[metrics[i].name] = cap
+            # the units above a cap: the only ones whose capped sums differ (an index range)
+            above = [
+                table.c[f"t{i}_top"] > literal(caps[metrics[i].name], Double())
+                for i in capped
+                if metrics[i].name in caps
+            ]
+            if above:
+                _add(total, _stage6_rows(conn, self.sums(metrics, or_(*above), caps=caps)), 1.0)
+                _add(total, _stage6_rows(conn, self.uncapped(or_(*above))), -1.0)
             # two statements: SQLite answers a lone min() or max() from the index
             span = [
                 conn.execute(select(edge(table.c.first_us))).scalar()
@@ -338,6 +384,29 @@ class UnitCache:
                 row[sql._col(i, "cap")] = caps.get(metrics[i].name)
             rows.append(row)
         return rows
+
+
+def _tail_percentile(conn: Connection, v: Any, percent: float) -> float | None:
+    """The nearest-rank ``percent``-th percentile of the non-zero values of the indexed
+    column ``v`` (as :class:`~abkit.analysis.constructs.NearestRank`: the ``k``-th smallest,
+    ``k`` from :func:`~abkit.stats.outliers.nearest_rank`), read from the index: the counts
+    of positive and negative values, then the value ``n - k`` places below the top, which
+    for a high percentile is a short walk down the index instead of a sort of every unit.
+    ``None`` when every value is zero."""
+    positive, negative = (
+        int(conn.execute(select(func.count()).where(where)).scalar() or 0)
+        for where in (v > literal(0.0, Double()), v < literal(0.0, Double()))
+    )
+    n = positive + negative
+    if n == 0:
+        return None
+    from_top = n - nearest_rank(n, percent)
+    if from_top < positive:
+        where, offset = v > literal(0.0, Double()), from_top
+    else:
+        where, offset = v < literal(0.0, Double()), from_top - positive
+    found = conn.execute(select(v).where(where).order_by(v.desc()).limit(1).offset(offset))
+    return float(found.scalar_one())
 
 
 def _key_text(key: tuple[Any, ...]) -> str:
@@ -443,9 +512,12 @@ def _upto(rel: Relations, watermark: int | None) -> Relations:
     )
 
 
-def _insert(table: Table, cte: Any, names: Mapping[tuple[Any, ...], str]) -> Any:
+def _insert(
+    table: Table, cte: Any, names: Mapping[tuple[Any, ...], str], tails: Mapping[str, Any]
+) -> Any:
     columns = [*sql.UNIT_COLUMNS, *names.values()]
-    return insert(table).from_select(columns, select(*[cte.c[c] for c in columns]))
+    rows = select(*[cte.c[c] for c in columns], *[v.label(k) for k, v in tails.items()])
+    return insert(table).from_select([*columns, *tails], rows)
 
 
 @dataclass(frozen=True)
@@ -573,7 +645,8 @@ def _merge_units(
             cuped=cuped,
             segment=None,
         )
-        conn.execute(_insert(table, cte, plan.names))
+        tails = cache.layout.tail_values(cte, metrics, cuped)
+        conn.execute(_insert(table, cte, plan.names, tails))
         recomputed = int(
             conn.execute(
                 select(func.count()).select_from(table).where(table.c.unit_id.in_(redo))
@@ -619,7 +692,7 @@ def _merge_events(conn: Connection, cache: UnitCache, sev: Table, recompute: Tab
     staging = _cache_table(cache.store, f"{table.name}_d", list(layout.rules), temporary=True)
     staging.drop(conn, checkfirst=True)
     staging.create(conn)
-    conn.execute(_insert(staging, cte, plan.names))
+    conn.execute(_insert(staging, cte, plan.names, {}))
     values: dict[str, Any] = {}
     for name, rule in layout.rules.items():
         have, add = table.c[name], staging.c[name]
@@ -639,6 +712,18 @@ def _merge_events(conn: Connection, cache: UnitCache, sev: Table, recompute: Tab
         )
         .values(values)
     )
+    # then the tail columns of the rows whose tail changed: most merged units' do not (a
+    # click moves no revenue), and an index entry is rewritten only for a row updated
+    tails = layout.tail_values(table, cache.metrics, cache.cuped)
+    if tails:
+        conn.execute(
+            update(table)
+            .where(
+                table.c.unit_id.in_(select(staging.c.unit_id)),
+                or_(*[table.c[name].is_distinct_from(value) for name, value in tails.items()]),
+            )
+            .values(tails)
+        )
     staging.drop(conn)
 
 
@@ -773,7 +858,7 @@ def _refresh(
         cte, plan = sql._unit_values_cte(
             _upto(rel, limit), scope, metrics, cuped=cuped, segment=None
         )
-        conn.execute(_insert(table, cte, plan.names))
+        conn.execute(_insert(table, cte, plan.names, layout.tail_values(cte, metrics, cuped)))
         cache.build_rollup(conn)
         newest = _max_ts(conn, rel, scope, types, None, limit)
         rows = _row_counts(conn, store, None, watermark)
@@ -831,7 +916,12 @@ def cached_units(
     end_us = cache_scope.end_us
     rel = store_relations(store.tables)
     layout = _layout(store, rel, cache_scope, metrics, cuped)
-    table = _cache_table(store, _cache_name(store, scope.experiment), list(layout.names.values()))
+    table = _cache_table(
+        store,
+        _cache_name(store, scope.experiment),
+        list(layout.names.values()),
+        tails=layout.tail_columns,
+    )
     cache = UnitCache(
         store=store,
         table=table,

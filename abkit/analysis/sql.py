@@ -489,9 +489,7 @@ def _caps_cte(
         elif metric.name in cap_values:
             bounds[i] = _p(float(cap_values[metric.name]), Double())
         elif metric.cap_percentile is not None:
-            raw = _unit_value(metric, UnitValue("numerator"), values, plan, i, None)
-            # contaminated units count as zero (see the note in _unit_values_cte on why not WHERE)
-            v = case((values.c.variant == values.c.variant_max, raw), else_=_zero())
+            v = cap_population(metric, values, plan, i)
             nonzero = select(v.label("v")).where(v != _zero()).subquery(f"abkit_nonzero_{i}")
             columns.append(nearest_rank(nonzero, "v", metric.cap_percentile).label(f"cap{i}"))
     if not columns:
@@ -501,6 +499,26 @@ def _caps_cte(
         if f"cap{i}" in caps.c:
             bounds[i] = caps.c[f"cap{i}"]
     return caps, bounds
+
+
+def cap_population(metric: Metric, values: FromClause, plan: _Plan, i: int) -> Any:
+    """The per-unit value whose non-zero entries a percentile cap of metric ``i`` ranks: its
+    window numerator, zero for a contaminated unit (see the note in ``_unit_values_cte`` on
+    why not a WHERE)."""
+    raw = _unit_value(metric, UnitValue("numerator"), values, plan, i, None)
+    return case((values.c.variant == values.c.variant_max, raw), else_=_zero())
+
+
+def capped_values(
+    metric: Metric, values: FromClause, plan: _Plan, i: int, *, cuped: bool
+) -> list[Any]:
+    """The per-unit values of metric ``i`` that its cap bounds, uncapped."""
+    covariate = metric.kind_spec.has_covariate(metric, cuped)
+    return [
+        _unit_value(metric, value, values, plan, i, None)
+        for value in metric.kind_spec.unit_values(metric, covariate=covariate).values()
+        if value.capped
+    ]
 
 
 def percentile_capped(metrics: Sequence[Metric]) -> list[int]:
@@ -513,36 +531,6 @@ def without_percentile_caps(metrics: Sequence[Metric]) -> tuple[Metric, ...]:
     """The metrics with their percentile caps removed (fixed caps kept)."""
     capped = set(percentile_capped(metrics))
     return tuple(m.with_(cap_percentile=None) if i in capped else m for i, m in enumerate(metrics))
-
-
-def caps_query(values: FromClause, plan: _Plan, metrics: Sequence[Metric]) -> Select[Any] | None:
-    """Stage 4 alone over ``values`` (a relation shaped like ``abkit_unit_values``, named
-    by ``plan``): one row, ``cap{i}`` per percentile-capped metric; None when there is none."""
-    caps, _ = _caps_cte(values, plan, metrics, {})
-    return None if caps is None else select(caps)
-
-
-def above_caps(
-    values: FromClause,
-    plan: _Plan,
-    metrics: Sequence[Metric],
-    caps: Mapping[str, float],
-    *,
-    cuped: bool,
-) -> ColumnElement[bool] | None:
-    """The units of ``values`` with a capped value above its cap in ``caps`` (by metric
-    name): the only units whose capped and uncapped stage-5 values differ, since
-    ``min(v, c) = v`` for ``v <= c``. None when no metric of ``caps`` caps a value."""
-    above: list[ColumnElement[bool]] = []
-    for i, metric in enumerate(metrics):
-        if metric.name not in caps:
-            continue
-        covariate = metric.kind_spec.has_covariate(metric, cuped)
-        bound = _p(float(caps[metric.name]), Double())
-        for value in metric.kind_spec.unit_values(metric, covariate=covariate).values():
-            if value.capped:
-                above.append(_unit_value(metric, value, values, plan, i, None) > bound)
-    return or_(*above) if above else None
 
 
 def aggregates_query(

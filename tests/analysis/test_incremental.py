@@ -369,3 +369,37 @@ def _now() -> int:
     from abkit.timeutil import now_us
 
     return now_us()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    values=st.lists(
+        st.one_of(st.just(0.0), st.sampled_from([-2.5, 1.0, 7.0]), st.floats(-1e6, 1e6)),
+        max_size=40,
+    ),
+    percent=st.floats(0.01, 99.99),
+)
+def test_the_cap_read_from_the_index_is_the_nearest_rank_percentile(values, percent):
+    """A readout's cap comes from the tail column's index (counts, then a walk from the
+    top): the same order statistic as the statement's nearest rank, with zeros left out,
+    ties, and values on both sides of zero."""
+    from sqlalchemy import Column, Double, Index, Integer, MetaData, Table, create_engine
+
+    from abkit.analysis.incremental import _tail_percentile
+    from abkit.stats.outliers import nearest_rank_percentile
+
+    engine = create_engine("sqlite://")
+    table = Table(
+        "t",
+        MetaData(),
+        Column("id", Integer, primary_key=True),
+        Column("v", Double),
+        Index("t_v", "v"),
+    )
+    with engine.begin() as conn:
+        table.create(conn)
+        if values:
+            conn.execute(insert(table), [{"v": v} for v in values])
+        assert _tail_percentile(conn, table.c.v, percent) == nearest_rank_percentile(
+            values, percent
+        )
