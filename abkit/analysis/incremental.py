@@ -110,6 +110,12 @@ merged; later ones trigger a full rebuild."""
 
 CACHE_FORMAT = 3  # bump when the cache's layout or merge rules change: every cache rebuilds
 
+TAIL_INDEXES: frozenset[str] = frozenset({"sqlite", "postgresql"})
+"""Dialects whose cache indexes its tail columns (:class:`_Layout`). Not DuckDB: with the
+indexes its refresh after +1% at 1M units took 4.06 s instead of 1.52 s (the build 14.7 s
+instead of 12.6 s; DuckDB's ``UPDATE`` on an indexed table is costly), while a scan of one
+column is what DuckDB does fastest."""
+
 _STALE_US = 10 * 60 * 1_000_000  # a running batch silent this long is abandoned (as ingest)
 
 
@@ -244,7 +250,11 @@ def _cache_table(
         *[Column(tail, Double, nullable=True) for tail in tails],
         # the span of first exposures, read at every readout (UnitCache.arm_rows)
         Index(f"{name}_first", "first_us"),
-        *[Index(f"{name}_{tail}", tail) for tail in tails],
+        *[
+            Index(f"{name}_{tail}", tail)
+            for tail in tails
+            if store.engine.dialect.name in TAIL_INDEXES
+        ],
         prefixes=["TEMPORARY"] if temporary else [],
     )
 
