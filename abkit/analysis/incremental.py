@@ -18,8 +18,9 @@ two indexed *tail* columns per percentile-capped metric (``t{i}_v``, the value i
 (counts of its positive and negative entries, then a walk of ``n - k`` entries from the
 top), the units above it are a range of the other. So a readout reads indexes and the ~1% of
 units above the caps, not every unit's row with a sort (at 1M units on SQLite, a tick with
-nothing new went from 1.46 s to 0.33 s). Percentiles of a unit value (``ArmPercentile``) and
-of events (quantile metrics) are still computed in full.
+nothing new went from 1.46 s to 0.33-0.39 s). Only where :data:`TAIL_INDEXES` says: on
+DuckDB the readout computes the caps from the aggregates. Percentiles of a unit value
+(``ArmPercentile``) and of events (quantile metrics) are still computed in full.
 
 **Arrival** is the ingest order: every row carries the ``batch_id`` of the ingest batch that
 wrote it. The cache's ``watermark`` is the last batch merged; a refresh reads the rows with
@@ -95,6 +96,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 
 from abkit.analysis import sql
+from abkit.analysis.constructs import nearest_rank as nearest_rank_of
 from abkit.analysis.sources import Relations, store_relations
 from abkit.errors import StoreError
 from abkit.metrics.definitions import Metric
@@ -111,10 +113,10 @@ merged; later ones trigger a full rebuild."""
 CACHE_FORMAT = 3  # bump when the cache's layout or merge rules change: every cache rebuilds
 
 TAIL_INDEXES: frozenset[str] = frozenset({"sqlite", "postgresql"})
-"""Dialects whose cache indexes its tail columns (:class:`_Layout`). Not DuckDB: with the
-indexes its refresh after +1% at 1M units took 4.06 s instead of 1.52 s (the build 14.7 s
-instead of 12.6 s; DuckDB's ``UPDATE`` on an indexed table is costly), while a scan of one
-column is what DuckDB does fastest."""
+"""Dialects whose cache keeps indexed tail columns (:class:`_Layout`); elsewhere a readout
+computes the caps and the units above them from the aggregates. Not DuckDB, measured at 1M
+units: with indexed tails its refresh after +1% took 4.06 s, with unindexed ones 1.95 s,
+without tails 1.52 s (a scan of the aggregates is what DuckDB does fastest)."""
 
 _STALE_US = 10 * 60 * 1_000_000  # a running batch silent this long is abandoned (as ingest)
 
@@ -210,7 +212,9 @@ def _layout(
         rules={name: _rule(key) for key, name in plan.names.items()},
         rollup_columns=tuple(str(c.key) for c in rollup.selected_columns),
         definition="",
-        tails=tuple(sql.percentile_capped(metrics)),
+        tails=tuple(
+            sql.percentile_capped(metrics) if store.engine.dialect.name in TAIL_INDEXES else ()
+        ),
     )
     tails = select(*[v.label(k) for k, v in layout.tail_values(cte, metrics, cuped).items()])
     texts = []
@@ -250,11 +254,7 @@ def _cache_table(
         *[Column(tail, Double, nullable=True) for tail in tails],
         # the span of first exposures, read at every readout (UnitCache.arm_rows)
         Index(f"{name}_first", "first_us"),
-        *[
-            Index(f"{name}_{tail}", tail)
-            for tail in tails
-            if store.engine.dialect.name in TAIL_INDEXES
-        ],
+        *[Index(f"{name}_{tail}", tail) for tail in tails],
         prefixes=["TEMPORARY"] if temporary else [],
     )
 
@@ -359,23 +359,33 @@ class UnitCache:
         if tuple(metrics) != self.metrics or cuped != self.cuped:
             raise StoreError("the unit cache was refreshed for other metrics")
         table = self.table
-        capped = self.layout.tails
+        capped = set(self.layout.tails)
         with self.store.engine.connect() as conn:
             total: dict[tuple[str, int, int], dict[str, float]] = {}
             _add(total, [dict(r) for r in conn.execute(select(self.rollup)).mappings()], 1.0)
             caps: dict[str, float] = {}
-            for i in capped:
+            above: list[Any] = []  # the units above a cap: the only ones it changes
+            for i in sql.percentile_capped(metrics):
                 percent = metrics[i].cap_percentile
-                assert percent is not None  # a percentile cap: the layout's tails
-                cap = _tail_percentile(conn, table.c[f"t{i}_v"], percent)
-                if cap is not None:  # no non-zero value: nothing to cap
-                    caps[metrics[i].name] = cap
-            # the units above a cap: the only ones whose capped sums differ (an index range)
-            above = [
-                table.c[f"t{i}_top"] > literal(caps[metrics[i].name], Double())
-                for i in capped
-                if metrics[i].name in caps
-            ]
+                assert percent is not None  # a percentile cap
+                if i in capped:  # from the tail columns' indexes
+                    cap = _tail_percentile(conn, table.c[f"t{i}_v"], percent)
+                else:  # from the aggregates: a scan of every cached unit
+                    v = sql.cap_population(metrics[i], table, self.layout.plan, i)
+                    nonzero = select(v.label("v")).where(v != literal(0.0, Double()))
+                    found = select(nearest_rank_of(nonzero.subquery(), "v", percent))
+                    value = conn.execute(found).scalar()
+                    cap = None if value is None else float(value)
+                if cap is None:  # no non-zero value: nothing to cap
+                    continue
+                caps[metrics[i].name] = cap
+                bound: Any = literal(cap, Double())
+                if i in capped:
+                    above.append(table.c[f"t{i}_top"] > bound)
+                else:
+                    plan = self.layout.plan
+                    values = sql.capped_values(metrics[i], table, plan, i, cuped=cuped)
+                    above += [value > bound for value in values]
             if above:
                 _add(total, _stage6_rows(conn, self.sums(metrics, or_(*above), caps=caps)), 1.0)
                 _add(total, _stage6_rows(conn, self.uncapped(or_(*above))), -1.0)
@@ -390,7 +400,7 @@ class UnitCache:
                 continue
             row: dict[str, Any] = dict(zip(_KEYS, key, strict=True))
             row.update(sums, n=round(sums["n"]), first_min=span[0], first_max=span[1])
-            for i in capped:
+            for i in sql.percentile_capped(metrics):
                 row[sql._col(i, "cap")] = caps.get(metrics[i].name)
             rows.append(row)
         return rows
