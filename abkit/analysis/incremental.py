@@ -96,7 +96,6 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 
 from abkit.analysis import sql
-from abkit.analysis.constructs import nearest_rank as nearest_rank_of
 from abkit.analysis.sources import Relations, store_relations
 from abkit.errors import StoreError
 from abkit.metrics.definitions import Metric
@@ -116,7 +115,8 @@ TAIL_INDEXES: frozenset[str] = frozenset({"sqlite", "postgresql"})
 """Dialects whose cache keeps indexed tail columns (:class:`_Layout`); elsewhere a readout
 computes the caps and the units above them from the aggregates. Not DuckDB, measured at 1M
 units: with indexed tails its refresh after +1% took 4.06 s, with unindexed ones 1.95 s,
-without tails 1.52 s (a scan of the aggregates is what DuckDB does fastest)."""
+without tails 1.52 s (a scan of the aggregates is what DuckDB does fastest). PostgreSQL
+keeps them, as SQLite (B-tree indexes on plain columns); its refresh was not measured."""
 
 _STALE_US = 10 * 60 * 1_000_000  # a running batch silent this long is abandoned (as ingest)
 
@@ -371,10 +371,8 @@ class UnitCache:
                 if i in capped:  # from the tail columns' indexes
                     cap = _tail_percentile(conn, table.c[f"t{i}_v"], percent)
                 else:  # from the aggregates: a scan of every cached unit
-                    v = sql.cap_population(metrics[i], table, self.layout.plan, i)
-                    nonzero = select(v.label("v")).where(v != literal(0.0, Double()))
-                    found = select(nearest_rank_of(nonzero.subquery(), "v", percent))
-                    value = conn.execute(found).scalar()
+                    found = sql.percentile_cap(metrics[i], table, self.layout.plan, i)
+                    value = conn.execute(select(found)).scalar()
                     cap = None if value is None else float(value)
                 if cap is None:  # no non-zero value: nothing to cap
                     continue
@@ -384,8 +382,8 @@ class UnitCache:
                     above.append(table.c[f"t{i}_top"] > bound)
                 else:
                     plan = self.layout.plan
-                    values = sql.capped_values(metrics[i], table, plan, i, cuped=cuped)
-                    above += [value > bound for value in values]
+                    bounded = sql.capped_values(metrics[i], table, plan, i, cuped=cuped)
+                    above += [unit_value > bound for unit_value in bounded]
             if above:
                 _add(total, _stage6_rows(conn, self.sums(metrics, or_(*above), caps=caps)), 1.0)
                 _add(total, _stage6_rows(conn, self.uncapped(or_(*above))), -1.0)

@@ -489,9 +489,7 @@ def _caps_cte(
         elif metric.name in cap_values:
             bounds[i] = _p(float(cap_values[metric.name]), Double())
         elif metric.cap_percentile is not None:
-            v = cap_population(metric, values, plan, i)
-            nonzero = select(v.label("v")).where(v != _zero()).subquery(f"abkit_nonzero_{i}")
-            columns.append(nearest_rank(nonzero, "v", metric.cap_percentile).label(f"cap{i}"))
+            columns.append(percentile_cap(metric, values, plan, i).label(f"cap{i}"))
     if not columns:
         return None, bounds
     caps = select(*columns).cte("abkit_caps")
@@ -507,6 +505,15 @@ def cap_population(metric: Metric, values: FromClause, plan: _Plan, i: int) -> A
     why not a WHERE)."""
     raw = _unit_value(metric, UnitValue("numerator"), values, plan, i, None)
     return case((values.c.variant == values.c.variant_max, raw), else_=_zero())
+
+
+def percentile_cap(metric: Metric, values: FromClause, plan: _Plan, i: int) -> Any:
+    """Metric ``i``'s percentile cap over ``values``: the nearest rank of the non-zero
+    :func:`cap_population` values (``NULL`` when every value is zero)."""
+    assert metric.cap_percentile is not None
+    v = cap_population(metric, values, plan, i)
+    nonzero = select(v.label("v")).where(v != _zero()).subquery(f"abkit_nonzero_{i}")
+    return nearest_rank(nonzero, "v", metric.cap_percentile)
 
 
 def capped_values(
