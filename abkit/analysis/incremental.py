@@ -18,7 +18,7 @@ two indexed *tail* columns per percentile-capped metric (``t{i}_v``, the value i
 (counts of its positive and negative entries, then a walk of ``n - k`` entries from the
 top), the units above it are a range of the other. So a readout reads indexes and the ~1% of
 units above the caps, not every unit's row with a sort (at 1M units on SQLite, a tick with
-nothing new went from 1.46 s to 0.33-0.39 s). Only where :data:`TAIL_INDEXES` says: on
+nothing new went from 1.46 s to 0.33-0.39 s). Only where :data:`INDEX_LOOKUPS` says: on
 DuckDB the readout computes the caps from the aggregates. Percentiles of a unit value
 (``ArmPercentile``) and of events (quantile metrics) are still computed in full.
 
@@ -44,10 +44,13 @@ interleave):
   The unit's first exposure and variants are read from its cached row, not from the
   exposures table. How late an event arrives does not matter to the arithmetic;
 * the tail columns are recomputed for the merged units whose tail moved (a second
-  ``UPDATE`` over the same units, writing only those rows: most merged units' tails do not
-  move, and each row written rewrites two index entries);
+  ``UPDATE`` over the units whose new aggregates touch a column the tail reads, writing
+  only the rows whose tail moved: most merged units' do not, and each row written
+  rewrites two index entries);
 * the rollup loses the changed units' stage-6 sums (read before the merge) and gains their
-  new ones (read after it).
+  new ones (read after it). The changed units are the recomputed ones and those with new
+  events, both staged before the first read; a unit with only a repeated exposure is not
+  read.
 
 **A full rebuild** happens when the cache cannot be trusted or is not worth merging into:
 no cache yet; the aggregates' definition changed (the hash of the compiled per-unit
@@ -90,10 +93,11 @@ from sqlalchemy import (
     literal,
     or_,
     select,
-    union,
+    union_all,
     update,
 )
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql import visitors
 
 from abkit.analysis import sql
 from abkit.analysis.sources import Relations, store_relations
@@ -111,12 +115,17 @@ merged; later ones trigger a full rebuild."""
 
 CACHE_FORMAT = 3  # bump when the cache's layout or merge rules change: every cache rebuilds
 
-TAIL_INDEXES: frozenset[str] = frozenset({"sqlite", "postgresql"})
-"""Dialects whose cache keeps indexed tail columns (:class:`_Layout`); elsewhere a readout
-computes the caps and the units above them from the aggregates. Not DuckDB, measured at 1M
-units: with indexed tails its refresh after +1% took 4.06 s, with unindexed ones 1.95 s,
-without tails 1.52 s (a scan of the aggregates is what DuckDB does fastest). PostgreSQL
-keeps them, as SQLite (B-tree indexes on plain columns); its refresh was not measured."""
+INDEX_LOOKUPS: frozenset[str] = frozenset({"sqlite", "postgresql"})
+"""Dialects whose planner looks rows up through B-tree indexes. There the cache keeps
+indexed tail columns (:class:`_Layout`) and the merge's staging tables are indexed (the
+delta joins units to their new events, the ``UPDATE`` finds each unit's delta by key).
+Elsewhere a readout computes the caps and the units above them from the aggregates, and the
+staging tables have no index: DuckDB joins by hashing and its indexes only cost writes.
+Measured on DuckDB at 1M units: with indexed tails the refresh after +1% took 4.06 s, with
+unindexed ones 1.95 s, without tails 1.52 s; inserting the new events' aggregates of 52,609
+units took 0.40 s into a table keyed by ``unit_id`` against 0.135 s for the statement
+alone. PostgreSQL is treated as SQLite (B-tree indexes on plain columns); its refresh was
+not measured."""
 
 _STALE_US = 10 * 60 * 1_000_000  # a running batch silent this long is abandoned (as ingest)
 
@@ -213,7 +222,7 @@ def _layout(
         rollup_columns=tuple(str(c.key) for c in rollup.selected_columns),
         definition="",
         tails=tuple(
-            sql.percentile_capped(metrics) if store.engine.dialect.name in TAIL_INDEXES else ()
+            sql.percentile_capped(metrics) if store.engine.dialect.name in INDEX_LOOKUPS else ()
         ),
     )
     tails = select(*[v.label(k) for k, v in layout.tail_values(cte, metrics, cuped).items()])
@@ -240,10 +249,13 @@ def _cache_table(
     tails: Sequence[str] = (),
     temporary: bool = False,
 ) -> Table:
+    """The cache table ``name`` (or, ``temporary``, a staging table of the same columns,
+    keyed by ``unit_id`` only where the dialect looks rows up by index)."""
+    keyed = not temporary or store.engine.dialect.name in INDEX_LOOKUPS
     return Table(
         name,
         MetaData(schema=None if temporary else store.schema),
-        Column("unit_id", String(ID_LENGTH), primary_key=True),
+        Column("unit_id", String(ID_LENGTH), primary_key=keyed, nullable=False),
         Column("variant", String(KEY_LENGTH), nullable=False),
         Column("variant_max", String(KEY_LENGTH), nullable=False),
         Column("day", BigInteger, nullable=False),
@@ -253,7 +265,7 @@ def _cache_table(
         *[Column(name, Double, nullable=True) for name in columns],
         *[Column(tail, Double, nullable=True) for tail in tails],
         # the span of first exposures, read at every readout (UnitCache.arm_rows)
-        Index(f"{name}_first", "first_us"),
+        *([] if temporary else [Index(f"{name}_first", "first_us")]),
         *[Index(f"{name}_{tail}", tail) for tail in tails],
         prefixes=["TEMPORARY"] if temporary else [],
     )
@@ -555,6 +567,9 @@ def _stage(conn: Connection, store: Store, table: Table, old: int, new: int) -> 
     predicate each engine answers from the ``batch_id`` index (or DuckDB's zone maps). With
     an event-type or experiment condition beside it, SQLite's planner prefers those
     indexes and walks every event of the type instead of the new ones."""
+    # the delta joins units to their new events (SQLite would otherwise scan them once
+    # per unit): covering, so that it reads no row of the table
+    indexed = store.engine.dialect.name in INDEX_LOOKUPS
     meta = MetaData()
     staged = _Staged(
         events=Table(
@@ -564,9 +579,11 @@ def _stage(conn: Connection, store: Store, table: Table, old: int, new: int) -> 
             Column("event_type", String(KEY_LENGTH)),
             Column("value", Double),
             Column("ts_us", BigInteger),
-            # the delta joins units to their new events (SQLite would otherwise scan them
-            # once per unit)
-            Index(f"{table.name}_ne_unit", "unit_id", "event_type"),
+            *(
+                [Index(f"{table.name}_ne_unit", "unit_id", "event_type", "ts_us", "value")]
+                if indexed
+                else []
+            ),
             prefixes=["TEMPORARY"],
         ),
         exposures=Table(
@@ -576,7 +593,7 @@ def _stage(conn: Connection, store: Store, table: Table, old: int, new: int) -> 
             Column("experiment", String(KEY_LENGTH)),
             Column("variant", String(KEY_LENGTH)),
             Column("ts_us", BigInteger),
-            Index(f"{table.name}_nx_unit", "experiment", "unit_id"),
+            *([Index(f"{table.name}_nx_unit", "experiment", "unit_id")] if indexed else []),
             prefixes=["TEMPORARY"],
         ),
     )
@@ -602,86 +619,86 @@ def _merge(
     conn: Connection, cache: UnitCache, staged: _Staged, limit: int | None
 ) -> tuple[int, int, int]:
     """Merge the ``staged`` rows into the cache and its rollup: (new events, new exposures,
-    units recomputed). The rollup loses the changed units' sums before the merge and gains
-    them after it."""
-    sev, sex = staged.events, staged.exposures
-    changed = union(
-        select(sex.c.unit_id).where(sex.c.experiment == cache.scope.experiment),
-        select(sev.c.unit_id).where(sev.c.event_type.in_(_types(cache.metrics))),
-    ).subquery("abkit_changed")
-    # one statement, run before and after the merge (compiled once)
-    of_changed = cache.uncapped(cache.table.c.unit_id.in_(select(changed.c.unit_id)))
-    before = _stage6_rows(conn, of_changed)
-    counts = _merge_units(conn, cache, staged, limit)
-    if counts[:2] != (0, 0):
-        total: dict[tuple[str, int, int], dict[str, float]] = {}
-        _add(total, [dict(r) for r in conn.execute(select(cache.rollup)).mappings()], 1.0)
-        _add(total, before, -1.0)
-        _add(total, _stage6_rows(conn, of_changed), 1.0)
-        _write_rollup(conn, cache.rollup, total)
-    return counts
+    units recomputed). ``limit``: the watermark to read other rows up to (``None``: all).
 
-
-def _merge_units(
-    conn: Connection, cache: UnitCache, staged: _Staged, limit: int | None
-) -> tuple[int, int, int]:
-    """Merge the ``staged`` rows into the per-unit table: (new events, new exposures, units
-    recomputed). ``limit``: the watermark to read other rows up to (``None``: all)."""
-    table, rel = cache.table, cache.rel
-    scope, metrics, cuped = cache.scope, cache.metrics, cache.cuped
+    The changed units are those recomputed and those with new events of the metrics' types
+    (their aggregates staged first, :func:`_stage_delta`); a unit with only a repeated
+    exposure changes nothing. The rollup loses the changed units' stage-6 sums before the
+    merge and gains their new ones after it (one statement, run twice)."""
     sev, sex = staged.events, staged.exposures
-    upto = _upto(rel, limit)
-    types = _types(metrics)
-    exposed_now = sex.c.experiment == scope.experiment
     new_exposures = int(
-        conn.execute(select(func.count()).select_from(sex).where(exposed_now)).scalar() or 0
+        conn.execute(
+            select(func.count()).select_from(sex).where(sex.c.experiment == cache.scope.experiment)
+        ).scalar()
+        or 0
     )
     new_events = int(
         conn.execute(
-            select(func.count()).select_from(sev).where(sev.c.event_type.in_(types))
+            select(func.count()).select_from(sev).where(sev.c.event_type.in_(_types(cache.metrics)))
         ).scalar()
         or 0
     )
     # units whose row the new exposures change (new units, an earlier first exposure, a
     # variant outside the row's [variant, variant_max]): recomputed from all their rows
     recompute = _recompute_set(conn, cache, staged) if new_exposures else None
+    delta = _stage_delta(conn, cache, sev, recompute) if new_events else None
+    changed = [select(t.c.unit_id) for t in (delta, recompute) if t is not None]
     recomputed = 0
-    if recompute is not None:
-        redo = select(recompute.c.unit_id)
-        if conn.execute(select(func.count()).where(recompute.c.cached == 1)).scalar():
-            conn.execute(delete(table).where(table.c.unit_id.in_(redo)))
-        ux = upto.exposures
-        exposures = (
-            select(*ux.c)
-            .where(ux.c.experiment == scope.experiment, ux.c.unit_id.in_(redo))
-            .subquery("abkit_touched_exposures")
+    if changed:
+        of_changed = cache.uncapped(
+            cache.table.c.unit_id.in_(changed[0] if len(changed) == 1 else union_all(*changed))
         )
-        cte, plan = sql._unit_values_cte(
-            Relations(exposures=exposures, events=upto.events),
-            scope,
-            metrics,
-            cuped=cuped,
-            segment=None,
-        )
-        tails = cache.layout.tail_values(cte, metrics, cuped)
-        conn.execute(_insert(table, cte, plan.names, tails))
-        recomputed = int(
-            conn.execute(
-                select(func.count()).select_from(table).where(table.c.unit_id.in_(redo))
-            ).scalar()
-            or 0
-        )
-    if new_events:
-        _merge_events(conn, cache, sev, recompute)
-    if recompute is not None:
-        recompute.drop(conn)
+        before = _stage6_rows(conn, of_changed)
+        if recompute is not None:
+            recomputed = _recompute(conn, cache, recompute, limit)
+        if delta is not None:
+            _apply_delta(conn, cache, delta)
+        total: dict[tuple[str, int, int], dict[str, float]] = {}
+        _add(total, [dict(r) for r in conn.execute(select(cache.rollup)).mappings()], 1.0)
+        _add(total, before, -1.0)
+        _add(total, _stage6_rows(conn, of_changed), 1.0)
+        _write_rollup(conn, cache.rollup, total)
+    for table in (delta, recompute):
+        if table is not None:
+            table.drop(conn)
     return new_events, new_exposures, recomputed
 
 
-def _merge_events(conn: Connection, cache: UnitCache, sev: Table, recompute: Table | None) -> None:
-    """Merge the staged events ``sev`` of the units not in ``recompute`` into their rows:
-    the aggregates of those events alone, with the unit's unchanged first exposure, added
-    to the row (the earliest event time: the minimum).
+def _recompute(conn: Connection, cache: UnitCache, recompute: Table, limit: int | None) -> int:
+    """Recompute the rows of the units in ``recompute`` from all their rows up to
+    ``limit``: delete the cached ones, insert what stages 1-3 give now (a unit that left
+    the scope gets no row). Returns how many rows were written."""
+    table, scope = cache.table, cache.scope
+    redo = select(recompute.c.unit_id)
+    if conn.execute(select(func.count()).where(recompute.c.cached == 1)).scalar():
+        conn.execute(delete(table).where(table.c.unit_id.in_(redo)))
+    upto = _upto(cache.rel, limit)
+    ux = upto.exposures
+    exposures = (
+        select(*ux.c)
+        .where(ux.c.experiment == scope.experiment, ux.c.unit_id.in_(redo))
+        .subquery("abkit_touched_exposures")
+    )
+    cte, plan = sql._unit_values_cte(
+        Relations(exposures=exposures, events=upto.events),
+        scope,
+        cache.metrics,
+        cuped=cache.cuped,
+        segment=None,
+    )
+    tails = cache.layout.tail_values(cte, cache.metrics, cache.cuped)
+    conn.execute(_insert(table, cte, plan.names, tails))
+    return int(
+        conn.execute(
+            select(func.count()).select_from(table).where(table.c.unit_id.in_(redo))
+        ).scalar()
+        or 0
+    )
+
+
+def _stage_delta(conn: Connection, cache: UnitCache, sev: Table, recompute: Table | None) -> Table:
+    """A temporary table of the aggregates of the staged events ``sev`` alone, per cached
+    unit not in ``recompute``, computed with the unit's unchanged first exposure.
 
     A unit's stage 1 (first exposure, least and greatest variant) is read from its cache
     row, not from the exposures: the new exposures of these units changed none of the three
@@ -707,13 +724,20 @@ def _merge_events(conn: Connection, cache: UnitCache, sev: Table, recompute: Tab
         segment=None,
         first=first,
     )
-    staging = _cache_table(cache.store, f"{table.name}_d", list(layout.rules), temporary=True)
-    staging.drop(conn, checkfirst=True)
-    staging.create(conn)
-    conn.execute(_insert(staging, cte, plan.names, {}))
+    delta = _cache_table(cache.store, f"{table.name}_d", list(layout.rules), temporary=True)
+    delta.drop(conn, checkfirst=True)
+    delta.create(conn)
+    conn.execute(_insert(delta, cte, plan.names, {}))
+    return delta
+
+
+def _apply_delta(conn: Connection, cache: UnitCache, delta: Table) -> None:
+    """Add the staged aggregates ``delta`` to their units' rows (sums add up, the earliest
+    event time takes the minimum), then rewrite the tail columns that moved."""
+    table, layout = cache.table, cache.layout
     values: dict[str, Any] = {}
     for name, rule in layout.rules.items():
-        have, add = table.c[name], staging.c[name]
+        have, add = table.c[name], delta.c[name]
         if rule == "sum":
             values[name] = func.coalesce(have, 0.0) + func.coalesce(add, 0.0)
         else:  # the earlier of two times, either may be NULL (no event yet)
@@ -725,24 +749,46 @@ def _merge_events(conn: Connection, cache: UnitCache, sev: Table, recompute: Tab
     conn.execute(
         update(table)
         .where(
-            table.c.unit_id == staging.c.unit_id,
-            table.c.unit_id.in_(select(staging.c.unit_id)),
+            table.c.unit_id == delta.c.unit_id,
+            table.c.unit_id.in_(select(delta.c.unit_id)),
         )
         .values(values)
     )
-    # then the tail columns of the rows whose tail changed: most merged units' do not (a
-    # click moves no revenue), and an index entry is rewritten only for a row updated
     tails = layout.tail_values(table, cache.metrics, cache.cuped)
-    if tails:
-        conn.execute(
-            update(table)
-            .where(
-                table.c.unit_id.in_(select(staging.c.unit_id)),
-                or_(*[table.c[name].is_distinct_from(value) for name, value in tails.items()]),
-            )
-            .values(tails)
+    if not tails:
+        return
+    # a tail reads a few of the aggregates (the capped metric's): it can move only for a
+    # unit whose delta changed one of them. Most merged units' do not (a click moves no
+    # revenue), and each row written rewrites its index entries
+    read = {
+        column.key
+        for expression in layout.tail_values(delta, cache.metrics, cache.cuped).values()
+        for column in _columns_of(expression, delta)
+    }
+    moved = [
+        func.coalesce(delta.c[name], 0.0) != 0.0
+        if layout.rules[name] == "sum"
+        else delta.c[name].is_not(None)
+        for name in sorted(read & set(layout.rules))
+    ]
+    touched = select(delta.c.unit_id)
+    if moved:
+        touched = touched.where(or_(*moved))
+    conn.execute(
+        update(table)
+        .where(
+            table.c.unit_id.in_(touched),
+            or_(*[table.c[name].is_distinct_from(value) for name, value in tails.items()]),
         )
-    staging.drop(conn)
+        .values(tails)
+    )
+
+
+def _columns_of(expression: Any, table: Table) -> Iterator[Any]:
+    """The columns of ``table`` that ``expression`` reads."""
+    for element in visitors.iterate(expression):
+        if isinstance(element, Column) and element.table is table:
+            yield element
 
 
 def _recompute_set(conn: Connection, cache: UnitCache, staged: _Staged) -> Table | None:
