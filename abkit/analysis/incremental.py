@@ -97,6 +97,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection
+from sqlalchemy.schema import DropTable
 from sqlalchemy.sql import visitors
 
 from abkit.analysis import sql
@@ -235,6 +236,13 @@ def _layout(
     return replace(layout, definition=hashlib.sha256(text.encode()).hexdigest())
 
 
+def _drop_if_exists(conn: Connection, table: Table) -> None:
+    """``DROP TABLE IF EXISTS``: one statement, where ``drop(checkfirst=True)`` first asks
+    the catalog (on DuckDB and PostgreSQL a query of its own, ~8 ms on DuckDB, six times a
+    refresh)."""
+    conn.execute(DropTable(table, if_exists=True))
+
+
 def _cache_name(store: Store, experiment: str) -> str:
     # short: with the longest prefix (40) and the staging suffixes it stays under
     # PostgreSQL's 63-character identifiers, which it would otherwise truncate into one name
@@ -358,7 +366,7 @@ class UnitCache:
 
     def build_rollup(self, conn: Connection) -> None:
         rows = _stage6_rows(conn, self.uncapped())
-        self.rollup.drop(conn, checkfirst=True)
+        _drop_if_exists(conn, self.rollup)
         self.rollup.create(conn)
         total: dict[tuple[str, int, int], dict[str, float]] = {}
         _add(total, rows, 1.0)
@@ -558,8 +566,8 @@ class _Staged:
     exposures: Table  # unit_id, experiment, variant, ts_us
 
     def drop(self, conn: Connection) -> None:
-        self.events.drop(conn, checkfirst=True)
-        self.exposures.drop(conn, checkfirst=True)
+        _drop_if_exists(conn, self.events)
+        _drop_if_exists(conn, self.exposures)
 
 
 def _stage(conn: Connection, store: Store, table: Table, old: int, new: int) -> _Staged:
@@ -726,7 +734,7 @@ def _stage_delta(conn: Connection, cache: UnitCache, sev: Table, recompute: Tabl
         first=first,
     )
     delta = _cache_table(cache.store, f"{table.name}_d", list(layout.rules), temporary=True)
-    delta.drop(conn, checkfirst=True)
+    _drop_if_exists(conn, delta)
     delta.create(conn)
     conn.execute(_insert(delta, cte, plan.names, {}))
     return delta
@@ -813,7 +821,7 @@ def _recompute_set(conn: Connection, cache: UnitCache, staged: _Staged) -> Table
         Column("cached", BigInteger, nullable=False),
         prefixes=["TEMPORARY"],
     )
-    recompute.drop(conn, checkfirst=True)
+    _drop_if_exists(conn, recompute)
     recompute.create(conn)
     conn.execute(
         insert(recompute).from_select(
@@ -918,7 +926,7 @@ def _refresh(
                 f"cannot refresh {scope.experiment!r} incrementally: {why.args[0]}; "
                 "use refresh='auto' or 'full'"
             ) from None
-        table.drop(conn, checkfirst=True)
+        _drop_if_exists(conn, table)
         table.create(conn)
         cte, plan = sql._unit_values_cte(
             _upto(rel, limit), scope, metrics, cuped=cuped, segment=None
