@@ -770,9 +770,7 @@ def _apply_delta(conn: Connection, cache: UnitCache, delta: Table) -> None:
     # unit whose delta changed one of them. Most merged units' do not (a click moves no
     # revenue), and each row written rewrites its index entries
     read = {
-        column.key
-        for expression in layout.tail_values(delta, cache.metrics, cache.cuped).values()
-        for column in _columns_of(expression, delta)
+        column.key for expression in tails.values() for column in _columns_of(expression, table)
     }
     moved = [
         func.coalesce(delta.c[name], 0.0) != 0.0

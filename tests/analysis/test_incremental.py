@@ -13,12 +13,27 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import (
+    Column,
+    Double,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    create_engine,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 
 from abkit.analysis.analyze import analyze
+from abkit.analysis.incremental import _tail_percentile
 from abkit.assignment.hashing import event_id
 from abkit.errors import ConfigError, NotEnoughDataError, StoreError
 from abkit.simulate import TrueEffect, simulate_experiment
+from abkit.stats.outliers import nearest_rank_percentile
 from abkit.store.store import Store, open_store
 from abkit.testing.compare import assert_same_readout, leaves
 from abkit.timeutil import from_us
@@ -383,11 +398,6 @@ def test_the_cap_read_from_the_index_is_the_nearest_rank_percentile(values, perc
     """A readout's cap comes from the tail column's index (counts, then a walk from the
     top): the same order statistic as the statement's nearest rank, with zeros left out,
     ties, and values on both sides of zero."""
-    from sqlalchemy import Column, Double, Index, Integer, MetaData, Table, create_engine
-
-    from abkit.analysis.incremental import _tail_percentile
-    from abkit.stats.outliers import nearest_rank_percentile
-
     engine = create_engine("sqlite://")
     table = Table(
         "t",
