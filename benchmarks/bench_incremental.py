@@ -1,6 +1,6 @@
 """Incremental refresh against a full analysis, after 1% more data.
 
-    python benchmarks/bench_incremental.py --units 1000000 --engines sqlite duckdb
+    python benchmarks/bench_incremental.py --units 1000000 --engines sqlite duckdb spark
 
 Per engine: the simulated experiment of ``bench_analysis.py`` (five metrics, CUPED, a p99
 cap; about 10 events per unit) is loaded into a store; the newest 1% of its events and of its exposures (by event time: new units and the
@@ -14,6 +14,10 @@ new batch (``batch_id`` 1) and timed:
   corrected by the units above a cap;
 * **no-op tick**: the same again with nothing new (a controller tick between ingests).
 
+``spark``: the rows are loaded into a DuckDB store, exported as Parquet (the held rows as a
+second file with ``batch_id`` 1) and read by a standalone cluster on loopback (one worker,
+2 cores); the cache is Parquet under the work folder (:mod:`abkit.engines.spark_cache`).
+
 The incremental result is compared with the full one on every leaf of ``to_dict()``
 (1e-9, the refresh note aside). Prints a Markdown table.
 """
@@ -25,13 +29,14 @@ import math
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_analysis import KEY, five_metrics, generate_chunks
+from bench_analysis import KEY, SparkBench, export_parquet, five_metrics, generate_chunks
 
 
 def max_difference(a: Any, b: Any) -> tuple[float, int]:
@@ -113,11 +118,96 @@ def timed(fn: Any) -> tuple[Any, float]:
     return out, time.perf_counter() - t0
 
 
+def export_batches(store: Any, workdir: Path) -> tuple[dict[str, Path], dict[str, Path]]:
+    """The DuckDB store's tables (batch 0) and its held rows (as batch 1) as Parquet: the
+    lake Spark reads, before and after the new batch lands."""
+    from sqlalchemy import literal, select
+
+    base = export_parquet(store, workdir)
+    new = {}
+    with store.engine.connect() as conn:
+        for table in (store.tables.events, store.tables.exposures):
+            held = store._held[table.name]
+            rows = select(
+                *[
+                    literal(1).label("batch_id") if c.name == "batch_id" else held.c[c.name]
+                    for c in table.columns
+                ]
+            )
+            path = workdir / f"new_{table.name}.parquet"
+            text = str(rows.compile(conn, compile_kwargs={"literal_binds": True}))
+            # DuckDB's COPY takes no bound parameters; the statement is abkit's own
+            conn.exec_driver_sql(f"COPY ({text}) TO '{path}' (FORMAT parquet)")
+            new[table.name] = path
+    return base, new
+
+
+def run_spark(units: int, events: int, share: float, workdir: Path) -> dict[str, Any]:
+    """The rows in a DuckDB store exported as Parquet and read by a standalone cluster on
+    loopback; the cache under ``workdir`` (:mod:`abkit.engines.spark_cache`)."""
+    from abkit.analysis.analyze import analyze
+    from abkit.engines.spark import SparkRunner
+    from abkit.simulate import load_simulation
+    from abkit.store.store import open_store
+
+    store = open_store(f"duckdb:///{workdir / f'incremental-spark-{units}.duckdb'}")
+    n_events = 0
+    for sim in generate_chunks(units, events):
+        load_simulation(sim, store, via="bulk")
+        n_events += len(sim.events)
+    new_events, new_exposures = hold_back(store, share)
+    base, new = export_batches(store, workdir)
+    store.close()
+    metrics = five_metrics()
+    with ExitStack() as stack:
+        spark = SparkBench(stack)
+        spark.load(base)
+        runner = SparkRunner(spark.session, cache_location=str(workdir / "spark-caches"))
+        _, build = timed(lambda: analyze(runner, KEY, metrics, refresh="full"))
+        print(f"  spark: cache built in {build:.1f} s", file=sys.stderr)
+        for name, path in new.items():  # the new batch lands: each table reads both files
+            frame = spark.session.read.parquet(str(base[name]), str(path))
+            frame.createOrReplaceTempView(name)
+        row = after_arrival("spark", runner, metrics)
+    return {
+        **row,
+        "units": units,
+        "events": n_events,
+        "new_events": new_events,
+        "new_exposures": new_exposures,
+        "build": build,
+    }
+
+
+def after_arrival(engine: str, db: Any, metrics: Any) -> dict[str, Any]:
+    """Once the new batch has landed: the refresh, a tick with nothing new, then the full
+    analysis (the baseline), and how far the refresh's readout is from it."""
+    from abkit.analysis.analyze import analyze
+
+    incremental, t_inc = timed(lambda: analyze(db, KEY, metrics, refresh="auto"))
+    print(f"  {engine}: {incremental.experiment.refresh} in {t_inc:.2f} s", file=sys.stderr)
+    tick, t_tick = timed(lambda: analyze(db, KEY, metrics, refresh="auto"))
+    full, t_full = timed(lambda: analyze(db, KEY, metrics))
+    worst, other = max_difference(incremental, full)
+    return {
+        "engine": engine,
+        "full": t_full,
+        "incremental": t_inc,
+        "tick": t_tick,
+        "note": incremental.experiment.refresh,
+        "tick_note": tick.experiment.refresh,
+        "worst": worst,
+        "other": other,
+    }
+
+
 def run(engine: str, units: int, events: int, share: float, workdir: Path) -> dict[str, Any]:
     from abkit.analysis.analyze import analyze
     from abkit.simulate import load_simulation
     from abkit.store.store import open_store
 
+    if engine == "spark":
+        return run_spark(units, events, share, workdir)
     suffix = "db" if engine == "sqlite" else "duckdb"
     store = open_store(f"{engine}:///{workdir / f'incremental-{units}.{suffix}'}")
     n_events = 0
@@ -130,26 +220,15 @@ def run(engine: str, units: int, events: int, share: float, workdir: Path) -> di
     _, build = timed(lambda: analyze(store, KEY, metrics, refresh="full"))
     print(f"  {engine}: cache built in {build:.1f} s", file=sys.stderr)
     arrive(store)
-    incremental, t_inc = timed(lambda: analyze(store, KEY, metrics, refresh="auto"))
-    print(f"  {engine}: {incremental.experiment.refresh} in {t_inc:.2f} s", file=sys.stderr)
-    tick, t_tick = timed(lambda: analyze(store, KEY, metrics, refresh="auto"))
-    full, t_full = timed(lambda: analyze(store, KEY, metrics))
-    worst, other = max_difference(incremental, full)
+    row = after_arrival(engine, store, metrics)
     store.close()
     return {
-        "engine": engine,
+        **row,
         "units": units,
         "events": n_events,
         "new_events": new_events,
         "new_exposures": new_exposures,
         "build": build,
-        "full": t_full,
-        "incremental": t_inc,
-        "tick": t_tick,
-        "note": incremental.experiment.refresh,
-        "tick_note": tick.experiment.refresh,
-        "worst": worst,
-        "other": other,
     }
 
 

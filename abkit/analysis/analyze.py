@@ -341,6 +341,72 @@ class _Refresh:
     end_us: int | None
 
 
+def _from_cache(
+    conn: Connected, scope: Scope, metrics: Sequence[Metric], options: Options, refresh: _Refresh
+) -> tuple[dict[str | None, Aggregates] | None, str]:
+    """The overall aggregates read from the refreshed unit cache (``None`` when it cannot
+    serve this readout: the caller runs the full analysis), and what the refresh did."""
+    from abkit.analysis import incremental
+
+    cache_scope = Scope(scope.experiment, refresh.end_us, scope.since_us)
+    rel = conn.relations
+    arrival = all("batch_id" in t.c for t in (rel.events, rel.exposures))
+    with contextlib.ExitStack() as stack:
+        arm_rows = None
+        runner: QueryRunner = conn.runner
+        if isinstance(conn.runner, incremental.CachingRunner) and conn.store is None and arrival:
+            # the runner keeps its caches itself, beside the tables it reads; a merge needs
+            # the rows' arrival order (their ingest batch)
+            units, report = stack.enter_context(
+                conn.runner.unit_cache(
+                    rel,
+                    scope,
+                    metrics,
+                    cuped=options.cuped,
+                    mode=refresh.mode,
+                    lookback=refresh.lookback,
+                    cache_scope=cache_scope,
+                )
+            )
+        elif conn.store is None or rel.events is not conn.store.tables.events:
+            return None, (
+                "full analysis: a unit cache lives in abkit's own store or beside the tables "
+                "of a runner that keeps caches (Spark), and needs the rows' batch ids; "
+                f"this analysis reads {conn.source} on {conn.dialect}"
+            )
+        else:
+            store = conn.store
+            cache, report = stack.enter_context(
+                incremental.cached_units(
+                    store,
+                    scope,
+                    metrics,
+                    cuped=options.cuped,
+                    mode=refresh.mode,
+                    lookback=refresh.lookback,
+                    cache_scope=cache_scope,
+                )
+            )
+            units = None if cache is None else cache.source()
+            if cache is not None:
+                arm_rows = cache.arm_rows
+                # a fresh connection: the reader's snapshot may predate the refresh
+                fresh = stack.enter_context(store.engine.connect())
+                runner = SQLAlchemyRunner(fresh, where=str(store.url))
+        if units is None:
+            return None, report.describe()
+        found = sql.fetch_aggregates(
+            runner,
+            rel,
+            scope,
+            metrics,
+            cuped=options.cuped,
+            unit_source=units,
+            arm_rows=arm_rows,
+        )
+        return found, report.describe()
+
+
 def _read(
     conn: Connected,
     scope: Scope,
@@ -351,43 +417,15 @@ def _read(
     """The overall aggregates, per segment dimension the aggregates per value, and what
     the refresh did (``""`` without ``refresh``).
 
-    With ``refresh``, the overall per-unit aggregates come from the store's unit cache,
-    brought up to date first (:mod:`abkit.analysis.incremental`); segments are read in full.
+    With ``refresh``, the overall per-unit aggregates come from the unit cache, brought up to
+    date first: the store's (:mod:`abkit.analysis.incremental`), or the runner's own
+    (:class:`~abkit.analysis.incremental.CachingRunner`, e.g. Spark's Parquet caches) when it
+    reads abkit's tables; segments are read in full.
     """
     note = ""
     found: dict[str | None, Aggregates] | None = None
     if refresh is not None:
-        from abkit.analysis import incremental
-
-        if conn.store is None or conn.relations.events is not conn.store.tables.events:
-            note = (
-                "full analysis: the unit cache lives in abkit's own store, read through "
-                f"SQLAlchemy; this analysis reads {conn.source} on {conn.dialect}"
-            )
-        else:
-            store = conn.store
-            with incremental.cached_units(
-                store,
-                scope,
-                metrics,
-                cuped=options.cuped,
-                mode=refresh.mode,
-                lookback=refresh.lookback,
-                cache_scope=Scope(scope.experiment, refresh.end_us, scope.since_us),
-            ) as (cache, report):
-                note = report.describe()
-                if cache is not None:
-                    # a fresh connection: the reader's snapshot may predate the refresh
-                    with store.engine.connect() as fresh:
-                        found = sql.fetch_aggregates(
-                            SQLAlchemyRunner(fresh, where=str(store.url)),
-                            conn.relations,
-                            scope,
-                            metrics,
-                            cuped=options.cuped,
-                            unit_source=cache.source(),
-                            arm_rows=cache.arm_rows,
-                        )
+        found, note = _from_cache(conn, scope, metrics, options, refresh)
     if found is None:
         found = sql.fetch_aggregates(
             conn.runner, conn.relations, scope, metrics, cuped=options.cuped

@@ -61,9 +61,11 @@ with an old batch id); or events later than ``lookback`` (48 h by default, as Ep
 the latest time already merged: a backfill is better served by a rebuild, and the bound
 keeps what a refresh reads proportional to new traffic.
 
+Spark keeps its caches itself, as Parquet beside the tables it reads
+(:class:`CachingRunner`, :mod:`abkit.engines.spark_cache`), with these statements and rules.
 A read-only store, a :class:`~abkit.analysis.sources.Source` (the user's own tables) and
-runners without a store (Spark, the DuckDB replica of a URL) get a full analysis without
-cache, and the result says so. An as-of readout (``until``) reads the cache only when
+other runners without a store (a ``QueryRunner``, the DuckDB replica of a URL) get a full
+analysis without cache, and the result says so. An as-of readout (``until``) reads the cache only when
 ``until`` is after every merged row (then it cannot exclude anything, which is the
 controller's "until now"); otherwise it is a full analysis too.
 """
@@ -73,10 +75,10 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from sqlalchemy import (
     BigInteger,
@@ -96,7 +98,7 @@ from sqlalchemy import (
     union_all,
     update,
 )
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.schema import DropTable
 from sqlalchemy.sql import visitors
 
@@ -118,7 +120,7 @@ CACHE_FORMAT = 3  # bump when the cache's layout or merge rules change: every ca
 
 INDEX_LOOKUPS: frozenset[str] = frozenset({"sqlite", "postgresql"})
 """Dialects whose planner looks rows up through B-tree indexes. There the cache keeps
-indexed tail columns (:class:`_Layout`) and the merge's staging tables are indexed (the
+indexed tail columns (:class:`CacheLayout`) and the merge's staging tables are indexed (the
 delta joins units to their new events, the ``UPDATE`` finds each unit's delta by key).
 Elsewhere a readout computes the caps and the units above them from the aggregates, and the
 staging tables have no index: DuckDB joins by hashing and its indexes only cost writes.
@@ -164,13 +166,82 @@ def check_mode(mode: str) -> RefreshMode:
     return mode
 
 
-class _Rebuild(Exception):
+class Rebuild(Exception):
     """The cache cannot be merged into; ``args[0]`` says why."""
+
+
+REBUILD_REQUESTED = "requested (refresh='full')"
+REBUILD_NO_CACHE = "no cache yet for this experiment"
+REBUILD_DEFINITION = "the metrics' definitions, windows or readout scope changed"
+REBUILD_ROWS_CHANGED = (
+    "rows at or below the watermark changed (a batch rewritten, resumed or deleted, or rows "
+    "written with an old batch id)"
+)
+AS_OF = "an as-of readout (until) at or before the latest data: the cache holds every row"
+
+
+def late_rebuild(late: int, lookback_us: int, latest: int) -> Rebuild:
+    """The rebuild for ``late`` new events more than the lookback behind ``latest``."""
+    return Rebuild(
+        f"{late:,} events arrived more than {lookback_us / 3_600_000_000:g} h late (event "
+        f"time before {from_us(latest - lookback_us).isoformat()})"
+    )
+
+
+def refused(experiment: str, why: Rebuild) -> StoreError:
+    """The error of ``refresh='incremental'`` when the cache must be rebuilt."""
+    return StoreError(
+        f"cannot refresh {experiment!r} incrementally: {why.args[0]}; use refresh='auto' or 'full'"
+    )
+
+
+def as_of_miss(
+    mode: RefreshMode,
+    scope: sql.Scope,
+    cache_scope: sql.Scope,
+    newest: int | None,
+    report: RefreshReport,
+) -> RefreshReport | None:
+    """The report of a full analysis when the refreshed cache (kept for ``cache_scope``,
+    its latest row at ``newest``) cannot serve ``scope``: an as-of ``until`` at or before
+    the latest merged row. ``None`` when it can."""
+    if scope.end_us == cache_scope.end_us:
+        return None
+    if scope.end_us is not None and (newest is None or newest < scope.end_us):
+        return None
+    return RefreshReport(mode, "full analysis", f"{AS_OF} (refreshed: {report.describe()})")
+
+
+def lookback_micros(lookback: timedelta | None) -> int | None:
+    return None if lookback is None else int(lookback / timedelta(microseconds=1))
+
+
+@runtime_checkable
+class CachingRunner(Protocol):
+    """A runner that keeps unit caches of its own, outside an abkit store (Spark keeps
+    them as Parquet files: :mod:`abkit.engines.spark_cache`).
+
+    ``unit_cache`` brings the cache of ``metrics`` over ``cache_scope`` up to date with the
+    rows of ``rel`` that arrived since, as :func:`cached_units` does in a store, and yields
+    the :data:`~abkit.analysis.sql.UnitSource` reading it (``None``: the caller runs a full
+    analysis, the report says why) for as long as the caller reads."""
+
+    def unit_cache(
+        self,
+        rel: Relations,
+        scope: sql.Scope,
+        metrics: Sequence[Metric],
+        *,
+        cuped: bool,
+        mode: RefreshMode,
+        lookback: timedelta | None,
+        cache_scope: sql.Scope,
+    ) -> AbstractContextManager[tuple[sql.UnitSource | None, RefreshReport]]: ...
 
 
 # ----------------------------------------------------------------------- the cache
 @dataclass(frozen=True)
-class _Layout:
+class CacheLayout:
     """The per-unit statement of a scope and metrics, and the cache's columns for it."""
 
     cte: Any
@@ -208,28 +279,28 @@ def _rule(key: tuple[Any, ...]) -> str:
     return "min" if "hours_to_first" in key else "sum"
 
 
-def _layout(
-    store: Store, rel: Relations, scope: sql.Scope, metrics: Sequence[Metric], cuped: bool
-) -> _Layout:
+def cache_layout(
+    dialect: Dialect, rel: Relations, scope: sql.Scope, metrics: Sequence[Metric], cuped: bool
+) -> CacheLayout:
+    """The cache of ``metrics`` over ``scope`` as ``dialect`` computes it; its
+    ``definition`` hashes the statements (any change to them rebuilds the cache)."""
     cte, plan = sql._unit_values_cte(rel, scope, metrics, cuped=cuped, segment=None)
     # the whole statement of the rollup's sums: stages 1-3 (the cache) and 4-6 without
     # percentile caps (the rollup); a percentile cap alone may change and reuse both
     rollup = sql.aggregates_query(rel, scope, sql.without_percentile_caps(metrics), cuped=cuped)
-    layout = _Layout(
+    layout = CacheLayout(
         cte=cte,
         plan=plan,
         names=dict(plan.names),
         rules={name: _rule(key) for key, name in plan.names.items()},
         rollup_columns=tuple(str(c.key) for c in rollup.selected_columns),
         definition="",
-        tails=tuple(
-            sql.percentile_capped(metrics) if store.engine.dialect.name in INDEX_LOOKUPS else ()
-        ),
+        tails=tuple(sql.percentile_capped(metrics) if dialect.name in INDEX_LOOKUPS else ()),
     )
     tails = select(*[v.label(k) for k, v in layout.tail_values(cte, metrics, cuped).items()])
     texts = []
     for statement in (rollup, tails):
-        compiled = statement.compile(dialect=store.engine.dialect)
+        compiled = statement.compile(dialect=dialect)
         params = sorted((k, repr(v)) for k, v in compiled.params.items())
         texts.append([str(compiled), params])
     text = json.dumps([CACHE_FORMAT, SCHEMA_VERSION, texts], default=str)
@@ -341,7 +412,7 @@ class UnitCache:
     store: Store
     table: Table
     rollup: Table
-    layout: _Layout
+    layout: CacheLayout
     rel: Relations
     scope: sql.Scope
     metrics: tuple[Metric, ...]
@@ -532,14 +603,14 @@ def _max_ts(
 
 
 # ------------------------------------------------------------------------ refresh
-def _types(metrics: Sequence[Metric]) -> list[str]:
+def metric_types(metrics: Sequence[Metric]) -> list[str]:
     out: list[str] = []
     for metric in metrics:
         out += [t for t in metric.event_types if t not in out]
     return out
 
 
-def _upto(rel: Relations, watermark: int | None) -> Relations:
+def rows_upto(rel: Relations, watermark: int | None) -> Relations:
     """``rel`` without the rows of batches after ``watermark`` (``None``: every row)."""
     if watermark is None:
         return rel
@@ -643,7 +714,9 @@ def _merge(
     )
     new_events = int(
         conn.execute(
-            select(func.count()).select_from(sev).where(sev.c.event_type.in_(_types(cache.metrics)))
+            select(func.count())
+            .select_from(sev)
+            .where(sev.c.event_type.in_(metric_types(cache.metrics)))
         ).scalar()
         or 0
     )
@@ -681,7 +754,7 @@ def _recompute(conn: Connection, cache: UnitCache, recompute: Table, limit: int 
     redo = select(recompute.c.unit_id)
     if conn.execute(select(func.count()).where(recompute.c.cached == 1)).scalar():
         conn.execute(delete(table).where(table.c.unit_id.in_(redo)))
-    upto = _upto(cache.rel, limit)
+    upto = rows_upto(cache.rel, limit)
     ux = upto.exposures
     exposures = (
         select(*ux.c)
@@ -705,6 +778,55 @@ def _recompute(conn: Connection, cache: UnitCache, recompute: Table, limit: int 
     )
 
 
+def delta_cte(
+    rel: Relations,
+    new_events: Any,
+    recompute: Any,
+    cache: Any,
+    scope: sql.Scope,
+    metrics: Sequence[Metric],
+    cuped: bool,
+) -> tuple[Any, Any]:
+    """Stages 1-3 over ``new_events`` alone (``unit_id, event_type, value, ts_us``) for
+    the units of ``cache`` not in ``recompute`` (a relation with ``unit_id``, or
+    ``None``): each unit's first exposure and variants read from its ``cache`` row. The
+    (CTE, plan) of :func:`~abkit.analysis.sql._unit_values_cte`; every aggregate is the part
+    of the unit's new events, to combine with its row by :func:`merged_aggregates`."""
+    fresh = select(*new_events.c).where(new_events.c.event_type.in_(metric_types(metrics)))
+    if recompute is not None:
+        fresh = fresh.where(new_events.c.unit_id.not_in(select(recompute.c.unit_id)))
+    events = fresh.subquery("abkit_new_events")
+    first = (
+        select(cache.c.unit_id, cache.c.first_us, cache.c.variant, cache.c.variant_max)
+        .where(cache.c.unit_id.in_(select(events.c.unit_id)))
+        .cte("abkit_first")
+    )
+    return sql._unit_values_cte(
+        Relations(exposures=rel.exposures, events=events),
+        scope,
+        metrics,
+        cuped=cuped,
+        segment=None,
+        first=first,
+    )
+
+
+def merged_aggregates(rules: Mapping[str, str], have: Any, add: Any) -> dict[str, Any]:
+    """Per cache column, a unit's row ``have`` combined with the part ``add`` of its new
+    events (both relations with the cache's columns; ``add``'s may be NULL: no new event):
+    sums and counts add up, the earliest event time is the earlier of the two."""
+    values: dict[str, Any] = {}
+    for name, rule in rules.items():
+        old, new = have.c[name], add.c[name]
+        if rule == "sum":
+            values[name] = func.coalesce(old, 0.0) + func.coalesce(new, 0.0)
+        else:  # the earlier of two times, either may be NULL (no event yet)
+            values[name] = case(
+                (new.is_(None), old), (old.is_(None), new), (new < old, new), else_=old
+            )
+    return values
+
+
 def _stage_delta(conn: Connection, cache: UnitCache, sev: Table, recompute: Table | None) -> Table:
     """A temporary table of the aggregates of the staged events ``sev`` alone, per cached
     unit not in ``recompute``, computed with the unit's unchanged first exposure.
@@ -716,23 +838,7 @@ def _stage_delta(conn: Connection, cache: UnitCache, sev: Table, recompute: Tabl
     SQLite this way, against 1.62 s when the cache rows were read back as exposures (two
     lookups a unit) and grouped again."""
     table, layout = cache.table, cache.layout
-    fresh = select(*sev.c).where(sev.c.event_type.in_(_types(cache.metrics)))
-    if recompute is not None:
-        fresh = fresh.where(sev.c.unit_id.not_in(select(recompute.c.unit_id)))
-    events = fresh.subquery("abkit_new_events")
-    first = (
-        select(table.c.unit_id, table.c.first_us, table.c.variant, table.c.variant_max)
-        .where(table.c.unit_id.in_(select(events.c.unit_id)))
-        .cte("abkit_first")
-    )
-    cte, plan = sql._unit_values_cte(
-        Relations(exposures=cache.rel.exposures, events=events),
-        cache.scope,
-        cache.metrics,
-        cuped=cache.cuped,
-        segment=None,
-        first=first,
-    )
+    cte, plan = delta_cte(cache.rel, sev, recompute, table, cache.scope, cache.metrics, cache.cuped)
     delta = _cache_table(cache.store, f"{table.name}_d", list(layout.rules), temporary=True)
     _drop_if_exists(conn, delta)
     delta.create(conn)
@@ -744,15 +850,7 @@ def _apply_delta(conn: Connection, cache: UnitCache, delta: Table) -> None:
     """Add the staged aggregates ``delta`` to their units' rows (sums add up, the earliest
     event time takes the minimum), then rewrite the tail columns that moved."""
     table, layout = cache.table, cache.layout
-    values: dict[str, Any] = {}
-    for name, rule in layout.rules.items():
-        have, add = table.c[name], delta.c[name]
-        if rule == "sum":
-            values[name] = func.coalesce(have, 0.0) + func.coalesce(add, 0.0)
-        else:  # the earlier of two times, either may be NULL (no event yet)
-            values[name] = case(
-                (add.is_(None), have), (have.is_(None), add), (add < have, add), else_=have
-            )
+    values = merged_aggregates(layout.rules, table, delta)
     # the IN beside the join: without it SQLite drives the UPDATE from the cache (every
     # unit) and probes the staging table, instead of looking up the few changed units
     conn.execute(
@@ -798,6 +896,25 @@ def _columns_of(expression: Any, table: Table) -> Iterator[Any]:
             yield element
 
 
+def recompute_query(new: Any, cache: Any) -> sql.Select[Any]:
+    """``unit_id, cached`` of the units whose ``cache`` row the new exposures change:
+    ``new`` is their stage 1 (``unit_id, first_us, variant, variant_max``). A new unit
+    (``cached`` 0), an earlier first exposure, or a variant outside the row's
+    ``[variant, variant_max]``; a repeated exposure changes none of these."""
+    return (
+        select(new.c.unit_id, case((cache.c.unit_id.is_(None), 0), else_=1).label("cached"))
+        .select_from(new.outerjoin(cache, cache.c.unit_id == new.c.unit_id))
+        .where(
+            or_(
+                cache.c.unit_id.is_(None),
+                new.c.first_us < cache.c.first_us,
+                new.c.variant < cache.c.variant,
+                new.c.variant_max > cache.c.variant_max,
+            )
+        )
+    )
+
+
 def _recompute_set(conn: Connection, cache: UnitCache, staged: _Staged) -> Table | None:
     """A temporary table of the units whose cached row the staged exposures change
     (``cached`` 1 when the unit has a row), or ``None`` when there are none.
@@ -821,21 +938,7 @@ def _recompute_set(conn: Connection, cache: UnitCache, staged: _Staged) -> Table
     )
     _drop_if_exists(conn, recompute)
     recompute.create(conn)
-    conn.execute(
-        insert(recompute).from_select(
-            ["unit_id", "cached"],
-            select(new.c.unit_id, case((table.c.unit_id.is_(None), 0), else_=1))
-            .select_from(new.outerjoin(table, table.c.unit_id == new.c.unit_id))
-            .where(
-                or_(
-                    table.c.unit_id.is_(None),
-                    new.c.first_us < table.c.first_us,
-                    new.c.variant < table.c.variant,
-                    new.c.variant_max > table.c.variant_max,
-                )
-            ),
-        )
-    )
+    conn.execute(insert(recompute).from_select(["unit_id", "cached"], recompute_query(new, table)))
     if conn.execute(select(func.count()).select_from(recompute)).scalar():
         return recompute
     recompute.drop(conn)
@@ -854,7 +957,7 @@ def _refresh(
     store, table, layout, rel = cache.store, cache.table, cache.layout, cache.rel
     scope, metrics, cuped = cache.scope, cache.metrics, cache.cuped
     registry = store.tables.unit_caches
-    types = _types(metrics)
+    types = metric_types(metrics)
     entry = (
         conn.execute(select(registry).where(registry.c.experiment == scope.experiment))
         .mappings()
@@ -862,14 +965,14 @@ def _refresh(
     )
     watermark, top = _watermark(conn, store)
     limit = None if watermark >= top else watermark  # rows of unfinished batches wait
-    lookback_us = None if lookback is None else int(lookback / timedelta(microseconds=1))
+    lookback_us = lookback_micros(lookback)
     try:
         if mode == "full":
-            raise _Rebuild("requested (refresh='full')")
+            raise Rebuild(REBUILD_REQUESTED)
         if entry is None:
-            raise _Rebuild("no cache yet for this experiment")
+            raise Rebuild(REBUILD_NO_CACHE)
         if entry["definition"] != layout.definition or entry["table_name"] != table.name:
-            raise _Rebuild("the metrics' definitions, windows or readout scope changed")
+            raise Rebuild(REBUILD_DEFINITION)
         old = int(entry["watermark"])
         before = _counts_of(str(entry["fingerprint"]))
         if (
@@ -878,10 +981,7 @@ def _refresh(
             or _fingerprint(conn, store, old, _row_counts(conn, store, None, old))
             != entry["fingerprint"]
         ):
-            raise _Rebuild(
-                "rows at or below the watermark changed (a batch rewritten, resumed or "
-                "deleted, or rows written with an old batch id)"
-            )
+            raise Rebuild(REBUILD_ROWS_CHANGED)
         latest = entry["max_ts_us"]
         staged = _stage(conn, store, table, old, watermark) if watermark > old else None
         if lookback_us is not None and latest is not None and staged is not None:
@@ -894,11 +994,7 @@ def _refresh(
             ).scalar()
             if late:
                 staged.drop(conn)
-                raise _Rebuild(
-                    f"{late:,} events arrived more than {lookback_us / 3_600_000_000:g} h "
-                    "late (event time before "
-                    f"{from_us(int(latest) - lookback_us).isoformat()})"
-                )
+                raise late_rebuild(int(late), lookback_us, int(latest))
         counts = (0, 0, 0)
         newest = None if latest is None else int(latest)
         rows = before
@@ -918,16 +1014,13 @@ def _refresh(
             rows = (before[0] + added[0], before[1] + added[1])
         report = RefreshReport(mode, "incremental", "", *counts, watermark=watermark)
         built_at = int(entry["built_at_us"])
-    except _Rebuild as why:
+    except Rebuild as why:
         if mode == "incremental":
-            raise StoreError(
-                f"cannot refresh {scope.experiment!r} incrementally: {why.args[0]}; "
-                "use refresh='auto' or 'full'"
-            ) from None
+            raise refused(scope.experiment, why) from None
         _drop_if_exists(conn, table)
         table.create(conn)
         cte, plan = sql._unit_values_cte(
-            _upto(rel, limit), scope, metrics, cuped=cuped, segment=None
+            rows_upto(rel, limit), scope, metrics, cuped=cuped, segment=None
         )
         conn.execute(_insert(table, cte, plan.names, layout.tail_values(cte, metrics, cuped)))
         cache.build_rollup(conn)
@@ -986,7 +1079,7 @@ def cached_units(
         raise ValueError("the cache's scope differs from the readout's in more than its end")
     end_us = cache_scope.end_us
     rel = store_relations(store.tables)
-    layout = _layout(store, rel, cache_scope, metrics, cuped)
+    layout = cache_layout(store.engine.dialect, rel, cache_scope, metrics, cuped)
     table = _cache_table(
         store,
         _cache_name(store, scope.experiment),
@@ -1003,30 +1096,18 @@ def cached_units(
         metrics=tuple(metrics),
         cuped=cuped,
     )
-    as_of = "an as-of readout (until) at or before the latest data: the cache holds every row"
     if scope.end_us is not None and scope.end_us != end_us:
         # a replayed clock (until in the past of the data) cannot use the cache: say so
         # before refreshing, and leave the cache as it is
         with store.engine.connect() as conn:
             latest = _max_ts(
-                conn, store_relations(store.tables), cache_scope, _types(metrics), None, None
+                conn, store_relations(store.tables), cache_scope, metric_types(metrics), None, None
             )
         if latest is not None and latest >= scope.end_us:
-            yield None, RefreshReport(mode, "full analysis", f"{as_of} (not refreshed)")
+            yield None, RefreshReport(mode, "full analysis", f"{AS_OF} (not refreshed)")
             return
     with store.exclusive(f"unit-cache:{scope.experiment}"):
         with store.write() as conn:
             outcome = _refresh(conn, cache, mode, lookback)
-        if scope.end_us != end_us and (
-            scope.end_us is None or (outcome.newest is not None and outcome.newest >= scope.end_us)
-        ):
-            yield (
-                None,
-                RefreshReport(
-                    mode,
-                    "full analysis",
-                    f"{as_of} (refreshed: {outcome.report.describe()})",
-                ),
-            )
-            return
-        yield cache, outcome.report
+        missed = as_of_miss(mode, scope, cache_scope, outcome.newest, outcome.report)
+        yield (None, missed) if missed is not None else (cache, outcome.report)

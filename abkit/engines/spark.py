@@ -23,9 +23,11 @@ Java 17 runtime for a classic session).
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -36,8 +38,14 @@ from sqlalchemy.sql import Select
 from sqlalchemy.sql.schema import Table
 from sqlalchemy.sql.util import find_tables
 
+from abkit.analysis.incremental import RefreshReport
+from abkit.analysis.sources import Relations
+from abkit.analysis.sql import Scope, UnitSource
+from abkit.engines import spark_cache
 from abkit.engines.spark_dialect import SparkDialect
 from abkit.errors import ConfigError, StoreError
+from abkit.metrics.definitions import Metric
+from abkit.vocabulary import RefreshMode
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -73,14 +81,25 @@ class SparkRunner:
     ``stop_on_close``: stop the session in :meth:`close` (set for Spark Connect sessions
     that :func:`open_runner` created; a classic session is left running, since starting
     executors again costs far more than the analysis).
+
+    ``cache_location``: the folder (any path Spark writes: local, HDFS, S3...) under which
+    ``analyze(..., refresh=...)`` keeps each experiment's unit cache as Parquet
+    (:mod:`abkit.engines.spark_cache`); by default the session's
+    ``spark.abkit.cacheLocation``, else ``abkit_unit_caches`` under its warehouse folder.
     """
 
     def __init__(
-        self, session: SparkSession, *, where: str | None = None, stop_on_close: bool = False
+        self,
+        session: SparkSession,
+        *,
+        where: str | None = None,
+        stop_on_close: bool = False,
+        cache_location: str | None = None,
     ) -> None:
         self._session = session
         self._where = where if where is not None else _session_where(session)
         self._stop_on_close = stop_on_close
+        self._cache_location = cache_location
         self._found: set[str] = set()  # tables already seen in the session's catalog
 
     @property
@@ -96,17 +115,110 @@ class SparkRunner:
         return self._session
 
     def run(self, stmt: Select[Any]) -> list[Row]:
+        text, params = self._checked(stmt)
+        with self._failing("the analysis query"):
+            rows = self._session.sql(text, args=params).collect()
+        return [tuple(row) for row in rows]
+
+    @contextmanager
+    def _failing(self, what: str) -> Iterator[None]:
+        """Spark's and py4j's errors as a :class:`StoreError` naming ``what`` failed."""
         from py4j.protocol import Py4JError
         from pyspark.errors import PySparkException
 
-        text, params = self._checked(stmt)
         try:
-            rows = self._session.sql(text, args=params).collect()
+            yield
         except (PySparkException, Py4JError) as exc:
+            raise StoreError(f"{what} failed on {self._where}: {_first_line(exc)}") from exc
+
+    # ------------------------------------------------------------- unit caches
+    @property
+    def cache_location(self) -> str:
+        """Where the unit caches live (see the class)."""
+        if self._cache_location is None:
+            with self._failing("reading the session's configuration"):
+                conf = self._session.conf
+                found = conf.get("spark.abkit.cacheLocation", None)
+                if not found:
+                    warehouse = conf.get("spark.sql.warehouse.dir", None) or "spark-warehouse"
+                    found = f"{str(warehouse).rstrip('/')}/abkit_unit_caches"
+            self._cache_location = str(found)
+        return self._cache_location
+
+    def unit_cache(
+        self,
+        rel: Relations,
+        scope: Scope,
+        metrics: Sequence[Metric],
+        *,
+        cuped: bool,
+        mode: RefreshMode,
+        lookback: timedelta | None,
+        cache_scope: Scope,
+    ) -> AbstractContextManager[tuple[UnitSource | None, RefreshReport]]:
+        """The experiment's unit cache under :attr:`cache_location`, refreshed
+        (:class:`~abkit.analysis.incremental.CachingRunner`, :mod:`abkit.engines.spark_cache`)."""
+        return spark_cache.cached_units(
+            self,
+            rel,
+            scope,
+            metrics,
+            cuped=cuped,
+            mode=mode,
+            lookback=lookback,
+            cache_scope=cache_scope,
+        )
+
+    def write_parquet(self, stmt: Any, path: str) -> None:
+        """``stmt``'s rows written as Parquet to the folder ``path``, replacing it."""
+        text, params = self._checked(stmt)
+        with self._failing(f"writing {path}"):
+            self._session.sql(text, args=params).write.mode("overwrite").parquet(path)
+
+    @contextmanager
+    def parquet_view(self, path: str, columns: Sequence[Column]) -> Iterator[Table]:
+        """The Parquet folder ``path`` as a temporary view with ``columns``, dropped on exit."""
+        name = f"abkit_cache_{uuid.uuid4().hex[:16]}"
+        view = Table(name, MetaData(), *[Column(c.name, c.type) for c in columns])
+        with self._failing(f"reading {path}"):
+            # the schema given: Spark need not open a file's footer to infer it
+            frame = self._session.read.schema(spark_schema(view)).parquet(path)
+            frame.createOrReplaceTempView(name)
+        self._found.add(self._quoted(name))
+        try:
+            yield view
+        finally:
+            self._found.discard(self._quoted(name))
+            with contextlib.suppress(Exception):  # a stopped session holds nothing
+                self._session.catalog.dropTempView(name)
+
+    def read_json(self, folder: str, schema: str) -> list[Row]:
+        """The JSON lines of every ``*.json`` file under ``folder`` (at any depth; Spark
+        skips ``_``- and ``.``-prefixed entries, such as an unfinished job's
+        ``_temporary``), with the DDL ``schema``; none when the folder does not exist."""
+        from pyspark.errors import AnalysisException
+
+        try:
+            reader = self._session.read.schema(schema)
+            frame = reader.options(recursiveFileLookup="true", pathGlobFilter="*.json").json(folder)
+            return [tuple(row) for row in frame.collect()]
+        except AnalysisException as exc:
+            condition = getattr(exc, "getCondition", exc.getErrorClass)()
+            if condition == "PATH_NOT_FOUND":
+                return []
             raise StoreError(
-                f"the analysis query failed on {self._where}: {_first_line(exc)}"
+                f"reading {folder} failed on {self._where}: {_first_line(exc)}"
             ) from exc
-        return [tuple(row) for row in rows]
+
+    def write_json(self, rows: Sequence[Row], schema: str, path: str) -> None:
+        """``rows`` written as one JSON-lines file in the folder ``path``, replacing it."""
+        with self._failing(f"writing {path}"):
+            frame = self._session.createDataFrame([tuple(r) for r in rows], schema=schema)
+            frame.coalesce(1).write.mode("overwrite").json(path)
+
+    @staticmethod
+    def _quoted(name: str) -> str:
+        return _DIALECT.identifier_preparer.quote_identifier(name)
 
     @contextmanager
     def materialized(self, stmt: Select[Any]) -> Iterator[Table]:
@@ -124,16 +236,13 @@ class SparkRunner:
         name = f"abkit_units_{uuid.uuid4().hex[:16]}"
         text, params = self._checked(stmt)
         catalog = self._session.catalog
-        try:
+        with self._failing("the analysis query"):
             # a checkpoint, not cache(): the rows are computed now and the view reads them
             # (its plan is the checkpoint's scan), where a cached plan must be matched again
             # by every statement, which a parameterised query's plan is not
             frame = self._session.sql(text, args=params).localCheckpoint(eager=True)
             frame.createOrReplaceTempView(name)
-        except (PySparkException, Py4JError) as exc:
-            raise StoreError(
-                f"the analysis query failed on {self._where}: {_first_line(exc)}"
-            ) from exc
+        self._found.add(self._quoted(name))
         try:
             yield Table(
                 name,
@@ -141,6 +250,7 @@ class SparkRunner:
                 *[Column(str(c.key), c.type) for c in stmt.selected_columns],
             )
         finally:
+            self._found.discard(self._quoted(name))
             try:
                 catalog.dropTempView(name)
                 frame.unpersist()

@@ -102,7 +102,13 @@ class SparkTypeCompiler(GenericTypeCompiler):
 
 
 class SparkCompiler(SQLCompiler):
-    """The default compiler; Spark's own spellings come from the construct rules below."""
+    """The default compiler; Spark's own spellings come from the construct rules below.
+
+    Table hints (``select.with_hint(t, "BROADCAST(%(name)s)", "spark")``) become Spark's
+    hint comment after ``SELECT``: ``SELECT /*+ BROADCAST(`t`) */ ...``."""
+
+    def get_select_hint_text(self, byfroms: dict[Any, str]) -> str | None:
+        return f"/*+ {', '.join(byfroms.values())} */" if byfroms else None
 
 
 class SparkDialect(DefaultDialect):

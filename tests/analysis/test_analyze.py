@@ -349,8 +349,9 @@ def test_ingest_path_gives_the_same_statistics_as_bulk(tmp_path_factory):
     _, bulk = _load(tmp_path_factory, "bulk", via="bulk", **kwargs)
     a = analyze(ingested, sim.experiment.key, list(sim.metrics), segments=["country"])
     b = analyze(bulk, sim.experiment.key, list(sim.metrics), segments=["country"])
-    assert a.arm_stats == b.arm_stats
-    assert a.to_frame().equals(b.to_frame())
+    # to the last bits only: the DuckDB engine beside a SQLite store sums in parallel, in
+    # an order that varies from run to run
+    assert_same_readout(a.to_dict(), b.to_dict(), rel=1e-12, abs_=1e-12)
     assert {s.value for s in a.segments} == {"US", "DE", "FR", "BR", "IN"}
     assert a.quality.multiple_exposure == b.quality.multiple_exposure
 

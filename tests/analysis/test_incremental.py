@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import math
 import tempfile
 import threading
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -35,10 +33,17 @@ from abkit.errors import ConfigError, NotEnoughDataError, StoreError
 from abkit.simulate import TrueEffect, simulate_experiment
 from abkit.stats.outliers import nearest_rank_percentile
 from abkit.store.store import Store, open_store
+from abkit.testing.arrivals import (
+    EVENT_COLUMNS,
+    EXPOSURE_COLUMNS,
+    HOUR_US,
+    Batch,
+    random_batches,
+    simulation_rows,
+    timely_batches,
+)
 from abkit.testing.compare import assert_same_readout, leaves
 from abkit.timeutil import from_us
-
-HOUR = 3_600_000_000
 
 SIM = simulate_experiment(
     300,
@@ -51,42 +56,15 @@ KEY = SIM.experiment.key
 # a percentile cap (nearest rank over the cache) and a CUPED covariate on every kind
 METRICS = [m.with_(cap_percentile=95.0) if m.name == "revenue_per_user" else m for m in SIM.metrics]
 
-EX_COLUMNS = ["event_id", "experiment", "unit_id", "variant", "ts_us", "content_hash", "batch_id"]
-EV_COLUMNS = ["event_id", "unit_id", "event_type", "value", "ts_us", "content_hash", "batch_id"]
-
-
-def _rows() -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    """The simulation's exposures and events as (row without batch_id) tuples."""
-    ex = [
-        (event_id(KEY, u, v, int(ts)), KEY, u, v, int(ts), "0" * 32)
-        for u, v, ts in zip(
-            SIM.exposures.unit_id, SIM.exposures.variant, SIM.exposures.ts_us, strict=True
-        )
-    ]
-    ev = [
-        (f"{KEY}/{i}", u, t, None if v is None or math.isnan(v) else float(v), int(ts), "0" * 32)
-        for i, (u, t, v, ts) in enumerate(
-            zip(
-                SIM.events.unit_id,
-                SIM.events.event_type,
-                SIM.events.value,
-                SIM.events.ts_us,
-                strict=True,
-            )
-        )
-    ]
-    return ex, ev
-
-
-EXPOSURES, EVENTS = _rows()
+EXPOSURES, EVENTS = simulation_rows(SIM)
 
 
 def _write(store: Store, batch: int, exposures: list[Any], events: list[Any]) -> None:
     """One batch, deduplicated by event id like the ingest (a resent row is a duplicate)."""
     with store.write() as conn:
         for table, columns, rows in (
-            (store.tables.exposures, EX_COLUMNS, exposures),
-            (store.tables.events, EV_COLUMNS, events),
+            (store.tables.exposures, EXPOSURE_COLUMNS, exposures),
+            (store.tables.events, EVENT_COLUMNS, events),
         ):
             seen: dict[str, tuple[Any, ...]] = {}
             for row in rows:
@@ -129,43 +107,12 @@ def _replay(
     return notes
 
 
-def _split(rows: list[Any], cuts: list[int], n: int) -> list[list[Any]]:
-    parts: list[list[Any]] = [[] for _ in range(n)]
-    for row, cut in zip(rows, cuts, strict=True):
-        parts[cut].append(row)
-    return parts
+def _random_batches(seed: int, n: int, duplicates: float) -> list[Batch]:
+    return random_batches(EXPOSURES, EVENTS, seed, n, duplicates)
 
 
-def _random_batches(seed: int, n: int, duplicates: float) -> list[tuple[list[Any], list[Any]]]:
-    """Rows in random order across ``n`` batches; a share resent in a later batch."""
-    rng = np.random.default_rng(seed)
-    ex = _split(EXPOSURES, list(rng.integers(0, n, len(EXPOSURES))), n)
-    ev = _split(EVENTS, list(rng.integers(0, n, len(EVENTS))), n)
-    for b in range(1, n):  # duplicates of rows already sent
-        for parts in (ex, ev):
-            earlier = [r for p in parts[:b] for r in p]
-            k = int(len(earlier) * duplicates)
-            parts[b] += (
-                [earlier[i] for i in rng.choice(len(earlier), k, replace=False)] if k else []
-            )
-    return list(zip(ex, ev, strict=True))
-
-
-def _timely_batches(seed: int, n: int, delay_hours: float) -> list[tuple[list[Any], list[Any]]]:
-    """Rows arriving in time order (batch = time slice), events delayed by up to
-    ``delay_hours``: late, but within a lookback larger than the delay."""
-    rng = np.random.default_rng(seed)
-    times = [r[4] for r in EXPOSURES] + [r[4] for r in EVENTS]
-    lo, hi = min(times), max(times) + 1
-    edges = np.linspace(lo, hi + int(delay_hours * HOUR) + 1, n + 1)
-
-    def batch(ts: float) -> int:
-        return min(int(np.searchsorted(edges, ts, side="right")) - 1, n - 1)
-
-    ex = _split(EXPOSURES, [batch(r[4]) for r in EXPOSURES], n)
-    delays = rng.uniform(0, delay_hours * HOUR, len(EVENTS))
-    ev = _split(EVENTS, [batch(r[4] + d) for r, d in zip(EVENTS, delays, strict=True)], n)
-    return list(zip(ex, ev, strict=True))
+def _timely_batches(seed: int, n: int, delay_hours: float) -> list[Batch]:
+    return timely_batches(EXPOSURES, EVENTS, seed, n, delay_hours)
 
 
 # ------------------------------------------------------------------- properties
@@ -270,7 +217,7 @@ def test_only_units_whose_exposures_moved_are_recomputed(loaded):
     def purchase(unit: str, ts: int) -> tuple[Any, ...]:
         return (f"{unit}/extra/{ts}", unit, "purchase", 12.5, ts, "0" * 32)
 
-    _write(store, 10, [exposure(a, va, ta + HOUR)], [purchase(a, ta + 2 * HOUR)])
+    _write(store, 10, [exposure(a, va, ta + HOUR_US)], [purchase(a, ta + 2 * HOUR_US)])
     # events of any age merge (the lookback is not what this test is about)
     repeat = analyze(store, KEY, METRICS, refresh="incremental", refresh_lookback=None)
     assert repeat.experiment.refresh.startswith("incremental (1 new events, 1 new exposures")
@@ -280,8 +227,12 @@ def test_only_units_whose_exposures_moved_are_recomputed(loaded):
     _write(
         store,
         11,
-        [exposure(a, va, ta - HOUR), exposure(b, other, tb + HOUR), exposure("new-unit", vc, tc)],
-        [purchase(c, tc + HOUR), purchase("new-unit", tc + HOUR)],
+        [
+            exposure(a, va, ta - HOUR_US),
+            exposure(b, other, tb + HOUR_US),
+            exposure("new-unit", vc, tc),
+        ],
+        [purchase(c, tc + HOUR_US), purchase("new-unit", tc + HOUR_US)],
     )
     moved = analyze(store, KEY, METRICS, refresh="incremental", refresh_lookback=None)
     assert moved.experiment.refresh.endswith("; 3 units recomputed)")
@@ -291,7 +242,7 @@ def test_only_units_whose_exposures_moved_are_recomputed(loaded):
 def test_a_metric_change_rebuilds_and_incremental_refuses(loaded):
     store, _ = loaded
     changed = [
-        m.with_(window_us=3 * 24 * HOUR) if m.name == "conversion_rate" else m for m in METRICS
+        m.with_(window_us=3 * 24 * HOUR_US) if m.name == "conversion_rate" else m for m in METRICS
     ]
     with pytest.raises(StoreError, match="definitions, windows or readout scope changed"):
         analyze(store, KEY, changed, refresh="incremental")
@@ -343,7 +294,7 @@ def test_rows_of_a_running_batch_wait_for_its_commit(loaded):
 
 def test_as_of_readouts_before_the_data_are_full_analyses(loaded):
     store, _ = loaded
-    until = from_us(min(r[4] for r in EXPOSURES) + 72 * HOUR)
+    until = from_us(min(r[4] for r in EXPOSURES) + 72 * HOUR_US)
     result = analyze(store, KEY, METRICS, refresh="auto", until=until)
     assert result.experiment.refresh.startswith("full analysis: an as-of readout")
     assert result.experiment.refresh.endswith("(not refreshed)")

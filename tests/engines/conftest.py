@@ -102,6 +102,12 @@ def stored_experiment(tmp_path_factory: pytest.TempPathFactory) -> StoredExperim
     return StoredExperiment(HOSTILE_KEY, sqlite_url, duckdb_url, _metrics(), ("platform",))
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The Spark Connect test stops the classic session (a process holds one of the two
+    well, not both): it runs after every test that uses the classic one."""
+    items.sort(key=lambda item: item.name.startswith("test_spark_connect"))
+
+
 @pytest.fixture(scope="session")
 def spark_cluster() -> Iterator[Any]:
     """A master, a worker and a Spark Connect server on loopback, for the whole session."""
