@@ -169,13 +169,15 @@ def run_spark(units: int, events: int, share: float, workdir: Path) -> dict[str,
             frame = spark.session.read.parquet(str(base[name]), str(path))
             frame.createOrReplaceTempView(name)
         row = after_arrival("spark", runner, metrics)
+    return {**row, **sizes(units, n_events, new_events, new_exposures), "build": build}
+
+
+def sizes(units: int, events: int, new_events: int, new_exposures: int) -> dict[str, int]:
     return {
-        **row,
         "units": units,
-        "events": n_events,
+        "events": events,
         "new_events": new_events,
         "new_exposures": new_exposures,
-        "build": build,
     }
 
 
@@ -222,14 +224,7 @@ def run(engine: str, units: int, events: int, share: float, workdir: Path) -> di
     arrive(store)
     row = after_arrival(engine, store, metrics)
     store.close()
-    return {
-        **row,
-        "units": units,
-        "events": n_events,
-        "new_events": new_events,
-        "new_exposures": new_exposures,
-        "build": build,
-    }
+    return {**row, **sizes(units, n_events, new_events, new_exposures), "build": build}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -603,13 +603,6 @@ def _max_ts(
 
 
 # ------------------------------------------------------------------------ refresh
-def metric_types(metrics: Sequence[Metric]) -> list[str]:
-    out: list[str] = []
-    for metric in metrics:
-        out += [t for t in metric.event_types if t not in out]
-    return out
-
-
 def rows_upto(rel: Relations, watermark: int | None) -> Relations:
     """``rel`` without the rows of batches after ``watermark`` (``None``: every row)."""
     if watermark is None:
@@ -716,7 +709,7 @@ def _merge(
         conn.execute(
             select(func.count())
             .select_from(sev)
-            .where(sev.c.event_type.in_(metric_types(cache.metrics)))
+            .where(sev.c.event_type.in_(sql.read_event_types(cache.metrics)))
         ).scalar()
         or 0
     )
@@ -792,7 +785,7 @@ def delta_cte(
     ``None``): each unit's first exposure and variants read from its ``cache`` row. The
     (CTE, plan) of :func:`~abkit.analysis.sql._unit_values_cte`; every aggregate is the part
     of the unit's new events, to combine with its row by :func:`merged_aggregates`."""
-    fresh = select(*new_events.c).where(new_events.c.event_type.in_(metric_types(metrics)))
+    fresh = select(*new_events.c).where(new_events.c.event_type.in_(sql.read_event_types(metrics)))
     if recompute is not None:
         fresh = fresh.where(new_events.c.unit_id.not_in(select(recompute.c.unit_id)))
     events = fresh.subquery("abkit_new_events")
@@ -905,12 +898,15 @@ def recompute_query(new: Any, cache: Any) -> sql.Select[Any]:
         select(new.c.unit_id, case((cache.c.unit_id.is_(None), 0), else_=1).label("cached"))
         .select_from(new.outerjoin(cache, cache.c.unit_id == new.c.unit_id))
         .where(
+            # never NULL (the delta reads its complement with NOT IN): a store's column is
+            # NOT NULL, another engine's table may not be
+            new.c.unit_id.is_not(None),
             or_(
                 cache.c.unit_id.is_(None),
                 new.c.first_us < cache.c.first_us,
                 new.c.variant < cache.c.variant,
                 new.c.variant_max > cache.c.variant_max,
-            )
+            ),
         )
     )
 
@@ -957,7 +953,7 @@ def _refresh(
     store, table, layout, rel = cache.store, cache.table, cache.layout, cache.rel
     scope, metrics, cuped = cache.scope, cache.metrics, cache.cuped
     registry = store.tables.unit_caches
-    types = metric_types(metrics)
+    types = sql.read_event_types(metrics)
     entry = (
         conn.execute(select(registry).where(registry.c.experiment == scope.experiment))
         .mappings()
@@ -1101,7 +1097,12 @@ def cached_units(
         # before refreshing, and leave the cache as it is
         with store.engine.connect() as conn:
             latest = _max_ts(
-                conn, store_relations(store.tables), cache_scope, metric_types(metrics), None, None
+                conn,
+                store_relations(store.tables),
+                cache_scope,
+                sql.read_event_types(metrics),
+                None,
+                None,
             )
         if latest is not None and latest >= scope.end_us:
             yield None, RefreshReport(mode, "full analysis", f"{AS_OF} (not refreshed)")

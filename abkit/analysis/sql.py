@@ -277,6 +277,16 @@ class _Plan:
         self.by_metric[(index, tag)] = self.names[key]
 
 
+def read_event_types(metrics: Sequence[Metric]) -> list[str]:
+    """Every event type stages 1-3 read for ``metrics``: their measures' and their
+    covariates' (a prediction score, another metric's pre-period), in first-seen order."""
+    out: list[str] = []
+    for metric in metrics:
+        cov_types = [t for c in metric.covariates if c.measure for t in c.measure.event_types]
+        out += [t for t in (*metric.event_types, *cov_types) if t not in out]
+    return out
+
+
 def _unit_values_cte(
     rel: Relations,
     scope: Scope,
@@ -315,10 +325,7 @@ def _unit_values_cte(
         ).outerjoin(seg, seg.c.unit_id == first.c.unit_id)
     units = units_q.cte("abkit_units")
 
-    all_types: list[str] = []
-    for metric in metrics:
-        cov_types = [t for c in metric.covariates if c.measure for t in c.measure.event_types]
-        all_types += [t for t in (*metric.event_types, *cov_types) if t not in all_types]
+    all_types = read_event_types(metrics)
     first_us = units.c.first_us
     end = _p(scope.end_us, BigInteger()) if scope.end_us is not None else None
     group: list[Any] = [

@@ -198,17 +198,34 @@ class SparkRunner:
         ``_temporary``), with the DDL ``schema``; none when the folder does not exist."""
         from pyspark.errors import AnalysisException
 
-        try:
+        if self._missing(folder):
+            return []
+        with self._failing(f"reading {folder}"):
             reader = self._session.read.schema(schema)
-            frame = reader.options(recursiveFileLookup="true", pathGlobFilter="*.json").json(folder)
-            return [tuple(row) for row in frame.collect()]
-        except AnalysisException as exc:
-            condition = getattr(exc, "getCondition", exc.getErrorClass)()
-            if condition == "PATH_NOT_FOUND":
-                return []
-            raise StoreError(
-                f"reading {folder} failed on {self._where}: {_first_line(exc)}"
-            ) from exc
+            options = {"recursiveFileLookup": "true", "pathGlobFilter": "*.json"}
+            try:  # a Connect session analyses the read only when the rows are collected
+                return [tuple(row) for row in reader.options(**options).json(folder).collect()]
+            except AnalysisException as exc:
+                # the error's name: getCondition() since Spark 4, getErrorClass() before
+                named = getattr(exc, "getCondition", None) or exc.getErrorClass
+                if named() == "PATH_NOT_FOUND":
+                    return []
+                raise
+
+    def _missing(self, path: str) -> bool:
+        """Whether ``path`` surely does not exist, asked of Hadoop's file system on a classic
+        session (Spark's reader logs a warning with a stack trace for a missing folder
+        before it raises). ``False`` when it cannot tell (Spark Connect has no JVM here)."""
+        try:  # a Connect session raises on sparkContext, and has no _jvm
+            jvm = getattr(self._session, "_jvm", None)
+            context = getattr(self._session.sparkContext, "_jsc", None)
+            if jvm is None or context is None:
+                return False
+            hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
+            file_system = hadoop_path.getFileSystem(context.hadoopConfiguration())
+            return not bool(file_system.exists(hadoop_path))
+        except Exception:  # any failure of this shortcut: let the reader find out
+            return False
 
     def write_json(self, rows: Sequence[Row], schema: str, path: str) -> None:
         """``rows`` written as one JSON-lines file in the folder ``path``, replacing it."""

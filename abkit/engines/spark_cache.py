@@ -22,28 +22,34 @@ overwrite deletes the old manifest before the new one's files appear at the job'
 Storage stays at two copies of the cache.
 
 **Arrival.** As in a store, every row carries the ``batch_id`` of the load that wrote it,
-and loads append batches with increasing ids, each batch in one Spark job (whose commit
-makes its files visible together). The watermark is the largest ``batch_id`` present; the
-cache holds the rows at or below it. A refresh first counts the rows at or below the
-cached watermark in each table: another count than the manifest's means a batch was
-rewritten or deleted, or rows were appended with an old ``batch_id``, and the cache is
-rebuilt. (A store also compares its ingest batches' status; Spark tables have no such
-record, so a batch must not be appended in several jobs with one id while a refresh runs.)
+and loads append batches with increasing ids. The watermark is the largest ``batch_id``
+present; the cache holds the rows at or below it. A refresh first counts the rows at or
+below the cached watermark in each table: another count than the manifest's means a batch
+was rewritten or deleted, or rows were appended with an old ``batch_id``, and the cache is
+rebuilt. A store also compares its ingest batches' status and waits for unfinished ones;
+Spark tables keep no such record, so a load should finish a batch in both tables (events,
+exposures: two jobs) before a refresh runs: a refresh between the two merges the half
+written, and the next one finds changed counts and rebuilds (correct, but a rebuild). Rows
+without a ``batch_id`` have no arrival order: the readout is then a full analysis, and says
+so.
 
 **Merging** uses the store's statements (:func:`~abkit.analysis.incremental.recompute_query`,
 :func:`~abkit.analysis.incremental.delta_cte`,
 :func:`~abkit.analysis.incremental.merged_aggregates`): the new rows are checkpointed on
 the executors, the units whose new exposures change their row are recomputed from all
 their rows, every other unit with new events gets the aggregates of those events added to
-its row, and the rest is copied. The same rebuild rules apply: a changed metric definition
-(the hash of the statements Spark runs), ``refresh='full'``, changed rows at or below the
-watermark, and events later than the lookback behind the latest merged time.
+its row, and the rest is copied. The store's rebuild rules apply, the batch status aside: a
+changed metric definition (the hash of the statements Spark runs), ``refresh='full'``,
+changed rows at or below the watermark, and events later than the lookback behind the
+latest merged time. "Units recomputed" counts the units whose new exposures changed their
+row, including any that thereby left the readout's scope.
 
-**Concurrency.** Refreshes of one experiment are serialised by a lock file on the driver's
-machine, held while the caller reads (two processes on one machine: one merges, the other
-then finds its version). Drivers on *different* machines sharing a cache location must not
-refresh the same experiment at the same moment (run the controller from one place): Spark
-has no lock service, and nothing here detects it.
+**Concurrency.** Refreshes of one experiment are serialised by a lock file on the machine
+of the Python process that calls ``analyze`` (the driver of a classic session, the client
+of a Spark Connect one), held while the caller reads: two processes there, one merges and
+the other then finds its version. Processes on *different* machines sharing a cache
+location must not refresh the same experiment at the same moment (run the controller from
+one place): Spark has no lock service, and nothing here detects it.
 """
 
 from __future__ import annotations
@@ -75,6 +81,7 @@ from sqlalchemy import (
 
 from abkit.analysis import sql
 from abkit.analysis.incremental import (
+    AS_OF,
     REBUILD_DEFINITION,
     REBUILD_NO_CACHE,
     REBUILD_REQUESTED,
@@ -89,12 +96,12 @@ from abkit.analysis.incremental import (
     late_rebuild,
     lookback_micros,
     merged_aggregates,
-    metric_types,
     recompute_query,
     refused,
     rows_upto,
 )
 from abkit.analysis.sources import Relations
+from abkit.errors import StoreError
 from abkit.metrics.definitions import Metric
 from abkit.store.schema import ID_LENGTH, KEY_LENGTH
 from abkit.timeutil import now_us
@@ -168,7 +175,10 @@ def _driver_lock(folder: str) -> Iterator[None]:
     """An exclusive lock on this machine for the cache in ``folder`` (see the module)."""
     digest = hashlib.sha256(folder.encode()).hexdigest()[:24]
     path = Path(tempfile.gettempdir()) / f"abkit-spark-cache-{digest}.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise StoreError(f"cannot open the unit cache's lock file {path}: {exc}") from exc
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -221,6 +231,7 @@ class _Arrival:
     top: int  # the largest batch id in the data (0: no rows)
     below: tuple[int, int]  # events, exposures in batches at or below the cache's watermark
     total: tuple[int, int]  # events, exposures
+    unbatched: int  # rows without a batch id (both tables)
 
 
 def _arrival(runner: SparkRunner, rel: Relations, upto: int) -> _Arrival:
@@ -233,6 +244,7 @@ def _arrival(runner: SparkRunner, rel: Relations, upto: int) -> _Arrival:
             func.max(t.c.batch_id).label("top"),
             func.count(case((t.c.batch_id <= bound, 1))).label("below"),
             func.count().label("total"),
+            func.count(case((t.c.batch_id.is_(None), 1))).label("unbatched"),
         )
         for i, t in enumerate((rel.events, rel.exposures))
     ]
@@ -242,6 +254,7 @@ def _arrival(runner: SparkRunner, rel: Relations, upto: int) -> _Arrival:
         top=max(tops, default=0),
         below=(int(found[0][1] or 0), int(found[1][1] or 0)),
         total=(int(found[0][2] or 0), int(found[1][2] or 0)),
+        unbatched=int(found[0][3] or 0) + int(found[1][3] or 0),
     )
 
 
@@ -306,7 +319,7 @@ def _rebuild(cache: _Cache, previous: Manifest | None, arrival: _Arrival) -> Man
             upto.events,
             upto.exposures,
             cache.scope,
-            metric_types(cache.metrics),
+            sql.read_event_types(cache.metrics),
             None,
             None,
         ).newest,
@@ -349,7 +362,7 @@ def _merge(
     """Version ``manifest.version + 1``: the cache merged with batches (watermark of
     ``manifest``, ``arrival.top``]; and (new events, new exposures, units recomputed)."""
     runner, layout, rel, scope = cache.runner, cache.layout, cache.rel, cache.scope
-    old, watermark, types = manifest.watermark, arrival.top, metric_types(cache.metrics)
+    old, watermark, types = manifest.watermark, arrival.top, sql.read_event_types(cache.metrics)
     ev, ex = rel.events, rel.exposures
     upto = rows_upto(rel, watermark)
     batch = [literal(old, BigInteger()), literal(watermark, BigInteger())]
@@ -377,7 +390,6 @@ def _merge(
         if counted.late:
             assert latest is not None and lookback_us is not None  # no bound, nothing late
             raise late_rebuild(counted.late, lookback_us, latest)
-        # units whose row the new exposures change, recomputed from all their rows below
         # the cached rows of the units with new rows, a few percent of the cache: found in
         # one pass over it (the new ids broadcast), then joined instead of the whole cache
         ours = nex.c.experiment == literal(scope.experiment, String())
@@ -389,6 +401,7 @@ def _merge(
                 ).where(current.c.unit_id.in_(new_ids))
             )
         )
+        # the units whose row the new exposures change: recomputed from all their rows
         recompute = None
         if counted.exposures:
             staged = Relations(exposures=nex, events=nev)
@@ -447,9 +460,14 @@ def _merge(
 
 def _refresh(
     cache: _Cache, mode: RefreshMode, lookback: timedelta | None
-) -> tuple[Manifest, RefreshReport]:
+) -> tuple[Manifest | None, RefreshReport]:
+    """The version to read (``None``: none can serve, the report says why) and what was done."""
     manifest = read_manifest(cache.runner, cache.folder)
     arrival = _arrival(cache.runner, cache.rel, 0 if manifest is None else manifest.watermark)
+    if arrival.unbatched:
+        # their arrival order is unknown: no watermark can say whether they were merged
+        reason = f"{arrival.unbatched:,} rows have no batch_id"
+        return None, RefreshReport(mode, "full analysis", reason)
     watermark = arrival.top
     try:
         if mode == "full":
@@ -495,8 +513,26 @@ def cached_units(
     layout = cache_layout(runner.dialect, rel, cache_scope, metrics, cuped)
     folder = cache_folder(runner.cache_location, scope.experiment)
     cache = _Cache(runner, folder, layout, rel, cache_scope, tuple(metrics), cuped)
+    if scope.end_us is not None and scope.end_us != cache_scope.end_us:
+        # a replayed clock (until in the past of the data) cannot use the cache: say so
+        # before refreshing, as a store does, and leave the cache as it is
+        every = _staged_counts(
+            runner,
+            rel.events,
+            rel.exposures,
+            cache_scope,
+            sql.read_event_types(metrics),
+            None,
+            None,
+        )
+        if every.newest is not None and every.newest >= scope.end_us:
+            yield None, RefreshReport(mode, "full analysis", f"{AS_OF} (not refreshed)")
+            return
     with _driver_lock(folder):
         manifest, report = _refresh(cache, mode, lookback)
+        if manifest is None:
+            yield None, report
+            return
         missed = as_of_miss(mode, scope, cache_scope, manifest.max_ts_us, report)
         if missed is not None:
             yield None, missed

@@ -4,8 +4,8 @@ arrival with late events.
 
 A row is a tuple without its ``batch_id``: exposures ``(event_id, experiment, unit_id,
 variant, ts_us, content_hash)``, events ``(event_id, unit_id, event_type, value, ts_us,
-content_hash)`` (the column lists :data:`EXPOSURE_COLUMNS` and :data:`EVENT_COLUMNS`
-without the last); a batch is ``(exposures, events)``.
+content_hash)`` (:data:`abkit.ingest.validate.EXPOSURE_COLUMNS` and :data:`EVENT_COLUMNS`
+without ``batch_id``); a batch is ``(exposures, events)``.
 """
 
 from __future__ import annotations
@@ -17,15 +17,7 @@ from typing import Any
 import numpy as np
 
 HOUR_US = 3_600_000_000
-EXPOSURE_COLUMNS = [
-    "event_id",
-    "experiment",
-    "unit_id",
-    "variant",
-    "ts_us",
-    "content_hash",
-    "batch_id",
-]
+DAY_US = 24 * HOUR_US
 EVENT_COLUMNS = ["event_id", "unit_id", "event_type", "value", "ts_us", "content_hash", "batch_id"]
 
 Row = tuple[Any, ...]

@@ -30,12 +30,14 @@ from abkit.analysis.analyze import analyze
 from abkit.analysis.incremental import _tail_percentile
 from abkit.assignment.hashing import event_id
 from abkit.errors import ConfigError, NotEnoughDataError, StoreError
+from abkit.ingest.validate import EXPOSURE_COLUMNS
+from abkit.metrics import mean
 from abkit.simulate import TrueEffect, simulate_experiment
 from abkit.stats.outliers import nearest_rank_percentile
 from abkit.store.store import Store, open_store
 from abkit.testing.arrivals import (
+    DAY_US,
     EVENT_COLUMNS,
-    EXPOSURE_COLUMNS,
     HOUR_US,
     Batch,
     random_batches,
@@ -237,6 +239,28 @@ def test_only_units_whose_exposures_moved_are_recomputed(loaded):
     moved = analyze(store, KEY, METRICS, refresh="incremental", refresh_lookback=None)
     assert moved.experiment.refresh.endswith("; 3 units recomputed)")
     _assert_same(moved, analyze(store, KEY, METRICS))
+
+
+def test_late_covariate_events_merge(loaded):
+    """A prediction covariate's scores (CUPAC) arriving after their units were cached merge
+    like the metrics' own events: the full analysis reads the covariates' event types too."""
+    store, _ = loaded
+    scored = [
+        *METRICS,
+        mean("revenue_scored", "purchase", window="7d", covariates=("prediction:revenue_model",)),
+    ]
+    assert analyze(store, KEY, scored, refresh="auto").experiment.refresh.startswith("full")
+    first: dict[str, int] = {}
+    for row in EXPOSURES:
+        first[row[2]] = min(first.get(row[2], row[4]), row[4])
+    scores = [
+        (f"score/{unit}", unit, "revenue_model", float(sum(map(ord, unit)) % 13), ts - DAY_US, "0")
+        for unit, ts in sorted(first.items())
+    ]
+    _write(store, 3, [], scores)
+    merged = analyze(store, KEY, scored, refresh="incremental", refresh_lookback=None)
+    assert merged.experiment.refresh.startswith(f"incremental ({len(scores):,} new events")
+    _assert_same(merged, analyze(store, KEY, scored))
 
 
 def test_a_metric_change_rebuilds_and_incremental_refuses(loaded):

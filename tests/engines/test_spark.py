@@ -25,7 +25,7 @@ from abkit.analysis.analyze import analyze
 from abkit.analysis.constructs import day_bucket, epoch_micros, nearest_rank
 from abkit.engines.spark import SparkRunner, compile_statement, open_runner
 from abkit.errors import StoreError
-from abkit.testing.compare import assert_same_readout
+from abkit.testing.compare import ENGINE_FIELDS, assert_same_readout
 from abkit.testing.recipes import recipe, with_values
 
 from .conftest import (
@@ -233,6 +233,18 @@ def test_spark_connect_recipe_matches(
         runner = open_runner(url)  # the URL form finds the same Connect session
         assert runner.session is namespace["spark"] and runner.where == url
         assert runner.run(select(literal(HOSTILE_KEY))) == [(HOSTILE_KEY,)]
+        # the unit cache through Connect: built, then read by a tick
+        cached = SparkRunner(namespace["spark"], cache_location=str(tmp_path / "caches"))
+        for note in ("full rebuild: no cache yet", "incremental (0 new events"):
+            result = analyze(
+                cached,
+                stored_experiment.key,
+                list(stored_experiment.metrics),
+                segments=stored_experiment.segments,
+                refresh="auto",
+            )
+            assert result.experiment.refresh.startswith(note)
+            assert_same_readout(result.to_dict(), reference, ignore={*ENGINE_FIELDS, "refresh"})
     finally:
         # A Connect client left open runs clean-up calls at interpreter exit; once the
         # cluster fixture has stopped the server they retry for minutes and hold the exit.

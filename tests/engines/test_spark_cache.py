@@ -13,11 +13,13 @@ from abkit.analysis.analyze import analyze
 from abkit.engines.spark import SparkRunner, register_view
 from abkit.engines.spark_cache import cache_folder, read_manifest
 from abkit.errors import StoreError
+from abkit.ingest.validate import EXPOSURE_COLUMNS
+from abkit.metrics import mean
 from abkit.simulate import TrueEffect, simulate_experiment
 from abkit.store.schema import build_tables
 from abkit.testing.arrivals import (
+    DAY_US,
     EVENT_COLUMNS,
-    EXPOSURE_COLUMNS,
     Batch,
     deduplicated,
     random_batches,
@@ -35,9 +37,18 @@ SIM = simulate_experiment(
     seed=23,
 )
 KEY = SIM.experiment.key
-# a percentile cap (nearest rank over the cache) and CUPED covariates
-METRICS = [m.with_(cap_percentile=95.0) if m.name == "revenue_per_user" else m for m in SIM.metrics]
-EXPOSURES, EVENTS = simulation_rows(SIM)
+# a percentile cap (nearest rank over the cache), CUPED, and a prediction covariate (CUPAC)
+# whose scores arrive in any batch, often after their unit was cached
+METRICS = [
+    *[m.with_(cap_percentile=95.0) if m.name == "revenue_per_user" else m for m in SIM.metrics],
+    mean("revenue_scored", "purchase", window="7d", covariates=("prediction:revenue_model",)),
+]
+EXPOSURES, _EVENTS = simulation_rows(SIM)
+_FIRST = {r[2]: min(x[4] for x in EXPOSURES if x[2] == r[2]) for r in EXPOSURES}
+EVENTS = _EVENTS + [
+    (f"score/{unit}", unit, "revenue_model", float(sum(map(ord, unit)) % 13), ts - DAY_US, "0")
+    for unit, ts in sorted(_FIRST.items())
+]
 TABLES = build_tables()
 
 
@@ -51,10 +62,13 @@ class Lake:
         self.events: list[tuple[Any, ...]] = []
         self.batch = 0
 
-    def append(self, exposures: list[Any], events: list[Any]) -> None:
-        self.batch += 1
-        self.exposures += [(*r, self.batch) for r in exposures]
-        self.events += [(*r, self.batch) for r in events]
+    def append(self, exposures: list[Any], events: list[Any], *, batched: bool = True) -> None:
+        """One batch (``batched=False``: rows without a batch id)."""
+        if batched:
+            self.batch += 1
+        batch = self.batch if batched else None
+        self.exposures += [(*r, batch) for r in exposures]
+        self.events += [(*r, batch) for r in events]
         self.register()
 
     def register(self) -> None:
@@ -150,8 +164,15 @@ def test_late_events_and_as_of_readouts(runner: SparkRunner, lake: Lake) -> None
     _same(result, analyze(runner, KEY, METRICS))
     until = from_us(min(r[4] for r in EXPOSURES) + 72 * 3_600_000_000)
     as_of = analyze(runner, KEY, METRICS, refresh="auto", until=until)
-    assert as_of.experiment.refresh.startswith("full analysis: an as-of readout (until)")
-    _same(as_of, analyze(runner, KEY, METRICS, until=until))
+    assert as_of.experiment.refresh == (
+        "full analysis: an as-of readout (until) at or before the latest data: the cache "
+        "holds every row (not refreshed)"
+    )
+    # an until after every row (the controller's "until now") is served by the cache
+    now = from_us(max(r[4] for r in lake.events + lake.exposures) + 3_600_000_000)
+    served = analyze(runner, KEY, METRICS, refresh="incremental", until=now)
+    assert served.experiment.refresh.startswith("incremental (0 new events")
+    _same(served, analyze(runner, KEY, METRICS, until=now))
 
 
 def test_what_cannot_merge_rebuilds(runner: SparkRunner, lake: Lake) -> None:
@@ -176,3 +197,7 @@ def test_what_cannot_merge_rebuilds(runner: SparkRunner, lake: Lake) -> None:
     assert analyze(runner, KEY, changed, refresh="full").experiment.refresh == (
         "full rebuild: requested (refresh='full')"
     )
+    # a row without a batch id: no watermark can say whether it was merged
+    lake.append([], [("unbatched", *lake.events[0][1:-1])], batched=False)
+    unbatched = analyze(runner, KEY, changed, refresh="auto")
+    assert unbatched.experiment.refresh == "full analysis: 1 rows have no batch_id"
