@@ -116,7 +116,7 @@ DEFAULT_LOOKBACK = timedelta(hours=48)
 """How late an event may arrive (event time behind the latest time merged) and still be
 merged; later ones trigger a full rebuild."""
 
-CACHE_FORMAT = 3  # bump when the cache's layout or merge rules change: every cache rebuilds
+CACHE_FORMAT = 4  # bump when the cache's layout or merge rules change: every cache rebuilds
 
 INDEX_LOOKUPS: frozenset[str] = frozenset({"sqlite", "postgresql"})
 """Dialects whose planner looks rows up through B-tree indexes. There the cache keeps
@@ -603,6 +603,17 @@ def _max_ts(
 
 
 # ------------------------------------------------------------------------ refresh
+def timed_event_types(metrics: Sequence[Metric]) -> list[str]:
+    """The event types of the metrics' own measures: those whose time places an event in a
+    unit's experiment. The lookback and the latest merged time read these alone; a
+    covariate's events (a prediction score, stamped before exposure by design; a pre-period)
+    are merged whatever their time, since the merge is exact however late a row is."""
+    out: list[str] = []
+    for metric in metrics:
+        out += [t for t in metric.event_types if t not in out]
+    return out
+
+
 def rows_upto(rel: Relations, watermark: int | None) -> Relations:
     """``rel`` without the rows of batches after ``watermark`` (``None``: every row)."""
     if watermark is None:
@@ -694,7 +705,8 @@ def _merge(
     """Merge the ``staged`` rows into the cache and its rollup: (new events, new exposures,
     units recomputed). ``limit``: the watermark to read other rows up to (``None``: all).
 
-    The changed units are those recomputed and those with new events of the metrics' types
+    The changed units are those recomputed and those with new events of a type the metrics
+    read (their covariates' included)
     (their aggregates staged first, :func:`_stage_delta`); a unit with only a repeated
     exposure changes nothing. The rollup loses the changed units' stage-6 sums before the
     merge and gains their new ones after it (one statement, run twice)."""
@@ -953,7 +965,7 @@ def _refresh(
     store, table, layout, rel = cache.store, cache.table, cache.layout, cache.rel
     scope, metrics, cuped = cache.scope, cache.metrics, cache.cuped
     registry = store.tables.unit_caches
-    types = sql.read_event_types(metrics)
+    types = timed_event_types(metrics)
     entry = (
         conn.execute(select(registry).where(registry.c.experiment == scope.experiment))
         .mappings()
@@ -1100,7 +1112,7 @@ def cached_units(
                 conn,
                 store_relations(store.tables),
                 cache_scope,
-                sql.read_event_types(metrics),
+                timed_event_types(metrics),
                 None,
                 None,
             )

@@ -99,6 +99,7 @@ from abkit.analysis.incremental import (
     recompute_query,
     refused,
     rows_upto,
+    timed_event_types,
 )
 from abkit.analysis.sources import Relations
 from abkit.errors import StoreError
@@ -180,7 +181,10 @@ def _driver_lock(folder: str) -> Iterator[None]:
     except OSError as exc:
         raise StoreError(f"cannot open the unit cache's lock file {path}: {exc}") from exc
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as exc:
+            raise StoreError(f"cannot lock the unit cache's lock file {path}: {exc}") from exc
         yield
     finally:
         os.close(fd)  # closing releases the lock
@@ -188,7 +192,12 @@ def _driver_lock(folder: str) -> Iterator[None]:
 
 def read_manifest(runner: SparkRunner, folder: str) -> Manifest | None:
     """The latest complete version of the cache in ``folder``, if any."""
-    rows = [r for r in runner.read_json(folder, MANIFEST_SCHEMA) if r[0] is not None]
+    # a line missing a required field is not a manifest abkit wrote: ignored
+    rows = [
+        r
+        for r in runner.read_json(folder, MANIFEST_SCHEMA)
+        if None not in (r[0], r[1], r[2], r[3], r[4], r[6])
+    ]
     if not rows:
         return None
     latest = max(rows, key=lambda r: int(r[0]))
@@ -232,6 +241,7 @@ class _Arrival:
     below: tuple[int, int]  # events, exposures in batches at or below the cache's watermark
     total: tuple[int, int]  # events, exposures
     unbatched: int  # rows without a batch id (both tables)
+    anonymous: int  # rows without a unit id (both tables)
 
 
 def _arrival(runner: SparkRunner, rel: Relations, upto: int) -> _Arrival:
@@ -245,6 +255,7 @@ def _arrival(runner: SparkRunner, rel: Relations, upto: int) -> _Arrival:
             func.count(case((t.c.batch_id <= bound, 1))).label("below"),
             func.count().label("total"),
             func.count(case((t.c.batch_id.is_(None), 1))).label("unbatched"),
+            func.count(case((t.c.unit_id.is_(None), 1))).label("anonymous"),
         )
         for i, t in enumerate((rel.events, rel.exposures))
     ]
@@ -255,15 +266,16 @@ def _arrival(runner: SparkRunner, rel: Relations, upto: int) -> _Arrival:
         below=(int(found[0][1] or 0), int(found[1][1] or 0)),
         total=(int(found[0][2] or 0), int(found[1][2] or 0)),
         unbatched=int(found[0][3] or 0) + int(found[1][3] or 0),
+        anonymous=int(found[0][4] or 0) + int(found[1][4] or 0),
     )
 
 
 @dataclass(frozen=True)
 class _Staged:
-    events: int  # new events of the metrics' types
+    events: int  # new events of the types the metrics read (covariates' included)
     exposures: int  # new exposures of the experiment
-    late: int  # new events of the types more than the lookback behind the latest merged
-    newest: int | None  # the latest of those events and exposures
+    late: int  # new events of the measures' types more than the lookback behind the latest
+    newest: int | None  # the latest of those events and of the exposures
 
 
 def _staged_counts(
@@ -271,21 +283,24 @@ def _staged_counts(
     nev: Any,
     nex: Any,
     scope: sql.Scope,
-    types: Sequence[str],
+    metrics: Sequence[Metric],
     latest: int | None,
     lookback_us: int | None,
 ) -> _Staged:
     """What the rows of ``nev`` and ``nex`` hold (the staged ones, or all of them for a
-    rebuild's latest time), in one statement."""
-    typed = nev.c.event_type.in_(types)
+    rebuild's latest time), in one statement: the events of every type the metrics read,
+    the late ones and the latest time among their own measures' types
+    (:func:`~abkit.analysis.incremental.timed_event_types`)."""
+    typed = nev.c.event_type.in_(sql.read_event_types(metrics))
+    timed = nev.c.event_type.in_(timed_event_types(metrics))
     late: Any = literal(0, BigInteger())
     if latest is not None and lookback_us is not None:
         bound = literal(latest - lookback_us, BigInteger())
-        late = func.count(case((and_(typed, nev.c.ts_us < bound), 1)))
+        late = func.count(case((and_(timed, nev.c.ts_us < bound), 1)))
     events = select(
         func.count(case((typed, 1))).label("events"),
         late.label("late"),
-        func.max(case((typed, nev.c.ts_us))).label("newest"),
+        func.max(case((timed, nev.c.ts_us))).label("newest"),
     ).subquery("abkit_new_events")
     ours = nex.c.experiment == literal(scope.experiment, String())
     exposures = select(
@@ -319,7 +334,7 @@ def _rebuild(cache: _Cache, previous: Manifest | None, arrival: _Arrival) -> Man
             upto.events,
             upto.exposures,
             cache.scope,
-            sql.read_event_types(cache.metrics),
+            cache.metrics,
             None,
             None,
         ).newest,
@@ -362,7 +377,7 @@ def _merge(
     """Version ``manifest.version + 1``: the cache merged with batches (watermark of
     ``manifest``, ``arrival.top``]; and (new events, new exposures, units recomputed)."""
     runner, layout, rel, scope = cache.runner, cache.layout, cache.rel, cache.scope
-    old, watermark, types = manifest.watermark, arrival.top, sql.read_event_types(cache.metrics)
+    old, watermark = manifest.watermark, arrival.top
     ev, ex = rel.events, rel.exposures
     upto = rows_upto(rel, watermark)
     batch = [literal(old, BigInteger()), literal(watermark, BigInteger())]
@@ -386,7 +401,7 @@ def _merge(
             )
         )
         latest = manifest.max_ts_us
-        counted = _staged_counts(runner, nev, nex, scope, types, latest, lookback_us)
+        counted = _staged_counts(runner, nev, nex, scope, cache.metrics, latest, lookback_us)
         if counted.late:
             assert latest is not None and lookback_us is not None  # no bound, nothing late
             raise late_rebuild(counted.late, lookback_us, latest)
@@ -468,6 +483,10 @@ def _refresh(
         # their arrival order is unknown: no watermark can say whether they were merged
         reason = f"{arrival.unbatched:,} rows have no batch_id"
         return None, RefreshReport(mode, "full analysis", reason)
+    if arrival.anonymous:
+        # the full analysis groups them as one unit; a merge cannot key a row by NULL
+        reason = f"{arrival.anonymous:,} rows have no unit_id"
+        return None, RefreshReport(mode, "full analysis", reason)
     watermark = arrival.top
     try:
         if mode == "full":
@@ -521,7 +540,7 @@ def cached_units(
             rel.events,
             rel.exposures,
             cache_scope,
-            sql.read_event_types(metrics),
+            metrics,
             None,
             None,
         )

@@ -197,6 +197,11 @@ def test_what_cannot_merge_rebuilds(runner: SparkRunner, lake: Lake) -> None:
     assert analyze(runner, KEY, changed, refresh="full").experiment.refresh == (
         "full rebuild: requested (refresh='full')"
     )
+    # a row without a unit id: the full analysis groups such rows as one unit
+    lake.append([], [("anonymous", None, *lake.events[0][2:-1])])
+    anonymous = analyze(runner, KEY, changed, refresh="auto")
+    assert anonymous.experiment.refresh == "full analysis: 1 rows have no unit_id"
+    lake.events.pop()
     # a row without a batch id: no watermark can say whether it was merged
     lake.append([], [("unbatched", *lake.events[0][1:-1])], batched=False)
     unbatched = analyze(runner, KEY, changed, refresh="auto")
