@@ -38,8 +38,10 @@ demo: $(DEMO_STAMP)
 system-deps:
 	bash scripts/system-deps.sh
 
+# two workers (the machine's cores); the Spark tests share one (loadgroup "spark"): one
+# cluster, and the Connect test after every test of the classic session it stops
 test: system-deps $(TEST_STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check .

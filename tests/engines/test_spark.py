@@ -39,6 +39,10 @@ from .conftest import (
     user_source,
 )
 
+# one xdist worker runs every Spark test (make test: --dist loadgroup): one cluster, and the
+# Connect test, which stops the classic session, after the others (conftest)
+pytestmark = pytest.mark.xdist_group("spark")
+
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "analysis.md"
 
 

@@ -29,6 +29,10 @@ from abkit.testing.arrivals import (
 from abkit.testing.compare import assert_same_readout, leaves
 from abkit.timeutil import from_us
 
+# one xdist worker runs every Spark test (make test: --dist loadgroup): one cluster, and the
+# Connect test, which stops the classic session, after the others (conftest)
+pytestmark = pytest.mark.xdist_group("spark")
+
 SIM = simulate_experiment(
     240,
     effects=TrueEffect(conversion_lift=0.2, guardrail_effect=0.1),
