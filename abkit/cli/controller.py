@@ -9,7 +9,7 @@ ramp when the stage's minimum is met, ship or stop when the primary decision is 
 the spec's policy). Each action writes a new spec version atomically, an audit entry in
 the store and in the JSON-lines audit log (default: ``<spec>.audit.jsonl``), then calls
 the hooks. ``--dry-run`` prints what it would do and changes nothing. Exit status: 0 ok;
-2 for a user error.
+1 when an experiment could not be evaluated (the others were acted on); 2 for a user error.
 """
 
 from __future__ import annotations
@@ -20,19 +20,12 @@ import sys
 
 def _run(args: argparse.Namespace) -> int:
     from datetime import datetime
-    from pathlib import Path
 
-    from abkit.cli.experiments import spec_path, store_url
-    from abkit.lifecycle.controller import Notifiers, entry_point_hook, run_controller
+    from abkit.cli.experiments import notifiers_from, spec_path, store_url
+    from abkit.lifecycle.controller import run_controller
 
     spec = spec_path(args)
-    audit_log = Path(args.audit_log) if args.audit_log else Path(spec + ".audit.jsonl")
-    notifiers = Notifiers(
-        hooks=tuple(entry_point_hook(h) for h in args.hook or ()),
-        commands=tuple(args.command or ()),
-        webhooks=tuple(args.webhook or ()),
-        audit_log=audit_log,
-    )
+    notifiers = notifiers_from(args, spec)
     now = None if args.now is None else datetime.fromisoformat(args.now.replace("Z", "+00:00"))
     report = run_controller(
         spec,
@@ -48,12 +41,19 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{entry.experiment}: {entry.action} recorded ({entry.reason})")
     for text in report.already_done:
         print(f"{text}: already recorded by another controller")
+    for text in report.deferred:
+        print(f"{text}: the next run evaluates the new version")
     for error in report.hook_errors:
         print(f"warning: notification failed: {error}", file=sys.stderr)
-    return 0
+    for error in report.errors:
+        print(f"error: {error}", file=sys.stderr)
+    # the other experiments were acted on; cron still hears that one could not be read
+    return 1 if report.errors else 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from abkit.cli.experiments import add_notifier_arguments
+
     parser = subparsers.add_parser(
         "controller",
         help="run the lifecycle controller: ramp, roll back on harm, ship (audited)",
@@ -65,13 +65,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--db", default=None, help="SQLAlchemy URL (default $ABKIT_DATABASE_URL)")
     run.add_argument("--dry-run", action="store_true", help="print the actions, change nothing")
     run.add_argument("--experiment", action="append", help="only this experiment (repeatable)")
-    run.add_argument("--hook", action="append", help="Python hook package.module:function")
-    run.add_argument(
-        "--command",
-        action="append",
-        help="command run with the audit JSON on stdin (split like a shell line, no shell)",
-    )
-    run.add_argument("--webhook", action="append", help="URL to POST the audit JSON to")
-    run.add_argument("--audit-log", default=None, help="JSON-lines audit log file")
+    add_notifier_arguments(run)
     run.add_argument("--now", default=None, help=argparse.SUPPRESS)  # simulations and tests
     run.set_defaults(handler=_run)

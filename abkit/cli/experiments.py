@@ -4,15 +4,21 @@
     abkit experiments schema                          # JSON Schema of a spec file
     abkit experiments history KEY --db URL            # the audit trail
     abkit experiments pause|resume|rollback|ship|stop KEY --spec FILE --db URL [--winner V]
+        [--hook package.module:function] [--command CMD] [--webhook URL] [--audit-log FILE]
 
 Manual actions go through the controller's path (new spec version written atomically,
-audit entry, notification hooks). Exit status: 0 ok; 2 for a user error.
+audit entry in the store and in the JSON-lines audit log, default ``<spec>.audit.jsonl``,
+notification hooks); they need an existing store. Exit status: 0 ok; 2 for a user error.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from abkit.lifecycle.controller import Notifiers
 
 
 def spec_path(args: argparse.Namespace) -> str:
@@ -112,22 +118,52 @@ def _history(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_notifier_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where an action is announced: the controller's and the manual actions' options."""
+    parser.add_argument("--hook", action="append", help="Python hook package.module:function")
+    parser.add_argument(
+        "--command",
+        action="append",
+        help="command run with the audit JSON on stdin (split like a shell line, no shell)",
+    )
+    parser.add_argument("--webhook", action="append", help="URL to POST the audit JSON to")
+    parser.add_argument(
+        "--audit-log", default=None, help="JSON-lines audit log (default <spec>.audit.jsonl)"
+    )
+
+
+def notifiers_from(args: argparse.Namespace, spec: str) -> Notifiers:
+    """The notifiers of :func:`add_notifier_arguments`' options."""
+    from pathlib import Path
+
+    from abkit.lifecycle.controller import Notifiers, entry_point_hook
+
+    return Notifiers(
+        hooks=tuple(entry_point_hook(h) for h in args.hook or ()),
+        commands=tuple(args.command or ()),
+        webhooks=tuple(args.webhook or ()),
+        audit_log=Path(args.audit_log) if args.audit_log else Path(spec + ".audit.jsonl"),
+    )
+
+
 def _manual(args: argparse.Namespace) -> int:
     import getpass
 
     from abkit.lifecycle.controller import manual_action
 
+    spec = spec_path(args)
     entry = manual_action(
-        spec_path(args),
+        spec,
         store_url(args),
         args.key,
         args.action,
         actor=f"manual:{getpass.getuser()}",
         reason=args.reason or "",
         winner=args.winner,
+        notifiers=notifiers_from(args, spec),
     )
     if entry is None:
-        print(f"{args.key}: {args.action} was already recorded for this version; nothing to do")
+        print(f"{args.key}: {args.action} was just recorded by another controller; nothing to do")
     else:
         version = (entry.to_version or "")[:12]
         print(f"{args.key}: {entry.action} recorded; spec version {version}")
@@ -177,6 +213,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         common(manual)
         manual.add_argument("--winner", default=None, help="the variant to ship (ship only)")
         manual.add_argument("--reason", default=None, help="why (kept in the audit trail)")
+        add_notifier_arguments(manual)
         manual.set_defaults(handler=_manual, action=action)
 
     # ``abkit experiments`` alone lists.

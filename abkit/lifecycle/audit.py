@@ -8,8 +8,13 @@ created on first write with ``checkfirst``):
   every version of every spec seen, ``version`` the SHA-256 of the entry's canonical JSON;
 * ``{prefix}audit(action_key PK, experiment, action, actor, at_us, from_version,
   to_version, reason, evidence)``: one row per action. ``action_key`` is the SHA-256 of
-  (experiment, the version acted on, action): the same action on the same version can be
-  recorded once only, which is what makes two controllers act once;
+  (experiment, the version acted on, action, the key of the experiment's latest entry when
+  it was recorded): two controllers that decide the same action from the same state write
+  the same key, and only one of them acts. The latest entry is in the key because a spec's
+  content can come back to an earlier version (pause, resume, pause; a rollback undone by
+  restoring the previous file): the same action on that version is then a new action, not
+  a repeat. A proposal (an action that changes nothing) repeated on the version it was
+  made on is recorded once;
 * ``{prefix}lifecycle_status(experiment PK, evaluated_at_us, verdict, units, stage,
   spec_version, summary)``: the controller's last look, for ``abkit experiments``.
 
@@ -24,7 +29,7 @@ import hashlib
 import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -106,7 +111,8 @@ def lifecycle_tables(store: Store) -> LifecycleTables:
 
 @dataclass(frozen=True)
 class AuditEntry:
-    """One action on one experiment, with why and the evidence (JSON-safe mapping)."""
+    """One action on one experiment, with why and the evidence (JSON-safe mapping);
+    ``action_key`` identifies it once recorded (module docstring)."""
 
     experiment: str
     action: str
@@ -116,11 +122,7 @@ class AuditEntry:
     to_version: str | None
     reason: str
     evidence: Mapping[str, Any]
-
-    @property
-    def action_key(self) -> str:
-        text = "\x1f".join((self.experiment, self.from_version or "", self.action))
-        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    action_key: str | None = None  # set when recorded (:func:`record_action`)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -180,12 +182,45 @@ def record_spec_version(
     return True
 
 
-def record_action(conn: Connection, store: Store, entry: AuditEntry) -> bool:
-    """Insert an audit entry; False when the same action on the same version exists."""
+def action_key(experiment: str, from_version: str | None, action: str, follows: str) -> str:
+    """The audit row's key: ``follows`` is the key of the experiment's latest entry ("" for
+    its first)."""
+    text = "\x1f".join((experiment, from_version or "", action, follows))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def record_action(conn: Connection, store: Store, entry: AuditEntry) -> AuditEntry | None:
+    """Insert an audit entry; returns it with its key, or None when it repeats: another
+    controller recorded the same action from the same state, or the same proposal was
+    made on this version already (module docstring). The caller has checked, under the
+    lifecycle lock, that the spec is at ``entry.from_version``."""
     table = lifecycle_tables(store).audit
-    key = entry.action_key
+    latest = (
+        conn.execute(
+            select(table.c.action_key, table.c.action, table.c.from_version, table.c.to_version)
+            .where(table.c.experiment == entry.experiment)
+            .order_by(table.c.at_us.desc(), table.c.action_key.desc())
+            .limit(1)
+        )
+        .mappings()
+        .first()
+    )
+    proposal = entry.to_version == entry.from_version
+    if (
+        proposal
+        and latest is not None
+        and (latest["action"], latest["from_version"], latest["to_version"])
+        == (entry.action, entry.from_version, entry.to_version)
+    ):
+        return None
+    key = action_key(
+        entry.experiment,
+        entry.from_version,
+        entry.action,
+        "" if latest is None else str(latest["action_key"]),
+    )
     if conn.execute(select(table.c.action_key).where(table.c.action_key == key)).first():
-        return False
+        return None
     try:
         with conn.begin_nested():
             conn.execute(
@@ -202,8 +237,8 @@ def record_action(conn: Connection, store: Store, entry: AuditEntry) -> bool:
                 )
             )
     except IntegrityError:  # another controller recorded it between our check and insert
-        return False
-    return True
+        return None
+    return replace(entry, action_key=key)
 
 
 def record_status(
@@ -261,6 +296,7 @@ def read_audit(store: Store, experiment: str | None = None) -> list[AuditEntry]:
             to_version=r["to_version"],
             reason=r["reason"],
             evidence=json.loads(r["evidence"] or "{}"),
+            action_key=r["action_key"],
         )
         for r in rows
     ]

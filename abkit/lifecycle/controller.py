@@ -41,7 +41,7 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from abkit.analysis.analyze import analyze
-from abkit.errors import ConfigError, NotEnoughDataError
+from abkit.errors import AbkitError, ConfigError, NotEnoughDataError
 from abkit.lifecycle.actions import MANUAL_ACTIONS, STAGE_STARTS, Action
 from abkit.lifecycle.audit import (
     AuditEntry,
@@ -61,7 +61,7 @@ from abkit.lifecycle.spec import (
     resolve_analysis_inputs,
     specs_from_text,
 )
-from abkit.lifecycle.writer import apply_changes, write_spec_version
+from abkit.lifecycle.writer import StaleSpecError, apply_changes, write_spec_version
 from abkit.store.store import Store, open_store
 from abkit.timeutil import from_us
 from abkit.vocabulary import MetricType, RefreshMode
@@ -106,6 +106,11 @@ class RunReport:
     already_done: tuple[str, ...]
     dry_run: bool
     hook_errors: tuple[str, ...] = ()
+    # experiments that could not be evaluated (the others were acted on)
+    errors: tuple[str, ...] = ()
+    # actions not taken because the spec changed on disk during the run (the next run
+    # evaluates the new version)
+    deferred: tuple[str, ...] = ()
 
     def lines(self) -> list[str]:
         out = []
@@ -131,27 +136,33 @@ class Notifiers:
         payload = entry.to_dict()
         text = json.dumps(payload, sort_keys=True, default=str)
         errors: list[str] = []
+        # The action is committed: a failing channel (a full disk, a webhook answering
+        # garbage, a bad command line) is reported and must keep neither the other
+        # channels nor the other entries from being told.
         if self.audit_log is not None:
-            with open(self.audit_log, "a", encoding="utf-8") as handle:
-                handle.write(text + "\n")
+            try:
+                with open(self.audit_log, "a", encoding="utf-8") as handle:
+                    handle.write(text + "\n")
+            except Exception as exc:
+                errors.append(f"audit log {self.audit_log}: {exc}")
         for hook in self.hooks:
             try:
                 hook(payload)
-            except Exception as exc:  # a hook must not undo a committed action
+            except Exception as exc:
                 errors.append(f"hook {getattr(hook, '__name__', hook)!r}: {exc}")
         for command in self.commands:
             try:
                 subprocess.run(shlex.split(command), input=text, text=True, check=True, timeout=30)
-            except (OSError, subprocess.SubprocessError) as exc:
+            except Exception as exc:
                 errors.append(f"command {command!r}: {exc}")
         for url in self.webhooks:
-            request = urllib.request.Request(
-                url, data=text.encode(), headers={"Content-Type": "application/json"}
-            )
             try:
+                request = urllib.request.Request(
+                    url, data=text.encode(), headers={"Content-Type": "application/json"}
+                )
                 with urllib.request.urlopen(request, timeout=10):
                     pass
-            except OSError as exc:
+            except Exception as exc:
                 errors.append(f"webhook {url}: {exc}")
         for error in errors:
             log.warning("notification failed: %s", error)
@@ -182,16 +193,19 @@ def _now(now: datetime | None) -> datetime:
 
 def stage_started(store: Store, spec: ExperimentSpec) -> datetime | None:
     """When the current stage began: the last advance/resume in the audit trail, else the
-    experiment's ``start``, else when the store first saw the spec."""
+    experiment's ``start``, else when the store first saw a version of the spec that was
+    running (a draft seen days before its launch has not been ramping)."""
     entries = [e for e in read_audit(store, spec.key) if e.action in STAGE_STARTS]
     if entries:
         return entries[-1].at
     if spec.experiment.start is not None:
         return spec.experiment.start
-    versions = read_spec_versions(store, spec.key)
-    if versions:
-        return from_us(int(versions[0]["seen_at_us"]))
-    return None
+    launched = [
+        int(v["seen_at_us"])
+        for v in read_spec_versions(store, spec.key)
+        if json.loads(v["content"]).get("status") == "running"
+    ]
+    return from_us(min(launched)) if launched else None
 
 
 def evaluate(
@@ -383,27 +397,42 @@ def run_controller(
             if s.status == "running" and (not only or s.key in only)
         ]
 
+    problems: dict[str, str] = {}
+
+    def look(spec: ExperimentSpec, store: Store, refresh: RefreshMode | None) -> Evaluation | None:
+        problems.pop(spec.key, None)
+        try:
+            return evaluate(spec, store, now=at, refresh=refresh)
+        except AbkitError as exc:
+            # one experiment that cannot be read (a metric missing from the data, a broken
+            # metrics file) must not keep the others from being rolled back or advanced
+            problems[spec.key] = f"{spec.key}: {exc}"
+            return None
+
     if dry_run:
-        store = open_store(db, create=False)
-        plans = [evaluate(s, store, now=at) for s in running(load_specs(spec_path))]
-        return RunReport(tuple(plans), (), (), True)
+        # read-only: a dry run neither writes nor upgrades the store
+        store = open_store(db, readonly=True)
+        looks = [look(s, store, None) for s in running(load_specs(spec_path))]
+        plans = tuple(e for e in looks if e is not None)
+        return RunReport(plans, (), (), True, errors=tuple(problems.values()))
     store = open_store(db)
     first = load_specs(spec_path)
     store.register_experiments(first.registry.values())
-    early = {
-        s.key: (s.version, evaluate(s, store, now=at, refresh=refresh)) for s in running(first)
-    }
+    early = {s.key: (s.version, look(s, store, refresh)) for s in running(first)}
     notify = notifiers or Notifiers()
     evaluations: list[Evaluation] = []
     applied: list[AuditEntry] = []
     already: list[str] = []
+    deferred: list[str] = []
     with lifecycle_lock(store) as conn:
         specfile = load_specs(spec_path)
         _record_versions(conn, store, specfile, at)
         for spec in running(specfile):
             version, evaluation = early.get(spec.key, (None, None))
-            if evaluation is None or version != spec.version:
-                evaluation = evaluate(spec, store, now=at)
+            if version != spec.version:
+                evaluation = look(spec, store, None)
+            if evaluation is None:
+                continue
             evaluations.append(evaluation)
             record_status(
                 conn,
@@ -417,16 +446,37 @@ def run_controller(
                 spec_version=spec.version,
                 summary=evaluation.summary,
             )
-            if evaluation.planned is not None:
-                entry = _apply(conn, store, specfile, spec, evaluation.planned, "controller", at)
-                if entry is None:
-                    already.append(f"{spec.key}: {evaluation.planned.action}")
-                else:
-                    applied.append(entry)
-    if applied:
-        store.register_experiments(load_specs(spec_path).registry.values())
+            if evaluation.planned is None:
+                continue
+            try:
+                # the experiment's own savepoint: an edit of its spec during the run undoes
+                # its audit row only, not the other experiments' actions
+                with conn.begin_nested():
+                    entry = _apply(
+                        conn, store, specfile, spec, evaluation.planned, "controller", at
+                    )
+            except StaleSpecError as exc:
+                deferred.append(f"{spec.key}: {evaluation.planned.action} not taken ({exc})")
+                continue
+            if entry is None:
+                already.append(f"{spec.key}: {evaluation.planned.action}")
+            else:
+                applied.append(entry)
     errors = [e for entry in applied for e in notify.notify(entry)]
-    return RunReport(tuple(evaluations), tuple(applied), tuple(already), False, tuple(errors))
+    if applied:
+        try:
+            store.register_experiments(load_specs(spec_path).registry.values())
+        except AbkitError as exc:  # e.g. a person saving a broken file just now
+            problems["registry"] = f"the store's registry was not updated: {exc}"
+    return RunReport(
+        tuple(evaluations),
+        tuple(applied),
+        tuple(already),
+        False,
+        tuple(errors),
+        errors=tuple(problems.values()),
+        deferred=tuple(deferred),
+    )
 
 
 def _record_versions(conn: Connection, store: Store, specfile: SpecFile, at: datetime) -> None:
@@ -472,7 +522,8 @@ def _apply(
         reason=planned.reason,
         evidence={**planned.evidence, "changes": dict(planned.changes)},
     )
-    if not record_action(conn, store, entry):
+    recorded = record_action(conn, store, entry)
+    if recorded is None:
         return None
     if planned.changes:
         updated = write_spec_version(
@@ -489,7 +540,7 @@ def _apply(
             file_hash=updated.file_hash,
             seen_at=at,
         )
-    return entry
+    return recorded
 
 
 def manual_action(
@@ -506,15 +557,16 @@ def manual_action(
 ) -> AuditEntry | None:
     """Pause, resume, roll back, ship or stop one experiment through the controller's path.
 
-    Returns the audit entry, or None when the same action on the same version was already
-    recorded (for example by a second click).
+    Returns the audit entry, or None when another controller recorded the same action from
+    the same state meanwhile. The notifiers are told as the controller's are.
     """
     if action not in MANUAL_ACTIONS:
         raise ConfigError(
             f"manual action must be one of {', '.join(MANUAL_ACTIONS)}, got {action!r}",
             field="action",
         )
-    store = open_store(db)
+    # an existing store only: a typo in the URL must not record the action in a new one
+    store = open_store(db, create=False)
     at = _now(now)
     with lifecycle_lock(store) as conn:
         specfile = load_specs(spec_path)

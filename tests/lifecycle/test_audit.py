@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import inspect
 
@@ -22,12 +22,35 @@ from abkit.store.store import open_store
 START = datetime(2026, 1, 5, tzinfo=timezone.utc)
 
 
-def test_the_same_action_on_the_same_version_is_recorded_once(sqlite_url: str) -> None:
+def test_a_proposal_repeated_on_its_version_is_recorded_once(sqlite_url: str) -> None:
     store = open_store(sqlite_url)
-    entry = AuditEntry("exp", "pause", "me", START, "v1", "v2", "why", {})
+    proposal = AuditEntry("exp", "propose-ship", "controller", START, "v1", "v1", "why", {})
     with lifecycle_lock(store) as conn:
-        assert record_action(conn, store, entry)
-        assert not record_action(conn, store, entry)
+        first = record_action(conn, store, proposal)
+        assert first is not None and first.action_key is not None
+        assert record_action(conn, store, proposal) is None
+    assert [e.action_key for e in read_audit(store, "exp")] == [first.action_key]
+
+
+def test_an_action_on_a_version_the_spec_came_back_to_is_recorded_again(sqlite_url: str) -> None:
+    # pause, resume, pause: the second pause acts on the content of the first one's
+    store = open_store(sqlite_url)
+    steps = [("pause", "v1", "v2"), ("resume", "v2", "v1"), ("pause", "v1", "v2")]
+    with lifecycle_lock(store) as conn:
+        recorded = [
+            record_action(
+                conn,
+                store,
+                AuditEntry("exp", action, "me", START + timedelta(hours=i), old, new, "why", {}),
+            )
+            for i, (action, old, new) in enumerate(steps)
+        ]
+    keys = [e.action_key for e in recorded if e is not None]
+    assert len(set(keys)) == 3
+    trail = read_audit(store, "exp")
+    assert [(e.action, e.action_key) for e in trail] == [
+        (action, key) for (action, _, _), key in zip(steps, keys, strict=True)
+    ]
 
 
 def test_reads_before_any_controller_are_empty(sqlite_url: str) -> None:

@@ -47,15 +47,33 @@ def test_bad_spec_is_one_line_exit_2(spec: Path, capsys: pytest.CaptureFixture[s
 def test_manual_pause_and_history(
     spec: Path, sqlite_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from abkit.store.store import open_store
+
+    open_store(sqlite_url).close()
     assert (
         main(["experiments", "pause", "recommender-v3", "--db", sqlite_url, "--reason", "x"]) == 0
     )
     assert "pause recorded" in capsys.readouterr().out
     assert 'status = "paused"' in spec.read_text()
+    # the JSON-lines audit log beside the spec, as the controller writes it
+    (line,) = Path(str(spec) + ".audit.jsonl").read_text().splitlines()
+    assert json.loads(line)["action"] == "pause" and json.loads(line)["reason"] == "x"
     assert main(["experiments", "history", "recommender-v3", "--db", sqlite_url]) == 0
     assert "pause" in capsys.readouterr().out
     assert main(["experiments", "pause", "recommender-v3", "--db", sqlite_url]) == 2
     assert "is paused" in capsys.readouterr().err
+
+
+def test_a_manual_action_needs_an_existing_store(
+    spec: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = spec.read_text()
+    missing = tmp_path / "elsewhere" / "abkit.db"
+    missing.parent.mkdir()  # a folder without a store: a mistyped --db
+    assert main(["experiments", "pause", "recommender-v3", "--db", f"sqlite:///{missing}"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    assert not missing.exists() and not (tmp_path / "abkit.db").exists()
+    assert spec.read_text() == before
 
 
 def test_controller_dry_run_without_data(

@@ -50,7 +50,9 @@ alpha = 0.05
 """
 
 
-def _store_with_data(url: str, spec_path: Path, errors_t: float = 1.0, n: int = 400):
+def _store_with_data(
+    url: str, spec_path: Path, errors_t: float = 1.0, n: int = 400, keys: tuple[str, ...] = ("exp",)
+):
     store = open_store(url)
     store.register_experiments(load_specs(spec_path).registry.values())
     rng = np.random.default_rng(3)
@@ -58,7 +60,7 @@ def _store_with_data(url: str, spec_path: Path, errors_t: float = 1.0, n: int = 
     for i in range(n):
         variant = "control" if i % 2 else "treatment"
         at = START + timedelta(minutes=i)
-        records.append(ExposureRecord.create("exp", f"u{i}", variant, at))
+        records += [ExposureRecord.create(key, f"u{i}", variant, at) for key in keys]
         if rng.random() < 0.2:
             events.append((f"u{i}", "purchase", 10.0, at + timedelta(minutes=5)))
         rate = 1.0 if variant == "control" else errors_t
@@ -279,3 +281,135 @@ def test_the_controller_reads_through_the_unit_cache(spec_path: Path, sqlite_url
     assert entry.action == "advance"
     with store.engine.connect() as conn:
         assert conn.execute(select(registry.c.refreshed_at_us)).scalar_one() > built
+
+
+def test_a_rollback_undone_by_restoring_the_file_is_taken_again(
+    spec_path: Path, sqlite_url: str
+) -> None:
+    # the owner relaunches by restoring the previous file; the harm is still there
+    store = _store_with_data(sqlite_url, spec_path, errors_t=2.0)
+    now = START + timedelta(hours=10)
+    assert [e.action for e in run_controller(spec_path, store, now=now).applied] == ["rollback"]
+    spec_path.write_text(SPEC)
+    again = run_controller(spec_path, store, now=now + timedelta(hours=1))
+    assert [e.action for e in again.applied] == ["rollback"] and not again.already_done
+    assert load_specs(spec_path)["exp"].status == "stopped"
+    keys = [e.action_key for e in read_audit(store, "exp")]
+    assert len(keys) == 2 and len(set(keys)) == 2
+
+
+def test_an_edit_during_the_run_defers_one_experiment_and_keeps_the_others_actions(
+    tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import abkit.lifecycle.controller as controller
+
+    path = tmp_path / "experiments.toml"
+    second = SPEC.replace('key = "exp"', 'key = "exp2"').replace(
+        "[[experiments]]", "\n[[experiments]]"
+    )
+    path.write_text(SPEC + second)
+    store = _store_with_data(sqlite_url, path, keys=("exp", "exp2"))
+    write = controller.write_spec_version
+
+    def then_a_person_edits_exp2(*args: object, **kwargs: object) -> object:
+        out = write(*args, **kwargs)  # type: ignore[arg-type]
+        text = path.read_text()
+        if 'owner = "alice"' not in text:
+            path.write_text(text.replace('key = "exp2"', 'key = "exp2"\nowner = "alice"'))
+        return out
+
+    monkeypatch.setattr(controller, "write_spec_version", then_a_person_edits_exp2)
+    log = tmp_path / "audit.jsonl"
+    report = run_controller(
+        path, store, now=START + timedelta(hours=10), notifiers=Notifiers(audit_log=log)
+    )
+    assert [e.experiment for e in report.applied] == ["exp"]
+    assert len(report.deferred) == 1 and report.deferred[0].startswith("exp2: advance")
+    assert [(e.experiment, e.action) for e in read_audit(store)] == [("exp", "advance")]
+    assert len(log.read_text().splitlines()) == 1
+    specs = load_specs(path)
+    assert (specs["exp"].experiment.traffic, specs["exp2"].experiment.traffic) == (0.5, 0.1)
+
+
+def test_a_failing_audit_log_and_webhook_do_not_stop_the_other_channels(
+    spec_path: Path, sqlite_url: str, tmp_path: Path
+) -> None:
+    store = _store_with_data(sqlite_url, spec_path)
+    seen: list[dict] = []
+    report = run_controller(
+        spec_path,
+        store,
+        now=START + timedelta(hours=10),
+        notifiers=Notifiers(
+            hooks=(seen.append,),
+            webhooks=("no-scheme/hook",),
+            commands=('unbalanced "quote',),
+            audit_log=tmp_path / "missing" / "audit.jsonl",
+        ),
+    )
+    assert [e.action for e in report.applied] == ["advance"] and len(seen) == 1
+    assert len(report.hook_errors) == 3
+
+
+def test_stage_time_counts_from_the_launch_not_the_draft(tmp_path: Path, sqlite_url: str) -> None:
+    path = tmp_path / "experiments.toml"
+    draft = SPEC.replace('status = "running"\n', "").replace(f'start = "{START.isoformat()}"\n', "")
+    path.write_text(draft)
+    store = _store_with_data(sqlite_url, path)
+    run_controller(path, store, now=START)  # the store sees the draft
+    path.write_text(draft.replace('key = "exp"\n', 'key = "exp"\nstatus = "running"\n'))
+    launched = START + timedelta(hours=48)
+    first = run_controller(path, store, now=launched)  # sees the launch: 0 h in stage 1
+    assert not first.applied
+    early = run_controller(path, store, now=launched + timedelta(hours=1))
+    assert not early.applied  # 1 h of the 2 h minimum, not 49 h
+    later = run_controller(path, store, now=launched + timedelta(hours=3))
+    assert [e.action for e in later.applied] == ["advance"]
+
+
+def test_a_dry_run_neither_creates_nor_upgrades_a_store(
+    spec_path: Path, sqlite_url: str, tmp_path: Path
+) -> None:
+    from sqlalchemy import create_engine, select, update
+
+    from abkit.errors import StoreError
+
+    missing = tmp_path / "none.db"
+    with pytest.raises(StoreError):
+        run_controller(spec_path, f"sqlite:///{missing}", dry_run=True)
+    assert not missing.exists()
+    store = _store_with_data(sqlite_url, spec_path)
+    meta = store.tables.meta
+    with store.write() as conn:  # as if an older abkit had written it
+        conn.execute(update(meta).where(meta.c.key == "schema_version").values(value="3"))
+    store.close()
+    with pytest.raises(StoreError, match="schema version 3"):
+        run_controller(spec_path, sqlite_url, dry_run=True)
+    with create_engine(sqlite_url).connect() as conn:  # not upgraded
+        version = conn.execute(select(meta.c.value).where(meta.c.key == "schema_version"))
+        assert version.scalar() == "3"
+
+
+def test_an_experiment_that_cannot_be_read_does_not_block_the_others(
+    tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import abkit.lifecycle.controller as controller
+    from abkit.errors import DataError
+
+    path = tmp_path / "experiments.toml"
+    other = SPEC.replace('key = "exp"', 'key = "bad"').replace(
+        "[[experiments]]", "\n[[experiments]]"
+    )
+    path.write_text(other + SPEC)  # the unreadable one first
+    store = _store_with_data(sqlite_url, path, errors_t=2.0, keys=("exp", "bad"))
+    read = controller.analyze
+
+    def failing_for_bad(db: object, experiment: object, **kwargs: object) -> object:
+        if getattr(experiment, "key", experiment) == "bad":
+            raise DataError("a row the analysis cannot read", file="events", row=7, field="value")
+        return read(db, experiment, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(controller, "analyze", failing_for_bad)
+    report = run_controller(path, store, now=START + timedelta(hours=10))
+    assert [(e.experiment, e.action) for e in report.applied] == [("exp", "rollback")]
+    assert len(report.errors) == 1 and report.errors[0].startswith("bad: ")
