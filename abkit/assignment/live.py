@@ -6,19 +6,25 @@
 >>> assign(ranker, "user-3").variant         # plain assign, no extra cost       # doctest: +SKIP
 
 A daemon thread checks the file every ``poll_interval`` seconds (a ``stat``; the file is
-read only when its size, modification time or inode changed, or when it was modified in
-the last two seconds, which covers file systems with coarse time stamps) and, when its
-content (SHA-256) differs from the version served, validates it completely and swaps the
-new :class:`~abkit.assignment.registry.Registry` in with one reference assignment, so a
-request sees either the old or the new version, never a mix. A rollback written to the
-file therefore reaches the service within one poll interval.
+read only when its size, modification time or inode changed, or when the last read was
+less than two seconds after its modification time: on a file system with coarse time
+stamps a rewrite in the same tick leaves all three as they were) and, when its content
+(SHA-256) differs from the version served, validates it completely and swaps the new
+:class:`~abkit.assignment.registry.Registry` in with one reference assignment, so a request
+sees either the old or the new version, never a mix. A file replaced by a rename (a new
+inode) is complete and is swapped in at once, so a rollback written that way reaches the
+service within one poll interval. A file rewritten in place is swapped in only once it has
+not changed for two seconds (the thread looks again then): a writer that has flushed the
+first part of a file may leave a prefix that parses and validates (the last variants or
+fields cut off), and serving it would move units between variants.
 
 The version served is kept, and the problem reported (``on_error`` hook, else a warning
 on the ``abkit.assignment.live`` logger; counted in :attr:`LiveRegistry.errors`), when
 the new file is
 
 * missing, unreadable, empty, not valid TOML/JSON, or invalid as a registry;
-* changing while it is read (a writer in progress: read again at the next poll);
+* changing while it is read, or rewritten in place less than two seconds ago (a writer
+  in progress: read again once it is quiet);
 * missing an experiment that the served version runs or pauses. A truncated TOML file
   can still parse (cut at a line boundary, it loses its last experiments); an
   experiment ends by ``status = "stopped"`` (its winner keeps being served), never by
@@ -55,7 +61,9 @@ Loader = Callable[[bytes, str], Registry]
 ErrorHook = Callable[[ConfigError], Any]
 ChangeHook = Callable[["Version"], Any]
 
-_RECENT_NS = 2_000_000_000  # re-read files modified this recently even if stat looks equal
+# How long a file must be left alone: longer than the coarsest time stamps (1-2 s) and than
+# a writer's pause between flushes.
+_QUIET_NS = 2_000_000_000
 
 
 class LiveExperiment:
@@ -143,6 +151,8 @@ class LiveRegistry(Mapping[str, Experiment]):
         self._lock = threading.RLock()  # hooks may call back (e.g. experiment())
         self._stop = threading.Event()
         self._signature: tuple[int, int, int] | None = None
+        self._read_at_ns = 0  # time.time_ns() when the file was last read
+        self._wake_at_ns: int | None = None  # look again then (a file not yet quiet)
         self._rejected: str | None = None
         self._handles: dict[str, LiveExperiment] = {}
         #: Versions refused (bad file) since start, and the last refusal.
@@ -240,20 +250,31 @@ class LiveRegistry(Mapping[str, Experiment]):
         self.close()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.poll_interval):
+        while not self._stop.wait(self._next_wait()):
             self.refresh()
 
+    def _next_wait(self) -> float:
+        wake = self._wake_at_ns
+        if wake is None:
+            return self.poll_interval
+        return min(self.poll_interval, max(0.01, (wake - time.time_ns()) / 1e9 + 0.01))
+
     def _refresh(self) -> bool:
+        self._wake_at_ns = None
         try:
             st = os.stat(self.path)
         except OSError as exc:
+            # a file that comes back is a new file (its inode number may be the old one's)
+            self._signature = None
             raise ConfigError(
                 f"cannot read the registry file: {exc.strerror or exc}; serving the last good version",
                 file=str(self.path),
             ) from None
         signature = (st.st_mtime_ns, st.st_size, st.st_ino)
-        recent = time.time_ns() - st.st_mtime_ns < _RECENT_NS
-        if signature == self._signature and not recent:
+        previous = self._signature
+        # read well after its time stamp: a later write would have moved the stamp
+        settled = st.st_mtime_ns + _QUIET_NS <= self._read_at_ns
+        if signature == previous and settled:
             return False
         content, read_signature = self._read()
         if content is None:
@@ -271,6 +292,12 @@ class LiveRegistry(Mapping[str, Experiment]):
             )
         registry = self._loader(content, str(self.path))
         self._check_nothing_live_vanished(registry)
+        in_place = previous is not None and previous[2] == signature[2]
+        if in_place and signature[0] + _QUIET_NS > time.time_ns():
+            # rewritten in place moments ago: maybe a prefix of what is being written
+            self._rejected = None
+            self._wake_at_ns = signature[0] + _QUIET_NS
+            return False
         self._install(registry, content, signature)
         self._rejected = None
         self.reloads += 1
@@ -283,6 +310,7 @@ class LiveRegistry(Mapping[str, Experiment]):
 
     def _read(self) -> tuple[bytes | None, tuple[int, int, int] | None]:
         """The file's bytes, or None when it changed during the read."""
+        self._read_at_ns = time.time_ns()
         try:
             before = os.stat(self.path)
             content = self.path.read_bytes()

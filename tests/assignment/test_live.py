@@ -203,3 +203,55 @@ def test_a_handle_reads_every_public_attribute_of_the_served_version(spec):
     assert ranker.status == "stopped" and ranker.to_dict() == live["ranker"].to_dict()
     with pytest.raises(AttributeError):
         _ = ranker.no_such_attribute
+
+
+def test_a_rewrite_within_a_coarse_time_stamp_is_still_seen(spec):
+    # a file system with coarse time stamps: a same-size rewrite soon after the last read
+    # can leave size, time stamp and inode as they were; the next poll, seconds later,
+    # must still read it
+    stamp = time.time_ns() - 500_000_000
+    os.utime(spec, ns=(stamp, stamp))
+    live = LiveRegistry(spec, poll_interval=60, start=False)
+    paused = RUNNING.replace('status = "running"', 'status = "paused" ')  # same length
+    assert len(paused) == len(RUNNING)
+    spec.write_text(paused, encoding="utf-8")
+    os.utime(spec, ns=(stamp, stamp))
+    time.sleep(2.1)  # the next poll, more than 2 s after the time stamp
+    assert live.refresh() is True and live["ranker"].status == "paused"
+
+
+def test_a_prefix_of_a_file_being_written_in_place_is_never_served(spec, monkeypatch):
+    # an editor or `cat >` writing in place has flushed the first variants but not the
+    # third: the prefix parses and validates, yet serving it would move units later
+    import abkit.assignment.live as live_module
+
+    monkeypatch.setattr(live_module, "_QUIET_NS", 300_000_000)
+    live = LiveRegistry(spec, poll_interval=60, start=False)
+    before = live.version
+    banner = RUNNING[RUNNING.index('[[experiments]]\nkey = "banner"') :]
+    ranker = RUNNING[: RUNNING.index('[[experiments]]\nkey = "banner"')]
+    third = '[[experiments.variants]]\nname = "treatment-2"\npayload = { model = "m3" }\n'
+    text = banner + "\n" + ranker + third
+    with open(spec, "w", encoding="utf-8") as writer:
+        writer.write(text[: -len(third)])
+        writer.flush()
+        assert live.refresh() is False and live.version is before
+        time.sleep(0.1)  # the writer is still at work
+        writer.write(third)
+    assert live.refresh() is False and live.version is before  # not quiet yet
+    time.sleep(0.35)
+    assert live.refresh() is True and live["ranker"].variant_names[-1] == "treatment-2"
+    assert live.reloads == 1 and live.errors == 0
+
+
+def test_the_thread_serves_an_in_place_write_once_it_is_quiet(spec, monkeypatch):
+    import abkit.assignment.live as live_module
+
+    monkeypatch.setattr(live_module, "_QUIET_NS", 500_000_000)
+    with LiveRegistry(spec, poll_interval=0.1) as live:
+        spec.write_text(ROLLED_BACK, encoding="utf-8")
+        t = time.monotonic()
+        while live["ranker"].status != "stopped":
+            assert time.monotonic() - t < 5.0, "the in-place write was never served"
+            time.sleep(0.01)
+        assert time.monotonic() - t >= 0.4  # not before it was quiet

@@ -162,9 +162,9 @@ def test_a_live_registry_version_is_registered_before_its_exposures(sqlite_url, 
     spec.write_text('[[experiments]]\nkey = "k"\nvariants = ["a", "b"]\n', encoding="utf-8")
     live = LiveRegistry(spec, start=False)
     with Tracker(db=sqlite_url, experiments=live, background=False) as tracker:
-        spec.write_text(
-            '[[experiments]]\nkey = "k"\nvariants = ["a", "b", "c"]\n', encoding="utf-8"
-        )
+        new = tmp_path / "experiments.toml.new"  # replaced by a rename, as a deployer does
+        new.write_text('[[experiments]]\nkey = "k"\nvariants = ["a", "b", "c"]\n', encoding="utf-8")
+        new.replace(spec)
         assert live.refresh()
         c_unit = next(
             f"u{i}" for i in range(100) if live.assign("k", f"u{i}", expose=False).variant == "c"

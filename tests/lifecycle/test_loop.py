@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -150,6 +152,10 @@ def test_a_truncated_spec_never_reaches_a_service(tmp_path: Path) -> None:
         assert not live.refresh()
         assert live["ranker-cut"] == served
     assert live.errors == 3 and len(errors) == 3
+    # a whole file written in place is served once it has been left alone for 2 s
     path.write_text(good.replace('status = "running"', 'status = "paused"'))
+    assert not live.refresh() and live["ranker-cut"] == served
+    quiet = time.time() - 3
+    os.utime(path, (quiet, quiet))
     assert live.refresh() and live["ranker-cut"].status == "paused"
     live.close()
