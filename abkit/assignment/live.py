@@ -42,6 +42,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime
@@ -171,11 +172,22 @@ class LiveRegistry(Mapping[str, Experiment]):
             raise ConfigError("the registry file is empty", file=str(path))
         self._install(self._loader(content, str(self.path)), content, signature)
         self._thread: threading.Thread | None = None
-        if start:
+        self._following = start
+        self._start_thread()
+        _REGISTRIES[id(self)] = self
+
+    def _start_thread(self) -> None:
+        if self._following and not self._stop.is_set():
             self._thread = threading.Thread(
                 target=self._run, name=f"abkit-live-registry:{self.path.name}", daemon=True
             )
             self._thread.start()
+
+    def _after_fork(self) -> None:
+        """In a child forked from the service (a pre-fork server's worker): threads do not
+        survive ``fork``, so the child follows the file with a thread of its own."""
+        self._lock = threading.RLock()
+        self._start_thread()
 
     # -- serving ----------------------------------------------------------------------
     @property
@@ -370,3 +382,18 @@ class LiveRegistry(Mapping[str, Experiment]):
 
     def _default_loader(self, content: bytes, source: str) -> Registry:
         return parse_registry(content, source=source, fmt=_format_of(self.path)).registry
+
+
+# Registries of this process, for :meth:`LiveRegistry._after_fork` (weakly: one that is
+# collected is simply gone).
+# (by id: a Mapping is not hashable)
+_REGISTRIES: weakref.WeakValueDictionary[int, LiveRegistry] = weakref.WeakValueDictionary()
+
+
+def _after_fork_in_child() -> None:
+    for registry in list(_REGISTRIES.values()):
+        registry._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -42,6 +42,11 @@ Nothing is lost silently:
 * **Quarantine.** Every quarantined row is counted (:attr:`TrackerStats.quarantined`, by
   reason) and logged as a warning (the first, then at most one a minute, and a summary
   at close); the rows themselves are in ``abkit quarantine`` as for any ingest.
+* **Close.** ``close(timeout=30.0)`` waits at most that long; what is not stored by then,
+  or cannot be (the store is down), is counted as dropped.
+* **Fork.** A tracker made before ``fork`` (a pre-fork server) works in the child: it gets
+  its own locks, queues, counts and thread, and with ``worker="process"`` its own storing
+  process at its first row; the rows queued before the fork are the parent's.
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -160,30 +166,89 @@ class Tracker:
         self._flush_errors = 0
         self._registered: set[str] = set()
         self._registered_version: object = None
+        # worker="thread": rows a flush has taken from the queues and not stored or put
+        # back yet (counted as dropped when close gives up waiting for that flush)
+        self._in_flight = 0
         self._unknown_warned: set[str] = set()
         self._last_warning: dict[str, float] = {}
         self._closed = False
         self._thread: threading.Thread | None = None
+        self._background = background
+        # worker="process" in a child forked from the service: a storing process of its own
+        # is started at its first row (:meth:`_after_fork`)
+        self._relink = False
         if worker == "process":
             url = db if isinstance(db, str) else default_store_url(create=True)
-            self._link = _WorkerLink(
-                url,
-                source_name,
-                flush_every,
-                ring_bytes=max_queue * _RING_BYTES_PER_ROW,
-                flush_interval=flush_interval,
-                max_queue=max_queue,
-            )
+            self._link_options: dict[str, Any] = {
+                "url": url,
+                "source_name": source_name,
+                "flush_every": flush_every,
+                "ring_bytes": max_queue * _RING_BYTES_PER_ROW,
+                "flush_interval": flush_interval,
+                "max_queue": max_queue,
+            }
+            self._link = _WorkerLink(**self._link_options)
             self._ring = self._link.ring
         self._register_given_experiments()
-        if background:
+        self._start_thread()
+        atexit.register(self.close)
+        _TRACKERS.add(self)
+
+    def _start_thread(self) -> None:
+        if self._background:
             self._thread = threading.Thread(
-                target=self._watch if self._link is not None else self._run,
-                name=f"abkit-tracker:{source_name}",
+                target=self._watch if self.worker == "process" else self._run,
+                name=f"abkit-tracker:{self.source_name}",
                 daemon=True,
             )
             self._thread.start()
-        atexit.register(self.close)
+
+    def _after_fork(self) -> None:
+        """In a child forked from the service (a pre-fork server's worker, such as gunicorn
+        with ``--preload``): the thread, the storing process and the rows queued belong to
+        the parent, which stores them. The child starts afresh, with its own locks, queues,
+        counts and thread, and (``worker="process"``) its own storing process and ring at
+        its first row: two services putting into one ring would break its one-producer
+        rule, and the parent's thread is not in the child to flush."""
+        self._flush_lock = threading.Lock()
+        self._put_lock = threading.Lock()
+        self._count_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._events = deque()
+        self._exposures = deque()
+        self.reports = deque(maxlen=1000)
+        self._totals = {"accepted": 0, "duplicates": 0, "quarantined": 0}
+        self._by_reason = {}
+        self._dropped = self._flushes = self._flush_errors = self._control_frames = 0
+        self._in_flight = 0
+        self._last_warning = {}
+        self._thread = None
+        if self._closed:
+            return
+        if self._store is not None:
+            # the parent's pooled connections are the parent's (SQLAlchemy's advice)
+            self._store.engine.dispose(close=False)
+        if self._link is not None:
+            self._link.forget()
+            self._link = self._ring = None
+            self._relink = True  # the thread starts with the link
+            self._registered = set()
+            self._registered_version = None
+            return
+        self._start_thread()
+
+    def _start_link(self) -> SharedRing | None:
+        """worker="process", after a fork, under the put lock: this process's storing
+        child and ring (None when it cannot start: the row is then dropped and counted)."""
+        self._relink = False
+        try:
+            link = _WorkerLink(**self._link_options)
+        except Exception as exc:
+            self._warn("worker", "abkit Tracker: cannot start the storing process: %s", exc)
+            return None
+        self._link, self._ring = link, link.ring
+        self._start_thread()
+        return link.ring
 
     @property
     def store(self) -> Store:
@@ -217,7 +282,7 @@ class Tracker:
             row["currency"] = currency
         if properties:
             row["properties"] = properties
-        if self._link is None:
+        if self.worker == "thread":
             self._enqueue(self._events, row)
         else:
             self._put(encode("events", row))
@@ -225,7 +290,7 @@ class Tracker:
     def expose(self, record: Any) -> None:
         """Record an exposure (an ``ExposureRecord`` or its ``to_dict()``): an exposure hook.
         The record is turned into a row off the request path (by the worker)."""
-        if self._link is None:
+        if self.worker == "thread":
             self._enqueue(self._exposures, record)
             return
         if type(record) is ExposureRecord:  # nearly every call
@@ -256,6 +321,8 @@ class Tracker:
         (the ring is full, the tracker closed or the child gone) is dropped and counted."""
         with self._put_lock:
             ring = self._ring
+            if ring is None and self._relink and not self._closed:
+                ring = self._start_link()
             if ring is not None and ring.put(frame):
                 if not row:
                     self._control_frames += 1
@@ -299,40 +366,53 @@ class Tracker:
     def flush(self) -> list[IngestReport]:
         """Ingest everything queued now; returns the reports of this flush (none with
         ``worker="process"``: the child ingests, ``stats()`` has the totals)."""
-        if self._link is not None:
+        if self.worker == "process":
             with self._flush_lock:
-                self._link.sync("flush", self._handle)
+                if self._link is not None:
+                    self._link.sync("flush", self._handle)
             return []
         with self._flush_lock:
-            reports = []
-            exposures = _drain(self._exposures)
-            if exposures:
-                rows = [r if isinstance(r, Mapping) else r.to_dict() for r in exposures]
-                try:
-                    self._resolve_experiments({str(r.get("experiment")) for r in rows})
-                    reports.append(
-                        ingest(
-                            rows,
-                            db=self.store,
-                            kind="exposures",
-                            source_name=f"{self.source_name}:exposures",
-                        )
+            return self._ingest_queued()
+
+    def _ingest_queued(self) -> list[IngestReport]:
+        """worker="thread", under the flush lock: ingest both queues."""
+        try:
+            return self._ingest_drained()
+        finally:
+            self._in_flight = 0
+
+    def _ingest_drained(self) -> list[IngestReport]:
+        reports = []
+        exposures = _drain(self._exposures)
+        self._in_flight = len(exposures)
+        if exposures:
+            rows = [r if isinstance(r, Mapping) else r.to_dict() for r in exposures]
+            try:
+                self._resolve_experiments({str(r.get("experiment")) for r in rows})
+                reports.append(
+                    ingest(
+                        rows,
+                        db=self.store,
+                        kind="exposures",
+                        source_name=f"{self.source_name}:exposures",
                     )
-                except Exception:
-                    self._requeue(self._exposures, exposures)
-                    raise
-            events = _drain(self._events)
-            if events:
-                try:
-                    reports.append(
-                        ingest(events, db=self.store, kind="events", source_name=self.source_name)
-                    )
-                except Exception:
-                    self._requeue(self._events, events)
-                    raise
-            for report in reports:
-                self._account(report)
-            return reports
+                )
+            except Exception:
+                self._requeue(self._exposures, exposures)
+                raise
+        events = _drain(self._events)
+        self._in_flight = len(events)
+        if events:
+            try:
+                reports.append(
+                    ingest(events, db=self.store, kind="events", source_name=self.source_name)
+                )
+            except Exception:
+                self._requeue(self._events, events)
+                raise
+        for report in reports:
+            self._account(report)
+        return reports
 
     def _requeue(self, queue: deque[Any], rows: list[Any]) -> None:
         room = max(0, self.max_queue - len(queue))
@@ -429,7 +509,7 @@ class Tracker:
     def _register_given_experiments(self) -> None:
         version, given = self._given()
         if given:
-            if self._link is not None:
+            if self.worker == "process":
                 if not self._put(
                     encode("experiments", [e.to_dict() for e in given.values()]), row=False
                 ):
@@ -460,10 +540,12 @@ class Tracker:
                 str(k) for (k,) in conn.execute(select(table.c.key).where(table.c.key.in_(missing)))
             }
         self._registered |= known
-        # given experiments first, else the version this process serves (assign's hook)
+        # given experiments first, else the version this process serves (assign's hook);
+        # also for a key the store knows: its stored version may be older than the one
+        # served here (a variant added), whose exposures it would quarantine
         to_register = [
             exp
-            for k in sorted(missing - known)
+            for k in sorted(missing)
             if (exp := given.get(k) or served_experiment(k)) is not None
         ]
         if to_register:
@@ -495,8 +577,9 @@ class Tracker:
     @property
     def pending(self) -> int:
         """Rows waiting (with ``worker="process"``: in the ring, with registrations)."""
-        if self._link is not None:
-            return max(0, self._link.ring.frames - self._link.ring.taken)
+        if self.worker == "process":
+            link = self._link
+            return 0 if link is None else max(0, link.ring.frames - link.ring.taken)
         return len(self._events) + len(self._exposures)
 
     @property
@@ -511,34 +594,53 @@ class Tracker:
         self._last_warning[kind] = now
         logging.getLogger(LOGGER_NAME).warning(message, *args)
 
-    def close(self) -> None:
-        """Stop the thread, ingest what is queued, release the store (idempotent)."""
+    def close(self, timeout: float | None = 30.0) -> None:
+        """Stop the thread, ingest what is queued, release the store (idempotent).
+
+        Waits at most ``timeout`` seconds (``None``: as long as it takes) for the worker
+        to store what is queued: a service's shutdown has a grace period (30 s by default
+        on Kubernetes), and a store that is locked or down must not turn it into a kill
+        that loses everything. What is not stored by then is counted as dropped and
+        logged. (With ``worker="thread"``, the final ingest, once started, can still wait
+        for the database's own lock timeout.)"""
         if self._closed:
             return
+        deadline = None if timeout is None else time.monotonic() + timeout
+
+        def left() -> float | None:
+            return None if deadline is None else max(0.0, deadline - time.monotonic())
+
         with self._put_lock:  # from here on no request thread touches the ring
             self._closed = True
             self._ring = None
         self._wake.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
-            thread.join()
+            thread.join(left())
         atexit.unregister(self.close)
         try:
-            if self._link is not None:
-                with self._flush_lock:
-                    self._link.sync("close", self._handle)
-            else:
-                self.flush()
+            wait = left()
+            if not self._flush_lock.acquire(timeout=-1 if wait is None else wait):
+                raise TimeoutError(f"a flush was still running after {timeout} s")
+            try:
+                if self.worker == "thread":
+                    self._ingest_queued()
+                elif self._link is not None:
+                    self._link.sync("close", self._handle, timeout=left())
+            finally:
+                self._flush_lock.release()
         except Exception as exc:
             self._warn("close", "abkit Tracker: final flush failed: %s", exc)
+        finally:
+            # whatever the worker could not store (the store down, the deadline passed,
+            # the child gone) is counted, never lost silently
             lost = self._unaccounted()
             with self._count_lock:
                 self._dropped += lost
             self._events.clear()
             self._exposures.clear()
-        finally:
             if self._link is not None:
-                self._link.close()
+                self._link.close(timeout=left())
             stats = self.stats()
             if stats.dropped or stats.quarantined:
                 logging.getLogger(LOGGER_NAME).warning(
@@ -554,8 +656,10 @@ class Tracker:
     def _unaccounted(self) -> int:
         """Rows neither stored, quarantined, duplicate nor counted as dropped (what a
         failed final flush loses)."""
-        if self._link is None:
-            return self.pending
+        if self.worker == "thread":
+            return self.pending + self._in_flight
+        if self._link is None:  # forked, and no row put since
+            return 0
         with self._count_lock:
             told = sum(self._totals.values())
         return max(0, self._link.ring.frames - self._control_frames - told)
@@ -565,6 +669,20 @@ class Tracker:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+# Trackers of this process, for :meth:`Tracker._after_fork` (weakly: a tracker that is
+# collected is simply gone).
+_TRACKERS: weakref.WeakSet[Tracker] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for tracker in list(_TRACKERS):
+        tracker._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _drain(queue: deque[Any]) -> list[Any]:
@@ -649,13 +767,16 @@ class _WorkerLink:
             except (EOFError, OSError):
                 self.dead = True
 
-    def sync(self, what: str, handle: Any) -> None:
+    def sync(self, what: str, handle: Any, timeout: float | None = None) -> None:
         """Ask the child to ingest what it holds (``flush``; ``close`` also ends it) and
-        wait until it has, handling its reports meanwhile."""
+        wait until it has (at most ``timeout`` seconds), handling its reports meanwhile."""
         token = next(self._tokens)
         if not self.send((what, token)):
             raise OSError(f"the storing process stopped (exit code {self.exit_code()})")
+        deadline = None if timeout is None else time.monotonic() + timeout
         while token not in self._done:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"the storing process did not finish within {timeout} s")
             self.receive(handle, wait=0.1)
             if self.dead or (token not in self._done and self.process.poll() is not None):
                 self.receive(handle)  # what it sent before it ended
@@ -666,12 +787,20 @@ class _WorkerLink:
     def exit_code(self) -> int | None:
         return self.process.poll()
 
-    def close(self) -> None:
+    def forget(self) -> None:
+        """In a forked child: drop this process's copies of the parent's pipe ends (the
+        storing process sees the service end only once no copy of its pipe is open)."""
+        self.dead = True
+        for conn in (self._out, self._in):
+            with contextlib.suppress(OSError):
+                conn.close()
+
+    def close(self, timeout: float | None = 30.0) -> None:
         for conn in (self._out, self._in):
             with contextlib.suppress(OSError):
                 conn.close()
         try:
-            self.process.wait(timeout=30)
+            self.process.wait(timeout=30 if timeout is None else min(30.0, timeout))
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()

@@ -20,8 +20,8 @@ framing (pickled tuples):
 * parent to child, on the pipe: ``("flush", token)``, ``("close", token)``. Every frame put
   before the token was sent is taken before the child answers it;
 * child to parent: ``("report", accepted, duplicates, quarantined, by_reason)`` after each
-  ingest, ``("error", text)`` when an ingest failed (its rows are kept and retried),
-  ``("done", token)``.
+  ingest, ``("error", text)`` when an ingest or a registration failed (the rows are kept,
+  in order, and retried every ``flush_interval``), ``("done", token)``.
 
 The child takes what the ring holds every ``_POLL_SECONDS``, ingests when ``flush_every``
 rows wait or ``flush_interval`` seconds passed, through :func:`abkit.ingest.ingestor.ingest`
@@ -57,15 +57,28 @@ _PICKLED = b"p"  # a pickled (kind, item): an exposure row dict, an event row, e
 def encode_exposure(record: Any) -> bytes:
     """The frame of an :class:`~abkit.assignment.exposure.ExposureRecord`."""
     attributes = record.attributes
-    return _EXPOSURE_TUPLE + marshal.dumps(
-        (
-            record.experiment,
-            record.unit_id,
-            record.variant,
-            record.timestamp_us,
-            dict(attributes) if attributes else None,
-        )
-    )
+    fields = (record.experiment, record.unit_id, record.variant, record.timestamp_us)
+    try:
+        return _EXPOSURE_TUPLE + marshal.dumps((*fields, dict(attributes) if attributes else None))
+    except ValueError:  # marshal takes exact built-in types; an attribute was not one
+        plain = {_plain(k): _plain(v) for k, v in (attributes or {}).items()}
+        return _EXPOSURE_TUPLE + marshal.dumps((*map(_plain, fields), plain or None))
+
+
+def _plain(value: Any) -> str | int | float | bool:
+    """A scalar attribute as the built-in value it stands for: a member of a ``StrEnum``
+    or ``IntEnum`` (or any ``str``, ``int``, ``float`` subclass) as its value, which is
+    what the store's JSON holds for it when the thread worker stores it; anything else as
+    its ``str``."""
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, int):
+        return int.__index__(value)
+    if isinstance(value, float):
+        return float.__float__(value)
+    return str(value)
 
 
 def encode(kind: str, item: Any) -> bytes:
@@ -147,28 +160,49 @@ def serve(
             )
         return ok
 
-    def take() -> None:
+    # frames taken from the ring behind a registration the store refused (an outage):
+    # they wait, in order, and the registration is retried every flush_interval
+    backlog: list[tuple[str, Any]] = []
+    retry_registration_at = 0.0
+
+    def register(experiments: list[dict[str, Any]]) -> bool:
+        try:
+            store.register_experiments([Experiment.from_dict(d) for d in experiments])
+        except Exception as exc:
+            outbox.send(("error", " ".join(str(exc).split())[:500]))
+            return False
+        return True
+
+    def take(now: bool = False) -> None:
         """Move what the ring holds into ``pending``, registering experiments in order."""
-        for frame in ring.take(limit=pending.room):
-            kind, item = decode(frame)
+        nonlocal retry_registration_at
+        if backlog and not now and time.monotonic() < retry_registration_at:
+            return
+        items = backlog[:]
+        backlog.clear()
+        items += [decode(frame) for frame in ring.take(limit=max(0, pending.room - len(items)))]
+        for i, (kind, item) in enumerate(items):
             if kind == "exposures":
                 pending.exposures.append(item)
             elif kind == "events":
                 pending.events.append(item)
-            elif kind == "experiments":
+            elif kind == "experiments" and not (flush() and register(item)):
                 # rows put before this version are stored under the version they were
-                # served with: ingest them first
-                flush()
-                store.register_experiments([Experiment.from_dict(d) for d in item])
+                # served with: ingest them first; the rows after it wait for it
+                backlog.extend(items[i:])
+                retry_registration_at = time.monotonic() + flush_interval
+                return
 
     def store_all() -> None:
         """Store every frame put before now (more than ``pending`` may hold at once; not
         the frames put meanwhile, or a busy service would keep this from returning)."""
         mark = ring.written
-        while ring.consumed < mark:
+        while ring.consumed < mark or backlog:
             if not flush() or not pending.room:  # the store is down: the rest waits
                 return
-            take()
+            take(now=True)
+            if backlog:  # the store refused a registration: the rest waits
+                return
         flush()
 
     last = retry_at = time.monotonic()

@@ -255,3 +255,22 @@ def test_the_thread_serves_an_in_place_write_once_it_is_quiet(spec, monkeypatch)
             assert time.monotonic() - t < 5.0, "the in-place write was never served"
             time.sleep(0.01)
         assert time.monotonic() - t >= 0.4  # not before it was quiet
+
+
+def test_a_forked_worker_follows_the_file_with_a_thread_of_its_own(spec):
+    # a pre-fork server: the registry is made before the fork, threads are not inherited
+    live = LiveRegistry(spec, poll_interval=0.05)
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            atomic_write(spec, ROLLED_BACK)
+            deadline = time.monotonic() + 10
+            while live["ranker"].status != "stopped" and time.monotonic() < deadline:
+                time.sleep(0.01)
+            code = 0 if live["ranker"].status == "stopped" else 3
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    live.close()
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -438,3 +438,176 @@ def test_a_process_worker_needs_a_url(sqlite_url):
     with pytest.raises(ValueError, match="worker must be one of"):
         Tracker(db=sqlite_url, worker="fork")  # type: ignore[arg-type]
     store.close()
+
+
+def _break_table(url: str, table: str) -> None:
+    """A stand-in for a database that went down: the table the worker writes is gone."""
+    import sqlite3
+
+    path = url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as con:
+        con.execute(f"ALTER TABLE {table} RENAME TO {table}_away")
+
+
+def _mend_table(url: str, table: str) -> None:
+    import sqlite3
+
+    path = url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as con:
+        con.execute(f"ALTER TABLE {table}_away RENAME TO {table}")
+
+
+@pytest.mark.parametrize("worker", ["thread", "process"])
+def test_what_close_cannot_store_is_counted_as_dropped(sqlite_url, worker, caplog):
+    experiment = config.Experiment(key="k", variants=["a", "b"])
+    tracker = Tracker(db=sqlite_url, experiments=[experiment], worker=worker, flush_interval=60)
+    tracker.flush()  # the worker has opened the store
+    _break_table(sqlite_url, "abkit_exposures")
+    for i in range(500):
+        tracker.expose(assignment.ExposureRecord.create("k", f"u{i}", "ab"[i % 2]))
+    with caplog.at_level(logging.WARNING, logger="abkit.ingest.tracker"):
+        tracker.close()
+    stats = tracker.stats()
+    assert stats.accepted == 0 and stats.dropped == 500
+    assert "500 rows dropped" in caplog.text
+
+
+def test_a_process_worker_outlives_an_outage_during_a_registration(sqlite_url, tmp_path):
+    # a new version of the spec is served while the store is down: the registration waits,
+    # with the rows behind it, and both are stored once the store is back
+    from abkit.assignment.live import LiveRegistry
+
+    spec = tmp_path / "experiments.toml"
+    text = '[[experiments]]\nkey = "k"\nvariants = ["a", "b"]\n'
+    spec.write_text(text, encoding="utf-8")
+    live = LiveRegistry(spec, start=False)
+    handle = live.experiment("k")
+    with Tracker(db=sqlite_url, experiments=live, worker="process", flush_interval=0.2) as tracker:
+        assignment.add_exposure_hook(tracker.expose)
+        try:
+            for i in range(100):
+                assign_mod.assign(handle, f"u{i}")
+            tracker.flush()
+            _break_table(sqlite_url, "abkit_experiments")
+            new = tmp_path / "experiments.new"
+            new.write_text(text.replace('"b"]', '"b", "c"]'), encoding="utf-8")
+            new.replace(spec)
+            assert live.refresh()
+            for i in range(100, 200):
+                assign_mod.assign(handle, f"u{i}")
+            time.sleep(0.5)  # the child tries, fails and keeps the rows
+            _mend_table(sqlite_url, "abkit_experiments")
+            assert tracker._link is not None and tracker._link.exit_code() is None
+            for i in range(200, 300):
+                assign_mod.assign(handle, f"u{i}")
+        finally:
+            assignment.remove_exposure_hook(tracker.expose)
+    stats = tracker.stats()
+    assert stats.accepted == 300 and stats.dropped == 0 and stats.flush_errors >= 1
+    store = open_store(sqlite_url)
+    assert len(_exposures(store)) == 300
+    assert store.get_experiment("k").variant_names == ("a", "b", "c")
+    store.close()
+
+
+def test_a_process_worker_stores_enum_attributes_as_the_thread_worker_does(tmp_path):
+    import enum
+
+    class Plan(enum.StrEnum):
+        PRO = "pro"
+
+    class Tier(enum.IntEnum):
+        GOLD = 3
+
+    experiment = config.Experiment(key="k", variants=["a", "b"])
+    stored = {}
+    for worker in ("thread", "process"):
+        url = f"sqlite:///{tmp_path / worker}.db"
+        with Tracker(db=url, experiments=[experiment], worker=worker) as tracker:
+            for i in range(20):
+                attributes = {"plan": Plan.PRO, "tier": Tier.GOLD}
+                tracker.expose(
+                    assignment.ExposureRecord.create("k", f"u{i}", "a", attributes=attributes)
+                )
+        assert (tracker.stats().accepted, tracker.stats().dropped) == (20, 0), worker
+        store = open_store(url)
+        with store.engine.connect() as conn:
+            table = store.tables.exposure_attributes
+            stored[worker] = sorted(conn.execute(select(table.c.name, table.c.value)).all())
+        store.close()
+    assert stored["process"] == stored["thread"] and len(stored["thread"]) == 40
+
+
+def test_the_thread_worker_registers_the_served_version_of_a_known_key(sqlite_url):
+    # the store knows "k" with two variants; this service serves a third (a newer spec)
+    old = config.Experiment(key="k", variants=["a", "b"])
+    open_store(sqlite_url).register_experiments([old])
+    new = config.Experiment(key="k", variants=["a", "b", "c"])
+    c_units = [
+        u
+        for u in (f"u{i}" for i in range(300))
+        if assign_mod.assign(new, u, expose=False).variant == "c"
+    ]
+    with Tracker(db=sqlite_url, background=False) as tracker:
+        assignment.add_exposure_hook(tracker.expose)
+        try:
+            for unit in c_units:
+                assign_mod.assign(new, unit)
+        finally:
+            assignment.remove_exposure_hook(tracker.expose)
+        tracker.flush()
+    stats = tracker.stats()
+    assert stats.accepted == len(c_units) and stats.quarantined == 0
+
+
+@pytest.mark.parametrize("worker", ["thread", "process"])
+def test_a_forked_worker_stores_its_own_rows_and_the_parent_its_own(sqlite_url, worker):
+    # a pre-fork server (gunicorn --preload): the tracker is made before the fork
+    experiment = config.Experiment(key="k", variants=["a", "b"])
+    tracker = Tracker(db=sqlite_url, experiments=[experiment], worker=worker, flush_interval=60)
+    for i in range(300):
+        tracker.expose(assignment.ExposureRecord.create("k", f"parent{i}", "a"))
+    pid = os.fork()
+    if pid == 0:  # the worker
+        code = 1
+        try:
+            for i in range(400):
+                tracker.expose(assignment.ExposureRecord.create("k", f"child{i}", "b"))
+            tracker.close()
+            stats = tracker.stats()
+            code = 0 if (stats.accepted, stats.dropped) == (400, 0) else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    tracker.close()
+    assert (tracker.stats().accepted, tracker.stats().dropped) == (300, 0)
+    store = open_store(sqlite_url)
+    stored = _exposures(store)
+    assert len(stored) == 700 and sum(v == "b" for v in stored.values()) == 400
+    store.close()
+
+
+@pytest.mark.parametrize("worker", ["thread", "process"])
+def test_close_gives_up_after_its_timeout_and_counts_the_rows(sqlite_url, worker, caplog):
+    import sqlite3
+
+    experiment = config.Experiment(key="k", variants=["a", "b"])
+    tracker = Tracker(db=sqlite_url, experiments=[experiment], worker=worker, flush_interval=0.1)
+    tracker.flush()
+    holder = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # another process holds the write lock
+    try:
+        for i in range(100):
+            tracker.expose(assignment.ExposureRecord.create("k", f"u{i}", "a"))
+        time.sleep(0.5)  # the worker's flush has started and waits for the lock
+        started = time.monotonic()
+        with caplog.at_level(logging.WARNING, logger="abkit.ingest.tracker"):
+            tracker.close(timeout=2.0)
+        assert time.monotonic() - started < 20.0
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    stats = tracker.stats()
+    assert stats.accepted + stats.dropped >= 100 and stats.dropped > 0
+    assert "rows dropped" in caplog.text
