@@ -342,69 +342,78 @@ class _Refresh:
 
 
 def _from_cache(
-    conn: Connected, scope: Scope, metrics: Sequence[Metric], options: Options, refresh: _Refresh
-) -> tuple[dict[str | None, Aggregates] | None, str]:
+    conn: Connected,
+    scope: Scope,
+    metrics: Sequence[Metric],
+    options: Options,
+    refresh: _Refresh,
+    stack: contextlib.ExitStack,
+) -> tuple[dict[str | None, Aggregates] | None, str, QueryRunner, Relations]:
     """The overall aggregates read from the refreshed unit cache (``None`` when it cannot
-    serve this readout: the caller runs the full analysis), and what the refresh did."""
+    serve this readout: the caller runs the full analysis), what the refresh did, and the
+    runner and relations the rest of the readout (segments) reads: the rows the cache
+    holds, through a connection opened after the refresh. ``stack`` keeps them open."""
     from abkit.analysis import incremental
 
     cache_scope = Scope(scope.experiment, refresh.end_us, scope.since_us)
     rel = conn.relations
     arrival = all("batch_id" in t.c for t in (rel.events, rel.exposures))
-    with contextlib.ExitStack() as stack:
-        arm_rows = None
-        runner: QueryRunner = conn.runner
-        if isinstance(conn.runner, incremental.CachingRunner) and conn.store is None and arrival:
-            # the runner keeps its caches itself, beside the tables it reads; a merge needs
-            # the rows' arrival order (their ingest batch)
-            units, report = stack.enter_context(
-                conn.runner.unit_cache(
-                    rel,
-                    scope,
-                    metrics,
-                    cuped=options.cuped,
-                    mode=refresh.mode,
-                    lookback=refresh.lookback,
-                    cache_scope=cache_scope,
-                )
+    arm_rows = None
+    runner: QueryRunner = conn.runner
+    if isinstance(conn.runner, incremental.CachingRunner) and conn.store is None and arrival:
+        # the runner keeps its caches itself, beside the tables it reads; a merge needs
+        # the rows' arrival order (their ingest batch)
+        units, report = stack.enter_context(
+            conn.runner.unit_cache(
+                rel,
+                scope,
+                metrics,
+                cuped=options.cuped,
+                mode=refresh.mode,
+                lookback=refresh.lookback,
+                cache_scope=cache_scope,
             )
-        elif conn.store is None or rel.events is not conn.store.tables.events:
-            return None, (
-                "full analysis: a unit cache lives in abkit's own store or beside the tables "
-                "of a runner that keeps caches (Spark), and needs the rows' batch ids; "
-                f"this analysis reads {conn.source} on {conn.dialect}"
-            )
-        else:
-            store = conn.store
-            cache, report = stack.enter_context(
-                incremental.cached_units(
-                    store,
-                    scope,
-                    metrics,
-                    cuped=options.cuped,
-                    mode=refresh.mode,
-                    lookback=refresh.lookback,
-                    cache_scope=cache_scope,
-                )
-            )
-            units = None if cache is None else cache.source()
-            if cache is not None:
-                arm_rows = cache.arm_rows
-                # a fresh connection: the reader's snapshot may predate the refresh
-                fresh = stack.enter_context(store.engine.connect())
-                runner = SQLAlchemyRunner(fresh, where=str(store.url))
-        if units is None:
-            return None, report.describe()
-        found = sql.fetch_aggregates(
-            runner,
-            rel,
-            scope,
-            metrics,
-            cuped=options.cuped,
-            unit_source=units,
-            arm_rows=arm_rows,
         )
-        return found, report.describe()
+    elif conn.store is None or rel.events is not conn.store.tables.events:
+        note = (
+            "full analysis: a unit cache lives in abkit's own store or beside the tables "
+            "of a runner that keeps caches (Spark), and needs the rows' batch ids; "
+            f"this analysis reads {conn.source} on {conn.dialect}"
+        )
+        return None, note, runner, rel
+    else:
+        store = conn.store
+        cache, report = stack.enter_context(
+            incremental.cached_units(
+                store,
+                scope,
+                metrics,
+                cuped=options.cuped,
+                mode=refresh.mode,
+                lookback=refresh.lookback,
+                cache_scope=cache_scope,
+            )
+        )
+        units = None if cache is None else cache.source()
+        if cache is not None:
+            arm_rows = cache.arm_rows
+            # a fresh connection: the reader's snapshot may predate the refresh; and the
+            # rows of an ingest still running are in no part of this readout
+            fresh = stack.enter_context(store.engine.connect())
+            runner = SQLAlchemyRunner(fresh, where=str(store.url))
+            rel = incremental.rows_upto(rel, report.rows_upto)
+    if units is None:
+        return None, report.describe(), conn.runner, conn.relations
+    found = sql.fetch_aggregates(
+        runner,
+        rel,
+        scope,
+        metrics,
+        cuped=options.cuped,
+        unit_source=units,
+        arm_rows=arm_rows,
+    )
+    return found, report.describe(), runner, rel
 
 
 def _read(
@@ -420,36 +429,38 @@ def _read(
     With ``refresh``, the overall per-unit aggregates come from the unit cache, brought up to
     date first: the store's (:mod:`abkit.analysis.incremental`), or the runner's own
     (:class:`~abkit.analysis.incremental.CachingRunner`, e.g. Spark's Parquet caches) when it
-    reads abkit's tables; segments are read in full.
+    reads abkit's tables; segments are read in full, from the rows the cache holds.
     """
     note = ""
     found: dict[str | None, Aggregates] | None = None
-    if refresh is not None:
-        found, note = _from_cache(conn, scope, metrics, options, refresh)
-    if found is None:
-        found = sql.fetch_aggregates(
-            conn.runner, conn.relations, scope, metrics, cuped=options.cuped
-        )
-    overall = found.get(None)
-    if overall is None:
-        raise NotEnoughDataError(
-            f"experiment {scope.experiment!r} has no exposures in {conn.runner.where}"
-        )
-    if options.segments:
-        _check_segments(conn, scope, options.segments)
-    by_segment = {
-        name: sql.fetch_aggregates(
-            conn.runner,
-            conn.relations,
-            scope,
-            metrics,
-            cuped=options.cuped,
-            caps=overall.caps,
-            segment=name,
-            daily=False,
-        )
-        for name in options.segments
-    }
+    runner, relations = conn.runner, conn.relations
+    with contextlib.ExitStack() as stack:
+        if refresh is not None:
+            found, note, runner, relations = _from_cache(
+                conn, scope, metrics, options, refresh, stack
+            )
+        if found is None:
+            found = sql.fetch_aggregates(runner, relations, scope, metrics, cuped=options.cuped)
+        overall = found.get(None)
+        if overall is None:
+            raise NotEnoughDataError(
+                f"experiment {scope.experiment!r} has no exposures in {conn.runner.where}"
+            )
+        if options.segments:
+            _check_segments(conn, scope, options.segments)
+        by_segment = {
+            name: sql.fetch_aggregates(
+                runner,
+                relations,
+                scope,
+                metrics,
+                cuped=options.cuped,
+                caps=overall.caps,
+                segment=name,
+                daily=False,
+            )
+            for name in options.segments
+        }
     return overall, by_segment, note
 
 

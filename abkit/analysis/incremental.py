@@ -145,14 +145,22 @@ class RefreshReport:
     new_exposures: int = 0
     recomputed_units: int = 0
     watermark: int | None = None
+    # the readout's rows stop at this batch id: the batches after it are still being
+    # ingested (None: every row)
+    rows_upto: int | None = None
 
     def describe(self) -> str:
         """``incremental (120 new events, 3 new exposures)`` or ``full rebuild: <reason>``."""
+        held = (
+            ""
+            if self.rows_upto is None
+            else f"; rows of batches after {self.rows_upto} wait for their ingest to finish"
+        )
         if self.action != "incremental":
-            return f"{self.action}: {self.reason}"
+            return f"{self.action}: {self.reason}{held}"
         return (
             f"incremental ({self.new_events:,} new events, {self.new_exposures:,} new "
-            f"exposures; {self.recomputed_units:,} units recomputed)"
+            f"exposures; {self.recomputed_units:,} units recomputed{held})"
         )
 
 
@@ -385,6 +393,31 @@ def _add(
                 into[column] = into.get(column, 0.0) + sign * (0.0 if value is None else value)
 
 
+# The largest error, relative to a sum (or absolute, for a sum under 1), that taking
+# stage-6 rows out of a rollup sum may leave (:func:`_cancelled`).
+_CANCELLATION = 1e-12
+
+
+def _cancelled(
+    subtracted: Sequence[Mapping[str, Any]],
+    total: Mapping[tuple[str, int, int], Mapping[str, float]],
+) -> bool:
+    """Whether the sums ``total`` (after ``subtracted`` was taken out) may be off by more
+    than ``_CANCELLATION`` of their value. A double sum keeps its terms to 2^-52 of its
+    largest one: a whale's ``v²`` added to a group and taken out again (it moved to
+    another group, or it lies above a percentile cap) leaves an error of up to
+    ``2^-52 × v²`` in what remains, which can be most of it. The caller then recomputes
+    the sums from the cache rows instead of by difference."""
+    for row in subtracted:
+        into = total.get(_row_key(row), {})
+        for column, value in row.items():
+            if column in _KEYS or column in _SPAN or value is None:
+                continue
+            if abs(value) * 2.0**-52 > _CANCELLATION * max(abs(into.get(column, 0.0)), 1.0):
+                return True
+    return False
+
+
 def _stage6_rows(conn: Connection, statement: sql.Select[Any]) -> list[Mapping[str, Any]]:
     """The rows of a stage-6 statement (per variant, day, single), in any order."""
     return [dict(r) for r in conn.execute(statement.order_by(None)).mappings()]
@@ -476,8 +509,12 @@ class UnitCache:
                     bounded = sql.capped_values(metrics[i], table, plan, i, cuped=cuped)
                     above += [unit_value > bound for unit_value in bounded]
             if above:
+                uncapped = _stage6_rows(conn, self.uncapped(or_(*above)))
                 _add(total, _stage6_rows(conn, self.sums(metrics, or_(*above), caps=caps)), 1.0)
-                _add(total, _stage6_rows(conn, self.uncapped(or_(*above))), -1.0)
+                _add(total, uncapped, -1.0)
+                if _cancelled(uncapped, total):  # a whale above a cap: every unit's sums
+                    total = {}
+                    _add(total, _stage6_rows(conn, self.sums(metrics, caps=caps)), 1.0)
             # two statements: SQLite answers a lone min() or max() from the index
             span = [
                 conn.execute(select(edge(table.c.first_us))).scalar()
@@ -619,7 +656,9 @@ def rows_upto(rel: Relations, watermark: int | None) -> Relations:
     if watermark is None:
         return rel
     ev, ex = rel.events, rel.exposures
-    return Relations(
+    # the attributes (segments) join the exposures kept
+    return replace(
+        rel,
         exposures=select(*ex.c).where(ex.c.batch_id <= watermark).subquery("abkit_exposures_w"),
         events=select(*ev.c).where(ev.c.batch_id <= watermark).subquery("abkit_events_w"),
     )
@@ -744,7 +783,10 @@ def _merge(
         _add(total, [dict(r) for r in conn.execute(select(cache.rollup)).mappings()], 1.0)
         _add(total, before, -1.0)
         _add(total, _stage6_rows(conn, of_changed), 1.0)
-        _write_rollup(conn, cache.rollup, total)
+        if _cancelled(before, total):  # a whale left its group: sum every unit again
+            cache.build_rollup(conn)
+        else:
+            _write_rollup(conn, cache.rollup, total)
     for table in (delta, recompute):
         if table is not None:
             table.drop(conn)
@@ -1020,7 +1062,9 @@ def _refresh(
             staged.drop(conn)
             added = _row_counts(conn, store, old, watermark)
             rows = (before[0] + added[0], before[1] + added[1])
-        report = RefreshReport(mode, "incremental", "", *counts, watermark=watermark)
+        report = RefreshReport(
+            mode, "incremental", "", *counts, watermark=watermark, rows_upto=limit
+        )
         built_at = int(entry["built_at_us"])
     except Rebuild as why:
         if mode == "incremental":
@@ -1034,7 +1078,9 @@ def _refresh(
         cache.build_rollup(conn)
         newest = _max_ts(conn, rel, scope, types, None, limit)
         rows = _row_counts(conn, store, None, watermark)
-        report = RefreshReport(mode, "full rebuild", str(why.args[0]), watermark=watermark)
+        report = RefreshReport(
+            mode, "full rebuild", str(why.args[0]), watermark=watermark, rows_upto=limit
+        )
         built_at = now_us()
     row = {
         "definition": layout.definition,

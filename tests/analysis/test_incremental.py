@@ -390,3 +390,82 @@ def test_the_cap_read_from_the_index_is_the_nearest_rank_percentile(values, perc
         assert _tail_percentile(conn, table.c.v, percent) == nearest_rank_percentile(
             values, percent
         )
+
+
+# ------------------------------------------------------------------- whales
+def _whale(unit: str, value: float, ts_us: int) -> tuple[Any, ...]:
+    return (f"whale-{unit}", unit, "purchase", value, ts_us, "0" * 32)
+
+
+def test_a_whale_above_the_cap_leaves_the_readout_exact(any_url):
+    # the rollup holds uncapped sums: taking a 1e9 purchase's v² (1e18) back out for the
+    # capped readout would leave rounding errors of ~100 in what remains of sum_sq
+    store = open_store(any_url)
+    store.register_experiments([SIM.experiment])
+    first = EXPOSURES[0]
+    _write(store, 1, EXPOSURES, [*EVENTS, _whale(first[2], 1e9, first[4] + HOUR_US)])
+    _assert_same(analyze(store, KEY, METRICS, refresh="auto"), analyze(store, KEY, METRICS))
+    store.close()
+
+
+def test_a_whale_that_moves_group_leaves_the_rollup_exact(any_url):
+    # no cap: a unit with a 1e8 purchase is later exposed to the other variant too, and
+    # the merge takes its sums out of its old (variant, day) group of the rollup
+    metrics = list(SIM.metrics)
+    store = open_store(any_url)
+    store.register_experiments([SIM.experiment])
+    # a unit exposed once, on the busiest day: its group has other units' sums to lose
+    exposures_of: dict[str, list[Any]] = {}
+    for row in EXPOSURES:
+        exposures_of.setdefault(row[2], []).append(row)
+    days = [row[4] // DAY_US for row in EXPOSURES]
+    busiest = max(set(days), key=days.count)
+    _, _, unit, variant, ts_us, *_ = next(
+        rows[0]
+        for rows in exposures_of.values()
+        if len(rows) == 1 and rows[0][4] // DAY_US == busiest
+    )
+    _write(store, 1, EXPOSURES, [*EVENTS, _whale(unit, 1e9, ts_us + HOUR_US)])
+    _assert_same(analyze(store, KEY, metrics, refresh="auto"), analyze(store, KEY, metrics))
+    other = next(v for v in SIM.experiment.variant_names if v != variant)
+    moved = (f"moved-{unit}", KEY, unit, other, ts_us + 2 * HOUR_US, "0" * 32)
+    _write(store, 2, [moved], [])
+    incremental = analyze(store, KEY, metrics, refresh="auto")
+    assert incremental.experiment.refresh.startswith("incremental")
+    _assert_same(incremental, analyze(store, KEY, metrics))
+    store.close()
+
+
+def test_a_readout_during_an_ingest_reads_one_snapshot_segments_included(sqlite_url):
+    # the cache stops below a batch still being ingested: the segments must too, or one
+    # result mixes two snapshots
+    from abkit.ingest.ingestor import ingest
+
+    sim = simulate_experiment(400, seed=5)
+    key, metrics = sim.experiment.key, list(sim.metrics)
+    store = open_store(sqlite_url)
+    store.register_experiments([sim.experiment])
+    exposures = sim.exposures[["unit_id", "experiment", "variant", "timestamp", "country"]]
+    events = sim.events[["unit_id", "event_type", "value", "timestamp"]].sort_values("timestamp")
+    half = len(events) // 2
+    ingest(exposures, db=store, kind="exposures", source_name="exposures")
+    ingest(events.iloc[:half], db=store, kind="events", source_name="first half")
+    before = analyze(store, key, metrics, segments=["country"])
+    during: dict[str, Any] = {}
+
+    def look(progress: Any) -> None:
+        if not progress.done and progress.committed >= 300 and not during:
+            during["readout"] = analyze(store, key, metrics, refresh="auto", segments=["country"])
+
+    ingest(
+        events.iloc[half:],
+        db=store,
+        kind="events",
+        source_name="second half",
+        chunk_size=100,
+        progress=look,
+    )
+    readout = during["readout"]
+    assert "wait for their ingest to finish" in readout.experiment.refresh
+    _assert_same(readout, before)
+    store.close()
