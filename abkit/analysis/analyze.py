@@ -360,20 +360,16 @@ def _from_cache(
     arrival = all("batch_id" in t.c for t in (rel.events, rel.exposures))
     arm_rows = None
     runner: QueryRunner = conn.runner
+    how: dict[str, Any] = {
+        "cuped": options.cuped,
+        "mode": refresh.mode,
+        "lookback": refresh.lookback,
+        "cache_scope": cache_scope,
+    }
     if isinstance(conn.runner, incremental.CachingRunner) and conn.store is None and arrival:
         # the runner keeps its caches itself, beside the tables it reads; a merge needs
         # the rows' arrival order (their ingest batch)
-        units, report = stack.enter_context(
-            conn.runner.unit_cache(
-                rel,
-                scope,
-                metrics,
-                cuped=options.cuped,
-                mode=refresh.mode,
-                lookback=refresh.lookback,
-                cache_scope=cache_scope,
-            )
-        )
+        units, report = stack.enter_context(conn.runner.unit_cache(rel, scope, metrics, **how))
     elif conn.store is None or rel.events is not conn.store.tables.events:
         note = (
             "full analysis: a unit cache lives in abkit's own store or beside the tables "
@@ -383,17 +379,7 @@ def _from_cache(
         return None, note, runner, rel
     else:
         store = conn.store
-        cache, report = stack.enter_context(
-            incremental.cached_units(
-                store,
-                scope,
-                metrics,
-                cuped=options.cuped,
-                mode=refresh.mode,
-                lookback=refresh.lookback,
-                cache_scope=cache_scope,
-            )
-        )
+        cache, report = stack.enter_context(incremental.cached_units(store, scope, metrics, **how))
         units = None if cache is None else cache.source()
         if cache is not None:
             arm_rows = cache.arm_rows

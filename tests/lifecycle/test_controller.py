@@ -72,6 +72,13 @@ def _store_with_data(
     return store
 
 
+def _another(key: str) -> str:
+    """The spec's experiment under another key (to put beside it in one file)."""
+    return SPEC.replace('key = "exp"', f'key = "{key}"').replace(
+        "[[experiments]]", "\n[[experiments]]"
+    )
+
+
 @pytest.fixture
 def spec_path(tmp_path: Path) -> Path:
     path = tmp_path / "experiments.toml"
@@ -304,10 +311,7 @@ def test_an_edit_during_the_run_defers_one_experiment_and_keeps_the_others_actio
     import abkit.lifecycle.controller as controller
 
     path = tmp_path / "experiments.toml"
-    second = SPEC.replace('key = "exp"', 'key = "exp2"').replace(
-        "[[experiments]]", "\n[[experiments]]"
-    )
-    path.write_text(SPEC + second)
+    path.write_text(SPEC + _another("exp2"))
     store = _store_with_data(sqlite_url, path, keys=("exp", "exp2"))
     write = controller.write_spec_version
 
@@ -397,10 +401,7 @@ def test_an_experiment_that_cannot_be_read_does_not_block_the_others(
     from abkit.errors import DataError
 
     path = tmp_path / "experiments.toml"
-    other = SPEC.replace('key = "exp"', 'key = "bad"').replace(
-        "[[experiments]]", "\n[[experiments]]"
-    )
-    path.write_text(other + SPEC)  # the unreadable one first
+    path.write_text(_another("bad") + SPEC)  # the unreadable one first
     store = _store_with_data(sqlite_url, path, errors_t=2.0, keys=("exp", "bad"))
     read = controller.analyze
 
