@@ -165,6 +165,17 @@ class _TextCheck:
         self.max_line = max_line
         self.lines = 0  # complete lines seen
         self.current = 0  # bytes of the line being read
+        self._cr_ended = False  # the last block ended with a CR (maybe half a CRLF)
+
+    def _line_ends(self, block: bytes) -> bytes:
+        """``block`` with each line end as ``\n``: the readers split lines on ``\r\n``,
+        ``\r`` (old Mac exports) and ``\n`` alike (``newline=""``), and so must the check."""
+        if self._cr_ended and block[:1] == b"\n":  # the rest of a CRLF cut between blocks
+            block = block[1:]
+        self._cr_ended = block[-1:] == b"\r"
+        if b"\r" in block:
+            block = block.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        return block
 
     def feed(self, block: bytes, final: bool = False) -> None:
         if self.decoder is not None:
@@ -179,6 +190,7 @@ class _TextCheck:
                     file=self.display,
                     row=line,
                 ) from None
+        block = self._line_ends(block)
         if self.max_line is not None:
             self._check_lengths(block)
         else:
@@ -424,7 +436,15 @@ class CsvReader(_FileReader):
                 return self._header
             with self._open_text() as text:
                 try:
-                    first = next(_bounded_lines(text, self.limits, self.display), "")
+                    # the header is the first line that is not blank
+                    first = next(
+                        (
+                            line
+                            for line in _bounded_lines(text, self.limits, self.display)
+                            if line.strip()
+                        ),
+                        "",
+                    )
                 except UnicodeDecodeError as exc:
                     raise DataError(f"not UTF-8 text ({exc})", file=self.display, row=1) from exc
             self.close()
@@ -456,7 +476,8 @@ class CsvReader(_FileReader):
             bounded = _bounded_lines(text, self.limits, self.display)
             lines = _nul_standins(bounded) if _CSV_REFUSES_NUL else bounded
             reader = csv.reader(lines, delimiter=self.delimiter or ",")
-            next(reader)  # header
+            # the header, after any blank lines (row numbers still count them)
+            next(record for record in reader if any(field.strip() for field in record))
             chunk = Chunk()
             last_line = reader.line_num
             seen = 0
@@ -538,7 +559,7 @@ class JsonLinesReader(_FileReader):
                             continue
                         try:
                             value = json.loads(raw_line)
-                        except ValueError:
+                        except (ValueError, RecursionError):  # nested past the parser's depth
                             value = None
                         if isinstance(value, dict):
                             names.update(dict.fromkeys(value))
@@ -569,7 +590,7 @@ class JsonLinesReader(_FileReader):
                         continue
                     try:
                         value = json.loads(raw_line)
-                    except ValueError as exc:
+                    except (ValueError, RecursionError) as exc:  # too deep: malformed too
                         chunk.malformed.append(
                             (line, raw_line.rstrip("\r\n"), f"is not valid JSON ({exc})")
                         )
@@ -646,8 +667,20 @@ class ParquetReader(_FileReader):
         parquet = self._file()
         position = 0
         try:
-            for batch in parquet.iter_batches(batch_size=size, columns=names):
-                rows = batch.to_pylist()
+            batches = parquet.iter_batches(batch_size=size, columns=names)
+            while True:
+                try:  # damage past the footer shows only when its pages are decoded
+                    batch = next(batches, None)
+                    if batch is None:
+                        break
+                    rows = batch.to_pylist()
+                except Exception as exc:  # pyarrow raises OSError, ArrowInvalid and friends
+                    raise DataError(
+                        f"unreadable Parquet data after row {position:,} ({exc}); the rows "
+                        "before it were stored - repair or re-export the file and ingest it again",
+                        file=self.display,
+                        row=position + 1,
+                    ) from exc
                 start = position
                 position += len(rows)
                 if position <= skip:
@@ -676,7 +709,13 @@ class FrameReader(Reader):
         self._position = 0
 
     def columns(self) -> list[str]:
-        return [str(c) for c in self.frame.columns if not str(c).startswith(EXPORT_PREFIX)]
+        names = [str(c) for c in self.frame.columns]
+        seen: set[str] = set()
+        for name in names:
+            if name in seen:  # two columns of one name (or 1 and "1"): one hides the other
+                raise DataError(f"column {name!r} appears twice", file=self.display, field=name)
+            seen.add(name)
+        return [c for c in names if not c.startswith(EXPORT_PREFIX)]
 
     def chunks(self, size: int, skip: int = 0) -> Generator[Chunk, None, None]:
         import pandas as pd

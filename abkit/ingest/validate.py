@@ -405,6 +405,16 @@ class Validator:
 
     def __post_init__(self) -> None:
         self._future_limit = self.now_us + int(self.max_future / timedelta(microseconds=1))
+        if self.open_schema:
+            # a row's key named like a field is that field even when the first rows, from
+            # which the plan was made, lacked it (1,000 views, then a purchase's value)
+            taken = set(self.columns.values())
+            fallback = {
+                name: name
+                for name in KNOWN[self.kind]
+                if name not in self.columns and name not in taken
+            }
+            self.columns = {**fallback, **self.columns}
         get = self.columns.get
         # Required fields: the plan guarantees a column for each (default: the field name).
         self._c_unit = get("unit_id", "unit_id")
@@ -548,6 +558,7 @@ class Validator:
             event_id.__class__ is str
             and 0 < len(event_id) <= EVENT_ID_LENGTH
             and "\x00" not in event_id
+            and not event_id.isspace()  # blank: no id given (the content hash is used)
         ):
             event_id = _optional_text(row, cols.get("event_id"), "event_id", EVENT_ID_LENGTH)
         if event_id is not None and not event_id.isascii():

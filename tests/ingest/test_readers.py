@@ -212,3 +212,130 @@ def test_a_directory_or_unreadable_source_is_a_located_data_error(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
     assert "is a directory" in result.stderr
+
+
+def _stored_events(url: str) -> list[tuple[object, ...]]:
+    from sqlalchemy import select
+
+    from abkit.store.store import open_store
+
+    store = open_store(url)
+    try:
+        events = store.tables.events
+        query = select(
+            events.c.event_id, events.c.unit_id, events.c.value, events.c.currency
+        ).order_by(events.c.ts_us)
+        with store.engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(query)]
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_blank_lines_before_the_header_are_skipped_not_an_empty_file(tmp_path, newline, reasons):
+    lines = ["", "", "unit_id,event_type,timestamp", "u1,e,1700000000", "u2,e,bad"]
+    path = tmp_path / "blank-first.csv"
+    path.write_bytes(newline.join(lines).encode() + newline.encode())
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    report = ingest(path, db=url)
+    assert (report.accepted, report.quarantined) == (1, 1)
+    ((row, code, _, _),) = reasons(url)
+    assert (row, code) == (5, "bad_timestamp")  # the blank lines count
+
+
+def test_a_csv_with_cr_line_ends_over_the_line_limit_in_all_is_read(tmp_path):
+    # old Mac exports end lines with CR alone; the readers split on it, so must the check
+    rows = "".join(f"u{i},e,{1700000000 + i}\r" for i in range(3000))
+    path = tmp_path / "cr.csv"
+    path.write_text("unit_id,event_type,timestamp\r" + rows, encoding="utf-8", newline="")
+    limits = ReadLimits(max_line_bytes=4096)  # the whole file is ~70 KB
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    assert ingest(path, db=url, limits=limits).accepted == 3000
+
+
+def test_a_jsonl_field_first_seen_after_the_first_rows_is_that_field(tmp_path):
+    # 1,000 views without a value, then purchases with value, currency and an order id:
+    # the plan is made from the first rows, the fields must still be read
+    rows = [
+        {"unit_id": f"u{i}", "event_type": "view", "timestamp": 1700000000 + i} for i in range(1000)
+    ]
+    rows += [
+        {
+            "unit_id": "u1",
+            "event_type": "purchase",
+            "timestamp": 1700002000,
+            "value": 49.99,
+            "currency": "EUR",
+            "event_id": "order-1",
+        },
+        {
+            "unit_id": "u2",
+            "event_type": "purchase",
+            "timestamp": 1700002001,
+            "value": 59.99,
+            "currency": "EUR",
+            "event_id": "order-1",
+        },
+    ]
+    path = tmp_path / "late.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    report = ingest(path, db=url)
+    assert (report.accepted, report.quarantined) == (1001, 1)  # the id reused: a conflict
+    purchase = [row for row in _stored_events(url) if row[0] == "order-1"]
+    assert purchase == [("order-1", "u1", 49.99, "EUR")]
+
+
+def test_a_blank_event_id_means_no_id(tmp_path):
+    path = tmp_path / "blank-id.csv"
+    path.write_text(
+        "event_id,unit_id,event_type,timestamp\n ,u1,e,1700000000\n ,u2,e,1700000001\n",
+        encoding="utf-8",
+    )
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    assert ingest(path, db=url).accepted == 2
+    assert all(len(str(row[0])) == 32 for row in _stored_events(url))  # content hashes
+
+
+def test_a_dataframe_with_two_columns_of_one_name_is_refused(tmp_path):
+    import pandas as pd
+
+    frame = pd.DataFrame(
+        [["u1", "e", 1700000000, 9.99, 19.99]],
+        columns=["unit_id", "event_type", "timestamp", "value", "value"],
+    )
+    with pytest.raises(DataError, match="'value' appears twice"):
+        ingest(frame, db=f"sqlite:///{tmp_path / 'a.db'}")
+
+
+def test_damaged_parquet_pages_and_deep_jsonl_are_located_errors(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table(
+        {
+            "unit_id": [f"u{i}" for i in range(20_000)],
+            "event_type": ["e"] * 20_000,
+            "timestamp": [1700000000 + i for i in range(20_000)],
+        }
+    )
+    path = tmp_path / "damaged.parquet"
+    pq.write_table(table, path, row_group_size=2_000, compression="snappy")
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 200] = bytes(b ^ 0xFF for b in data[middle : middle + 200])
+    path.write_bytes(bytes(data))
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    for source in (path, tmp_path / "deep.jsonl"):
+        if source.suffix == ".jsonl":
+            source.write_text("[" * 100_000 + "\n", encoding="utf-8")
+        result = subprocess.run(
+            [sys.executable, "-m", "abkit", "ingest", str(source), "--db", url],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 2, result.stderr
+        assert source.name in result.stderr and "unexpected error" not in result.stderr
