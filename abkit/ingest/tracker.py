@@ -37,7 +37,8 @@ Nothing is lost silently:
   versions it registers as they arrive, or any iterable of ``Experiment``) and, for any
   other key, the experiment that ``assign`` served in this process
   (:func:`abkit.assignment.exposure.served_experiment`), so the service path needs no
-  separate registration step. It warns once per experiment it can neither find in the
+  separate registration step. (With ``worker="thread"``, a key the store already knows keeps
+  its stored, declared version unless this process serves a variant it lacks.) It warns once per experiment it can neither find in the
   store nor register.
 * **Quarantine.** Every quarantined row is counted (:attr:`TrackerStats.quarantined`, by
   reason) and logged as a warning (the first, then at most one a minute, and a summary
@@ -536,17 +537,22 @@ class Tracker:
             return
         table = self.store.tables.experiments
         with self.store.engine.connect() as conn:
-            known = {
-                str(k) for (k,) in conn.execute(select(table.c.key).where(table.c.key.in_(missing)))
+            stored = {
+                str(k): str(config)
+                for k, config in conn.execute(
+                    select(table.c.key, table.c.config).where(table.c.key.in_(missing))
+                )
             }
-        self._registered |= known
-        # given experiments first, else the version this process serves (assign's hook);
-        # also for a key the store knows: its stored version may be older than the one
-        # served here (a variant added), whose exposures it would quarantine
+        self._registered |= set(stored)
+        # given experiments first, else the version this process serves (assign's hook).
+        # A key the store knows keeps its stored version (the declared one, with its owner
+        # and description) unless this process serves variants it lacks, whose exposures
+        # it would quarantine (a newer spec with a variant added)
         to_register = [
             exp
             for k in sorted(missing)
             if (exp := given.get(k) or served_experiment(k)) is not None
+            and (k not in stored or _serves_more(exp, stored[k]))
         ]
         if to_register:
             self.store.register_experiments(to_register)
@@ -669,6 +675,15 @@ class Tracker:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _serves_more(experiment: Experiment, stored_config: str) -> bool:
+    """Whether ``experiment`` has a variant that the stored config lacks."""
+    try:
+        names = {v["name"] for v in json.loads(stored_config)["variants"]}
+    except (ValueError, KeyError, TypeError):  # unreadable: the served version is better
+        return True
+    return not set(experiment.variant_names) <= names
 
 
 # Trackers of this process, for :meth:`Tracker._after_fork` (weakly: a tracker that is
