@@ -264,14 +264,9 @@ def _connect(db: Any, source: Source | str | Path | None) -> Iterator[Connected]
         rel, what = relations(tables)
         yield Connected(db, rel, db.dialect.name, what, tables, None)
         return
-    opened = registered_runner(db) if isinstance(db, str) else None
-    if opened is not None and declared is not None and getattr(opened, "store_only", False):
-        # a runner that serves only abkit's own tables (a replica of the store) cannot read
-        # the user's tables: read them on the database itself
-        close_opened = getattr(opened, "close", None)
-        if callable(close_opened):
-            close_opened()
-        opened = None
+    # a runner that serves only abkit's own tables (a replica of the store) is not opened
+    # for the user's tables: they are read on the database itself
+    opened = registered_runner(db, store_tables=declared is None) if isinstance(db, str) else None
     if opened is not None:
         try:
             tables = build_tables()

@@ -115,11 +115,14 @@ def register_runner(scheme: str, factory: RunnerFactory) -> None:
     _FACTORIES[scheme.lower()] = factory
 
 
-def registered_runner(url: str) -> QueryRunner | None:
+def registered_runner(url: str, *, store_tables: bool = True) -> QueryRunner | None:
     """The runner a registered factory opens for ``url``, or ``None`` (a SQLAlchemy URL).
 
     Factories come from :func:`register_runner` or from the ``abkit.runners`` entry-point
     group (name = scheme), so an installed engine is found without being imported first.
+    ``store_tables=False`` (the analysis reads the user's own tables) skips a factory
+    marked ``store_only`` (it serves abkit's store tables only, e.g. a replica of them), so
+    nothing is opened or created for a database that holds no store.
     """
     scheme, sep, _ = url.partition("://")
     if not sep:
@@ -132,7 +135,9 @@ def registered_runner(url: str) -> QueryRunner | None:
             _FACTORIES[scheme] = entry.load()
             break
     factory = _FACTORIES.get(scheme)
-    return factory(url) if factory is not None else None
+    if factory is None or (not store_tables and getattr(factory, "store_only", False)):
+        return None
+    return factory(url)
 
 
 def session_runner(session: Any) -> QueryRunner:

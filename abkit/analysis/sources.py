@@ -238,7 +238,12 @@ def _relation(
             table.name, MetaData(), *[Column(c) for c in columns], schema=table.schema
         ).alias(alias)
     assert query is not None
-    stmt = text(query)
+    # the query becomes a subquery: a statement's closing ";" has no place there, and a
+    # closing "-- comment" would swallow the parenthesis after it without a line end
+    body = query.rstrip()
+    while body.endswith(";"):
+        body = body[:-1].rstrip()
+    stmt = text(body + "\n")
     used = set(stmt._bindparams)
     missing = used - set(params)
     if missing:

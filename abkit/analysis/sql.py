@@ -71,7 +71,7 @@ from sqlalchemy.sql.selectable import CTE, FromClause
 from abkit.analysis.constructs import day_bucket, nearest_rank, to_double
 from abkit.analysis.runner import MaterializingRunner, QueryRunner, as_mappings
 from abkit.analysis.sources import Relations
-from abkit.errors import ConfigError
+from abkit.errors import ConfigError, DataError
 from abkit.metrics.definitions import Measure, Metric
 from abkit.metrics.kinds import ArmPercentile, ArmSum, EventQuantile, UnitValue, is_additive
 from abkit.timeutil import MICROS_PER_HOUR
@@ -874,6 +874,13 @@ def fetch_aggregates(
         seg = row["segment"] if segment is not None else None
         variant = str(row["variant"])
         n = int(row["n"])
+        if row["first_min"] is None:  # every unit of the group lacks an exposure time
+            raise DataError(
+                f"{n:,} units of variant {variant!r} have no readable exposure time: the "
+                "exposures' timestamp column is NULL or did not parse (check the source's "
+                "timestamp mapping and timestamp_encoding)",
+                field="exposures.timestamp",
+            )
         span = bounds.setdefault(seg, [int(row["first_min"]), int(row["first_max"])])
         span[0], span[1] = min(span[0], int(row["first_min"])), max(span[1], int(row["first_max"]))
         if int(row["single"]) != 1:  # units exposed to more than one variant: excluded

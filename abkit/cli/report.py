@@ -52,7 +52,7 @@ def _registered(db: str | None) -> list[tuple[str, str]]:
 
     try:
         url = resolve_db_url(db, field="db")
-        store = open_store(url, create=False)
+        store = open_store(url, readonly=True)  # a listing writes nothing
     except AbkitError:  # no store: the index lists the reports it finds
         return []
     try:
@@ -71,9 +71,17 @@ def _index(args: argparse.Namespace, reports_dir: str) -> None:
     print(f"index written to {path}", file=sys.stdout)
 
 
-def _check_experiment(db: str | None, key: str) -> None:
+def _check_experiment(db: str | None, key: str, spec: str | None) -> None:
     """Raise ``NotEnoughDataError`` when the store has no exposure of ``key``: a user error
-    found in a second, before a kernel starts (the report itself never opens the store)."""
+    found in a second, before a kernel starts (the report itself never opens the store).
+    An experiment whose spec declares a ``source`` is read from the user's own tables: no
+    store to check (and none to create in the user's database)."""
+    if spec is not None:
+        from abkit.lifecycle.spec import load_specs
+
+        declared = load_specs(spec).specs.get(key)
+        if declared is not None and declared.source is not None:
+            return
     from sqlalchemy import select
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -128,8 +136,9 @@ def _handler(args: argparse.Namespace) -> int:
     }
     business = {k: v for k, v in impact.items() if v is not None} or None
     extra = dict(_parse_param(p) for p in (args.param or ()))
+    spec = _spec(args)
     if args.experiment:
-        _check_experiment(args.db, args.experiment)
+        _check_experiment(args.db, args.experiment, spec)
     report = render_report(
         args.db,
         args.experiment,
@@ -146,7 +155,7 @@ def _handler(args: argparse.Namespace) -> int:
         until=args.until or args.as_of,
         horizon_days=args.horizon_days,
         values=dict(_parse_value(v) for v in (args.value or ())) or None,
-        spec=_spec(args),
+        spec=spec,
         title=args.title,
         parameters=extra,
         save_notebook=args.save_notebook,

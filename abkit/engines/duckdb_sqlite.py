@@ -416,3 +416,7 @@ def open_runner(url: str) -> ColumnarReplica | DuckDBOverSQLite | None:
         return ColumnarReplica(path, found.path, build_tables())
     except ReplicaBusy:
         return DuckDBOverSQLite(path, found.path)
+
+
+# both runners read abkit's store tables only (analysis.runner.registered_runner)
+open_runner.store_only = True  # type: ignore[attr-defined]

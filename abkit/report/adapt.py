@@ -44,7 +44,6 @@ from abkit.stats.srm import SRMResult
 if TYPE_CHECKING:
     from abkit.analysis.analyze import AnalysisResult
     from abkit.lifecycle.audit import AuditEntry
-    from abkit.metrics.definitions import Metric
 
 MULTIPLE_EXPOSURE_WARN = 0.01
 # Days per projection period (the analysis' impact uses the same calendar).
@@ -522,29 +521,11 @@ def load_report(
     store recorded). Its metrics, method, alpha, correction, CUPED and business assumptions
     are used (as by ``abkit analyze``); the other parameters win.
     """
-    from abkit.analysis.analyze import analyze
+    # the one path `abkit analyze` takes: the spec's inputs, amended by what is given
+    from abkit.lifecycle.declared import analyze
 
     db = resolve_db_url(db_url)
-    options: dict[str, Any] = {}
-    metrics: Sequence[Metric] | str | None = metrics_path
-    from abkit.lifecycle.declared import find_spec
-
-    declared = find_spec(experiment, spec=spec_path, db=db)
-    if declared is not None:
-        from abkit.lifecycle.spec import resolve_analysis_inputs
-
-        options.update(
-            resolve_analysis_inputs(
-                declared.spec, method=method, alpha=alpha, business=business
-            ).analyze_kwargs()
-        )
-        declared = options.pop("metrics")
-        if metrics is None:
-            metrics = declared
-    if alpha is not None:
-        options["alpha"] = alpha
-    if method is not None:
-        options["method"] = method
+    options: dict[str, Any] = {"spec": spec_path, "alpha": alpha, "method": method}
     if segments:
         options["segments"] = tuple(segments)
     if business:
@@ -557,7 +538,7 @@ def load_report(
         options["since"] = since
     if until is not None:
         options["until"] = until
-    result = analyze(db, experiment, metrics, **options)
+    result = analyze(db, experiment, metrics_path, **options)
     from abkit.lifecycle.audit import read_audit_at
 
     model = from_analysis(

@@ -249,3 +249,62 @@ def test_source_files_name_file_and_field(tmp_path):
 
 def source_from_dict_raw() -> dict:
     return {"table": "x", "unit": "u", "experiment": "e", "variant": "v", "timestamp": "t"}
+
+
+def test_a_warehouse_file_without_a_store_is_read_as_it_is(tmp_path, sim):
+    # a SQLite file holding only the user's tables: no replica opened beside it, no abkit
+    # table created in it; a query may end with ";" or a comment
+    path = tmp_path / "warehouse.db"
+    url = f"sqlite:///{path}"
+    _user_tables(url, sim)
+    before = set(
+        create_engine(url)
+        .connect()
+        .exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'table'")
+        .scalars()
+    )
+    for query in ("SELECT * FROM shop_events;  \n", "SELECT * FROM shop_events -- every event"):
+        source = Source(
+            EXPOSURES,
+            EventMapping(
+                query=query,
+                unit="customer_id",
+                event_type="kind",
+                value="amount",
+                timestamp="ordered_ms",
+                timestamp_encoding="ms",
+            ),
+        )
+        result = analyze(url, sim.experiment, source=source)
+        assert sum(result.arm_stats[result.primary][v].n for v in ("control", "treatment")) > 0
+    after = set(
+        create_engine(url)
+        .connect()
+        .exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'table'")
+        .scalars()
+    )
+    assert after == before and sorted(p.name for p in tmp_path.iterdir()) == ["warehouse.db"]
+
+
+def test_exposures_without_a_readable_time_are_a_located_error(tmp_path, sim):
+    from abkit.errors import DataError
+
+    url = f"sqlite:///{tmp_path / 'warehouse.db'}"
+    _user_tables(url, sim)
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE ab_exposures SET exposed_at = NULL")
+    engine.dispose()
+    source = Source(
+        EXPOSURES,
+        EventMapping(
+            table=TableRef("shop_events"),
+            unit="customer_id",
+            event_type="kind",
+            value="amount",
+            timestamp="ordered_at",
+        ),
+    )
+    with pytest.raises(DataError, match="no readable exposure time") as info:
+        analyze(url, sim.experiment, source=source)
+    assert info.value.location.field == "exposures.timestamp"

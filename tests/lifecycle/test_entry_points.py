@@ -153,3 +153,43 @@ def test_without_any_spec_analyze_is_the_plain_analysis(tmp_path, monkeypatch) -
     load_simulation(simulate_experiment(2_000, key=key, seed=3), url)
     assert find_spec(key, db=url) is None
     assert_same_readout(abkit.analyze(url, key).to_dict(), analyze(url, key).to_dict(), rel=1e-12)
+
+
+def _template_defaults(name: str) -> dict[str, object]:
+    """The parameters cell of a report template, run: what a report uses for every
+    parameter ``abkit report`` was given no flag for."""
+    folder = Path(__file__).resolve().parents[2] / "abkit" / "report" / "templates"
+    notebook = json.loads((folder / name).read_text(encoding="utf-8"))
+    cell = next(c for c in notebook["cells"] if "parameters" in c["metadata"].get("tags", []))
+    found: dict[str, object] = {}
+    exec("".join(cell["source"]), {}, found)
+    return found
+
+
+@pytest.mark.parametrize("template", ["executive_report.ipynb", "analysis_deep_dive.ipynb"])
+def test_a_report_without_flags_reads_the_spec_and_a_flag_amends_it(
+    demo, tmp_path, template
+) -> None:
+    # the spec's readout is Bayesian at 0.2: a report with no flag must say so, and a
+    # --period flag must amend the spec's business block, not replace it
+    from abkit.report.adapt import load_report
+
+    spec = tmp_path / "experiments.toml"
+    text = Path(demo.spec).read_text(encoding="utf-8")
+    readout = 'method = "bayesian"\nalpha = 0.2'
+    spec.write_text(text.replace('method = "fixed"', readout), encoding="utf-8")
+    for path in Path(demo.spec).parent.glob("*.metrics.toml"):  # the spec's catalog
+        (tmp_path / path.name).write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
+    defaults = _template_defaults(template)
+    result, _ = load_report(
+        demo.db_url,
+        demo.experiment,
+        alpha=defaults["alpha"],  # type: ignore[arg-type]
+        method=defaults["method"],  # type: ignore[arg-type]
+        business={"period": "week"},
+        spec_path=str(spec),
+    )
+    assert (result.method, result.alpha) == ("bayesian", 0.2)
+    declared = load_specs(spec)[demo.experiment].business
+    assert result.impact is not None and declared is not None and declared.currency
+    assert (result.impact.currency, result.impact.period) == (declared.currency, "week")

@@ -105,3 +105,58 @@ def test_index_alone_lists_registered_experiments_without_a_kernel(tiny_store, t
     assert "index written to reports/index.html" in done.stdout
     page = (tmp_path / "reports" / "index.html").read_text(encoding="utf-8")
     assert "tiny" in page and "no report yet" in page
+
+
+def test_a_report_of_an_experiment_on_the_users_tables_writes_nothing_there(tmp_path):
+    # the spec declares a source: `abkit report` neither requires nor creates a store in
+    # the user's warehouse (the report itself reads the tables, read-only)
+    import sqlite3
+
+    from abkit.simulate import simulate_experiment
+
+    sim = simulate_experiment(400, seed=3)
+    warehouse = tmp_path / "warehouse.db"
+    with sqlite3.connect(warehouse) as conn:
+        conn.execute("CREATE TABLE ab_exposures (customer, test, arm, at_ms)")
+        conn.execute("CREATE TABLE shop_events (customer, kind, amount, at_ms)")
+        conn.executemany(
+            "INSERT INTO ab_exposures VALUES (?, ?, ?, ?)",
+            [
+                (r.unit_id, r.experiment, r.variant, r.ts_us // 1000)
+                for r in sim.exposures.itertuples()
+            ],
+        )
+        conn.executemany(
+            "INSERT INTO shop_events VALUES (?, ?, ?, ?)",
+            [(r.unit_id, r.event_type, r.value, r.ts_us // 1000) for r in sim.events.itertuples()],
+        )
+    (tmp_path / "source.toml").write_text(
+        '[exposures]\ntable = "ab_exposures"\nunit = "customer"\nexperiment = "test"\n'
+        'variant = "arm"\ntimestamp = "at_ms"\ntimestamp_encoding = "ms"\n\n'
+        '[events]\ntable = "shop_events"\nunit = "customer"\nevent_type = "kind"\n'
+        'value = "amount"\ntimestamp = "at_ms"\ntimestamp_encoding = "ms"\n',
+        encoding="utf-8",
+    )
+    key = sim.experiment.key
+    (tmp_path / "experiments.toml").write_text(
+        f'[[experiments]]\nkey = "{key}"\nstatus = "running"\nsource = "source.toml"\n'
+        'variants = ["control", "treatment"]\n',
+        encoding="utf-8",
+    )
+    done = _cli(
+        "report",
+        "--db",
+        f"sqlite:///{warehouse}",
+        "--experiment",
+        key,
+        "--spec",
+        "experiments.toml",
+        "--index",
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    with sqlite3.connect(warehouse) as conn:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert tables == {"ab_exposures", "shop_events"}
+    assert not (tmp_path / "warehouse.db.analysis.duckdb").exists()
+    assert (tmp_path / "reports" / f"{key}.html").exists()
