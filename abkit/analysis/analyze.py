@@ -42,6 +42,7 @@ from sqlalchemy import String, literal, select
 
 from abkit.analysis import sql
 from abkit.analysis.decision import (
+    CONFSEQ_HORIZON,
     DEFAULT_MDE,
     DEFAULT_POWER,
     Decision,
@@ -715,10 +716,6 @@ def _quantile_note(metric: Metric) -> str:
     if quantile_of(metric) == "unit":
         return f"{percent} of the per-unit values (one per unit)"
     return f"{percent} of the event values (clustered by unit)"
-
-
-# Confidence sequences are calibrated to stop by this multiple of the planned sample.
-CONFSEQ_HORIZON = 2.0
 
 
 def _method_options(

@@ -36,6 +36,8 @@ metric's direction):
    arms are still smaller -> ``keep running`` with ``sample_needed`` (more units in total)
    and ``days_needed`` at the current traffic; if they are already that large ->
    ``no detectable effect`` (an effect as large as the MDE would very likely have shown).
+   An always-valid readout (``sequential``, ``confseq``) needs more units for that power
+   (:func:`power_needed`).
 
 When the primary readout was adjusted (CUPED or regression adjustment: ``LiftResult.cuped``),
 the planned sample of rules 3 and 5 uses the residual variance ``σ²(1 - R²)`` with ``R²``
@@ -298,6 +300,10 @@ def variance_reduction_r_squared(control: object) -> float | None:
     return r2 if 0 < r2 < 1 else None
 
 
+# Confidence sequences are calibrated to stop by this multiple of the planned sample.
+CONFSEQ_HORIZON = 2.0
+
+
 def power_needed(
     metric: Metric,
     control: MeanStats | RatioStats,
@@ -307,12 +313,23 @@ def power_needed(
     alpha: float,
     traffic_per_day: float | None,
     cuped: bool = False,
+    method: str = "fixed",
 ) -> tuple[int | None, float | None, PowerPlan | None, str]:
     """Units still needed (all arms) to detect ``metric.mde``; days at current traffic.
 
     ``cuped``: the readout adjusts for covariates, so the plan uses the residual variance
     ``σ²(1 - R²)`` with ``R²`` measured on the control arm (:func:`variance_reduction_r_
     squared`; :func:`abkit.stats.planning.plan_cuped`): the sample shrinks by ``1 - R²``.
+
+    ``method``: an always-valid readout rejects only past a wider boundary than the fixed
+    test's (``|z| >= ~3`` instead of 1.96 at the planned sample), so it needs more units for
+    the same power: ``"sequential"`` (mSPRT) the fixed plan inflated by
+    :func:`abkit.stats.sequential.plan_sequential` (power of 14 equally spaced looks, by
+    simulation); ``"confseq"`` :data:`CONFSEQ_HORIZON` times the planned sample, where the
+    confidence sequence tuned to that plan (valid up to that horizon: level 0.087 for
+    ``alpha = 0.05``) rejects past ``|z| >= 2.86`` while the mde stands at
+    ``√2 × 2.80 = 3.96`` standard errors: 86% power at that look alone (at the planned
+    sample itself: ``|z| >= 2.82`` against 2.80, 49%).
     """
     from abkit.errors import AbkitError
     from abkit.stats.planning import plan_from_stats, plan_from_stats_cuped
@@ -336,11 +353,23 @@ def power_needed(
     except (AbkitError, ValueError, ZeroDivisionError) as exc:
         return None, None, None, f"the sample needed could not be planned ({exc})"
     total = int(plan.n_total)
+    valid = ""
+    if method == "sequential":
+        from abkit.stats.sequential import plan_sequential
+
+        try:
+            total = int(plan_sequential(plan).n_total)
+        except (ValueError, ZeroDivisionError) as exc:
+            return None, None, None, f"the sample needed could not be planned ({exc})"
+        valid = " by the always-valid test"
+    elif method == "confseq":
+        total = math.ceil(CONFSEQ_HORIZON * total)
+        valid = " by the confidence sequence"
     needed = max(total - current_units, 0)
     days = None
     if traffic_per_day and traffic_per_day > 0 and needed > 0:
         days = math.ceil(needed / traffic_per_day * 10) / 10
-    target = f"{mde:.1%} relative change with {DEFAULT_POWER:.0%} power"
+    target = f"{mde:.1%} relative change with {DEFAULT_POWER:.0%} power{valid}"
     if r2 is not None:
         target += f" (variance reduced by R² = {r2:.2f})"
     return needed, days, plan, target
@@ -534,6 +563,7 @@ def decide(
         alpha=alpha,
         traffic_per_day=traffic_per_day,
         cuped=adjusted,
+        method=method,
     )
     if needed is None:
         reasons.insert(0, f"Keep running: no significant difference yet; {target}.")

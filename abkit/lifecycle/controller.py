@@ -408,6 +408,10 @@ def run_controller(
             # metrics file) must not keep the others from being rolled back or advanced
             problems[spec.key] = f"{spec.key}: {exc}"
             return None
+        except Exception as exc:  # a bug: the same, with its traceback in the log
+            log.exception("evaluating %s failed", spec.key)
+            problems[spec.key] = f"{spec.key}: unexpected error: {type(exc).__name__}: {exc}"
+            return None
 
     if dry_run:
         # read-only: a dry run neither writes nor upgrades the store

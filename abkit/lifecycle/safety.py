@@ -236,15 +236,9 @@ def harm_evidence(
             margin=margin,
         )
     else:
-        cols_c = {
-            k: np.asarray([v], dtype=float) for k, v in asdict(control).items() if v is not None
-        }
-        cols_t = {
-            k: np.asarray([v], dtype=float) for k, v in asdict(treatment).items() if v is not None
-        }
         arr = harm_test(
-            cols_c,
-            cols_t,
+            _columns(control),
+            _columns(treatment),
             metric_type=metric_type,
             direction=direction,
             alpha=alpha,
@@ -272,3 +266,14 @@ def harm_evidence(
         n_control=n_c,
         n_treatment=n_t,
     )
+
+
+def _columns(stats: MeanStats | RatioStats) -> dict[str, np.ndarray]:
+    """One arm's sums as the one-look columns of :func:`harm_test`: its scalar fields only
+    (an arm with declared covariates also carries their regression sums, which the harm
+    test does not read)."""
+    return {
+        k: np.asarray([v], dtype=float)
+        for k, v in asdict(stats).items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }

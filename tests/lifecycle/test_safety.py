@@ -212,3 +212,20 @@ def test_quantile_guardrail_catches_a_20_percent_latency_harm() -> None:
         assert arrays.harmful.any()
         first.append(int(np.argmax(arrays.harmful)) + 1)
     assert np.mean(first) <= 5.0
+
+
+def test_arms_with_declared_covariates_give_the_evidence_of_their_own_sums() -> None:
+    # a guardrail with declared covariates (CUPAC) carries their regression sums too: the
+    # hourly check must read the arm's own sums, not crash on the nested ones
+    from abkit.stats.regression import CovariateMeanStats
+
+    rng = np.random.default_rng(3)
+    arms = []
+    for shift in (0.0, 0.4):
+        x = rng.normal(1.0, 0.3, 2_000)
+        y = x + shift + rng.normal(0.0, 0.5, 2_000)
+        arms.append(CovariateMeanStats.from_values(y, x, rng.normal(size=(2_000, 2))))
+    kwargs = {"metric_type": "mean", "direction": "lower", "alpha": 0.05, "tau_relative": 0.1}
+    got = harm_evidence("errors", "t", arms[0], arms[1], **kwargs)
+    want = harm_evidence("errors", "t", arms[0].base(), arms[1].base(), **kwargs)
+    assert got == want and got.harmful
