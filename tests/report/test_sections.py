@@ -171,6 +171,22 @@ def test_an_unadjusted_interval_that_disagrees_is_marked():
     assert "†" not in S.scorecard_table(model, rows=[fine]).html
 
 
+def test_the_adjustment_note_names_the_families_analyze_corrects():
+    # analyze corrects the primary across its arms and the secondaries together; the
+    # guardrails are read alone: "adjusted for 5 comparisons" would be wrong
+    rows = [
+        row("conversion"),
+        *(row(name, role="secondary") for name in ("orders", "revenue", "clicks")),
+        row("errors", role="guardrail", higher_is_better=False),
+    ]
+    model = dataclasses.replace(hostile_model(), correction="holm")
+    page = S.scorecard_table(model, rows=rows).html
+    assert "within the secondary metrics&#x27; comparisons (3)" in page or (
+        "within the secondary metrics' comparisons (3)" in page
+    )
+    assert "guardrails are not adjusted" in page and "5 comparisons" not in page
+
+
 def test_headline_chip_agrees_with_a_keep_running_banner():
     early = from_analysis(fakes.result("keep running", conversion_lift=0.10))
     assert early.primary.significant and early.decision.state == "keep running"

@@ -108,9 +108,21 @@ def scorecard(model: ReportModel, rows: Iterable[MetricRow] | None = None) -> HT
         )
     ]
     correction = correction_name(model)
-    if correction and len(rows) > 1:
+    # the families analyze corrects: the primary metric across its arms, the secondary
+    # metrics' comparisons together; guardrails are read each on its own
+    families = [
+        (count, what)
+        for count, what in (
+            (sum(r.role == "primary" for r in rows), "the primary metric's arms"),
+            (sum(r.role == "secondary" for r in rows), "the secondary metrics' comparisons"),
+        )
+        if count > 1
+    ]
+    if correction and families:
         notes.append(
-            f"p-values and significance are adjusted for {len(rows)} comparisons ({correction})."
+            f"p-values and significance are adjusted ({correction}) within "
+            + " and within ".join(f"{what} ({count})" for count, what in families)
+            + "; guardrails are not adjusted."
         )
         if any(not r.interval_consistent for r in rows):
             notes.append(
