@@ -655,7 +655,8 @@ class ParquetReader(_FileReader):
         parquet = self._file()
         try:
             names = list(parquet.schema_arrow.names)
-            self.empty = parquet.metadata.num_rows == 0
+            # no rows but a schema is a header-only file: its columns are checked too
+            self.empty = not names
         finally:
             self.close()
         return [n for n in names if not n.startswith(EXPORT_PREFIX)]

@@ -339,3 +339,14 @@ def test_damaged_parquet_pages_and_deep_jsonl_are_located_errors(tmp_path):
         )
         assert result.returncode == 2, result.stderr
         assert source.name in result.stderr and "unexpected error" not in result.stderr
+
+
+def test_a_parquet_file_without_rows_has_its_columns_checked(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "zero.parquet"
+    empty = pa.array([], pa.string())
+    pq.write_table(pa.table({"user": empty, "ts": pa.array([], pa.int64())}), path)
+    with pytest.raises(DataError, match="required column 'unit_id'"):
+        ingest(path, db=f"sqlite:///{tmp_path / 'a.db'}")
