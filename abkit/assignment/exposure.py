@@ -121,7 +121,10 @@ def expose_first(
             return
         repeat = unit_id in plan.exposed_old
         young.add(unit_id)
-        if len(young) == 1:
+        # registered on the first adds of a generation (not only the first: two threads
+        # adding at once may see a length of 2 and neither a 1), so that a hook added
+        # later makes this plan forget what it remembers
+        if len(young) <= 64 and plan not in _REMEMBERING:
             _REMEMBERING.add(plan)
         if len(young) * 2 >= capacity:
             plan.exposed_old, plan.exposed = young, set()

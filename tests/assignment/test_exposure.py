@@ -176,3 +176,17 @@ def test_dedup_can_be_turned_off_and_new_hooks_see_every_unit():
         configure_exposure_dedup()
     with pytest.raises(ValueError):
         configure_exposure_dedup(-1)
+
+
+def test_a_plan_that_two_threads_started_remembering_still_forgets_for_a_new_hook():
+    # two request threads add their first units at once: each sees a set of 2, neither of
+    # 1; the plan must still forget what it remembers when a new hook (tracker) arrives
+    first: list[ExposureRecord] = []
+    add_exposure_hook(first.append)
+    full = Experiment("raced", variants=["control", "treatment"])
+    full._plan.exposed.add("another-thread's-unit")  # the other thread's add came first
+    assign(full, "u1")
+    second: list[ExposureRecord] = []
+    add_exposure_hook(second.append)
+    assign(full, "u1")
+    assert [r.unit_id for r in second] == ["u1"]
