@@ -170,6 +170,9 @@ class Tracker:
         # worker="thread": rows a flush has taken from the queues and not stored or put
         # back yet (counted as dropped when close gives up waiting for that flush)
         self._in_flight = 0
+        # worker="process": a new version of the given experiments that the ring had no
+        # room for yet
+        self._registration_pending = False
         self._unknown_warned: set[str] = set()
         self._last_warning: dict[str, float] = {}
         self._closed = False
@@ -235,6 +238,7 @@ class Tracker:
             self._relink = True  # the thread starts with the link
             self._registered = set()
             self._registered_version = None
+            self._registration_pending = False
             return
         self._start_thread()
 
@@ -301,10 +305,17 @@ class Tracker:
             row = dict(record)
             key = str(row.get("experiment"))
             frame = encode("exposures", row)
-        if key not in self._registered or (
-            self._versioned and self._experiments.version is not self._registered_version  # type: ignore[union-attr]
-        ):
-            self._send_experiments({key})
+        if (
+            key not in self._registered
+            or (
+                self._versioned
+                and self._experiments.version is not self._registered_version  # type: ignore[union-attr]
+            )
+        ) and not self._send_experiments({key}):
+            # the ring had no room for the registration: the exposure must not overtake it
+            # (it would be stored under the old version, or quarantined)
+            self._drop()
+            return
         self._put(frame)
 
     __call__ = expose
@@ -466,17 +477,22 @@ class Tracker:
                 self._child_gone(link)
                 return
 
-    def _send_experiments(self, keys: set[str]) -> None:
-        """Before a key's first exposures: the experiment as given or as served here."""
+    def _send_experiments(self, keys: set[str]) -> bool:
+        """Before a key's first exposures: the experiment as given or as served here.
+        False when the ring had no room for it (the next exposure of these keys tries
+        again)."""
         given, missing = self._unregistered(keys)
+        if self._registration_pending:
+            return False
         if not missing:
-            return
+            return True
         found = [e for k in sorted(missing) if (e := given.get(k) or served_experiment(k))]
         if found and not self._put(encode("experiments", [e.to_dict() for e in found]), row=False):
-            return  # the ring is full: the next exposure of these keys tries again
+            return False
         # a key found nowhere here may still be in the store; if not, its rows are
         # quarantined (unknown_experiment) and the quarantine warning says so
         self._registered |= missing
+        return True
 
     def _handle(self, message: tuple[Any, ...]) -> None:
         kind = message[0]
@@ -514,10 +530,14 @@ class Tracker:
                 if not self._put(
                     encode("experiments", [e.to_dict() for e in given.values()]), row=False
                 ):
-                    return  # the ring is full: the next exposure tries again
+                    # the ring is full: the next exposure tries again, and none goes
+                    # before this version (:meth:`_send_experiments`)
+                    self._registration_pending = True
+                    return
             else:
                 self.store.register_experiments(list(given.values()))
             self._registered = set(given)
+        self._registration_pending = False
         self._registered_version = version
 
     def _unregistered(self, keys: set[str]) -> tuple[dict[str, Experiment], set[str]]:

@@ -611,3 +611,31 @@ def test_close_gives_up_after_its_timeout_and_counts_the_rows(sqlite_url, worker
     stats = tracker.stats()
     assert stats.accepted + stats.dropped >= 100 and stats.dropped > 0
     assert "rows dropped" in caplog.text
+
+
+def test_an_exposure_never_overtakes_a_registration_the_ring_had_no_room_for(
+    sqlite_url, monkeypatch
+):
+    # worker="process" under back-pressure: the registration frame (large) is refused
+    # while the exposure frame (small) would fit; the exposure waits (dropped, counted)
+    experiment = config.Experiment(key="k", variants=["a", "b"])
+    with Tracker(db=sqlite_url, worker="process") as tracker:
+        put = tracker._put
+        frames: list[bool] = []
+
+        def no_room_for_registrations(frame: bytes, row: bool = True) -> bool:
+            if not row:
+                return False  # the ring is full for the big frame
+            frames.append(row)
+            return put(frame, row)
+
+        monkeypatch.setattr(tracker, "_put", no_room_for_registrations)
+        assignment.add_exposure_hook(tracker.expose)
+        try:
+            assign_mod.assign(experiment, "u1")
+        finally:
+            assignment.remove_exposure_hook(tracker.expose)
+        assert frames == [] and tracker.stats().dropped == 1
+        monkeypatch.setattr(tracker, "_put", put)
+        tracker.expose(assignment.ExposureRecord.create("k", "u2", "a"))  # room again
+    assert tracker.stats().accepted == 1 and tracker.stats().quarantined == 0
