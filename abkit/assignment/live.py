@@ -5,26 +5,26 @@
 >>> ranker = live.experiment("ranker-v2")    # a handle that follows the file   # doctest: +SKIP
 >>> assign(ranker, "user-3").variant         # plain assign, no extra cost       # doctest: +SKIP
 
-A daemon thread checks the file every ``poll_interval`` seconds (a ``stat``; the file is
-read only when its size, modification time or inode changed, or when the last read was
-less than two seconds after its modification time: on a file system with coarse time
-stamps a rewrite in the same tick leaves all three as they were) and, when its content
-(SHA-256) differs from the version served, validates it completely and swaps the new
+A daemon thread reads the file every ``poll_interval`` seconds (a spec file is a few
+kilobytes: reading it and comparing its SHA-256 costs less than trusting a ``stat``, whose
+time stamps may be coarse or set by another machine's clock) and, when its content differs
+from the version served, validates it completely and swaps the new
 :class:`~abkit.assignment.registry.Registry` in with one reference assignment, so a request
 sees either the old or the new version, never a mix. A file replaced by a rename (a new
 inode) is complete and is swapped in at once, so a rollback written that way reaches the
-service within one poll interval. A file rewritten in place is swapped in only once it has
-not changed for two seconds (the thread looks again then): a writer that has flushed the
-first part of a file may leave a prefix that parses and validates (the last variants or
-fields cut off), and serving it would move units between variants.
+service within one poll interval. A file rewritten in place is swapped in only once its
+content has stayed the same for two seconds by this host's clock (the thread looks again
+then): a writer that has flushed the first part of a file may leave a prefix that parses
+and validates (the last variants or fields cut off), and serving it would move units
+between variants.
 
 The version served is kept, and the problem reported (``on_error`` hook, else a warning
 on the ``abkit.assignment.live`` logger; counted in :attr:`LiveRegistry.errors`), when
 the new file is
 
 * missing, unreadable, empty, not valid TOML/JSON, or invalid as a registry;
-* changing while it is read, or rewritten in place less than two seconds ago (a writer
-  in progress: read again once it is quiet);
+* changing while it is read, or rewritten in place and not yet the same for two seconds
+  (a writer in progress: read again once it is quiet);
 * missing an experiment that the served version runs or pauses. A truncated TOML file
   can still parse (cut at a line boundary, it loses its last experiments); an
   experiment ends by ``status = "stopped"`` (its winner keeps being served), never by
@@ -152,8 +152,10 @@ class LiveRegistry(Mapping[str, Experiment]):
         self._lock = threading.RLock()  # hooks may call back (e.g. experiment())
         self._stop = threading.Event()
         self._signature: tuple[int, int, int] | None = None
-        self._read_at_ns = 0  # time.time_ns() when the file was last read
-        self._wake_at_ns: int | None = None  # look again then (a file not yet quiet)
+        # a new version seen but not served yet: (digest, time.monotonic_ns() first seen,
+        # its validated registry)
+        self._pending: tuple[str, int, Registry] | None = None
+        self._wake_at_ns: int | None = None  # monotonic: look again then (not yet quiet)
         self._rejected: str | None = None
         self._handles: dict[str, LiveExperiment] = {}
         #: Versions refused (bad file) since start, and the last refusal.
@@ -269,49 +271,50 @@ class LiveRegistry(Mapping[str, Experiment]):
         wake = self._wake_at_ns
         if wake is None:
             return self.poll_interval
-        return min(self.poll_interval, max(0.01, (wake - time.time_ns()) / 1e9 + 0.01))
+        return min(self.poll_interval, max(0.01, (wake - time.monotonic_ns()) / 1e9 + 0.01))
 
     def _refresh(self) -> bool:
         self._wake_at_ns = None
+        previous = self._signature
         try:
-            st = os.stat(self.path)
-        except OSError as exc:
+            content, signature = self._read()
+        except ConfigError as exc:
             # a file that comes back is a new file (its inode number may be the old one's)
             self._signature = None
             raise ConfigError(
-                f"cannot read the registry file: {exc.strerror or exc}; serving the last good version",
-                file=str(self.path),
+                f"{exc.message}; serving the last good version", file=str(self.path)
             ) from None
-        signature = (st.st_mtime_ns, st.st_size, st.st_ino)
-        previous = self._signature
-        # read well after its time stamp: a later write would have moved the stamp
-        settled = st.st_mtime_ns + _QUIET_NS <= self._read_at_ns
-        if signature == previous and settled:
-            return False
-        content, read_signature = self._read()
-        if content is None:
+        if content is None or signature is None:
             return False  # being written: the next poll reads the finished file
-        signature = read_signature or signature
-        digest = hashlib.sha256(content).hexdigest()
-        if digest in (self._version.content_hash, self._rejected):
-            self._signature = signature
-            return False
         self._signature = signature
-        self._rejected = digest  # until it validates: report each bad version once
-        if not content.strip():
-            raise ConfigError(
-                "the registry file is empty; serving the last good version", file=str(self.path)
-            )
-        registry = self._loader(content, str(self.path))
-        self._check_nothing_live_vanished(registry)
-        in_place = previous is not None and previous[2] == signature[2]
-        if in_place and signature[0] + _QUIET_NS > time.time_ns():
-            # rewritten in place moments ago: maybe a prefix of what is being written
-            self._rejected = None
-            self._wake_at_ns = signature[0] + _QUIET_NS
+        digest = hashlib.sha256(content).hexdigest()
+        if digest == self._version.content_hash:
+            self._pending = None
             return False
+        if digest == self._rejected:
+            return False
+        now = time.monotonic_ns()
+        if self._pending is None or self._pending[0] != digest:
+            self._rejected = digest  # until it validates: report each bad version once
+            if not content.strip():
+                raise ConfigError(
+                    "the registry file is empty; serving the last good version",
+                    file=str(self.path),
+                )
+            registry = self._loader(content, str(self.path))
+            self._check_nothing_live_vanished(registry)
+            self._rejected = None
+            self._pending = (digest, now, registry)
+        _, first_seen, registry = self._pending
+        in_place = previous is not None and previous[2] == signature[2]
+        if in_place and now - first_seen < _QUIET_NS:
+            # rewritten in place: maybe a prefix of what is being written. Served once it
+            # has stayed the same for _QUIET_NS by this host's clock (the file system's
+            # time stamps may be coarse, or set by another machine's clock)
+            self._wake_at_ns = first_seen + _QUIET_NS
+            return False
+        self._pending = None
         self._install(registry, content, signature)
-        self._rejected = None
         self.reloads += 1
         if self._on_change is not None:
             try:
@@ -322,7 +325,6 @@ class LiveRegistry(Mapping[str, Experiment]):
 
     def _read(self) -> tuple[bytes | None, tuple[int, int, int] | None]:
         """The file's bytes, or None when it changed during the read."""
-        self._read_at_ns = time.time_ns()
         try:
             before = os.stat(self.path)
             content = self.path.read_bytes()

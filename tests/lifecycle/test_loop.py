@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+
+import pytest
 
 from abkit.lifecycle.audit import read_audit, read_spec_versions
 from abkit.lifecycle.loop import Behaviour, run_loop
@@ -138,7 +138,10 @@ def test_good_variant_climbs_every_stage_and_ships(tmp_path: Path) -> None:
     assert [entry["action"] for entry in lines] == kinds
 
 
-def test_a_truncated_spec_never_reaches_a_service(tmp_path: Path) -> None:
+def test_a_truncated_spec_never_reaches_a_service(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import abkit.assignment.live as live_module
     from abkit.assignment.live import LiveRegistry
     from abkit.lifecycle.spec import service_registry
 
@@ -152,10 +155,9 @@ def test_a_truncated_spec_never_reaches_a_service(tmp_path: Path) -> None:
         assert not live.refresh()
         assert live["ranker-cut"] == served
     assert live.errors == 3 and len(errors) == 3
-    # a whole file written in place is served once it has been left alone for 2 s
+    # a whole file written in place is served once it has stayed the same for 2 s
     path.write_text(good.replace('status = "running"', 'status = "paused"'))
     assert not live.refresh() and live["ranker-cut"] == served
-    quiet = time.time() - 3
-    os.utime(path, (quiet, quiet))
+    monkeypatch.setattr(live_module, "_QUIET_NS", 0)
     assert live.refresh() and live["ranker-cut"].status == "paused"
     live.close()
