@@ -8,13 +8,13 @@ created on first write with ``checkfirst``):
   every version of every spec seen, ``version`` the SHA-256 of the entry's canonical JSON;
 * ``{prefix}audit(action_key PK, experiment, action, actor, at_us, from_version,
   to_version, reason, evidence)``: one row per action. ``action_key`` is the SHA-256 of
-  (experiment, the version acted on, action, the key of the experiment's latest entry when
-  it was recorded): two controllers that decide the same action from the same state write
-  the same key, and only one of them acts. The latest entry is in the key because a spec's
-  content can come back to an earlier version (pause, resume, pause; a rollback undone by
-  restoring the previous file): the same action on that version is then a new action, not
-  a repeat. A proposal (an action that changes nothing) repeated on the version it was
-  made on is recorded once;
+  (experiment, the version acted on, action, how many entries the experiment had before):
+  two controllers that decide the same action from the same state write the same key, and
+  only one of them acts. The count is in the key because a spec's content can come back to
+  an earlier version (pause, resume, pause; a rollback undone by restoring the previous
+  file): the same action on that version is then a new action, not a repeat. (A count, not
+  the latest entry's time: clocks need not agree.) A proposal (an action that changes
+  nothing) is recorded once per version it was made on;
 * ``{prefix}lifecycle_status(experiment PK, evaluated_at_us, verdict, units, stage,
   spec_version, summary)``: the controller's last look, for ``abkit experiments``.
 
@@ -182,10 +182,9 @@ def record_spec_version(
     return True
 
 
-def action_key(experiment: str, from_version: str | None, action: str, follows: str) -> str:
-    """The audit row's key: ``follows`` is the key of the experiment's latest entry ("" for
-    its first)."""
-    text = "\x1f".join((experiment, from_version or "", action, follows))
+def action_key(experiment: str, from_version: str | None, action: str, earlier: int) -> str:
+    """The audit row's key: ``earlier`` is how many entries the experiment had before it."""
+    text = "\x1f".join((experiment, from_version or "", action, str(earlier)))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
@@ -195,30 +194,22 @@ def record_action(conn: Connection, store: Store, entry: AuditEntry) -> AuditEnt
     made on this version already (module docstring). The caller has checked, under the
     lifecycle lock, that the spec is at ``entry.from_version``."""
     table = lifecycle_tables(store).audit
-    latest = (
-        conn.execute(
-            select(table.c.action_key, table.c.action, table.c.from_version, table.c.to_version)
-            .where(table.c.experiment == entry.experiment)
-            .order_by(table.c.at_us.desc(), table.c.action_key.desc())
-            .limit(1)
-        )
-        .mappings()
-        .first()
-    )
-    proposal = entry.to_version == entry.from_version
-    if (
-        proposal
-        and latest is not None
-        and (latest["action"], latest["from_version"], latest["to_version"])
-        == (entry.action, entry.from_version, entry.to_version)
-    ):
-        return None
-    key = action_key(
-        entry.experiment,
-        entry.from_version,
-        entry.action,
-        "" if latest is None else str(latest["action_key"]),
-    )
+    mine = table.c.experiment == entry.experiment
+    if entry.to_version == entry.from_version:  # a proposal: once per version
+        made = conn.execute(
+            select(table.c.action_key).where(
+                mine,
+                table.c.action == entry.action,
+                table.c.from_version == entry.from_version,
+                table.c.to_version == entry.to_version,
+            )
+        ).first()
+        if made is not None:
+            return None
+    # the count of earlier entries, not their times: clocks of two hosts (or a replayed
+    # `now`) need not agree on which came last
+    earlier = int(conn.execute(select(func.count()).where(mine)).scalar() or 0)
+    key = action_key(entry.experiment, entry.from_version, entry.action, earlier)
     if conn.execute(select(table.c.action_key).where(table.c.action_key == key)).first():
         return None
     try:

@@ -466,6 +466,10 @@ def run_controller(
                 already.append(f"{spec.key}: {evaluation.planned.action}")
             else:
                 applied.append(entry)
+    # an early failure of an experiment that is no longer running (stopped meanwhile) is
+    # not this run's problem
+    still = {s.key for s in running(specfile)}
+    problems = {k: v for k, v in problems.items() if k in still}
     errors = [e for entry in applied for e in notify.notify(entry)]
     if applied:
         try:

@@ -77,3 +77,34 @@ def test_versions_are_kept_once_each_with_the_store_prefix(sqlite_url: str) -> N
     assert lifecycle_tables(store).audit.name == "team_audit"
     names = set(inspect(store.engine).get_table_names())
     assert {"team_spec_versions", "team_audit", "team_lifecycle_status"} <= names
+
+
+def test_entries_chain_by_their_count_not_their_clock(sqlite_url: str) -> None:
+    # two hosts' clocks disagree (or a replayed `now`): pause, resume, pause, resume with
+    # times out of order are four actions, none taken for a repeat
+    store = open_store(sqlite_url)
+    steps = [("pause", "v1", "v2", 60), ("resume", "v2", "v1", 10), ("pause", "v1", "v2", 20)]
+    steps.append(("resume", "v2", "v1", 30))
+    with lifecycle_lock(store) as conn:
+        recorded = [
+            record_action(
+                conn,
+                store,
+                AuditEntry("exp", action, "me", START + timedelta(seconds=t), a, b, "why", {}),
+            )
+            for action, a, b, t in steps
+        ]
+    assert all(e is not None for e in recorded)
+    assert len(read_audit(store, "exp")) == 4
+
+
+def test_a_proposal_is_recorded_once_per_version_whatever_came_between(sqlite_url: str) -> None:
+    store = open_store(sqlite_url)
+    with lifecycle_lock(store) as conn:
+        made = [
+            record_action(
+                conn, store, AuditEntry("exp", action, "controller", START, "v1", "v1", "", {})
+            )
+            for action in ("propose-rollback", "propose-ship", "propose-rollback")
+        ]
+    assert [e is not None for e in made] == [True, True, False]
