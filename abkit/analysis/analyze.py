@@ -845,7 +845,9 @@ def _plan(
     mde = primary.mde or DEFAULT_MDE
     plan = decision.power_plan
     needed, days = decision.sample_needed, decision.days_needed
+    valid = {"sequential": " by the always-valid test", "confseq": " by the confidence sequence"}
     target = f"{mde:.1%} relative change with {DEFAULT_POWER:.0%} power"
+    target += valid.get(options.method, "")
     # the readout adjusts when CUPED is on and the covariates vary (_compare's rule)
     adjusted = options.cuped and _varying_covariate(control_stats)
     r2 = variance_reduction_r_squared(control_stats) if adjusted else None
@@ -860,6 +862,7 @@ def _plan(
             alpha=options.alpha,
             traffic_per_day=per_day,
             cuped=cuped,
+            method=options.method,
         )
 
     if plan is None and planned:

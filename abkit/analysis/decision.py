@@ -352,19 +352,22 @@ def power_needed(
             plan = plan_from_stats(control, metric.type, **options)
     except (AbkitError, ValueError, ZeroDivisionError) as exc:
         return None, None, None, f"the sample needed could not be planned ({exc})"
-    total = int(plan.n_total)
     valid = ""
     if method == "sequential":
         from abkit.stats.sequential import plan_sequential
 
         try:
-            total = int(plan_sequential(plan).n_total)
+            # 4,000 paths: the power to within ~0.006, at a fifth of the default's time
+            sequential = plan_sequential(plan, sims=4_000)
         except (ValueError, ZeroDivisionError) as exc:
             return None, None, None, f"the sample needed could not be planned ({exc})"
+        plan = _scaled(plan, sequential.n_per_arm, sequential.note)
         valid = " by the always-valid test"
     elif method == "confseq":
-        total = math.ceil(CONFSEQ_HORIZON * total)
+        n_per_arm = tuple(math.ceil(CONFSEQ_HORIZON * n) for n in plan.n_per_arm)
+        plan = _scaled(plan, n_per_arm, f"confidence sequence: {CONFSEQ_HORIZON:g} x the plan")
         valid = " by the confidence sequence"
+    total = int(plan.n_total)
     needed = max(total - current_units, 0)
     days = None
     if traffic_per_day and traffic_per_day > 0 and needed > 0:
@@ -373,6 +376,22 @@ def power_needed(
     if r2 is not None:
         target += f" (variance reduced by R² = {r2:.2f})"
     return needed, days, plan, target
+
+
+def _scaled(plan: PowerPlan, n_per_arm: tuple[int, ...], note: str) -> PowerPlan:
+    """``plan`` with the arm sizes an always-valid readout needs for the same power (the
+    achieved power is the target: the inflation was solved for it)."""
+    from dataclasses import replace
+
+    return replace(
+        plan,
+        n_per_arm=tuple(n_per_arm),
+        n_control=n_per_arm[0],
+        n_total=int(sum(n_per_arm)),
+        achieved_power=plan.power,
+        duration_days=None,
+        note=note,
+    )
 
 
 def early_stopping_alpha(information_fraction: float, alpha: float) -> float:
