@@ -362,30 +362,37 @@ def _from_cache(
         "lookback": refresh.lookback,
         "cache_scope": cache_scope,
     }
-    if isinstance(conn.runner, incremental.CachingRunner) and conn.store is None and arrival:
-        # the runner keeps its caches itself, beside the tables it reads; a merge needs
-        # the rows' arrival order (their ingest batch)
-        units, report = stack.enter_context(conn.runner.unit_cache(rel, scope, metrics, **how))
-    elif conn.store is None or rel.events is not conn.store.tables.events:
-        note = (
-            "full analysis: a unit cache lives in abkit's own store or beside the tables "
-            "of a runner that keeps caches (Spark), and needs the rows' batch ids; "
-            f"this analysis reads {conn.source} on {conn.dialect}"
-        )
-        return None, note, runner, rel
-    else:
-        store = conn.store
-        cache, report = stack.enter_context(incremental.cached_units(store, scope, metrics, **how))
-        units = None if cache is None else cache.source()
-        if cache is not None:
-            arm_rows = cache.arm_rows
-            # a fresh connection: the reader's snapshot may predate the refresh; and the
-            # rows of an ingest still running are in no part of this readout
-            fresh = stack.enter_context(store.engine.connect())
-            runner = SQLAlchemyRunner(fresh, where=str(store.url))
-            rel = incremental.rows_upto(rel, report.rows_upto)
-    if units is None:
-        return None, report.describe(), conn.runner, conn.relations
+    # the cache's lock and connection: kept (moved to ``stack``) while the readout reads
+    # the cache, released at once when a full analysis follows instead
+    held = contextlib.ExitStack()
+    with held:
+        if isinstance(conn.runner, incremental.CachingRunner) and conn.store is None and arrival:
+            # the runner keeps its caches itself, beside the tables it reads; a merge needs
+            # the rows' arrival order (their ingest batch)
+            units, report = held.enter_context(conn.runner.unit_cache(rel, scope, metrics, **how))
+        elif conn.store is None or rel.events is not conn.store.tables.events:
+            note = (
+                "full analysis: a unit cache lives in abkit's own store or beside the tables "
+                "of a runner that keeps caches (Spark), and needs the rows' batch ids; "
+                f"this analysis reads {conn.source} on {conn.dialect}"
+            )
+            return None, note, runner, rel
+        else:
+            store = conn.store
+            cache, report = held.enter_context(
+                incremental.cached_units(store, scope, metrics, **how)
+            )
+            units = None if cache is None else cache.source()
+            if cache is not None:
+                arm_rows = cache.arm_rows
+                # a fresh connection: the reader's snapshot may predate the refresh; and the
+                # rows of an ingest still running are in no part of this readout
+                fresh = held.enter_context(store.engine.connect())
+                runner = SQLAlchemyRunner(fresh, where=str(store.url))
+                rel = incremental.rows_upto(rel, report.rows_upto)
+        if units is None:
+            return None, report.describe(), conn.runner, conn.relations
+        stack.enter_context(held.pop_all())
     found = sql.fetch_aggregates(
         runner,
         rel,

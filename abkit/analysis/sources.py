@@ -226,6 +226,9 @@ class Source:
         return f"{self.name} (exposures: {one(self.exposures)}, events: {one(self.events)})"
 
 
+_CLOSING = re.compile(r";\s*(--[^\n]*)?$")
+
+
 def _relation(
     table: TableRef | None,
     query: str | None,
@@ -241,8 +244,11 @@ def _relation(
     # the query becomes a subquery: a statement's closing ";" has no place there, and a
     # closing "-- comment" would swallow the parenthesis after it without a line end
     body = query.rstrip()
-    while body.endswith(";"):
-        body = body[:-1].rstrip()
+    while True:  # a closing ";", maybe followed by a comment on its line
+        shorter = _CLOSING.sub("", body).rstrip()
+        if shorter == body:
+            break
+        body = shorter
     stmt = text(body + "\n")
     used = set(stmt._bindparams)
     missing = used - set(params)

@@ -183,7 +183,9 @@ class _TextCheck:
             try:
                 self.decoder.decode(block, final)
             except UnicodeDecodeError as exc:
-                line = self.lines + block[: max(exc.start - pending, 0)].count(b"\n") + 1
+                before = block[: max(exc.start - pending, 0)]
+                ends = before.count(b"\n") + before.count(b"\r") - before.count(b"\r\n")
+                line = self.lines + ends + 1
                 raise DataError(
                     f"not UTF-8 text ({exc.reason}: byte 0x{exc.object[exc.start]:02x}); "
                     "nothing from this file was written - re-encode the file as UTF-8",
@@ -297,6 +299,10 @@ def _origin(value: object) -> int | None:
     """A ``_abkit_quarantine_id`` cell as an id (anything else: no origin)."""
     text = str(value).strip() if value is not None else ""
     return int(text) if text.isascii() and text.isdigit() else None
+
+
+# what a CSV line holds when every field of it is empty (or blank), whatever the delimiter
+_BLANK_LINE = " \t\r\n" + "".join(_DELIMITERS)
 
 
 def _clean_columns(names: list[str], display: str) -> list[str]:
@@ -436,12 +442,13 @@ class CsvReader(_FileReader):
                 return self._header
             with self._open_text() as text:
                 try:
-                    # the header is the first line that is not blank
+                    # the header is the first line with something besides blanks and
+                    # delimiters (a record of empty fields is blank to the reader too)
                     first = next(
                         (
                             line
                             for line in _bounded_lines(text, self.limits, self.display)
-                            if line.strip()
+                            if line.strip(_BLANK_LINE)
                         ),
                         "",
                     )

@@ -93,6 +93,8 @@ TRACKER_WORKERS: tuple[TrackerWorker, ...] = get_args(TrackerWorker)
 # service-side thread takes in the child's counts: it holds the interpreter lock only then.
 _RING_BYTES_PER_ROW = 128
 _WATCH_SECONDS = 0.05
+# a forked service whose storing process failed to start tries again after this long
+_RELINK_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -170,6 +172,7 @@ class Tracker:
         # worker="thread": rows a flush has taken from the queues and not stored or put
         # back yet (counted as dropped when close gives up waiting for that flush)
         self._in_flight = 0
+        self._abandoned = 0  # of those, counted as dropped by a close that gave up on them
         # worker="process": a new version of the given experiments that the ring had no
         # room for yet
         self._registration_pending = False
@@ -181,6 +184,7 @@ class Tracker:
         # worker="process" in a child forked from the service: a storing process of its own
         # is started at its first row (:meth:`_after_fork`)
         self._relink = False
+        self._relink_at = 0.0  # time.monotonic() before which no new attempt is made
         if worker == "process":
             url = db if isinstance(db, str) else default_store_url(create=True)
             self._link_options: dict[str, Any] = {
@@ -224,7 +228,7 @@ class Tracker:
         self._totals = {"accepted": 0, "duplicates": 0, "quarantined": 0}
         self._by_reason = {}
         self._dropped = self._flushes = self._flush_errors = self._control_frames = 0
-        self._in_flight = 0
+        self._in_flight = self._abandoned = 0
         self._last_warning = {}
         self._thread = None
         if self._closed:
@@ -245,12 +249,16 @@ class Tracker:
     def _start_link(self) -> SharedRing | None:
         """worker="process", after a fork, under the put lock: this process's storing
         child and ring (None when it cannot start: the row is then dropped and counted)."""
-        self._relink = False
+        now = time.monotonic()
+        if now < self._relink_at:
+            return None
         try:
             link = _WorkerLink(**self._link_options)
-        except Exception as exc:
+        except Exception as exc:  # tried again in a few seconds; the rows meanwhile dropped
+            self._relink_at = now + _RELINK_SECONDS
             self._warn("worker", "abkit Tracker: cannot start the storing process: %s", exc)
             return None
+        self._relink = False
         self._link, self._ring = link, link.ring
         self._start_thread()
         return link.ring
@@ -308,8 +316,7 @@ class Tracker:
         if (
             key not in self._registered
             or (
-                self._versioned
-                and self._experiments.version is not self._registered_version  # type: ignore[union-attr]
+                self._versioned and self._experiments.version is not self._registered_version  # type: ignore[union-attr]
             )
         ) and not self._send_experiments({key}):
             # the ring had no room for the registration: the exposure must not overtake it
@@ -393,6 +400,15 @@ class Tracker:
         finally:
             self._in_flight = 0
 
+    def _reclaim(self, stored: int) -> None:
+        """Rows that close counted as dropped (it gave up waiting for this flush) and that
+        this flush then stored: no longer dropped."""
+        with self._count_lock:
+            self._in_flight = max(0, self._in_flight - stored)
+            back = min(self._abandoned, stored)
+            self._abandoned -= back
+            self._dropped -= back
+
     def _ingest_drained(self) -> list[IngestReport]:
         reports = []
         exposures = _drain(self._exposures)
@@ -409,6 +425,7 @@ class Tracker:
                         source_name=f"{self.source_name}:exposures",
                     )
                 )
+                self._reclaim(len(rows))
             except Exception:
                 self._requeue(self._exposures, exposures)
                 raise
@@ -419,6 +436,7 @@ class Tracker:
                 reports.append(
                     ingest(events, db=self.store, kind="events", source_name=self.source_name)
                 )
+                self._reclaim(len(events))
             except Exception:
                 self._requeue(self._events, events)
                 raise
@@ -660,9 +678,15 @@ class Tracker:
         finally:
             # whatever the worker could not store (the store down, the deadline passed,
             # the child gone) is counted, never lost silently
-            lost = self._unaccounted()
-            with self._count_lock:
-                self._dropped += lost
+            if self.worker == "thread":
+                with self._count_lock:  # in step with a flush that is still storing
+                    self._dropped += self.pending + self._in_flight
+                    # that flush may store its rows after all: then no longer dropped
+                    self._abandoned = self._in_flight
+            else:
+                lost = self._unaccounted()
+                with self._count_lock:
+                    self._dropped += lost
             self._events.clear()
             self._exposures.clear()
             if self._link is not None:

@@ -263,7 +263,11 @@ def test_a_warehouse_file_without_a_store_is_read_as_it_is(tmp_path, sim):
         .exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'table'")
         .scalars()
     )
-    for query in ("SELECT * FROM shop_events;  \n", "SELECT * FROM shop_events -- every event"):
+    for query in (
+        "SELECT * FROM shop_events;  \n",
+        "SELECT * FROM shop_events -- every event",
+        "SELECT * FROM shop_events; -- every event",
+    ):
         source = Source(
             EXPOSURES,
             EventMapping(

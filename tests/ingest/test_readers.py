@@ -350,3 +350,15 @@ def test_a_parquet_file_without_rows_has_its_columns_checked(tmp_path):
     pq.write_table(pa.table({"user": empty, "ts": pa.array([], pa.int64())}), path)
     with pytest.raises(DataError, match="required column 'unit_id'"):
         ingest(path, db=f"sqlite:///{tmp_path / 'a.db'}")
+
+
+def test_cr_line_ends_are_counted_in_utf8_errors_and_delimiter_only_lines_are_blank(tmp_path):
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    path = tmp_path / "cr-latin.csv"
+    path.write_bytes(b"unit_id,event_type,timestamp\ru1,e,1700000000\ru2,e,1\rcaf\xe9,e,1\r")
+    with pytest.raises(DataError) as info:
+        ingest(path, db=url)
+    assert info.value.location.row == 4
+    blank = tmp_path / "delimiters-first.csv"
+    blank.write_text(",,\nunit_id,event_type,timestamp\nu1,e,1700000000\n", encoding="utf-8")
+    assert ingest(blank, db=url).accepted == 1
