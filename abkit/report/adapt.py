@@ -525,7 +525,11 @@ def load_report(
     from abkit.lifecycle.declared import analyze
 
     db = resolve_db_url(db_url)
-    options: dict[str, Any] = {"spec": spec_path, "alpha": alpha, "method": method}
+    options: dict[str, Any] = {"spec": spec_path}
+    if alpha is not None:
+        options["alpha"] = alpha
+    if method is not None:
+        options["method"] = method
     if segments:
         options["segments"] = tuple(segments)
     if business:

@@ -40,6 +40,11 @@ DELIBERATE: dict[str, tuple[tuple[str, str], ...]] = {
             "issue 9: the baseline of the business impact is the raw control mean per unit, "
             "no longer the CUPED-adjusted one (the projected change itself is unchanged)",
         ),
+        (
+            r"^/decision/(sample_needed|days_needed)$",
+            "the sample an always-valid (sequential) readout needs for 80% power is the plan "
+            "inflated for its wider boundary, not the fixed test's (decision.power_needed)",
+        ),
     ),
     "report": (
         (
