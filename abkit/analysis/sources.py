@@ -226,7 +226,42 @@ class Source:
         return f"{self.name} (exposures: {one(self.exposures)}, events: {one(self.events)})"
 
 
-_CLOSING = re.compile(r";\s*(--[^\n]*)?$")
+def _without_closing(query: str) -> str:
+    """``query`` without a statement's closing ``;`` and what follows it when that is only
+    blanks and comments. The text is scanned as SQL (quoted strings and identifiers,
+    ``--`` and ``/* */`` comments), so a ``;`` or ``--`` inside a string stays."""
+    closing = None  # where the last ";" outside quotes and comments is
+    after = False  # whether anything but blanks and comments follows it
+    i, n = 0, len(query)
+    while i < n:
+        c = query[i]
+        if c in "'\"":  # a quoted string or identifier; doubled quotes escape
+            end = i + 1
+            while end < n:
+                if query[end] == c:
+                    if end + 1 < n and query[end + 1] == c:
+                        end += 2
+                        continue
+                    break
+                end += 1
+            i, after = end + 1, closing is not None
+            continue
+        if query.startswith("--", i):
+            newline = query.find("\n", i)
+            i = n if newline == -1 else newline + 1
+            continue
+        if query.startswith("/*", i):
+            close = query.find("*/", i + 2)
+            i = n if close == -1 else close + 2
+            continue
+        if c == ";":
+            closing, after = i, False
+        elif not c.isspace() and closing is not None:
+            after = True
+        i += 1
+    if closing is None or after:
+        return query.rstrip()
+    return query[:closing].rstrip()
 
 
 def _relation(
@@ -243,13 +278,7 @@ def _relation(
     assert query is not None
     # the query becomes a subquery: a statement's closing ";" has no place there, and a
     # closing "-- comment" would swallow the parenthesis after it without a line end
-    body = query.rstrip()
-    while True:  # a closing ";", maybe followed by a comment on its line
-        shorter = _CLOSING.sub("", body).rstrip()
-        if shorter == body:
-            break
-        body = shorter
-    stmt = text(body + "\n")
+    stmt = text(_without_closing(query) + "\n")
     used = set(stmt._bindparams)
     missing = used - set(params)
     if missing:

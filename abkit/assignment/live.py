@@ -288,6 +288,9 @@ class LiveRegistry(Mapping[str, Experiment]):
             return False  # being written: the next poll reads the finished file
         self._signature = signature
         digest = hashlib.sha256(content).hexdigest()
+        if self._pending is not None and self._pending[0] != digest:
+            # another content came between: the candidate's quiet time starts again
+            self._pending = None
         if digest == self._version.content_hash:
             self._pending = None
             return False

@@ -484,7 +484,7 @@ class CsvReader(_FileReader):
             lines = _nul_standins(bounded) if _CSV_REFUSES_NUL else bounded
             reader = csv.reader(lines, delimiter=self.delimiter or ",")
             # the header, after any blank lines (row numbers still count them)
-            next(record for record in reader if any(field.strip() for field in record))
+            next(record for record in reader if "".join(record).strip(_BLANK_LINE))
             chunk = Chunk()
             last_line = reader.line_num
             seen = 0

@@ -173,9 +173,6 @@ class Tracker:
         # back yet (counted as dropped when close gives up waiting for that flush)
         self._in_flight = 0
         self._abandoned = 0  # of those, counted as dropped by a close that gave up on them
-        # worker="process": a new version of the given experiments that the ring had no
-        # room for yet
-        self._registration_pending = False
         self._unknown_warned: set[str] = set()
         self._last_warning: dict[str, float] = {}
         self._closed = False
@@ -242,7 +239,6 @@ class Tracker:
             self._relink = True  # the thread starts with the link
             self._registered = set()
             self._registered_version = None
-            self._registration_pending = False
             return
         self._start_thread()
 
@@ -500,8 +496,6 @@ class Tracker:
         False when the ring had no room for it (the next exposure of these keys tries
         again)."""
         given, missing = self._unregistered(keys)
-        if self._registration_pending:
-            return False
         if not missing:
             return True
         found = [e for k in sorted(missing) if (e := given.get(k) or served_experiment(k))]
@@ -545,17 +539,13 @@ class Tracker:
         version, given = self._given()
         if given:
             if self.worker == "process":
-                if not self._put(
-                    encode("experiments", [e.to_dict() for e in given.values()]), row=False
-                ):
-                    # the ring is full: the next exposure tries again, and none goes
-                    # before this version (:meth:`_send_experiments`)
-                    self._registration_pending = True
-                    return
+                # each key before its first exposure of this version (:meth:`_send_
+                # experiments`): one small frame per experiment, which a ring with any
+                # room takes, instead of one of every experiment, which may never fit
+                self._registered = set()
             else:
                 self.store.register_experiments(list(given.values()))
-            self._registered = set(given)
-        self._registration_pending = False
+                self._registered = set(given)
         self._registered_version = version
 
     def _unregistered(self, keys: set[str]) -> tuple[dict[str, Experiment], set[str]]:
@@ -680,7 +670,10 @@ class Tracker:
             # the child gone) is counted, never lost silently
             if self.worker == "thread":
                 with self._count_lock:  # in step with a flush that is still storing
-                    self._dropped += self.pending + self._in_flight
+                    # what is queued is taken here (a row is taken once: by this or by a
+                    # flush), so none is both counted and stored
+                    taken = len(_drain(self._events)) + len(_drain(self._exposures))
+                    self._dropped += taken + self._in_flight
                     # that flush may store its rows after all: then no longer dropped
                     self._abandoned = self._in_flight
             else:

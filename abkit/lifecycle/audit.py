@@ -8,13 +8,14 @@ created on first write with ``checkfirst``):
   every version of every spec seen, ``version`` the SHA-256 of the entry's canonical JSON;
 * ``{prefix}audit(action_key PK, experiment, action, actor, at_us, from_version,
   to_version, reason, evidence)``: one row per action. ``action_key`` is the SHA-256 of
-  (experiment, the version acted on, action, how many entries the experiment had before):
+  (experiment, the version acted on, action, its place among the experiment's entries):
   two controllers that decide the same action from the same state write the same key, and
   only one of them acts. The count is in the key because a spec's content can come back to
   an earlier version (pause, resume, pause; a rollback undone by restoring the previous
-  file): the same action on that version is then a new action, not a repeat. (A count, not
-  the latest entry's time: clocks need not agree.) A proposal (an action that changes
-  nothing) is recorded once per version it was made on;
+  file): the same action on that version is then a new action, not a repeat. (A place,
+  kept in the evidence as ``audit_sequence``, not the latest entry's time: clocks need not
+  agree.) A proposal (an action that changes nothing) is recorded once per version it was
+  made on;
 * ``{prefix}lifecycle_status(experiment PK, evaluated_at_us, verdict, units, stage,
   spec_version, summary)``: the controller's last look, for ``abkit experiments``.
 
@@ -183,7 +184,7 @@ def record_spec_version(
 
 
 def action_key(experiment: str, from_version: str | None, action: str, earlier: int) -> str:
-    """The audit row's key: ``earlier`` is how many entries the experiment had before it."""
+    """The audit row's key: ``earlier`` is its place among the experiment's entries."""
     text = "\x1f".join((experiment, from_version or "", action, str(earlier)))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -206,9 +207,9 @@ def record_action(conn: Connection, store: Store, entry: AuditEntry) -> AuditEnt
         ).first()
         if made is not None:
             return None
-    # the count of earlier entries, not their times: clocks of two hosts (or a replayed
-    # `now`) need not agree on which came last
-    earlier = int(conn.execute(select(func.count()).where(mine)).scalar() or 0)
+    # the place of the entry among the experiment's, not its time: clocks of two hosts
+    # (or a replayed `now`) need not agree on which came last
+    earlier = _next_sequence(conn, table, entry.experiment)
     key = action_key(entry.experiment, entry.from_version, entry.action, earlier)
     if conn.execute(select(table.c.action_key).where(table.c.action_key == key)).first():
         return None
@@ -224,12 +225,33 @@ def record_action(conn: Connection, store: Store, entry: AuditEntry) -> AuditEnt
                     from_version=entry.from_version,
                     to_version=entry.to_version,
                     reason=entry.reason,
-                    evidence=json.dumps(dict(entry.evidence), sort_keys=True, default=str),
+                    evidence=json.dumps(
+                        {**entry.evidence, SEQUENCE: earlier}, sort_keys=True, default=str
+                    ),
                 )
             )
     except IntegrityError:  # another controller recorded it between our check and insert
         return None
     return replace(entry, action_key=key)
+
+
+# the entry's place among its experiment's, kept in its evidence (the table has no column
+# for it): 0, 1, 2, ... in the order recorded
+SEQUENCE = "audit_sequence"
+
+
+def _next_sequence(conn: Connection, table: Table, experiment: str) -> int:
+    """One past the highest place recorded (at least the number of entries: rows written
+    before places were kept count by number). Deleting rows never brings back a place
+    already used, so a new action never takes the key of an old one."""
+    places = [
+        json.loads(text or "{}").get(SEQUENCE)
+        for (text,) in conn.execute(
+            select(table.c.evidence).where(table.c.experiment == experiment)
+        )
+    ]
+    known = [p for p in places if isinstance(p, int)]
+    return max(len(places), max(known, default=-1) + 1)
 
 
 def record_status(

@@ -267,6 +267,7 @@ def test_a_warehouse_file_without_a_store_is_read_as_it_is(tmp_path, sim):
         "SELECT * FROM shop_events;  \n",
         "SELECT * FROM shop_events -- every event",
         "SELECT * FROM shop_events; -- every event",
+        "SELECT * FROM shop_events WHERE kind NOT LIKE '%;--%' ;",
     ):
         source = Source(
             EXPOSURES,

@@ -277,3 +277,22 @@ def test_a_forked_worker_follows_the_file_with_a_thread_of_its_own(spec):
     _, status = os.waitpid(pid, 0)
     live.close()
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_a_candidate_interrupted_by_other_content_waits_its_quiet_time_again(spec, monkeypatch):
+    # a buffered writer rewrites in place: the same prefix, then an empty file, then the
+    # same prefix again; the prefix's first sighting must not count any more
+    import abkit.assignment.live as live_module
+
+    monkeypatch.setattr(live_module, "_QUIET_NS", 300_000_000)
+    live = LiveRegistry(spec, poll_interval=60, start=False)
+    prefix = RUNNING.replace('"m2"', '"m3"')
+    spec.write_text(prefix, encoding="utf-8")
+    assert live.refresh() is False  # pending
+    time.sleep(0.35)
+    spec.write_text("", encoding="utf-8")
+    assert live.refresh() is False and live.errors == 1
+    spec.write_text(prefix, encoding="utf-8")
+    assert live.refresh() is False  # seen again just now: not yet quiet
+    time.sleep(0.35)
+    assert live.refresh() is True

@@ -379,7 +379,10 @@ def test_a_process_worker_counts_what_a_full_ring_refuses(sqlite_url, caplog):
     experiment = config.Experiment(key="k", variants=["a", "b"])
     with caplog.at_level(logging.WARNING, logger="abkit.ingest.tracker"):
         tracker = Tracker(db=sqlite_url, experiments=[experiment], worker="process", max_queue=1000)
-        tracker.flush()  # the child is up and has registered the experiment
+        # the experiment goes to the child before its first exposure: the child is up and
+        # has registered it
+        tracker.expose(assignment.ExposureRecord.create("k", "first", "a"))
+        tracker.flush()
         os.kill(tracker._link.process.pid, signal.SIGSTOP)
         try:
             for i in range(40_000):
@@ -390,7 +393,7 @@ def test_a_process_worker_counts_what_a_full_ring_refuses(sqlite_url, caplog):
             os.kill(tracker._link.process.pid, signal.SIGCONT)
         tracker.close()
     stats = tracker.stats()
-    assert stats.accepted == 40_000 - tracker.dropped > 20_000
+    assert stats.accepted == 40_001 - tracker.dropped > 20_000
     assert "queue full" in caplog.text
     store = open_store(sqlite_url)
     assert len(_exposures(store)) == stats.accepted

@@ -108,3 +108,24 @@ def test_a_proposal_is_recorded_once_per_version_whatever_came_between(sqlite_ur
             for action in ("propose-rollback", "propose-ship", "propose-rollback")
         ]
     assert [e is not None for e in made] == [True, True, False]
+
+
+def test_a_pruned_trail_never_gives_a_new_action_an_old_key(sqlite_url: str) -> None:
+    from sqlalchemy import delete
+
+    store = open_store(sqlite_url)
+    table = lifecycle_tables(store).audit
+    with lifecycle_lock(store) as conn:
+        for action in ("propose-ship", "propose-stop"):
+            assert record_action(
+                conn, store, AuditEntry("exp", action, "c", START, "v0", "v0", "", {})
+            )
+        assert record_action(
+            conn, store, AuditEntry("exp", "pause", "me", START, "v1", "v2", "", {})
+        )
+        assert record_action(
+            conn, store, AuditEntry("exp", "resume", "me", START, "v2", "v1", "", {})
+        )
+        conn.execute(delete(table).where(table.c.action.like("propose-%")))  # pruned
+        again = AuditEntry("exp", "pause", "me", START, "v1", "v2", "", {})
+        assert record_action(conn, store, again) is not None

@@ -64,7 +64,8 @@ def test_load_report_passes_the_window_and_horizon(monkeypatch, tmp_path):
         seen.update(options, db=db, experiment=experiment, metrics=metrics)
         return fakes.result("cannot finish", conversion_lift=0.005)
 
-    monkeypatch.setattr("abkit.analysis.analyze.analyze", fake_analyze)
+    # the report analyses through the spec's path (lifecycle.declared), as `abkit analyze`
+    monkeypatch.setattr("abkit.lifecycle.declared.analyze_inputs", fake_analyze)
     db = tmp_path / "x.db"
     db.write_bytes(b"")
     _, model = load_report(
