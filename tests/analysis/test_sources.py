@@ -116,6 +116,19 @@ EXPOSURES = ExposureMapping(
 )
 
 
+# the user's tables as they are, events with native times
+NATIVE = Source(
+    EXPOSURES,
+    EventMapping(
+        table=TableRef("shop_events"),
+        unit="customer_id",
+        event_type="kind",
+        value="amount",
+        timestamp="ordered_at",
+    ),
+)
+
+
 def _comparable(result) -> dict:
     out = result.to_dict()
     out["experiment"].pop("source")
@@ -137,17 +150,7 @@ def loaded(any_url, sim):  # noqa: F811
 def test_user_tables_equal_the_store(loaded, sim):
     common = dict(segments=("platform",), guardrails=["click_through_rate"])
     want = analyze(loaded, sim.experiment, **common)
-    native = Source(
-        EXPOSURES,
-        EventMapping(
-            table=TableRef("shop_events"),
-            unit="customer_id",
-            event_type="kind",
-            value="amount",
-            timestamp="ordered_at",
-        ),
-    )
-    got = analyze(loaded, sim.experiment, source=native, **common)
+    got = analyze(loaded, sim.experiment, source=NATIVE, **common)
     assert_same(_comparable(got), _comparable(want))
     assert got.experiment.source.startswith("source (exposures: ab_exposures")
     epoch_query = Source(
@@ -300,16 +303,6 @@ def test_exposures_without_a_readable_time_are_a_located_error(tmp_path, sim):
     with engine.begin() as conn:
         conn.exec_driver_sql("UPDATE ab_exposures SET exposed_at = NULL")
     engine.dispose()
-    source = Source(
-        EXPOSURES,
-        EventMapping(
-            table=TableRef("shop_events"),
-            unit="customer_id",
-            event_type="kind",
-            value="amount",
-            timestamp="ordered_at",
-        ),
-    )
     with pytest.raises(DataError, match="no readable exposure time") as info:
-        analyze(url, sim.experiment, source=source)
+        analyze(url, sim.experiment, source=NATIVE)
     assert info.value.location.field == "exposures.timestamp"

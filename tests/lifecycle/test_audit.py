@@ -36,21 +36,26 @@ def test_an_action_on_a_version_the_spec_came_back_to_is_recorded_again(sqlite_u
     # pause, resume, pause: the second pause acts on the content of the first one's
     store = open_store(sqlite_url)
     steps = [("pause", "v1", "v2"), ("resume", "v2", "v1"), ("pause", "v1", "v2")]
-    with lifecycle_lock(store) as conn:
-        recorded = [
-            record_action(
-                conn,
-                store,
-                AuditEntry("exp", action, "me", START + timedelta(hours=i), old, new, "why", {}),
-            )
-            for i, (action, old, new) in enumerate(steps)
-        ]
+    recorded = _record(store, [(*step, 3600 * i) for i, step in enumerate(steps)])
     keys = [e.action_key for e in recorded if e is not None]
     assert len(set(keys)) == 3
     trail = read_audit(store, "exp")
     assert [(e.action, e.action_key) for e in trail] == [
         (action, key) for (action, _, _), key in zip(steps, keys, strict=True)
     ]
+
+
+def _record(store, steps):
+    """Record (action, from version, to version, seconds after START) steps of "exp"."""
+    with lifecycle_lock(store) as conn:
+        return [
+            record_action(
+                conn,
+                store,
+                AuditEntry("exp", action, "me", START + timedelta(seconds=t), a, b, "why", {}),
+            )
+            for action, a, b, t in steps
+        ]
 
 
 def test_reads_before_any_controller_are_empty(sqlite_url: str) -> None:
@@ -85,15 +90,7 @@ def test_entries_chain_by_their_count_not_their_clock(sqlite_url: str) -> None:
     store = open_store(sqlite_url)
     steps = [("pause", "v1", "v2", 60), ("resume", "v2", "v1", 10), ("pause", "v1", "v2", 20)]
     steps.append(("resume", "v2", "v1", 30))
-    with lifecycle_lock(store) as conn:
-        recorded = [
-            record_action(
-                conn,
-                store,
-                AuditEntry("exp", action, "me", START + timedelta(seconds=t), a, b, "why", {}),
-            )
-            for action, a, b, t in steps
-        ]
+    recorded = _record(store, steps)
     assert all(e is not None for e in recorded)
     assert len(read_audit(store, "exp")) == 4
 
