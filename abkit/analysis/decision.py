@@ -379,8 +379,10 @@ def power_needed(
 
 
 def _scaled(plan: PowerPlan, n_per_arm: tuple[int, ...], note: str) -> PowerPlan:
-    """``plan`` with the arm sizes an always-valid readout needs for the same power (the
-    achieved power is the target: the inflation was solved for it)."""
+    """``plan`` with the arm sizes an always-valid readout needs for the same power. The
+    achieved power is stated as the target: mSPRT's inflation is solved for it (to Monte
+    Carlo error), and the confidence sequence's horizon gives at least it (86% at
+    ``alpha = 0.05``, :func:`power_needed`)."""
     from dataclasses import replace
 
     return replace(
