@@ -170,7 +170,9 @@ def _normalise(unit_id: Any) -> tuple[str, bytes | None]:
     """(display id, UTF-8 bytes) of a unit id; bytes None when the id is invalid."""
     if type(unit_id) is not str:
         if isinstance(unit_id, str):
-            unit_id = str(unit_id)
+            # the text itself, as assign_many's fast path and the spec hash it: a
+            # str-mixin Enum's str() is "Plan.U", and an overridden __str__ may raise
+            unit_id = str.__str__(unit_id)
         elif isinstance(unit_id, bool) or (
             type(unit_id).__module__ == "numpy" and type(unit_id).__name__ in ("bool", "bool_")
         ):

@@ -94,7 +94,7 @@ def compile_search(pattern: str) -> tuple[Search, str]:
             warnings.simplefilter("error")
             compiled = re.compile(pattern)
             tree = _sre_parse.parse(pattern)
-    except (re.error, FutureWarning, DeprecationWarning) as exc:
+    except (re.error, FutureWarning, DeprecationWarning, RecursionError) as exc:
         raise PatternError(f"invalid regular expression {pattern!r}: {exc}") from None
     unsupported = _unsupported(tree.data)
     if unsupported:

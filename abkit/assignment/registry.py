@@ -337,8 +337,10 @@ def _validate(data: object, source: str | None, locator: FieldLocator) -> Regist
             holdout = _holdout_from(data["holdout"], None)
         except ConfigError as exc:
             raise fail(exc.message, field_name="holdout") from None
-    entries = data.get("experiments") or []
-    if not isinstance(entries, list):
+    entries = data.get("experiments")
+    if entries is None:
+        entries = []
+    if not isinstance(entries, list):  # {}, "", 0, false, an [experiments] table
         raise fail("'experiments' must be a list ([[experiments]] in TOML)")
     experiments: dict[str, Experiment] = {}
     positions: dict[str, int] = {}

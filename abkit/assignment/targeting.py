@@ -19,6 +19,7 @@ zero (``1.2 == 1.2.0``; ``1.2.0-beta < 1.2.0``; a leading ``v`` and ``+build`` a
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
@@ -78,6 +79,8 @@ def parse_version(text: str) -> tuple | None:
     while len(nums) > 1 and nums[-1] == 0:  # 1.2 == 1.2.0
         nums.pop()
     if not pre:
+        if "-" in s:  # "1.0.0-": a pre-release mark with nothing after it is no version
+            return None
         return (tuple(nums), 1, ())
     ids = []
     for ident in pre.split("."):
@@ -219,4 +222,8 @@ def _member(v: Any, members: frozenset) -> bool:
 
 
 def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+    """A real number compared by value: int, float and their numpy kinds (a DataFrame's
+    cell is a numpy.int64); never a bool."""
+    if isinstance(v, bool) or type(v).__name__ in ("bool", "bool_"):
+        return False
+    return isinstance(v, numbers.Real)

@@ -220,3 +220,56 @@ def test_invalid_ids_are_served_what_everyone_else_gets_after_the_end():
     )
     assert assign(paused, "", now=after).variant == "control"  # paused serves the control
     assert assign(paused, "u", now=after).variant == "control"
+
+
+def test_str_subclass_ids_hash_as_their_text_in_assign_and_assign_many():
+    import enum
+
+    class Plan(str, enum.Enum):  # str() of a member is "Plan.U", its text "user-42"
+        U = "user-42"
+
+    class Loud(str):
+        def __str__(self) -> str:
+            raise RuntimeError("no")
+
+    for experiment in (
+        Experiment("plain", variants=["a", "b"], traffic=0.5),
+        Experiment.from_dict(
+            {"key": "held", "variants": ["a", "b"], "holdout": {"name": "h", "fraction": 0.1}}
+        ),
+    ):
+        for unit in (Plan.U, Loud("user-42")):
+            got = assign(experiment, unit, expose=False)
+            want = assign(experiment, "user-42", expose=False)
+            assert (got.variant, got.bucket, got.reason) == (want.variant, want.bucket, want.reason)
+            assert assign_many(experiment, [unit]).variants == (want.variant,)
+
+
+def test_numeric_targeting_compares_numpy_integers_by_value_and_never_bools():
+    rule = Experiment.from_dict(
+        {"key": "adults", "variants": ["a", "b"], "targeting": {"attr": "age", "gte": 18}}
+    )
+    for age, reason in (
+        (np.int64(30), None),
+        (np.int32(12), "not_targeted"),
+        (True, "not_targeted"),
+    ):
+        assert assign(rule, "u1", {"age": age}, expose=False).reason == reason
+
+
+def test_malformed_registry_shapes_and_patterns_are_config_errors():
+    from abkit.assignment.patterns import PatternError, compile_search
+    from abkit.assignment.registry import parse_registry
+    from abkit.assignment.targeting import parse_version
+    from abkit.errors import ConfigError
+
+    for text in ('{"experiments": {}}', '{"experiments": ""}', '{"experiments": 0}'):
+        with pytest.raises(ConfigError, match="must be a list"):
+            parse_registry(text, fmt="json")
+    with pytest.raises(ConfigError, match="must be a list"):
+        parse_registry("[experiments]\n", fmt="toml")
+    assert parse_registry('{"experiments": []}', fmt="json").registry.experiments == {}
+    with pytest.raises(PatternError):
+        compile_search("(" * 500 + "a" + ")" * 500)
+    assert parse_version("1.0.0-") is None and parse_version("1.0.0-+b") is None
+    assert parse_version("1.0.0") is not None and parse_version("1.0.0-rc.1") is not None
