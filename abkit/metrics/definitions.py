@@ -295,6 +295,18 @@ class Metric:
             raise ConfigError(
                 f"metric {self.name!r}: min_count must be an integer >= 1", field="min_count"
             )
+        if self.min_count != 1 and self.type != "proportion":
+            # only a proportion counts events per unit against it: elsewhere it would be
+            # accepted and change nothing
+            raise ConfigError(
+                f"metric {self.name!r}: min_count applies to proportion metrics only",
+                field="min_count",
+            )
+        if self.quantile_of != "event" and "quantile_of" not in self.kind_spec.parameters:
+            raise ConfigError(
+                f"metric {self.name!r}: only quantile metrics have quantile_of",
+                field="quantile_of",
+            )
         if self.cap is not None and self.cap_percentile is not None:
             raise ConfigError(
                 f"metric {self.name!r}: give cap or cap_percentile, not both", field="cap"

@@ -93,6 +93,8 @@ def metric_from_dict(
             **where,
         )
     try:
+        if "window" in raw and "window_hours" in raw:  # one would silently win
+            raise ConfigError("give window or window_hours, not both", field="window_hours")
         if "builtin" in raw:
             try:
                 base = builtin_metric(raw["builtin"])

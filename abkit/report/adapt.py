@@ -254,13 +254,17 @@ def _quality(result: AnalysisResult) -> Quality:
         )
     )
     for b in q.balance:
+        if b.p_value is None:  # no pre-period data: nothing was compared
+            status, detail = "warn", "not checked: no data from before the experiment"
+        elif b.imbalanced:
+            status, detail = "fail", "the groups differed before the experiment"
+        else:
+            status, detail = "pass", "the groups were alike before the experiment"
         checks.append(
             QualityCheck(
                 name=f"Before the test: {_label(b.metric)} ({b.variant})",
-                status="fail" if b.imbalanced else "pass",
-                detail="the groups differed before the experiment"
-                if b.imbalanced
-                else "the groups were alike before the experiment",
+                status=status,
+                detail=detail,
                 p_value=b.p_value,
             )
         )
@@ -453,7 +457,8 @@ def from_analysis(
         method=result.method,
         alpha=result.alpha,
         correction=result.correction,
-        cuped=bool(result.cuped),
+        # the option alone says nothing: whether a metric's readout was adjusted does
+        cuped=any(getattr(m, "cuped", False) for m in result.metrics),
         horizon_days=horizon_days,
         generated_at=moment.strftime("%Y-%m-%d %H:%M UTC"),
         abkit_version=__version__,
@@ -550,6 +555,14 @@ def load_report(
         horizon_days=DEFAULT_HORIZON_DAYS if horizon_days is None else horizon_days,
         values=values,
         segments=tuple(segments or ()),
-        audit=read_audit_at(db, experiment),
+        audit=_as_of(read_audit_at(db, experiment), result.experiment.until),
     )
     return result, model
+
+
+def _as_of(entries: Sequence[AuditEntry], until: str | None) -> list[AuditEntry]:
+    """The controller's actions an as-of readout had seen: those before ``until``."""
+    if until is None:
+        return list(entries)
+    moment = datetime.fromisoformat(until.replace("Z", "+00:00"))
+    return [e for e in entries if e.at < moment]

@@ -209,9 +209,15 @@ def _roll_back(e: Evidence, primary: MetricRow | None, variant: str) -> Words:
     if e.basis == "guardrail_breach" and harms:
         lines = [_sentence(harm_sentence(h)) for h in harms]
         if primary is not None:
+            gain = primary.rel_lift is not None and (primary.rel_lift > 0) == bool(
+                getattr(primary, "higher_is_better", True)
+            )
             lines.append(
                 f"Given up by rolling back: {primary.display_name} {_change(primary)}"
                 f"{_settled(primary)}, not enough to accept the harm."
+                if gain
+                else f"Nothing is given up by rolling back: {primary.display_name} "
+                f"{_change(primary)}{_settled(primary)} as well."
             )
         return f"Roll back {harms[0].variant}: it made {harms[0].label} worse.", tuple(lines), ()
     if primary is None:

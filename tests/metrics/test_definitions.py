@@ -298,3 +298,27 @@ def test_covariate_errors_name_the_field_and_line():
     ratio_text = ratio_text.replace('name = "r"\n', "").replace('"pre:x"', '["pre:x"]')
     with pytest.raises(ConfigError, match="proportion and mean"):
         load_metrics("m.toml", text=ratio_text)
+
+
+@pytest.mark.parametrize(
+    ("toml", "field"),
+    [
+        ('type = "mean"\nevent = "purchase"\naggregate = "sum"\nmin_count = 2', "min_count"),
+        (
+            'type = "mean"\nevent = "purchase"\naggregate = "sum"\nquantile_of = "unit"',
+            "quantile_of",
+        ),
+        (
+            'type = "proportion"\nevent = "purchase"\nwindow = "7d"\nwindow_hours = 1',
+            "window_hours",
+        ),
+        ('builtin = "revenue_per_user"\nmin_count = 5', "min_count"),
+    ],
+)
+def test_options_that_would_change_nothing_are_refused(toml, field):
+    # accepted silently, each of these left the metric as it was (or one window won)
+    from abkit.metrics.files import load_metrics
+
+    with pytest.raises(ConfigError) as info:
+        load_metrics("metrics.toml", text=f'[[metric]]\nname = "m"\n{toml}\n')
+    assert field in str(info.value)

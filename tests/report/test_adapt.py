@@ -134,3 +134,19 @@ def test_adjusted_intervals_are_shown_when_the_analysis_has_them():
     assert row.rel_ci == wide and row.interval_adjusted and row.interval_consistent
     page = S.scorecard_table(from_analysis(result)).html
     assert "widened for the several metrics tested" in page and "†" not in page
+
+
+def test_an_as_of_report_shows_only_the_actions_before_its_time():
+    from datetime import datetime, timezone
+
+    from abkit.lifecycle.audit import AuditEntry
+    from abkit.report.adapt import _as_of
+
+    def at(day: int) -> AuditEntry:
+        when = datetime(2026, 11, day, tzinfo=timezone.utc)
+        return AuditEntry("k", "advance", "controller", when, "a", "b", "", {})
+
+    entries = [at(18), at(20), at(21)]
+    assert [e.at.day for e in _as_of(entries, "2026-11-19T06:00:00+00:00")] == [18]
+    assert [e.at.day for e in _as_of(entries, "2026-11-19T06:00:00Z")] == [18]
+    assert _as_of(entries, None) == entries

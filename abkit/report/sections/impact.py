@@ -63,6 +63,9 @@ def impact(model: ReportModel) -> HTMLBlock:
 
 def _heading(model: ReportModel) -> str:
     if model.decision.state == "roll back":
+        change = model.impact[0].estimate if model.impact else None
+        if change is not None and change < 0:  # shipping would have cost money
+            return "What rolling back avoided: projected impact if shipped anyway"
         return "What was given up: projected impact if shipped anyway"
     return "Projected business impact"
 
