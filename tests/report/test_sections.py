@@ -342,3 +342,17 @@ def test_the_controller_timeline_shows_each_action_with_what_it_set_and_why():
     assert "automatic" in rows[1][1] and "manual:ana" in rows[2][1]
     # no audit trail (an experiment the controller never touched): no section
     assert "actions" not in _sections_of(from_analysis(fakes.result("roll back", error_lift=0.22)))
+
+
+def test_a_roll_back_whose_primary_also_fell_gives_nothing_up():
+    # a guardrail breach where the primary metric fell too: rolling back avoids a loss
+    fell = from_analysis(fakes.result("roll back", conversion_lift=-0.10, error_lift=0.5))
+    why = " ".join(fell.decision.why)
+    assert "Nothing is given up by rolling back" in why and "Given up by" not in why
+    rose = from_analysis(fakes.result("roll back", conversion_lift=0.10, error_lift=0.5))
+    assert "Given up by rolling back" in " ".join(rose.decision.why)
+
+
+def test_the_cuped_sentence_needs_an_adjusted_readout():
+    model = from_analysis(fakes.result("ship"))  # the option on, no readout adjusted
+    assert not model.cuped
