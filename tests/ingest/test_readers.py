@@ -42,6 +42,18 @@ CHILD = (
 )
 
 
+def _cli_ingest(source: Path, url: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``abkit ingest SOURCE --db URL`` as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "abkit", "ingest", str(source), "--db", url],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 def _ingest_child(path: Path, tmp_path: Path) -> tuple[int, float, str]:
     done = subprocess.run(
         [sys.executable, "-c", CHILD, str(path), f"sqlite:///{tmp_path / 'bomb.db'}"],
@@ -201,14 +213,7 @@ def test_a_directory_or_unreadable_source_is_a_located_data_error(tmp_path):
     with pytest.raises(DataError, match="is a directory") as info:
         ingest(folder, db=url)
     assert info.value.location.file == "exports"
-    result = subprocess.run(
-        [sys.executable, "-m", "abkit", "ingest", str(folder), "--db", url],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = _cli_ingest(folder, url, tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
     assert "is a directory" in result.stderr
@@ -329,14 +334,7 @@ def test_damaged_parquet_pages_and_deep_jsonl_are_located_errors(tmp_path):
     for source in (path, tmp_path / "deep.jsonl"):
         if source.suffix == ".jsonl":
             source.write_text("[" * 100_000 + "\n", encoding="utf-8")
-        result = subprocess.run(
-            [sys.executable, "-m", "abkit", "ingest", str(source), "--db", url],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        result = _cli_ingest(source, url, tmp_path)
         assert result.returncode == 2, result.stderr
         assert source.name in result.stderr and "unexpected error" not in result.stderr
 
